@@ -1,0 +1,137 @@
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BoardOnPty } from '../../emulator/board-on-pty.ts';
+import { FIRMWARE_HEX_PATH } from '../../paths.ts';
+import type { Command } from '../command.ts';
+import { EXIT, UsageError } from '../usage-error.ts';
+
+const help = `Usage: tether emulate [options]
+
+Runs an emulated Arduino Uno (ATmega328P, 16 MHz, avr8js) with tether's firmware, paced to
+real time, and exposes its serial port as a pty that any serial program can open.
+
+Options:
+  --pty <path>         where to create the serial port link (default: ${join(tmpdir(), 'tether-uno')})
+  --hex <file>         application image (default: the shipped firmware/avr/tether.hex)
+  --bootloader <file>  bootloader image (Optiboot); resets then start in the boot section
+  --eeprom <file>      keep the EEPROM in this file across runs (default: in memory)
+  --speed <factor>     emulated seconds per real second (default: 1)
+  --json               print events as JSON lines (for scripts)
+  -h, --help           this help
+
+Commands on standard input, one per line:
+  reset | power-cycle | brown-out | freeze | thaw | unplug | replug
+  pin <0-19> <0|1>     drive an input pin     analog <0-5> <volts>  set an ADC input
+  stats                print counters         help                  list commands`;
+
+export const emulateCommand: Command = {
+  name: 'emulate',
+  summary: 'run an emulated Uno with tether firmware on a pty',
+  help,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        pty: { type: 'string' },
+        hex: { type: 'string' },
+        bootloader: { type: 'string' },
+        eeprom: { type: 'string' },
+        speed: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      console.log(help);
+      return EXIT.ok;
+    }
+    const speed = values.speed === undefined ? 1 : Number(values.speed);
+    if (!(speed > 0) || !Number.isFinite(speed)) throw new UsageError(`--speed must be a positive number, not '${values.speed}'`);
+    const json = values.json;
+    const say = (event: string, fields: Record<string, unknown>, text: string) => {
+      if (json) console.log(JSON.stringify({ event, ...fields }));
+      else console.log(text);
+    };
+
+    const ptyPath = values.pty ?? join(tmpdir(), 'tether-uno');
+    const hexPath = values.hex ?? FIRMWARE_HEX_PATH;
+    const board = await BoardOnPty.start({ hexPath, bootloaderPath: values.bootloader, eepromPath: values.eeprom, ptyPath, speed });
+    const { uno } = board;
+    uno.on('reset', (cause) => say('reset', { cause }, `board reset (${cause})`));
+    uno.on('sleep', (mode) => say('sleep', { mode }, `MCU asleep (${mode})`));
+    uno.on('wake', () => say('wake', {}, 'MCU awake'));
+    uno.on('pin', (pin, high) => {
+      if (json) say('pin', { pin, high }, '');
+    });
+    board.bridge.on('exit', (code) => say('error', { message: `socat exited (${code})` }, `socat exited unexpectedly (code ${code})`));
+    say(
+      'ready',
+      { pty: ptyPath, device: board.bridge.devicePath, hex: hexPath, speed },
+      `tether emulate: Arduino Uno running ${hexPath}\nserial port: ${ptyPath} (-> ${board.bridge.devicePath})\ntype 'help' for commands; Ctrl-C to stop`,
+    );
+
+    const commands: Record<string, (args: string[]) => Promise<void> | void> = {
+      reset: () => uno.reset(),
+      'power-cycle': () => uno.powerCycle(),
+      'brown-out': () => uno.brownOut(),
+      freeze: () => uno.freeze(),
+      thaw: () => uno.thaw(),
+      unplug: async () => {
+        await board.unplug();
+        say('unplugged', {}, 'unplugged');
+      },
+      replug: async () => {
+        await board.replug();
+        say('replugged', { pty: ptyPath }, `plugged in again at ${ptyPath}`);
+      },
+      pin: ([pin, level]) => {
+        const n = Number(pin);
+        if (level !== '0' && level !== '1') throw new UsageError(`pin level must be 0 or 1, not '${level}'`);
+        uno.setDigitalInput(n, level === '1');
+      },
+      analog: ([channel, volts]) => {
+        const v = Number(volts);
+        if (!Number.isFinite(v) || v < 0 || v > 5) throw new UsageError(`volts must be 0-5, not '${volts}'`);
+        uno.setAnalogInput(Number(channel), v);
+      },
+      stats: () => {
+        const stats = uno.stats;
+        say('stats', { ...stats, mode: uno.runMode }, JSON.stringify({ ...stats, mode: uno.runMode }, null, 2));
+      },
+      help: () => console.log(help.slice(help.indexOf('Commands on standard input'))),
+    };
+
+    return await new Promise<number>((resolve) => {
+      let stopping = false;
+      const stop = async () => {
+        if (stopping) return;
+        stopping = true;
+        rl?.close();
+        await board.close();
+        resolve(EXIT.ok);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const rl = process.stdin.isTTY || !process.stdin.readableEnded ? createInterface({ input: process.stdin }) : null;
+      rl?.on('line', async (line) => {
+        const [name, ...args] = line.trim().split(/\s+/);
+        if (!name) return;
+        const handler = commands[name];
+        if (!handler) {
+          say('error', { message: `unknown command '${name}'` }, `unknown command '${name}' (try 'help')`);
+          return;
+        }
+        try {
+          await handler(args);
+          say('ok', { command: name }, json ? '' : 'ok');
+        } catch (err) {
+          say('error', { command: name, message: (err as Error).message }, `error: ${(err as Error).message}`);
+        }
+      });
+    });
+  },
+};

@@ -1,0 +1,40 @@
+import type { Command } from './command.ts';
+import { emulateCommand } from './commands/emulate.ts';
+import { EXIT, UsageError } from './usage-error.ts';
+
+const commands: Command[] = [emulateCommand];
+
+const help = `Usage: tether <command> [options]
+
+tether keeps microcontrollers alive, awake and online.
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join('\n')}
+
+Run 'tether <command> --help' for a command's options.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help);
+    return name ? EXIT.ok : EXIT.usage;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    console.error(`tether: unknown command '${name}'\n\n${help}`);
+    return EXIT.usage;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`tether ${name}: ${e.message}\n\n${command.help}`);
+      return EXIT.usage;
+    }
+    console.error(`tether ${name}: ${e.message}`);
+    return EXIT.failure;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,63 @@
+/** Errors from reading an Intel HEX image, with the line that was wrong. */
+export class IntelHexError extends Error {
+  constructor(message: string, readonly line: number) {
+    super(`Intel HEX line ${line}: ${message}`);
+    this.name = 'IntelHexError';
+  }
+}
+
+/**
+ * Writes the data records of an Intel HEX text into `target` (flash bytes).
+ * Checks every record's checksum: a corrupt image must not half-load silently.
+ * Returns the highest address written + 1.
+ */
+export function loadIntelHex(text: string, target: Uint8Array): number {
+  let base = 0;
+  let end = 0;
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === '') continue;
+    const lineNo = i + 1;
+    if (!line.startsWith(':') || line.length < 11 || line.length % 2 === 0) {
+      throw new IntelHexError('not a record', lineNo);
+    }
+    const bytes = new Uint8Array((line.length - 1) / 2);
+    for (let j = 0; j < bytes.length; j++) {
+      const v = Number.parseInt(line.slice(1 + j * 2, 3 + j * 2), 16);
+      if (Number.isNaN(v)) throw new IntelHexError('bad hex digit', lineNo);
+      bytes[j] = v;
+    }
+    const count = bytes[0]!;
+    if (bytes.length !== count + 5) throw new IntelHexError('length does not match byte count', lineNo);
+    let sum = 0;
+    for (const b of bytes) sum = (sum + b) & 0xff;
+    if (sum !== 0) throw new IntelHexError('checksum mismatch', lineNo);
+    const address = (bytes[1]! << 8) | bytes[2]!;
+    const type = bytes[3]!;
+    const data = bytes.subarray(4, 4 + count);
+    switch (type) {
+      case 0x00: {
+        const at = base + address;
+        if (at + count > target.length) throw new IntelHexError(`data at 0x${at.toString(16)} beyond flash`, lineNo);
+        target.set(data, at);
+        end = Math.max(end, at + count);
+        break;
+      }
+      case 0x01:
+        return end;
+      case 0x02:
+        base = ((data[0]! << 8) | data[1]!) << 4;
+        break;
+      case 0x04:
+        base = ((data[0]! << 8) | data[1]!) << 16;
+        break;
+      case 0x03:
+      case 0x05:
+        break; // start addresses mean nothing to an AVR
+      default:
+        throw new IntelHexError(`unknown record type ${type}`, lineNo);
+    }
+  }
+  return end;
+}
