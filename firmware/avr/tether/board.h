@@ -1,0 +1,19 @@
+// Arduino Uno (ATmega328P) layout as seen through Firmata.
+#pragma once
+#include <stdint.h>
+
+#define TETHER_PIN_COUNT 20      // D0-D13 = 0-13, A0-A5 = 14-19
+#define TETHER_PORT_COUNT 3      // Firmata ports of 8 pins
+#define TETHER_ANALOG_COUNT 6
+#define TETHER_FIRST_ANALOG_PIN 14
+#define TETHER_STATE_SIZE 32     // keepalive state registers
+
+#define TETHER_FW_MAJOR 1
+#define TETHER_FW_MINOR 0
+
+// D0/D1 carry the Firmata link itself and must never be reconfigured.
+static inline bool board_pin_usable(uint8_t pin) { return pin >= 2 && pin < TETHER_PIN_COUNT; }
+static inline bool board_pin_is_analog(uint8_t pin) { return pin >= TETHER_FIRST_ANALOG_PIN && pin < TETHER_PIN_COUNT; }
+static inline bool board_pin_is_pwm(uint8_t pin) {
+  return pin == 3 || pin == 5 || pin == 6 || pin == 9 || pin == 10 || pin == 11;
+}

@@ -1,0 +1,17 @@
+// tether keepalive extension (sysex 0x0D): HELLO, PING/PONG with lease and
+// host-loss detection, state registers, configuration, errors, and the
+// decision to sleep.
+#pragma once
+#include <stdint.h>
+
+#define HELLO_FLAG_STATE_SURVIVED 0x01
+#define HELLO_FLAG_PINS_RESTORED 0x02
+#define HELLO_FLAG_REPLY 0x04
+
+void keepalive_begin(uint8_t reset_cause, uint8_t boot_flags);
+void keepalive_send_hello(bool reply);
+void keepalive_note_rx();  // any received byte counts as serial activity
+// body = sysex body starting with the 0x0D id, length >= 1.
+void keepalive_handle_frame(const uint8_t *body, uint8_t length);
+// Once per main-loop pass: host loss, lease expiry, watchdog kick, sleep.
+void keepalive_poll();

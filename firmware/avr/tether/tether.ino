@@ -1,0 +1,65 @@
+// tether: Firmata 2.5 for the Arduino Uno with a keepalive extension
+// (watchdog, lease, sleep, state that survives a reset). See shared/PROTOCOL.md.
+#include "board.h"
+#include "device_config.h"
+#include "firmata_dispatch.h"
+#include "firmata_parser.h"
+#include "firmata_pins.h"
+#include "keepalive.h"
+#include "noinit_state.h"
+#include "reset_cause.h"
+#include "serial_link.h"
+#include "watchdog.h"
+
+// Bounds the bytes handled per loop pass so reporting and the watchdog
+// kick keep running under a flood of input.
+#define MAX_BYTES_PER_PASS 64
+
+static FirmataParser parser;
+
+void setup();
+void loop();
+
+void setup() {
+  uint8_t cause = reset_cause();  // captured in .init3, watchdog already off
+  device_config_begin();          // increments the boot id
+
+  uint8_t flags = 0;
+  bool soft_reset = (cause & (RESET_CAUSE_WATCHDOG | RESET_CAUSE_EXTERNAL)) &&
+                    !(cause & (RESET_CAUSE_POWER_ON | RESET_CAUSE_BROWN_OUT));
+  if (soft_reset && noinit_valid()) {
+    pins_restore();
+    flags = HELLO_FLAG_STATE_SURVIVED | HELLO_FLAG_PINS_RESTORED;
+  } else {
+    noinit_clear();
+    pins_reset_to_defaults();
+  }
+
+  firmata_parser_init(&parser);
+  serial_link_begin();
+  firmata_send_version();
+  firmata_send_firmware_name();
+  keepalive_begin(cause, flags);
+  keepalive_send_hello(false);
+  watchdog_arm(g_config.watchdog_ms);
+}
+
+void loop() {
+  for (uint8_t n = 0; n < MAX_BYTES_PER_PASS; n++) {
+    int byte = serial_link_read();
+    if (byte < 0) break;
+    keepalive_note_rx();
+    switch (firmata_parser_feed(&parser, (uint8_t)byte)) {
+      case FIRMATA_EVENT_COMMAND:
+        firmata_dispatch_command(parser.command, parser.data);
+        break;
+      case FIRMATA_EVENT_SYSEX:
+        firmata_dispatch_sysex(parser.sysex, parser.sysex_length);
+        break;
+      default:
+        break;
+    }
+  }
+  pins_poll(millis());
+  keepalive_poll();
+}
