@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
+
+export interface EmulatorEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+/** `tether emulate --json` as a child process, the way a user runs it. */
+export class EmulateProcess {
+  readonly events: EmulatorEvent[] = [];
+  private waiters: Array<{ match: (e: EmulatorEvent) => boolean; resolve: (e: EmulatorEvent) => void }> = [];
+  private constructor(
+    readonly child: ChildProcess,
+    readonly ptyPath: string,
+  ) {}
+
+  static async start(extraArgs: string[] = []): Promise<EmulateProcess> {
+    const ptyPath = join(mkdtempSync(join(tmpdir(), 'tether-emulate-')), 'uno');
+    const child = spawn(process.execPath, [CLI, 'emulate', '--pty', ptyPath, '--json', ...extraArgs], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const proc = new EmulateProcess(child, ptyPath);
+    let buffered = '';
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (!line) continue;
+        const event = JSON.parse(line) as EmulatorEvent;
+        proc.events.push(event);
+        proc.waiters = proc.waiters.filter((w) => (w.match(event) ? (w.resolve(event), false) : true));
+      }
+    });
+    const ready = proc.waitFor((e) => e.event === 'ready', 15_000);
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => reject(new Error(`tether emulate exited early (${code}): ${stderr}`))),
+    );
+    await Promise.race([ready, exited]);
+    exited.catch(() => {});
+    return proc;
+  }
+
+  waitFor(match: (e: EmulatorEvent) => boolean, timeoutMs = 5000): Promise<EmulatorEvent> {
+    const seen = this.events.find(match);
+    if (seen) return Promise.resolve(seen);
+    return this.nextEvent(match, timeoutMs);
+  }
+
+  /** The first matching event from now on. */
+  nextEvent(match: (e: EmulatorEvent) => boolean, timeoutMs = 5000): Promise<EmulatorEvent> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching emulator event within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        match,
+        resolve: (e) => {
+          clearTimeout(timer);
+          resolve(e);
+        },
+      });
+    });
+  }
+
+  command(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    return await new Promise((resolve) => {
+      this.child.once('exit', (code) => resolve(code));
+      this.child.kill('SIGTERM');
+    });
+  }
+}
