@@ -1,0 +1,266 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FirmwareHarness, firmata } from '../support/firmware-harness.ts';
+import { encodeFrame } from '../../shared/protocol/index.ts';
+
+// The real firmware (firmware/avr/tether.hex) in the emulator, in emulated time.
+
+function bootedBoard(options: { eepromPath?: string } = {}) {
+  const board = new FirmwareHarness(options);
+  const hello = board.next('hello', 1000);
+  return { board, hello };
+}
+
+describe('firmware keepalive extension', () => {
+  it('announces itself on boot: Firmata version, firmware name, then HELLO', () => {
+    const { board, hello } = bootedBoard();
+    expect(board.firmata.slice(0, 3)).toEqual([0xf9, 2, 5]);
+    const name = board.firmata.indexOf(0x79);
+    expect(board.firmata[name - 1]).toBe(0xf0);
+    expect(hello).toMatchObject({
+      name: 'tether',
+      reply: false,
+      resetCauses: ['power-on'],
+      stateSurvived: false,
+      pinsRestored: false,
+      stateSize: 32,
+      watchdogMs: 2000,
+      policy: 'stay',
+      capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true },
+    });
+  });
+
+  it('answers HELLO_REQUEST with a HELLO marked as a reply', () => {
+    const { board, hello } = bootedBoard();
+    board.send({ type: 'hello-request' });
+    const reply = board.next('hello', 200);
+    expect(reply.reply).toBe(true);
+    expect(reply.bootId).toBe(hello.bootId);
+  });
+
+  it('counts boots in EEPROM across resets and power cycles', () => {
+    const eepromPath = join(mkdtempSync(join(tmpdir(), 'tether-eeprom-')), 'eeprom.bin');
+    const { board, hello } = bootedBoard({ eepromPath });
+    board.uno.reset();
+    const second = board.next('hello', 1000);
+    board.uno.powerCycle();
+    const third = board.next('hello', 1000);
+    expect([second.bootId - hello.bootId, third.bootId - second.bootId]).toEqual([1, 1]);
+    expect(second.resetCauses).toContain('external');
+    board.uno.stop(); // writes the EEPROM file
+    const { hello: afterRestart } = bootedBoard({ eepromPath });
+    expect(afterRestart.bootId).toBe(third.bootId + 1);
+  });
+
+  it('round-trips PING/PONG with the same sequence, a rising uptime and the lease', () => {
+    const { board, hello } = bootedBoard();
+    const first = board.ping(1, 0);
+    board.uno.advance(100);
+    const second = board.ping(16383, 5000);
+    expect(first.bootId).toBe(hello.bootId);
+    expect(second.uptimeMs - first.uptimeMs).toBeGreaterThanOrEqual(100);
+    expect(first.leaseActive).toBe(false);
+    expect(second.leaseActive).toBe(true);
+    expect(second.leaseRemainingMs).toBeGreaterThan(4900);
+    expect(second.leaseRemainingMs).toBeLessThanOrEqual(5000);
+  });
+
+  it('a frozen MCU is reset by its watchdog, and the next HELLO says so', () => {
+    const { board } = bootedBoard();
+    board.ping(1);
+    board.uno.freeze();
+    const mark = board.mark();
+    board.uno.advance(1500);
+    expect(board.since(mark)).toEqual([]); // hung: silent, and not yet reset
+    const hello = board.next('hello', 1500);
+    expect(hello.resetCauses).toContain('watchdog');
+    expect(board.uno.stats.resets.watchdog).toBe(1);
+  });
+
+  it('a watchdog reset keeps the state registers and the pin outputs', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'state-write', offset: 4, data: Uint8Array.from([1, 2, 3, 250]) });
+    expect([...board.next('state-data', 200).data]).toEqual([1, 2, 3, 250]);
+    board.sendRaw([...firmata.setPinMode(13, firmata.MODE.OUTPUT), ...firmata.setDigitalPin(13, 1)]);
+    board.runUntil(() => board.uno.digitalOutput(13) === true, 100);
+
+    board.uno.freeze();
+    const hello = board.next('hello', 3000);
+    expect(hello).toMatchObject({ stateSurvived: true, pinsRestored: true });
+    expect(hello.resetCauses).toContain('watchdog');
+    expect(board.uno.digitalOutput(13)).toBe(true);
+    expect([...board.readState(4, 4)]).toEqual([1, 2, 3, 250]);
+  });
+
+  it('a power cycle loses the registers and the pin outputs, and HELLO says so', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'state-write', offset: 0, data: Uint8Array.from([9, 9]) });
+    board.next('state-data', 200);
+    board.sendRaw([...firmata.setPinMode(13, firmata.MODE.OUTPUT), ...firmata.setDigitalPin(13, 1)]);
+    board.runUntil(() => board.uno.digitalOutput(13) === true, 100);
+
+    board.uno.powerCycle();
+    const hello = board.next('hello', 1000);
+    expect(hello).toMatchObject({ stateSurvived: false, pinsRestored: false, resetCauses: ['power-on'] });
+    // Back to Firmata defaults (StandardFirmata boots digital pins as low outputs), not HIGH.
+    expect(board.uno.digitalOutput(13)).not.toBe(true);
+    expect([...board.readState(0, 2)]).toEqual([0, 0]);
+  });
+
+  it('a brown-out is treated like a power cycle: no state trusted', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'state-write', offset: 0, data: Uint8Array.from([7]) });
+    board.next('state-data', 200);
+    board.uno.brownOut();
+    const hello = board.next('hello', 1000);
+    expect(hello.resetCauses).toContain('brown-out');
+    expect(hello.stateSurvived).toBe(false);
+    expect([...board.readState(0, 1)]).toEqual([0]);
+  });
+
+  it('stores CONFIG in EEPROM and rounds the watchdog down to a supported step', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'config-set', config: { watchdogMs: 1100, policy: 'reset', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 400 } });
+    expect(board.next('config', 200).config).toEqual({ watchdogMs: 1000, policy: 'reset', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 400 });
+    board.uno.powerCycle();
+    const hello = board.next('hello', 1000);
+    expect(hello).toMatchObject({ watchdogMs: 1000, policy: 'reset' });
+  });
+
+  it('with policy reset, a lost host makes the device reset itself', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'config-set', config: { watchdogMs: 500, policy: 'reset', hostTimeoutMs: 300, sleepMs: 8000, awakeMs: 1000 } });
+    board.next('config', 200);
+    board.ping(1, 0);
+    const hello = board.next('hello', 2000);
+    expect(hello.resetCauses).toContain('watchdog');
+  });
+});
+
+describe('firmware sleep and keep-awake lease', () => {
+  function sleepyBoard() {
+    const { board } = bootedBoard();
+    board.send({ type: 'config-set', config: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 } });
+    board.next('config', 200);
+    return board;
+  }
+
+  it('sleeps with no lease, measured by the emulator, and wakes on RX with AWAKE', () => {
+    const board = sleepyBoard();
+    const sleeping = board.next('sleeping', 1000);
+    expect(sleeping.durationMs).toBe(3000);
+    expect(sleeping.wakeSources).toEqual(expect.arrayContaining(['timer', 'serial']));
+    board.runUntil(() => board.uno.runMode === 'sleeping', 100);
+    board.uno.advance(1000);
+    expect(board.uno.stats.asleepMs).toBeGreaterThan(900);
+    expect(board.uno.stats.lastSleepMode).toBe('power-down');
+
+    board.sendRaw([0x00]); // the wake byte
+    const awake = board.next('awake', 300);
+    expect(awake.wakeCauses).toEqual(['serial']);
+    expect(awake.sleptMs).toBeGreaterThan(700);
+    expect(awake.sleptMs).toBeLessThan(1300);
+    // Awake again: it answers, and its clock counted the time asleep.
+    const pong = board.ping(5, 0);
+    expect(pong.uptimeMs).toBeGreaterThan(1000);
+  });
+
+  it('wakes by itself after sleep_ms and goes back to sleep while nobody holds a lease', () => {
+    const board = sleepyBoard();
+    board.next('sleeping', 1000);
+    const awake = board.next('awake', 4000);
+    expect(awake.wakeCauses).toEqual(['timer']);
+    expect(awake.sleptMs).toBeGreaterThanOrEqual(2750);
+    board.next('sleeping', 1000);
+    expect(board.uno.stats.sleeps).toBeGreaterThanOrEqual(2);
+  });
+
+  it('never sleeps while a lease is held', () => {
+    const board = sleepyBoard();
+    for (let seq = 1; seq <= 20; seq++) {
+      expect(board.ping(seq, 1000).leaseActive).toBe(true);
+      board.uno.advance(250);
+    }
+    expect(board.uno.stats.sleeps).toBe(0);
+    expect(board.uno.stats.asleepMs).toBe(0);
+    expect(board.since(0, 'sleeping')).toEqual([]);
+    // Released: it may sleep now.
+    const pong = board.ping(21, 0);
+    expect(pong.sleepPending).toBe(true);
+    board.next('sleeping', 1000);
+  });
+});
+
+describe('firmware under garbage input', () => {
+  // A fixed-seed generator: the garbage is random but the test is repeatable.
+  function lcg(seed: number) {
+    let s = seed >>> 0;
+    return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
+  }
+
+  it('survives random bytes, truncated and oversize sysex, bad frames, with state intact', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'state-write', offset: 0, data: Uint8Array.from([0x11, 0x22, 0x33]) });
+    board.next('state-data', 200);
+    board.sendRaw([...firmata.setPinMode(13, firmata.MODE.OUTPUT), ...firmata.setDigitalPin(13, 1)]);
+    board.runUntil(() => board.uno.digitalOutput(13) === true, 100);
+    const errorsBefore = board.since(0, 'error').length;
+
+    const next = lcg(42);
+    for (let round = 0; round < 20; round++) {
+      // Random bytes, but never 0xFF (SYSTEM_RESET is a legitimate command) nor pin-changing commands.
+      const noise = Array.from({ length: 40 }, () => next()).filter((b) => b !== 0xff && (b < 0x90 || b > 0x9f) && b !== 0xf4 && b !== 0xf5 && (b < 0xe0 || b > 0xef));
+      board.sendRaw(noise);
+      board.uno.advance(20);
+    }
+    const ping = encodeFrame({ type: 'ping', seq: 7, leaseMs: 0 });
+    board.sendRaw(ping.slice(0, 6)); // truncated: cut by the next command byte
+    board.sendRaw([0xf0, 0x0d, ...Array.from({ length: 200 }, (_, i) => i & 0x7f), 0xf7]); // oversize
+    const badCrc = Uint8Array.from(ping);
+    badCrc[badCrc.length - 3] ^= 0x01;
+    board.sendRaw(badCrc);
+    board.sendRaw([0xf0, 0x0d, 0x02, 0x3f, 0x00, 0x00, 0xf7]); // wrong version
+    board.uno.advance(200);
+
+    const pong = board.ping(100, 0);
+    expect(pong.seq).toBe(100);
+    expect(board.since(0, 'error').length).toBeGreaterThan(errorsBefore);
+    expect(board.uno.stats.resets.watchdog).toBe(0);
+    expect(board.uno.digitalOutput(13)).toBe(true);
+    expect([...board.readState(0, 3)]).toEqual([0x11, 0x22, 0x33]);
+  });
+
+  it('answers each kind of bad frame with a typed ERROR', () => {
+    const { board } = bootedBoard();
+    const good = encodeFrame({ type: 'state-read', offset: 0, length: 1 });
+    const badCrc = Uint8Array.from(good);
+    badCrc[badCrc.length - 3] ^= 0x04;
+    board.sendRaw(badCrc);
+    expect(board.next('error', 200).code).toBe('bad-crc');
+    // STATE_READ past the 32 registers: length 16 at offset 30.
+    board.sendRaw(frameWithPayload(0x03, [30, 16]));
+    expect(board.next('error', 200)).toMatchObject({ code: 'out-of-range', offendingType: 0x03 });
+    board.sendRaw(frameWithPayload(0x3e, []));
+    expect(board.next('error', 200)).toMatchObject({ code: 'unknown-type' });
+    board.sendRaw(frameWithPayload(0x02, [1, 2])); // PING too short
+    expect(board.next('error', 200)).toMatchObject({ code: 'bad-length', offendingType: 0x02 });
+  });
+});
+
+function crc8(bytes: number[]): number {
+  let crc = 0;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let i = 0; i < 8; i++) crc = crc & 0x80 ? ((crc << 1) ^ 0x07) & 0xff : (crc << 1) & 0xff;
+  }
+  return crc;
+}
+
+/** A well-formed frame with any type and payload, to reach the firmware's own checks. */
+function frameWithPayload(type: number, payload: number[]): number[] {
+  const covered = [0x01, type, ...payload];
+  const crc = crc8(covered);
+  return [0xf0, 0x0d, ...covered, crc & 0x7f, crc >> 7, 0xf7];
+}
