@@ -256,18 +256,24 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   private execute(machine: UnoMachine, limit: number): void {
     const { cpu } = machine;
     const progMem = cpu.progMem;
+    // Imported bindings are read through getters under tsx; keep the hot loop on locals.
+    const sleepOp = OPCODE.SLEEP;
+    const spmOp = OPCODE.SPM;
+    const spmIncOp = OPCODE.SPM_Z_INC;
+    const smcr = REG.SMCR;
+    const instruction = avrInstruction;
     while (cpu.cycles < limit) {
       const opcode = progMem[cpu.pc];
-      if (opcode === OPCODE.SLEEP && cpu.data[REG.SMCR]! & 0x01) {
+      if (opcode === sleepOp && cpu.data[smcr]! & 0x01) {
         cpu.pc += 1;
         cpu.cycles += 1;
         this.enterSleep(sleepModeFromSmcr(cpu.data[REG.SMCR]!));
         return;
       }
-      if (opcode === OPCODE.SPM || opcode === OPCODE.SPM_Z_INC) {
-        machine.selfProgramming.execute(opcode === OPCODE.SPM_Z_INC);
+      if (opcode === spmOp || opcode === spmIncOp) {
+        machine.selfProgramming.execute(opcode === spmIncOp);
       } else {
-        avrInstruction(cpu);
+        instruction(cpu);
       }
       cpu.tick();
       if (machine.watchdogResetRequested) return;
