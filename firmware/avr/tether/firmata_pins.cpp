@@ -61,9 +61,11 @@ static void send_analog(uint8_t channel) {
 void pins_reset_to_defaults() {
   for (uint8_t pin = 0; pin < TETHER_PIN_COUNT; pin++) {
     if (board_pin_usable(pin)) {
-      // As StandardFirmata: analog-capable pins in ANALOG (firmata.js starts
-      // analog reads without sending SET_PIN_MODE), the rest OUTPUT low.
-      g_noinit.pin_mode[pin] = board_pin_is_analog(pin) ? FIRMATA_MODE_ANALOG : FIRMATA_MODE_OUTPUT;
+      // Analog-capable pins in ANALOG, as StandardFirmata (firmata.js starts
+      // analog reads without sending SET_PIN_MODE). Unlike StandardFirmata the
+      // rest are INPUT, not OUTPUT low: after a power cycle nothing is driven
+      // until the host asks, just as on a freshly reset MCU.
+      g_noinit.pin_mode[pin] = board_pin_is_analog(pin) ? FIRMATA_MODE_ANALOG : FIRMATA_MODE_INPUT;
     } else {
       g_noinit.pin_mode[pin] = FIRMATA_MODE_IGNORE;
     }
