@@ -22,12 +22,8 @@ export function loadIntelHex(text: string, target: Uint8Array): number {
     if (!line.startsWith(':') || line.length < 11 || line.length % 2 === 0) {
       throw new IntelHexError('not a record', lineNo);
     }
-    const bytes = new Uint8Array((line.length - 1) / 2);
-    for (let j = 0; j < bytes.length; j++) {
-      const v = Number.parseInt(line.slice(1 + j * 2, 3 + j * 2), 16);
-      if (Number.isNaN(v)) throw new IntelHexError('bad hex digit', lineNo);
-      bytes[j] = v;
-    }
+    if (!/^:[0-9A-Fa-f]+$/.test(line)) throw new IntelHexError('bad hex digit', lineNo);
+    const bytes = Uint8Array.from(Buffer.from(line.slice(1), 'hex'));
     const count = bytes[0]!;
     if (bytes.length !== count + 5) throw new IntelHexError('length does not match byte count', lineNo);
     let sum = 0;
