@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SerialPort } from 'serialport';
+import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { encodeFrame, KeepaliveFrameParser } from '../../shared/protocol/index.ts';
+import type { DeviceMessage } from '../../shared/protocol/messages.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+async function openClient(path: string) {
+  const port = new SerialPort({ path, baudRate: 57600, autoOpen: false });
+  await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
+  const messages: DeviceMessage[] = [];
+  const parser = port.pipe(new KeepaliveFrameParser());
+  parser.on('data', (event: { kind: string; message?: DeviceMessage }) => {
+    if (event.kind === 'message') messages.push(event.message!);
+  });
+  const waitFor = async <T extends DeviceMessage['type']>(type: T, timeoutMs = 5000): Promise<Extract<DeviceMessage, { type: T }>> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const found = messages.find((m) => m.type === type);
+      if (found) {
+        messages.splice(messages.indexOf(found), 1);
+        return found as Extract<DeviceMessage, { type: T }>;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`no ${type} within ${timeoutMs} ms`);
+  };
+  const close = () => new Promise<void>((resolve) => port.close(() => resolve()));
+  return { port, waitFor, close };
+}
+
+describe('emulated board on a pty (real time, real serialport)', () => {
+  it('serves the firmware on a pty, survives unplug/replug, and leaves no handles behind', async () => {
+    const baseline = activeResources();
+    const ptyPath = join(mkdtempSync(join(tmpdir(), 'tether-pty-')), 'uno');
+    const board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath });
+    expect(existsSync(ptyPath)).toBe(true);
+
+    const client = await openClient(ptyPath);
+    client.port.write(encodeFrame({ type: 'hello-request' }));
+    const hello = await client.waitFor('hello');
+    client.port.write(encodeFrame({ type: 'ping', seq: 42, leaseMs: 1000 }));
+    const pong = await client.waitFor('pong');
+    expect(pong).toMatchObject({ type: 'pong', seq: 42, leaseActive: true });
+    await client.close();
+
+    await board.unplug();
+    expect(existsSync(ptyPath)).toBe(false);
+    await board.replug();
+    expect(existsSync(ptyPath)).toBe(true);
+    const again = await openClient(ptyPath);
+    again.port.write(encodeFrame({ type: 'hello-request' }));
+    const after = await again.waitFor('hello');
+    expect(after.bootId).toBe(hello.bootId + 1);
+    expect(after.resetCauses).toEqual(['power-on']);
+    await again.close();
+
+    await board.close();
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+
+  it('reports a clear error when the firmware image is missing', async () => {
+    await expect(BoardOnPty.start({ hexPath: '/nonexistent/tether.hex', ptyPath: join(tmpdir(), 'never') })).rejects.toThrow(
+      'firmware image not found: /nonexistent/tether.hex',
+    );
+  });
+});
