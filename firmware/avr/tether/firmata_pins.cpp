@@ -5,6 +5,14 @@
 #include "noinit_state.h"
 #include "serial_link.h"
 
+// Internal mode of a digital pin nobody has configured since power-on or
+// SYSTEM_RESET: high-Z like INPUT (and reported as INPUT), but not reported
+// as an input, and a write of 1 turns it into an OUTPUT. StandardFirmata
+// instead starts such pins as OUTPUT low; Johnny-Five's Relay relies on that
+// (it writes without setting a mode), and this keeps it working without
+// driving any pin before the host asks.
+#define MODE_UNCLAIMED 0x7E
+
 static uint8_t last_port_value[TETHER_PORT_COUNT];
 static uint32_t last_sample_ms;
 
@@ -30,6 +38,7 @@ static void apply_pin(uint8_t pin) {
       pinMode(pin, INPUT_PULLUP);
       break;
     case FIRMATA_MODE_ANALOG:
+    case MODE_UNCLAIMED:
       pinMode(pin, INPUT);  // also turns the pull-up off
       break;
     default:
@@ -62,10 +71,8 @@ void pins_reset_to_defaults() {
   for (uint8_t pin = 0; pin < TETHER_PIN_COUNT; pin++) {
     if (board_pin_usable(pin)) {
       // Analog-capable pins in ANALOG, as StandardFirmata (firmata.js starts
-      // analog reads without sending SET_PIN_MODE). Unlike StandardFirmata the
-      // rest are INPUT, not OUTPUT low: after a power cycle nothing is driven
-      // until the host asks, just as on a freshly reset MCU.
-      g_noinit.pin_mode[pin] = board_pin_is_analog(pin) ? FIRMATA_MODE_ANALOG : FIRMATA_MODE_INPUT;
+      // analog reads without sending SET_PIN_MODE); the rest unclaimed.
+      g_noinit.pin_mode[pin] = board_pin_is_analog(pin) ? FIRMATA_MODE_ANALOG : MODE_UNCLAIMED;
     } else {
       g_noinit.pin_mode[pin] = FIRMATA_MODE_IGNORE;
     }
@@ -117,11 +124,18 @@ void pins_write_port(uint8_t port, uint8_t bits) {
     uint8_t pin = port * 8 + i;
     if (pin >= TETHER_PIN_COUNT) break;
     uint8_t mode = g_noinit.pin_mode[pin];
-    // OUTPUT pins take the bit; on INPUT pins it switches the pull-up
-    // (Firmata's backwards-compatible meaning). Other modes are untouched.
-    if (mode != FIRMATA_MODE_OUTPUT && mode != FIRMATA_MODE_INPUT) continue;
     uint8_t value = (bits >> i) & 1;
-    if (g_noinit.pin_value[pin] == value) continue;
+    // OUTPUT pins take the bit; on INPUT pins it switches the pull-up
+    // (Firmata's backwards-compatible meaning); an unclaimed pin becomes an
+    // OUTPUT only when set to 1, so writing a neighbour leaves it high-Z.
+    // Other modes are untouched.
+    if (mode == MODE_UNCLAIMED && value) {
+      g_noinit.pin_mode[pin] = FIRMATA_MODE_OUTPUT;
+    } else if (mode != FIRMATA_MODE_OUTPUT && mode != FIRMATA_MODE_INPUT) {
+      continue;
+    } else if (g_noinit.pin_value[pin] == value) {
+      continue;
+    }
     g_noinit.pin_value[pin] = value;
     apply_pin(pin);
     changed = true;
@@ -130,7 +144,9 @@ void pins_write_port(uint8_t port, uint8_t bits) {
 }
 
 void pins_write_digital(uint8_t pin, uint8_t value) {
-  if (!board_pin_usable(pin) || g_noinit.pin_mode[pin] != FIRMATA_MODE_OUTPUT) return;
+  if (!board_pin_usable(pin)) return;
+  if (g_noinit.pin_mode[pin] == MODE_UNCLAIMED) g_noinit.pin_mode[pin] = FIRMATA_MODE_OUTPUT;
+  if (g_noinit.pin_mode[pin] != FIRMATA_MODE_OUTPUT) return;
   g_noinit.pin_value[pin] = value ? 1 : 0;
   noinit_commit();
   apply_pin(pin);
@@ -211,7 +227,8 @@ void pins_send_pin_state(uint8_t pin) {
   serial_link_write(FIRMATA_START_SYSEX);
   serial_link_write(FIRMATA_PIN_STATE_RESPONSE);
   serial_link_write(pin);
-  serial_link_write(g_noinit.pin_mode[pin]);
+  uint8_t mode = g_noinit.pin_mode[pin];
+  serial_link_write(mode == MODE_UNCLAIMED ? FIRMATA_MODE_INPUT : mode);
   uint8_t value = g_noinit.pin_value[pin];
   serial_link_write(value & 0x7F);
   if (value > 0x7F) serial_link_write(value >> 7);

@@ -5,7 +5,7 @@
 
 #define FIRMATA_DEFAULT_SAMPLING_MS 19
 
-void pins_reset_to_defaults();  // D2-D13 INPUT, A0-A5 ANALOG, reporting off
+void pins_reset_to_defaults();  // D2-D13 high-Z (unclaimed), A0-A5 ANALOG, reporting off
 void pins_restore();            // re-applies the no-init block to the hardware
 
 void pins_set_mode(uint8_t pin, uint8_t mode);
