@@ -10,6 +10,7 @@
 
 #define TETHER_FW_MAJOR 1
 #define TETHER_FW_MINOR 0
+#define TETHER_FW_NAME "tether"  // Firmata REPORT_FIRMWARE and keepalive HELLO
 
 // D0/D1 carry the Firmata link itself and must never be reconfigured.
 static inline bool board_pin_usable(uint8_t pin) { return pin >= 2 && pin < TETHER_PIN_COUNT; }

@@ -6,7 +6,7 @@
 #include "keepalive.h"
 #include "serial_link.h"
 
-static const char firmware_name[] PROGMEM = "tether";
+static const char firmware_name[] PROGMEM = TETHER_FW_NAME;
 
 void firmata_send_version() {
   serial_link_write(FIRMATA_REPORT_VERSION);

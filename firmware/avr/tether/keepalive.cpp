@@ -38,7 +38,7 @@
 #define CAPABILITIES 0x0F  // watchdog, sleep, state registers, pin restore
 #define STATE_CHUNK_MAX 16
 
-static const char firmware_name[] PROGMEM = "tether";
+static const char firmware_name[] PROGMEM = TETHER_FW_NAME;
 
 static uint8_t boot_reset_cause;
 static uint8_t hello_flags;
@@ -150,12 +150,12 @@ static void handle_state_write(FrameReader *r) {
     send_error(ERR_BAD_LENGTH, MSG_STATE_WRITE);
     return;
   }
-  // Decode into a scratch copy first: a bad septet must leave the registers untouched.
-  uint8_t data[STATE_CHUNK_MAX];
   if (!state_range_ok(offset, length)) {
     send_error(ERR_OUT_OF_RANGE, MSG_STATE_WRITE);
     return;
   }
+  // Decode into a scratch copy first: a bad septet must leave the registers untouched.
+  uint8_t data[STATE_CHUNK_MAX];
   for (uint8_t i = 0; i < length; i++) data[i] = frame_read_byte(r);
   if (r->out_of_range) {
     send_error(ERR_OUT_OF_RANGE, MSG_STATE_WRITE);

@@ -29,7 +29,7 @@ SleepResult sleep_manager_sleep(uint32_t max_ms, uint16_t watchdog_ms) {
   // Watchdog in interrupt-only mode (WDE clear): a timeout wakes, never resets.
   wdt_reset();
   WDTCSR = _BV(WDCE) | _BV(WDE);
-  WDTCSR = _BV(WDIE) | _BV(WDP2);  // 250 ms
+  WDTCSR = _BV(WDIE) | _BV(WDP2);  // WDTO_250MS, SLEEP_CHUNK_MS
   set_sleep_mode(SLEEP_MODE_PWR_DOWN);
 
   for (;;) {

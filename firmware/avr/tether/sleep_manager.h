@@ -7,7 +7,9 @@
 #define WAKE_SERIAL 0x02
 #define WAKE_PIN_CHANGE 0x04
 
-#define SLEEP_CHUNK_MS 250
+// The "250 ms" watchdog period is 32768 cycles of the nominal 128 kHz
+// watchdog oscillator, i.e. 256 ms; counting 256 keeps millis() closer.
+#define SLEEP_CHUNK_MS 256
 
 struct SleepResult {
   uint32_t slept_ms;
