@@ -3,6 +3,7 @@
 # installs system packages and npm dependencies, rebuilds the firmware and checks the
 # committed hex, type-checks, then runs every test. CI runs exactly this.
 set -euo pipefail
+[ "${CI:-}" = true ] && export NO_COLOR=1
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients)
