@@ -177,6 +177,17 @@ describe('firmware sleep and keep-awake lease', () => {
     expect(board.uno.stats.sleeps).toBeGreaterThanOrEqual(2);
   });
 
+  it('PINGs without a lease do not keep it awake (only a lease or other commands do)', () => {
+    const board = sleepyBoard();
+    let asleep = false;
+    for (let seq = 1; seq <= 10 && !asleep; seq++) {
+      board.send({ type: 'ping', seq, leaseMs: 0 });
+      board.uno.advance(100);
+      asleep = board.uno.runMode === 'sleeping';
+    }
+    expect(asleep).toBe(true);
+  });
+
   it('never sleeps while a lease is held', () => {
     const board = sleepyBoard();
     for (let seq = 1; seq <= 20; seq++) {

@@ -3,6 +3,7 @@
 #include <avr/pgmspace.h>
 #include "board.h"
 #include "device_config.h"
+#include "firmata_constants.h"
 #include "keepalive_frame.h"
 #include "noinit_state.h"
 #include "serial_link.h"
@@ -61,6 +62,10 @@ void keepalive_begin(uint8_t reset_cause, uint8_t boot_flags) {
 }
 
 void keepalive_note_rx() { quiet_since_ms = millis(); }
+
+bool keepalive_is_ping(const uint8_t *body, uint8_t length) {
+  return length >= 3 && body[0] == FIRMATA_SYSEX_TETHER && body[2] == MSG_PING;
+}
 
 void keepalive_send_hello(bool reply) {
   frame_begin(MSG_HELLO);

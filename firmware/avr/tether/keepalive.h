@@ -10,7 +10,8 @@
 
 void keepalive_begin(uint8_t reset_cause, uint8_t boot_flags);
 void keepalive_send_hello(bool reply);
-void keepalive_note_rx();  // any received byte counts as serial activity
+void keepalive_note_rx();  // a received command counts as activity (defers sleep)
+bool keepalive_is_ping(const uint8_t *body, uint8_t length);  // sysex body is a keepalive PING
 // body = sysex body starting with the 0x0D id, length >= 1.
 void keepalive_handle_frame(const uint8_t *body, uint8_t length);
 // Once per main-loop pass: host loss, lease expiry, watchdog kick, sleep.

@@ -48,12 +48,14 @@ void loop() {
   for (uint8_t n = 0; n < MAX_BYTES_PER_PASS; n++) {
     int byte = serial_link_read();
     if (byte < 0) break;
-    keepalive_note_rx();
     switch (firmata_parser_feed(&parser, (uint8_t)byte)) {
       case FIRMATA_EVENT_COMMAND:
+        keepalive_note_rx();
         firmata_dispatch_command(parser.command, parser.data);
         break;
       case FIRMATA_EVENT_SYSEX:
+        // A host's PING must not keep the device awake by itself: only the lease does.
+        if (!keepalive_is_ping(parser.sysex, parser.sysex_length)) keepalive_note_rx();
         firmata_dispatch_sysex(parser.sysex, parser.sysex_length);
         break;
       default:
