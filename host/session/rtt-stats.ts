@@ -1,0 +1,146 @@
+/**
+ * Round-trip times of PING/PONG for status output and metrics: the last N samples for exact
+ * percentiles, plus TCP-style smoothed RTT and RTT variation (RFC 6298) that follow trends
+ * without the window's memory.
+ */
+
+export interface RttStatsOptions {
+  /** Samples kept for mean/percentiles/min/max (integer > 0). Default 256. */
+  windowSize?: number;
+  /** Gain of the smoothed RTT (RFC 6298 alpha). Default 1/8. */
+  alpha?: number;
+  /** Gain of the RTT variation (RFC 6298 beta). Default 1/4. */
+  beta?: number;
+}
+
+/**
+ * Window statistics (count, mean, p50, p99, min, max) cover the last `windowSize` samples.
+ * With no samples every statistic is NaN (a number, so it formats and compares without
+ * special cases; check `count` first where that matters).
+ */
+export class RttStats {
+  readonly windowSize: number;
+  private readonly alpha: number;
+  private readonly beta: number;
+  private readonly samples: number[] = [];
+  private nextSlot = 0;
+  private sorted: number[] | null = null;
+  private lastSample = Number.NaN;
+  private srtt = Number.NaN;
+  private rttvar = Number.NaN;
+  private totalCount = 0;
+
+  constructor(options: RttStatsOptions = {}) {
+    this.windowSize = options.windowSize ?? 256;
+    this.alpha = options.alpha ?? 1 / 8;
+    this.beta = options.beta ?? 1 / 4;
+    if (!Number.isInteger(this.windowSize) || this.windowSize <= 0) {
+      throw new RangeError(`windowSize must be an integer > 0, got ${String(this.windowSize)}`);
+    }
+    for (const [what, gain] of [['alpha', this.alpha], ['beta', this.beta]] as const) {
+      if (!(gain > 0 && gain <= 1)) throw new RangeError(`${what} must be in (0, 1], got ${String(gain)}`);
+    }
+  }
+
+  /** Records one RTT in ms (finite, >= 0; anything else is a caller bug and throws a RangeError). */
+  add(ms: number): void {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+      throw new RangeError(`RTT must be a finite number >= 0, got ${String(ms)}`);
+    }
+    if (this.samples.length < this.windowSize) {
+      this.samples.push(ms);
+    } else {
+      this.samples[this.nextSlot] = ms;
+      this.nextSlot = (this.nextSlot + 1) % this.windowSize;
+    }
+    this.sorted = null;
+    this.lastSample = ms;
+    this.totalCount++;
+    if (this.totalCount === 1) {
+      // RFC 6298 2.2: the first measurement seeds SRTT = R, RTTVAR = R / 2.
+      this.srtt = ms;
+      this.rttvar = ms / 2;
+    } else {
+      // RFC 6298 2.3: RTTVAR uses the SRTT from before this sample.
+      this.rttvar = (1 - this.beta) * this.rttvar + this.beta * Math.abs(this.srtt - ms);
+      this.srtt = (1 - this.alpha) * this.srtt + this.alpha * ms;
+    }
+  }
+
+  /** Forgets every sample and the smoothed values. */
+  reset(): void {
+    this.samples.length = 0;
+    this.nextSlot = 0;
+    this.sorted = null;
+    this.lastSample = this.srtt = this.rttvar = Number.NaN;
+    this.totalCount = 0;
+  }
+
+  /** Samples in the window. */
+  get count(): number {
+    return this.samples.length;
+  }
+
+  /** Samples ever added (since construction or reset()). */
+  get total(): number {
+    return this.totalCount;
+  }
+
+  /** Most recent sample. */
+  get last(): number {
+    return this.lastSample;
+  }
+
+  get mean(): number {
+    if (this.samples.length === 0) return Number.NaN;
+    let sum = 0;
+    for (const s of this.samples) sum += s;
+    return sum / this.samples.length;
+  }
+
+  get min(): number {
+    return this.sortedSamples()[0] ?? Number.NaN;
+  }
+
+  get max(): number {
+    const sorted = this.sortedSamples();
+    return sorted[sorted.length - 1] ?? Number.NaN;
+  }
+
+  get p50(): number {
+    return this.percentile(50);
+  }
+
+  get p99(): number {
+    return this.percentile(99);
+  }
+
+  /** Smoothed RTT (TCP SRTT): EWMA with gain alpha. */
+  get smoothed(): number {
+    return this.srtt;
+  }
+
+  /** RTT variation (TCP RTTVAR): EWMA of |SRTT - sample| with gain beta. */
+  get jitter(): number {
+    return this.rttvar;
+  }
+
+  /**
+   * Nearest-rank percentile over the window: the smallest sample with at least p% of the
+   * samples at or below it. Always an actual sample, never an interpolation. p in (0, 100].
+   */
+  percentile(p: number): number {
+    if (!(p > 0 && p <= 100)) throw new RangeError(`percentile must be in (0, 100], got ${String(p)}`);
+    const sorted = this.sortedSamples();
+    if (sorted.length === 0) return Number.NaN;
+    // p * n first: (p / 100) * n can land a hair above an integer and skip a rank.
+    return sorted[Math.ceil((p * sorted.length) / 100) - 1]!;
+  }
+
+  // Sorted lazily and cached until the next add(): status output asks for several
+  // percentiles at once, samples arrive about once a second.
+  private sortedSamples(): number[] {
+    this.sorted ??= [...this.samples].sort((a, b) => a - b);
+    return this.sorted;
+  }
+}
