@@ -1,0 +1,442 @@
+import { EventEmitter } from 'node:events';
+import type { DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
+import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { silentLogger, type Logger } from '../log/logger.ts';
+import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
+import { PingSequencer } from './sequence-tracker.ts';
+import { RttStats } from './rtt-stats.ts';
+import type { LeaseRegistry } from './lease-registry.ts';
+
+export type SessionState = 'init' | 'ready' | 'sleeping' | 'lost' | 'disconnected';
+export type Hello = MessageOf<'hello'>;
+
+export interface StateChange {
+  from: SessionState;
+  to: SessionState;
+  cause: string;
+  at: number;
+}
+
+export interface RebootInfo {
+  bootId: number;
+  previousBootId: number | null;
+  causes: ResetCause[];
+  stateSurvived: boolean;
+}
+
+/** What the device speaks: our keepalive extension, plain Firmata only, or not known yet. */
+export type DeviceProtocol = 'unknown' | 'tether' | 'firmata';
+
+export interface DeviceSessionOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** PING period (default 1000 ms). */
+  pingIntervalMs?: number;
+  /** Missed PONG periods before `lost` (default 3): lost no later than interval x misses after the last PONG. */
+  misses?: number;
+  /** Overrides the fixed interval x misses detector (e.g. a PhiAccrualDetector for TCP bridges). */
+  detector?: FailureDetector;
+  /** Lease sent with each PING while a keep-awake lease is held (default (misses + 1) x interval). */
+  leaseMs?: number;
+  /** How long past its announced wake time a sleeping device may stay silent before it is `lost` (default 2000 ms). */
+  sleepGraceMs?: number;
+  /** HELLO_REQUESTs without answer before a device that still speaks Firmata is taken as plain Firmata (default 3). */
+  helloAttempts?: number;
+  /** Device configuration to apply after each handshake (CONFIG_SET), if any. */
+  deviceConfig?: DeviceConfig;
+  leases?: LeaseRegistry;
+  /** Sends a keepalive frame to the device. */
+  send(message: HostMessage): void;
+  /** Sends raw bytes (the wake byte, Firmata version queries). */
+  sendRaw(bytes: number[]): void;
+  /**
+   * Brings the device back to the recorded state after a handshake; the session is `ready`
+   * only after it resolves. `rebooted` is false on the first contact with a running device.
+   */
+  restore?(hello: Hello, rebooted: boolean): Promise<void>;
+}
+
+export interface SessionCounters {
+  pingsSent: number;
+  pongs: number;
+  /** PONGs that matched no outstanding PING (unknown, duplicated). */
+  strayPongs: number;
+  reboots: Record<ResetCause | 'unknown', number>;
+  lostCount: number;
+  /** Host-measured time the device spent announced as sleeping. */
+  asleepMs: number;
+  deviceErrors: number;
+}
+
+interface DeviceSessionEvents {
+  state: [StateChange];
+  rtt: [number];
+  hello: [Hello];
+  reboot: [RebootInfo];
+  /** The device woke up (AWAKE): queued commands can go now. */
+  awake: [];
+  /** The device is about to sleep (SLEEPING). */
+  sleeping: [durationMs: number];
+}
+
+const FIRMATA_REPORT_VERSION = 0xf9;
+const WAKE_BYTE = 0x00;
+
+/**
+ * One board's liveness: a state machine (init, ready, sleeping, lost, disconnected) fed
+ * by link events and device messages, that PINGs on a timer, matches PONGs, decides `lost`
+ * with a failure detector with an explicit bound, and tells asleep from gone.
+ * No I/O of its own: it sends through the callbacks it was given, times through its Clock.
+ */
+export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
+  private current: SessionState = 'init';
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly pingIntervalMs: number;
+  private readonly leaseMs: number;
+  private readonly sleepGraceMs: number;
+  private readonly helloAttempts: number;
+  readonly detector: FailureDetector;
+  readonly rtt = new RttStats();
+  private readonly sequencer = new PingSequencer();
+  private pingTimer: TimerHandle | undefined;
+  private deadlineTimer: TimerHandle | undefined;
+  private linkIsUp = false;
+  private protocolValue: DeviceProtocol = 'unknown';
+  private bootIdValue: number | null = null;
+  private lastHello: Hello | null = null;
+  /** Handshake progress for the current link / boot: HELLO seen and restore finished. */
+  private handshake: 'waiting-hello' | 'restoring' | 'done' = 'waiting-hello';
+  private helloRequests = 0;
+  private firmataSeen = false;
+  private restoreGeneration = 0;
+  private sleepStartedAt: number | null = null;
+  private sleepDeadline = Infinity;
+  private lastSeenAt: number | null = null;
+  readonly counters: SessionCounters = {
+    pingsSent: 0,
+    pongs: 0,
+    strayPongs: 0,
+    reboots: { 'power-on': 0, external: 0, 'brown-out': 0, watchdog: 0, unknown: 0 },
+    lostCount: 0,
+    asleepMs: 0,
+    deviceErrors: 0,
+  };
+  private readonly onLeaseChange = (held: boolean) => this.leaseChanged(held);
+
+  constructor(private readonly options: DeviceSessionOptions) {
+    super();
+    this.clock = options.clock ?? systemClock;
+    this.log = options.logger ?? silentLogger;
+    this.pingIntervalMs = options.pingIntervalMs ?? 1000;
+    const misses = options.misses ?? 3;
+    this.detector = options.detector ?? new FixedTimeoutDetector({ intervalMs: this.pingIntervalMs, misses });
+    this.leaseMs = options.leaseMs ?? (misses + 1) * this.pingIntervalMs;
+    this.sleepGraceMs = options.sleepGraceMs ?? 2000;
+    this.helloAttempts = options.helloAttempts ?? 3;
+    options.leases?.on('change', this.onLeaseChange);
+  }
+
+  get state(): SessionState {
+    return this.current;
+  }
+
+  get protocol(): DeviceProtocol {
+    return this.protocolValue;
+  }
+
+  get bootId(): number | null {
+    return this.bootIdValue;
+  }
+
+  get hello(): Hello | null {
+    return this.lastHello;
+  }
+
+  /** Wall-clock-free time (Clock ms) of the last frame from the device. */
+  get lastSeen(): number | null {
+    return this.lastSeenAt;
+  }
+
+  /** The explicit bound: at the latest this long after the last PONG, the device is `lost`. */
+  get lostDeadline(): number {
+    return this.detector.deadline();
+  }
+
+  // ---- inputs -------------------------------------------------------------------------
+
+  /** The transport opened: start the handshake. */
+  linkUp(): void {
+    if (this.current === 'disconnected') return;
+    this.linkIsUp = true;
+    this.handshake = 'waiting-hello';
+    this.helloRequests = 0;
+    this.firmataSeen = false;
+    this.detector.reset();
+    this.transition('init', 'link up');
+    // Nothing heard at all within the bound after opening: lost.
+    this.armDeadline(this.clock.now() + this.pingIntervalMs * (this.options.misses ?? 3));
+    this.tick();
+  }
+
+  /** The transport dropped (unplugged, TCP reset): the device is unreachable. */
+  linkDown(reason: string): void {
+    if (this.current === 'disconnected') return;
+    this.linkIsUp = false;
+    this.clearTimers();
+    this.endSleep();
+    this.becomeLost(`link down: ${reason}`);
+  }
+
+  /** A keepalive frame from the device. */
+  receive(message: DeviceMessage): void {
+    if (this.current === 'disconnected') return;
+    const now = this.clock.now();
+    this.lastSeenAt = now;
+    this.protocolValue = 'tether';
+    switch (message.type) {
+      case 'hello':
+        this.onHello(message);
+        break;
+      case 'pong':
+        this.onPong(message, now);
+        break;
+      case 'sleeping':
+        this.onSleeping(message.durationMs, now);
+        break;
+      case 'awake':
+        this.onAwake(now);
+        break;
+      case 'error':
+        this.counters.deviceErrors++;
+        this.log.warn({ code: message.code, type: message.offendingType }, 'device rejected a frame');
+        this.heartbeat(now);
+        break;
+      default:
+        this.heartbeat(now);
+    }
+  }
+
+  /** Firmata bytes (not keepalive frames) arrived: proof of life for plain Firmata boards. */
+  firmataActivity(): void {
+    if (this.current === 'disconnected') return;
+    this.firmataSeen = true;
+    if (this.protocolValue !== 'firmata') return;
+    const now = this.clock.now();
+    this.lastSeenAt = now;
+    this.heartbeat(now);
+    if (this.current === 'init' || this.current === 'lost') this.transition('ready', 'firmata answered');
+  }
+
+  /** Left on purpose: stop everything. The session cannot be reused. */
+  close(): void {
+    this.clearTimers();
+    this.endSleep();
+    this.options.leases?.off('change', this.onLeaseChange);
+    this.restoreGeneration++;
+    this.transition('disconnected', 'closed');
+  }
+
+  // ---- protocol -------------------------------------------------------------------------
+
+  private onHello(hello: Hello): void {
+    const previous = this.bootIdValue;
+    const rebooted = previous !== null && hello.bootId !== previous;
+    this.lastHello = hello;
+    this.bootIdValue = hello.bootId;
+    this.emit('hello', hello);
+    if (rebooted || !hello.reply) {
+      // A boot HELLO, or a new boot id: the device restarted.
+      const causes = hello.resetCauses;
+      if (causes.length === 0) this.counters.reboots.unknown++;
+      for (const cause of causes) this.counters.reboots[cause]++;
+      const info: RebootInfo = { bootId: hello.bootId, previousBootId: previous, causes, stateSurvived: hello.stateSurvived };
+      this.log.info({ ...info }, `device rebooted (${causes.join(', ') || 'unknown cause'})`);
+      this.emit('reboot', info);
+      if (this.current === 'ready' || this.current === 'sleeping') this.transition('init', `rebooted (${causes.join(', ') || 'unknown'})`);
+      this.endSleep();
+    }
+    this.detector.reset();
+    this.heartbeat(this.clock.now());
+    this.handshake = 'restoring';
+    const generation = ++this.restoreGeneration;
+    if (this.options.deviceConfig) this.options.send({ type: 'config-set', config: this.options.deviceConfig });
+    const restore = this.options.restore?.(hello, rebooted || (!hello.reply && previous !== null)) ?? Promise.resolve();
+    restore
+      .catch((err: Error) => this.log.error({ err: err.message }, 'restoring device state failed'))
+      .then(() => {
+        if (generation !== this.restoreGeneration || this.current === 'disconnected') return;
+        this.handshake = 'done';
+        this.ping(); // ready on its PONG
+      });
+  }
+
+  private onPong(pong: MessageOf<'pong'>, now: number): void {
+    const match = this.sequencer.match(pong.seq, now);
+    if ('unexpected' in match) {
+      this.counters.strayPongs++;
+      this.log.debug({ seq: pong.seq, why: match.unexpected }, 'PONG matches no PING');
+    } else {
+      this.counters.pongs++;
+      if (match.rttMs !== undefined) {
+        this.rtt.add(match.rttMs);
+        this.emit('rtt', match.rttMs);
+      }
+    }
+    this.heartbeat(now);
+    if (this.bootIdValue !== null && pong.bootId !== this.bootIdValue && this.handshake === 'done') {
+      // Its boot HELLO was lost (e.g. while the link was down): ask again.
+      this.handshake = 'waiting-hello';
+      this.options.send({ type: 'hello-request' });
+      return;
+    }
+    if (this.handshake !== 'done') return;
+    if (this.current === 'init' || this.current === 'lost') {
+      this.transition('ready', this.current === 'lost' ? 'answered again' : 'handshake complete');
+    } else if (this.current === 'sleeping') {
+      this.endSleep();
+      this.transition('ready', 'answered while announced asleep');
+    }
+  }
+
+  private onSleeping(durationMs: number, now: number): void {
+    this.clearDeadline();
+    this.sleepStartedAt = now;
+    this.sleepDeadline = durationMs > 0 ? now + durationMs + this.sleepGraceMs : Infinity;
+    this.transition('sleeping', durationMs > 0 ? `device sleeps up to ${durationMs} ms` : 'device sleeps until woken');
+    this.emit('sleeping', durationMs);
+    if (this.sleepDeadline !== Infinity) this.armDeadline(this.sleepDeadline);
+    // Someone needs it awake: wake it straight away.
+    if (this.options.leases?.held) this.wake();
+  }
+
+  private onAwake(now: number): void {
+    this.endSleep();
+    this.detector.reset();
+    this.heartbeat(now);
+    this.emit('awake');
+    this.ping(); // carries the lease; ready on its PONG
+  }
+
+  private heartbeat(now: number): void {
+    if (this.current === 'sleeping') return; // the sleep deadline rules while asleep
+    this.detector.heartbeat(now);
+    this.armDeadline(this.detector.deadline());
+  }
+
+  // ---- timers ---------------------------------------------------------------------------
+
+  private tick = (): void => {
+    this.pingTimer = undefined;
+    if (!this.linkIsUp || this.current === 'disconnected') return;
+    if (this.current !== 'sleeping') {
+      if (this.protocolValue === 'firmata') {
+        this.options.sendRaw([FIRMATA_REPORT_VERSION]);
+      } else if (this.handshake === 'waiting-hello') {
+        this.requestHello();
+      } else if (this.handshake === 'done') {
+        this.ping();
+      }
+    }
+    this.pingTimer = this.clock.setTimeout(this.tick, this.pingIntervalMs);
+  };
+
+  private requestHello(): void {
+    if (this.helloRequests >= this.helloAttempts && this.firmataSeen && this.protocolValue === 'unknown') {
+      this.protocolValue = 'firmata';
+      this.log.warn({}, 'device has no tether keepalive extension (plain Firmata): liveness from Firmata version queries, no sleep or state keeping');
+      this.options.sendRaw([FIRMATA_REPORT_VERSION]);
+      return;
+    }
+    this.helloRequests++;
+    this.options.send({ type: 'hello-request' });
+  }
+
+  private ping(): void {
+    if (!this.linkIsUp || this.current === 'disconnected') return;
+    const seq = this.sequencer.next(this.clock.now());
+    const leaseMs = this.options.leases?.held ? this.leaseMs : 0;
+    this.counters.pingsSent++;
+    this.options.send({ type: 'ping', seq, leaseMs });
+  }
+
+  private armDeadline(at: number): void {
+    this.clearDeadline();
+    if (!Number.isFinite(at)) return;
+    const delay = Math.max(0, at - this.clock.now());
+    this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, delay);
+  }
+
+  private checkDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    const now = this.clock.now();
+    if (this.current === 'sleeping') {
+      if (now >= this.sleepDeadline) {
+        this.endSleep();
+        this.becomeLost('overslept: no AWAKE by its announced wake time plus grace');
+      } else {
+        this.armDeadline(this.sleepDeadline);
+      }
+      return;
+    }
+    if (this.current === 'init' && this.lastSeenAt === null) {
+      this.becomeLost('no answer since the link came up');
+      return;
+    }
+    if (this.detector.isLost(now)) {
+      this.becomeLost(`no PONG for ${Math.round(now - (this.lastSeenAt ?? now))} ms (${this.detector.kind} detector)`);
+    } else {
+      this.armDeadline(this.detector.deadline());
+    }
+  };
+
+  private clearDeadline(): void {
+    if (this.deadlineTimer !== undefined) this.clock.clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+  }
+
+  private clearTimers(): void {
+    this.clearDeadline();
+    if (this.pingTimer !== undefined) this.clock.clearTimeout(this.pingTimer);
+    this.pingTimer = undefined;
+  }
+
+  // ---- helpers --------------------------------------------------------------------------
+
+  private becomeLost(cause: string): void {
+    if (this.current === 'lost' || this.current === 'disconnected') return;
+    this.counters.lostCount++;
+    // A device that comes back must go through the handshake again (it may have rebooted).
+    if (this.protocolValue === 'tether') this.handshake = 'waiting-hello';
+    this.transition('lost', cause);
+    if (this.linkIsUp && this.pingTimer === undefined) this.pingTimer = this.clock.setTimeout(this.tick, this.pingIntervalMs);
+  }
+
+  private endSleep(): void {
+    if (this.current !== 'sleeping' || this.sleepStartedAt === null) return;
+    this.counters.asleepMs += this.clock.now() - this.sleepStartedAt;
+    this.sleepStartedAt = null;
+    this.sleepDeadline = Infinity;
+  }
+
+  /** Sends the wake byte to a sleeping device (it answers with AWAKE). */
+  wake(): void {
+    if (this.current === 'sleeping' && this.linkIsUp) this.options.sendRaw([WAKE_BYTE]);
+  }
+
+  private leaseChanged(held: boolean): void {
+    if (!held) return;
+    if (this.current === 'sleeping') this.wake();
+    else if (this.current === 'ready') this.ping(); // carry the lease now, not at the next tick
+  }
+
+  private transition(to: SessionState, cause: string): void {
+    const from = this.current;
+    if (from === to) return;
+    this.current = to;
+    const change: StateChange = { from, to, cause, at: this.clock.now() };
+    const level = to === 'lost' ? 'warn' : 'info';
+    this.log[level]({ from, to, cause }, `device ${to} (${cause})`);
+    this.emit('state', change);
+  }
+}

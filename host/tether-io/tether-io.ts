@@ -1,0 +1,52 @@
+import firmataIo from 'firmata-io';
+import { DeviceLink, type DeviceLinkOptions } from '../link/device-link.ts';
+import type { RebootInfo, StateChange } from '../session/device-session.ts';
+import { LinkPort } from './link-port.ts';
+
+export interface TetherIOOptions extends Omit<DeviceLinkOptions, 'target'> {
+  /** Serial device path or `tcp://host:port`. */
+  port: string;
+}
+
+const REPORT_VERSION = 0xf9;
+const QUERY_FIRMWARE = [0xf0, 0x79, 0xf7];
+
+/**
+ * A Johnny-Five IO plugin: firmata.js over a tether DeviceLink. The program keeps working
+ * across unplug/replug and device resets; pins and values are replayed when the board forgot
+ * them. Events besides firmata.js's own: `state` (every change), `lost`, `sleeping`, and
+ * `ready` again each time the board is back after being lost or asleep, `reboot`.
+ */
+export class TetherIO extends firmataIo.Firmata {
+  readonly link: DeviceLink;
+
+  constructor(options: TetherIOOptions) {
+    const { port, ...linkOptions } = options;
+    const link = new DeviceLink({ ...linkOptions, target: port });
+    super(new LinkPort(link), { reportVersionTimeout: 2000 });
+    this.link = link;
+    (this as unknown as { name: string }).name = 'TetherIO';
+    let firstUp = true;
+    link.on('up', () => {
+      // A board that was already running will not announce itself: ask, so firmata.js's
+      // handshake does not wait for its own timeout.
+      if (firstUp) link.writeFirmata([REPORT_VERSION, ...QUERY_FIRMWARE]);
+      firstUp = false;
+    });
+    link.on('state', (change: StateChange) => {
+      this.emit('state', change);
+      if (change.to === 'lost') this.emit('lost', change);
+      else if (change.to === 'sleeping') this.emit('sleeping', change);
+      else if (change.to === 'ready' && this.isReady && (change.from === 'lost' || change.from === 'sleeping' || change.from === 'init')) {
+        this.emit('ready');
+      }
+    });
+    link.on('reboot', (info: RebootInfo) => this.emit('reboot', info));
+    link.start();
+  }
+
+  /** Releases the board (its host-lost policy applies) and closes the port. */
+  async close(): Promise<void> {
+    await this.link.close();
+  }
+}

@@ -1,0 +1,291 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DeviceSession, type Hello, type StateChange } from '../../host/session/device-session.ts';
+import { LeaseRegistry } from '../../host/session/lease-registry.ts';
+import { PhiAccrualDetector } from '../../host/session/phi-accrual-detector.ts';
+import type { Clock } from '../../host/time/clock.ts';
+import type { HostMessage } from '../../shared/protocol/messages.ts';
+
+const clock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h),
+};
+
+function hello(overrides: Partial<Hello> = {}): Hello {
+  return {
+    type: 'hello',
+    fwMajor: 1,
+    fwMinor: 0,
+    bootId: 10,
+    resetCauses: ['power-on'],
+    stateSurvived: false,
+    pinsRestored: false,
+    reply: true,
+    watchdogMs: 2000,
+    policy: 'stay',
+    hostTimeoutMs: 0,
+    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true },
+    stateSize: 32,
+    name: 'tether',
+    ...overrides,
+  };
+}
+
+/** A session wired to a scripted device: `answer` decides whether PINGs get PONGs. */
+function harness(options: { restore?: (h: Hello, rebooted: boolean) => Promise<void>; leases?: LeaseRegistry; detector?: PhiAccrualDetector } = {}) {
+  const sent: HostMessage[] = [];
+  const raw: number[][] = [];
+  const changes: StateChange[] = [];
+  const restores: Array<[number, boolean]> = [];
+  let answer = true;
+  let bootId = 10;
+  let rttMs = 20;
+  const session = new DeviceSession({
+    clock,
+    pingIntervalMs: 1000,
+    misses: 3,
+    leases: options.leases,
+    detector: options.detector,
+    send: (m) => {
+      sent.push(m);
+      if (!answer) return;
+      if (m.type === 'ping') {
+        setTimeout(() => {
+          if (answer) session.receive({ type: 'pong', seq: m.seq, uptimeMs: 1, bootId, leaseActive: m.leaseMs > 0, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: m.leaseMs });
+        }, rttMs);
+      }
+      if (m.type === 'hello-request') setTimeout(() => answer && session.receive(hello({ bootId })), rttMs);
+    },
+    sendRaw: (b) => raw.push(b),
+    restore: async (h, rebooted) => {
+      restores.push([h.bootId, rebooted]);
+      await options.restore?.(h, rebooted);
+    },
+  });
+  session.on('state', (c) => changes.push(c));
+  return {
+    session,
+    sent,
+    raw,
+    changes,
+    restores,
+    set answer(v: boolean) {
+      answer = v;
+    },
+    set bootId(v: number) {
+      bootId = v;
+    },
+    set rtt(v: number) {
+      rttMs = v;
+    },
+    pings: () => sent.filter((m): m is Extract<HostMessage, { type: 'ping' }> => m.type === 'ping'),
+  };
+}
+
+describe('DeviceSession', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('handshakes: HELLO_REQUEST, HELLO, restore, PING, PONG -> ready', async () => {
+    const h = harness();
+    h.session.linkUp();
+    expect(h.session.state).toBe('init');
+    expect(h.sent[0]).toEqual({ type: 'hello-request' });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(h.restores).toEqual([[10, false]]);
+    expect(h.session.state).toBe('ready');
+    expect(h.changes.map((c) => `${c.from}->${c.to}`)).toEqual(['init->ready']);
+    expect(h.session.rtt.last).toBe(20);
+    h.session.close();
+  });
+
+  it('stays ready while PONGs come, for a long time', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(h.session.state).toBe('ready');
+    expect(h.pings().length).toBeGreaterThanOrEqual(59);
+    h.session.close();
+  });
+
+  it('is lost no later than interval x misses after the last PONG', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(5_250);
+    const lastPong = h.session.lastSeen!;
+    h.answer = false;
+    await vi.advanceTimersByTimeAsync(10_000);
+    const lost = h.changes.find((c) => c.to === 'lost')!;
+    expect(lost).toBeDefined();
+    expect(lost.at - lastPong).toBeLessThanOrEqual(3000);
+    expect(lost.at - lastPong).toBeGreaterThanOrEqual(2000);
+    expect(lost.cause).toMatch(/no PONG/);
+    h.session.close();
+  });
+
+  it('comes back from lost when the device answers again', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(2_000);
+    h.answer = false;
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.session.state).toBe('lost');
+    h.answer = true;
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(h.session.state).toBe('ready');
+    expect(h.changes.map((c) => c.to)).toEqual(['ready', 'lost', 'ready']);
+    h.session.close();
+  });
+
+  it('ignores PONGs with unknown or duplicated sequence numbers for RTT but counts them', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    const before = h.session.rtt.count;
+    const pong = { type: 'pong' as const, uptimeMs: 1, bootId: 10, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 };
+    h.session.receive({ ...pong, seq: 9999 }); // never sent
+    const lastSeq = h.pings().at(-1)!.seq;
+    h.session.receive({ ...pong, seq: lastSeq }); // already answered: a duplicate
+    expect(h.session.counters.strayPongs).toBe(2);
+    expect(h.session.rtt.count).toBe(before);
+    expect(h.session.state).toBe('ready');
+    h.session.close();
+  });
+
+  it('is sleeping (not lost) while the device sleeps, ready after AWAKE', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_000);
+    h.answer = false;
+    h.session.receive({ type: 'sleeping', durationMs: 8000, wakeSources: ['timer', 'serial'] });
+    expect(h.session.state).toBe('sleeping');
+    const pingsBefore = h.pings().length;
+    await vi.advanceTimersByTimeAsync(7_000);
+    expect(h.session.state).toBe('sleeping');
+    expect(h.pings().length).toBe(pingsBefore); // no pings into a sleeping device
+    h.answer = true;
+    h.session.receive({ type: 'awake', sleptMs: 7000, wakeCauses: ['timer'] });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(h.session.state).toBe('ready');
+    expect(h.session.counters.asleepMs).toBe(7000);
+    h.session.close();
+  });
+
+  it('a device that oversleeps its announced wake time plus grace is lost', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_000);
+    h.answer = false;
+    const sleptAt = Date.now();
+    h.session.receive({ type: 'sleeping', durationMs: 3000, wakeSources: ['timer'] });
+    await vi.advanceTimersByTimeAsync(10_000);
+    const lost = h.changes.find((c) => c.to === 'lost')!;
+    expect(lost.cause).toMatch(/overslept/);
+    expect(lost.at - sleptAt).toBe(3000 + 2000);
+    h.session.close();
+  });
+
+  it('sends the lease with PINGs only while one is held, and wakes a sleeping device for it', async () => {
+    const leases = new LeaseRegistry({ clock });
+    const h = harness({ leases });
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(h.pings().every((p) => p.leaseMs === 0)).toBe(true);
+    const lease = leases.acquire('dashboard open');
+    expect(h.pings().at(-1)!.leaseMs).toBe(4000); // sent at once, not at the next tick
+    lease.release();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(h.pings().at(-1)!.leaseMs).toBe(0);
+    h.session.receive({ type: 'sleeping', durationMs: 8000, wakeSources: ['timer', 'serial'] });
+    leases.acquire('user command');
+    expect(h.raw).toEqual([[0x00]]);
+    h.session.close();
+    leases.close();
+  });
+
+  it('a reboot while ready goes through init, restore (rebooted) and back to ready, counted by cause', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.bootId = 11;
+    h.session.receive(hello({ bootId: 11, reply: false, resetCauses: ['watchdog'], stateSurvived: true, pinsRestored: true }));
+    expect(h.session.state).toBe('init');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(h.session.state).toBe('ready');
+    expect(h.restores.at(-1)).toEqual([11, true]);
+    expect(h.session.counters.reboots.watchdog).toBe(1);
+    expect(h.changes.map((c) => c.to)).toEqual(['ready', 'init', 'ready']);
+    h.session.close();
+  });
+
+  it('asks for HELLO again when a PONG shows a boot id it has not seen', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.bootId = 12; // rebooted while we were not looking; its boot HELLO was lost
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(h.sent.filter((m) => m.type === 'hello-request').length).toBe(2);
+    expect(h.restores.at(-1)).toEqual([12, true]);
+    expect(h.session.bootId).toBe(12);
+    h.session.close();
+  });
+
+  it('link down is lost at once; link up starts a new handshake', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.session.linkDown('pty closed');
+    expect(h.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'link down: pty closed' });
+    const sentBefore = h.sent.length;
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.sent.length).toBe(sentBefore); // nothing sent into a closed link
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(h.session.state).toBe('ready');
+    h.session.close();
+  });
+
+  it('falls back to plain Firmata liveness when HELLO never comes but Firmata answers', async () => {
+    const h = harness();
+    h.answer = false;
+    h.session.linkUp();
+    h.session.firmataActivity(); // e.g. its REPORT_VERSION at boot
+    await vi.advanceTimersByTimeAsync(3_500);
+    expect(h.session.protocol).toBe('firmata');
+    expect(h.raw.at(-1)).toEqual([0xf9]);
+    h.session.firmataActivity();
+    expect(h.session.state).toBe('ready');
+    h.session.close();
+  });
+
+  it('with a phi-accrual detector, tolerates a jittery link that the fixed bound calls lost', async () => {
+    async function lostCount(detector?: PhiAccrualDetector): Promise<number> {
+      const h = harness({ detector });
+      h.session.linkUp();
+      // Jittery: RTT between 20 ms and 2.5 s, from a fixed-seed sequence (the same for both).
+      let s = 7;
+      for (let i = 0; i < 120; i++) {
+        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+        h.rtt = 20 + (s % 2500);
+        await vi.advanceTimersByTimeAsync(1_000);
+      }
+      h.session.close();
+      return h.changes.filter((c) => c.to === 'lost').length;
+    }
+    const fixed = await lostCount();
+    const phi = await lostCount(new PhiAccrualDetector({ intervalMs: 1000, misses: 3, threshold: 8 }));
+    expect(fixed).toBeGreaterThan(0);
+    expect(phi).toBe(0);
+  });
+
+  it('close() ends in disconnected and leaves no timers', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.session.close();
+    expect(h.session.state).toBe('disconnected');
+    await vi.advanceTimersByTimeAsync(100); // let scripted replies in flight land (ignored)
+    expect(vi.getTimerCount()).toBe(0);
+    expect(h.session.state).toBe('disconnected');
+  });
+});
