@@ -147,7 +147,6 @@ export class PhiAccrualDetector implements FailureDetector {
     requireTimestamp(at, 'heartbeat time');
     if (this.last === -Infinity) {
       this.last = this.anchor = at;
-      this.updateDistribution();
       return;
     }
     // Out-of-order timestamps carry no news about the newest silence.
