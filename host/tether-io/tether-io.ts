@@ -23,14 +23,18 @@ export class TetherIO extends firmataIo.Firmata {
   constructor(options: TetherIOOptions) {
     const { port, ...linkOptions } = options;
     const link = new DeviceLink({ ...linkOptions, target: port });
-    super(new LinkPort(link), { reportVersionTimeout: 2000 });
+    const linkPort = new LinkPort(link);
+    super(linkPort, { reportVersionTimeout: 2000 });
     this.link = link;
     (this as unknown as { name: string }).name = 'TetherIO';
     let firstUp = true;
     link.on('up', () => {
       // A board that was already running will not announce itself: ask, so firmata.js's
       // handshake does not wait for its own timeout.
-      if (firstUp) link.writeFirmata([REPORT_VERSION, ...QUERY_FIRMWARE]);
+      if (firstUp) {
+        linkPort.emit('open'); // firmata.js turns this into 'connect', which Johnny-Five waits for
+        link.writeFirmata([REPORT_VERSION, ...QUERY_FIRMWARE]);
+      }
       firstUp = false;
     });
     link.on('state', (change: StateChange) => {

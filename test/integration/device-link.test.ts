@@ -1,0 +1,150 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
+import type { SessionState, StateChange } from '../../host/session/device-session.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+// The host link against the real firmware on an emulated Uno behind a real pty, in real time.
+
+const PING_MS = 200;
+const MISSES = 3;
+const BOUND_MS = PING_MS * MISSES;
+
+interface Rig {
+  board: BoardOnPty;
+  link: DeviceLink;
+  changes: StateChange[];
+}
+
+const rigs: Rig[] = [];
+
+async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
+  const ptyPath = join(mkdtempSync(join(tmpdir(), 'tether-link-')), 'uno');
+  const board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath });
+  const link = new DeviceLink({
+    target: ptyPath,
+    backoff: { initialMs: 50, maxMs: 400 },
+    ...options,
+    session: { pingIntervalMs: PING_MS, misses: MISSES, ...options.session },
+  });
+  const changes: StateChange[] = [];
+  link.on('state', (c) => changes.push(c));
+  const r = { board, link, changes };
+  rigs.push(r);
+  link.start();
+  await link.ready(10_000);
+  return r;
+}
+
+function waitForState(link: DeviceLink, state: SessionState, timeoutMs = 10_000): Promise<StateChange> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not ${state} within ${timeoutMs} ms (now ${link.state})`)), timeoutMs);
+    const on = (c: StateChange) => {
+      if (c.to !== state) return;
+      clearTimeout(timer);
+      link.off('state', on);
+      resolve(c);
+    };
+    link.on('state', on);
+  });
+}
+
+async function until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    await r.link.close();
+    await r.board.close();
+  }
+});
+
+describe('DeviceLink on the emulated Uno', () => {
+  it('a frozen board is lost within the bound, then its watchdog reset brings it back ready with pins restored', async () => {
+    const { board, link } = await rig();
+    link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]);
+    await until(() => board.uno.digitalOutput(13) === true, 2000, 'pin 13 high');
+
+    const lastSeenBefore = () => link.session.lastSeen!;
+    board.uno.freeze();
+    const frozenAt = performance.now();
+    const lost = await waitForState(link, 'lost', 5000);
+    const sinceLastPong = lost.at - lastSeenBefore();
+    console.log(`lost ${Math.round(lost.at - frozenAt)} ms after the freeze, ${Math.round(sinceLastPong)} ms after the last PONG (bound ${BOUND_MS} ms)`);
+    expect(sinceLastPong).toBeLessThanOrEqual(BOUND_MS + 50);
+
+    await waitForState(link, 'ready', 10_000); // the watchdog (2 s) resets it
+    expect(link.stats().reboots.watchdog).toBe(1);
+    expect(board.uno.digitalOutput(13)).toBe(true);
+  });
+
+  it('a thawed board (no reset) goes back to ready', async () => {
+    const { board, link } = await rig();
+    board.uno.freeze();
+    await waitForState(link, 'lost', 5000);
+    board.uno.thaw();
+    await waitForState(link, 'ready', 5000);
+    expect(board.uno.stats.resets.watchdog).toBe(0);
+  });
+
+  it('after a power cycle, pin modes, outputs and state registers are replayed; the cause is reported', async () => {
+    const { board, link } = await rig();
+    link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]); // pin 13 OUTPUT high
+    link.writeFirmata([0xf4, 9, 3, 0xe9, 100 & 0x7f, 0]); // pin 9 PWM 100
+    link.writeFirmata([0xf4, 7, 1, 0x90, 0x00, 0x01]); // pin 7 OUTPUT high via port 0
+    await link.writeState(0, Uint8Array.from([1, 2, 3, 200]));
+    await until(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, 2000, 'outputs high');
+
+    const before = link.stats();
+    const rebooted = new Promise((resolve) => link.once('reboot', resolve));
+    board.uno.powerCycle();
+    expect(await rebooted).toMatchObject({ causes: ['power-on'], stateSurvived: false });
+    await waitForState(link, 'ready', 10_000);
+    await until(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, 2000, 'outputs replayed');
+    expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
+    const stats = link.stats();
+    expect(stats.reboots['power-on'] - before.reboots['power-on']).toBe(1);
+    expect(stats.replays - before.replays).toBe(1);
+  });
+
+  it('a sleeping board is sleeping, not lost; a command sent meanwhile arrives after it wakes; a lease keeps it awake', async () => {
+    const { board, link } = await rig({
+      session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 } },
+    });
+    await waitForState(link, 'sleeping', 5000);
+    await new Promise((r) => setTimeout(r, BOUND_MS * 3)); // well past the lost bound
+    expect(link.state).toBe('sleeping');
+    expect(board.uno.runMode).toBe('sleeping');
+
+    link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]); // queued, and the board is woken for it
+    await until(() => board.uno.digitalOutput(13) === true, 5000, 'queued command delivered');
+    expect(link.stats().queueDepth).toBe(0);
+
+    const lease = link.acquireLease('dashboard open');
+    await waitForState(link, 'ready', 5000).catch(() => undefined);
+    const sleepsBefore = board.uno.stats.sleeps;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(board.uno.stats.sleeps).toBe(sleepsBefore); // the emulator confirms: no sleep
+    expect(link.state).toBe('ready');
+    lease.release();
+    await waitForState(link, 'sleeping', 5000);
+  });
+
+  it('close() leaves no timers or handles behind', async () => {
+    const baseline = activeResources();
+    const { board, link } = await rig();
+    await link.close();
+    await board.close();
+    rigs.length = 0;
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+});
