@@ -1,0 +1,219 @@
+import { existsSync, readFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RecordingLogger } from '../../host/log/logger.ts';
+import { ReconnectingTransport } from '../../host/transport/reconnecting-transport.ts';
+import { TcpTransport } from '../../host/transport/tcp-transport.ts';
+import { TransportError } from '../../host/transport/transport.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+/** A loopback "bridge": keeps its accepted sockets so a test can cut them. */
+class Bridge {
+  readonly server = net.createServer((s) => this.accepted(s));
+  readonly sockets: net.Socket[] = [];
+  received = '';
+  private waiters: Array<() => void> = [];
+  port = 0;
+
+  private accepted(s: net.Socket) {
+    this.sockets.push(s);
+    s.on('data', (d) => {
+      this.received += d.toString();
+    });
+    s.on('error', () => {});
+    for (const w of this.waiters.splice(0)) w();
+  }
+  async listen(port = 0) {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.port = (this.server.address() as AddressInfo).port;
+    return this.port;
+  }
+  nextConnection(): Promise<net.Socket> {
+    const before = this.sockets.length;
+    return new Promise((resolve) => {
+      const check = () => (this.sockets.length > before ? resolve(this.sockets.at(-1)!) : this.waiters.push(check));
+      check();
+    });
+  }
+  /** Stops listening and cuts every connection. */
+  async shutdown() {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.length = 0;
+    if (this.server.listening) await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+const until = async (cond: () => boolean, ms = 3000, what = 'condition') => {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+const nextClose = (t: TcpTransport) => new Promise<TransportError | null>((r) => t.once('close', r));
+
+/** Linux: whether the kernel runs the keepalive timer (timer_active 2) for a local port, from /proc/net/tcp. */
+function kernelKeepaliveTimer(localPort: number): boolean | null {
+  if (!existsSync('/proc/net/tcp')) return null;
+  const hex = localPort.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[1]?.endsWith(`:${hex}`) && cols[3] === '01') return cols[5]!.startsWith('02:');
+  }
+  return null;
+}
+
+const bridges: Bridge[] = [];
+const newBridge = () => {
+  const b = new Bridge();
+  bridges.push(b);
+  return b;
+};
+afterEach(async () => {
+  for (const b of bridges.splice(0)) await b.shutdown();
+});
+
+describe('TcpTransport against a loopback server (real sockets)', () => {
+  it('carries bytes both ways and close() ends with close(null)', async () => {
+    const baseline = activeResources();
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const t = new TcpTransport('127.0.0.1', port);
+    expect(t.description).toBe(`tcp://127.0.0.1:${port}`);
+    const conn = bridge.nextConnection();
+    await t.open();
+    expect(t.isOpen).toBe(true);
+    const server = await conn;
+
+    let got = '';
+    t.on('data', (d) => (got += d.toString()));
+    server.write('from-board');
+    expect(t.write(Buffer.from('to-board'))).toBe(true);
+    await until(() => got === 'from-board' && bridge.received === 'to-board', 3000, 'bytes both ways');
+
+    const serverSawEnd = new Promise<void>((r) => server.once('end', () => r()));
+    const closed = nextClose(t);
+    await t.close();
+    expect(await closed).toBeNull();
+    await serverSawEnd;
+    expect(t.isOpen).toBe(false);
+    expect(t.write(Buffer.from('late'))).toBe(false);
+    expect(t.listenerCount('data')).toBe(1); // only the test's own listener
+    await bridge.shutdown();
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+
+  it("connection refused gives 'refused'", async () => {
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    await bridge.shutdown(); // the port is now free: nobody listens
+    const t = new TcpTransport('127.0.0.1', port);
+    const err = await t.open().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransportError);
+    expect(err).toMatchObject({ code: 'refused' });
+    expect((err as Error).message).toContain(`tcp://127.0.0.1:${port}`);
+    expect(t.isOpen).toBe(false);
+  });
+
+  it("the server destroying the connection (reset) gives close 'closed'", async () => {
+    const bridge = newBridge();
+    const t = new TcpTransport('127.0.0.1', await bridge.listen());
+    const conn = bridge.nextConnection();
+    await t.open();
+    const closed = nextClose(t);
+    (await conn).resetAndDestroy();
+    const err = await closed;
+    expect(err).toBeInstanceOf(TransportError);
+    expect(err!.code).toBe('closed');
+    expect(err!.message).toMatch(/reset/);
+    expect(t.isOpen).toBe(false);
+  });
+
+  it("the server closing normally (EOF) gives close 'closed'", async () => {
+    const bridge = newBridge();
+    const t = new TcpTransport('127.0.0.1', await bridge.listen());
+    const conn = bridge.nextConnection();
+    await t.open();
+    const closed = nextClose(t);
+    (await conn).end();
+    const err = await closed;
+    expect(err).toMatchObject({ code: 'closed', message: expect.stringMatching(/remote end closed the connection/) });
+  });
+
+  it('enables TCP keepalive (default 5000 ms) and no-delay on the socket', async () => {
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const calls: string[] = [];
+    let socket: net.Socket | null = null;
+    const t = new TcpTransport('127.0.0.1', port, {
+      createSocket: () => {
+        socket = new net.Socket();
+        const s = socket;
+        const keepAlive = s.setKeepAlive.bind(s);
+        const noDelay = s.setNoDelay.bind(s);
+        s.setKeepAlive = (enable?: boolean, delay?: number) => (calls.push(`keepalive ${enable} ${delay}`), keepAlive(enable, delay));
+        s.setNoDelay = (on?: boolean) => (calls.push(`nodelay ${on}`), noDelay(on));
+        return s;
+      },
+    });
+    await t.open();
+    expect(calls).toEqual(['keepalive true 5000', 'nodelay true']);
+    // And the kernel agrees: the keepalive timer is armed on this connection (Linux only).
+    const armed = kernelKeepaliveTimer(socket!.localPort!);
+    if (armed !== null) expect(armed).toBe(true);
+    await t.close();
+  });
+});
+
+describe('ReconnectingTransport over TcpTransport (real sockets, real time)', () => {
+  it('reconnects when the server listens again, data flows again, and stop() leaves nothing behind', async () => {
+    const baseline = activeResources();
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const logger = new RecordingLogger();
+    const rt = new ReconnectingTransport(() => new TcpTransport('127.0.0.1', port), {
+      backoff: { initialMs: 20, maxMs: 100 },
+      logger,
+    });
+    const events: string[] = [];
+    let got = '';
+    rt.on('up', () => events.push('up'));
+    rt.on('down', (e) => events.push(`down:${e.code}`));
+    rt.on('data', (d) => (got += d.toString()));
+
+    let conn = bridge.nextConnection();
+    rt.start();
+    let server = await conn;
+    await until(() => rt.isUp, 3000, 'first up');
+    server.write('one');
+    await until(() => got === 'one', 3000, 'data before the outage');
+
+    await bridge.shutdown(); // bridge reboots: connection cut, port closed
+    await until(() => events.includes('down:closed'), 3000, 'down');
+    expect(rt.write(Buffer.from('lost'))).toBe(false);
+    // Let a few refused tries happen.
+    await until(() => logger.records.filter((r) => r.level === 'warn').length >= 3, 3000, 'retries');
+    expect(logger.records.filter((r) => r.level === 'warn').slice(1).every((r) => (r.obj as { code: string }).code === 'refused')).toBe(true);
+
+    const back = newBridge();
+    await back.listen(port);
+    conn = back.nextConnection();
+    server = await conn;
+    await until(() => rt.isUp, 3000, 'up again');
+    expect(events).toEqual(['up', 'down:closed', 'up']);
+    server.write('two');
+    expect(rt.write(Buffer.from('hello again'))).toBe(true);
+    await until(() => got === 'onetwo' && back.received === 'hello again', 3000, 'data after reconnect');
+
+    await rt.stop();
+    await back.shutdown();
+    await bridge.shutdown();
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+});
