@@ -40,6 +40,11 @@ export interface DeviceSessionOptions {
   leaseMs?: number;
   /** How long past its announced wake time a sleeping device may stay silent before it is `lost` (default 2000 ms). */
   sleepGraceMs?: number;
+  /**
+   * How long after the link opens a silent device is still `init`, not `lost` (default 3000 ms):
+   * opening a USB serial port resets an Uno (DTR) and its bootloader waits before starting the app.
+   */
+  handshakeTimeoutMs?: number;
   /** HELLO_REQUESTs without answer before a device that still speaks Firmata is taken as plain Firmata (default 3). */
   helloAttempts?: number;
   /** Device configuration to apply after each handshake (CONFIG_SET), if any. */
@@ -174,8 +179,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.firmataSeen = false;
     this.detector.reset();
     this.transition('init', 'link up');
-    // Nothing heard at all within the bound after opening: lost.
-    this.armDeadline(this.clock.now() + this.pingIntervalMs * (this.options.misses ?? 3));
+    // Nothing heard at all within the handshake time after opening: lost.
+    this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? 3000));
     this.tick();
   }
 

@@ -278,6 +278,18 @@ describe('DeviceSession', () => {
     expect(phi).toBe(0);
   });
 
+  it('a device that never answers after the link opens is lost after the handshake time, not before', async () => {
+    const h = harness();
+    h.answer = false;
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(2_999);
+    expect(h.session.state).toBe('init'); // an Uno reset by DTR is still in its bootloader
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'no answer since the link came up' });
+    expect(h.sent.filter((m) => m.type === 'hello-request').length).toBeGreaterThanOrEqual(3);
+    h.session.close();
+  });
+
   it('close() ends in disconnected and leaves no timers', async () => {
     const h = harness();
     h.session.linkUp();
