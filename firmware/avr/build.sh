@@ -4,6 +4,9 @@
 #
 #   ./build.sh          build into build/ and update tether.hex
 #   ./build.sh --check  rebuild in a temp dir; fail if tether.hex is stale
+#   ./build.sh --plain-firmata FILE
+#                       build a test variant without the keepalive extension
+#                       (Firmata only, like StandardFirmata) into FILE
 #
 # The output depends only on the sources and the toolchain, not on where the
 # checkout lives: every compile runs with relative file names.
@@ -22,11 +25,17 @@ RAM_MAX=2048
 die() { echo "build.sh: $*" >&2; exit 1; }
 
 MODE=build
+VARIANT_FLAGS=()
 case "${1:-}" in
   "") ;;
   --check) MODE=check ;;
-  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown option '$1' (use --check or nothing)" ;;
+  --plain-firmata)
+    MODE=variant
+    VARIANT_OUT="${2:-}"
+    [ -n "$VARIANT_OUT" ] || die "--plain-firmata needs an output file"
+    VARIANT_FLAGS=(-DTETHER_PLAIN_FIRMATA=1) ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option '$1' (use --check, --plain-firmata FILE or nothing)" ;;
 esac
 
 for tool in avr-gcc avr-g++ avr-gcc-ar avr-objcopy avr-size; do
@@ -36,7 +45,7 @@ done
 [ -f "$CORE_DIR/Arduino.h" ] ||
   die "Arduino AVR core not found at $CORE_DIR. Install 'arduino-core-avr' or set ARDUINO_AVR."
 
-if [ "$MODE" = check ]; then
+if [ "$MODE" = check ] || [ "$MODE" = variant ]; then
   OUT="$(mktemp -d)"
   trap 'rm -rf "$OUT"' EXIT
 else
@@ -48,7 +57,7 @@ mkdir -p "$OUT/core" "$OUT/sketch"
 
 COMMON=(-mmcu=atmega328p -DF_CPU=16000000L -DARDUINO=10819 -DARDUINO_AVR_UNO -DARDUINO_ARCH_AVR
         -DDECIMAL_DIG=__DECIMAL_DIG__ -Os -flto -ffunction-sections -fdata-sections
-        -Wall -Wno-unused-function)
+        -Wall -Wno-unused-function "${VARIANT_FLAGS[@]}")
 CFLAGS=("${COMMON[@]}" -std=gnu11)
 CXXFLAGS=("${COMMON[@]}" -std=gnu++11 -fno-exceptions -fno-threadsafe-statics)
 INCLUDES=(-I "$CORE_DIR" -I "$VARIANT_DIR")
@@ -105,6 +114,12 @@ read -r text data bss noinit < <(avr-size -A "$OUT/tether.elf" |
 flash=$((text + data))
 ram=$((data + bss + noinit))
 pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", 100*a/b}'; }
+
+if [ "$MODE" = variant ]; then
+  cp "$OUT/tether.hex" "$VARIANT_OUT"
+  echo "wrote plain-Firmata variant to $VARIANT_OUT (flash $flash bytes)"
+  exit 0
+fi
 
 if [ "$MODE" = check ]; then
   [ -f "$HEX" ] || die "no committed tether.hex to check; run ./build.sh"

@@ -389,7 +389,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       return;
     }
     if (this.detector.isLost(now)) {
-      this.becomeLost(`no PONG for ${Math.round(now - (this.lastSeenAt ?? now))} ms (${this.detector.kind} detector)`);
+      const what = this.protocolValue === 'firmata' ? 'Firmata answer' : 'PONG';
+      this.becomeLost(`no ${what} for ${Math.round(now - (this.lastSeenAt ?? now))} ms (${this.detector.kind} detector)`);
     } else {
       this.armDeadline(this.detector.deadline());
     }

@@ -18,3 +18,9 @@ static inline bool board_pin_is_analog(uint8_t pin) { return pin >= TETHER_FIRST
 static inline bool board_pin_is_pwm(uint8_t pin) {
   return pin == 3 || pin == 5 || pin == 6 || pin == 9 || pin == 10 || pin == 11;
 }
+
+// Test variant without the keepalive extension (build.sh --plain-firmata): a board
+// that speaks only Firmata, like one running StandardFirmata.
+#ifndef TETHER_PLAIN_FIRMATA
+#define TETHER_PLAIN_FIRMATA 0
+#endif

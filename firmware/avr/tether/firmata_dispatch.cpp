@@ -59,7 +59,9 @@ void firmata_dispatch_command(uint8_t command, const uint8_t *data) {
 void firmata_dispatch_sysex(const uint8_t *body, uint8_t length) {
   switch (body[0]) {
     case FIRMATA_SYSEX_TETHER:
+#if !TETHER_PLAIN_FIRMATA
       keepalive_handle_frame(body, length);
+#endif
       break;
     case FIRMATA_REPORT_FIRMWARE:
       firmata_send_firmware_name();

@@ -39,9 +39,14 @@ void setup() {
   serial_link_begin();
   firmata_send_version();
   firmata_send_firmware_name();
+#if !TETHER_PLAIN_FIRMATA
   keepalive_begin(cause, flags);
   keepalive_send_hello(false);
   watchdog_arm(g_config.watchdog_ms);
+#else
+  (void)cause;
+  (void)flags;
+#endif
 }
 
 void loop() {
@@ -63,5 +68,7 @@ void loop() {
     }
   }
   pins_poll(millis());
+#if !TETHER_PLAIN_FIRMATA
   keepalive_poll();
+#endif
 }
