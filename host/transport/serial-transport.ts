@@ -43,6 +43,7 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
   private state: State = 'new';
   private port: SerialPort | null = null;
   private opening: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
   private closeRequested = false;
 
   constructor(
@@ -179,7 +180,15 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
     return true;
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // A second close() while one is running waits for the same end.
+    this.closing ??= this.doClose().finally(() => {
+      this.closing = null;
+    });
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     if (this.state === 'opening') {
       this.closeRequested = true;
       await this.opening?.catch(() => {});

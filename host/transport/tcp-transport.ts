@@ -46,6 +46,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
   private state: State = 'new';
   private socket: Socket | null = null;
   private opening: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
   private abortConnect: ((error: TransportError) => void) | null = null;
   /** The last socket error while open; the 'close' that follows reports it. */
   private lastError: (Error & { code?: string }) | null = null;
@@ -137,7 +138,15 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
     return true;
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // A second close() while one is running waits for the same end.
+    this.closing ??= this.doClose().finally(() => {
+      this.closing = null;
+    });
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     if (this.state === 'connecting') {
       this.abortConnect?.(new TransportError('closed', `${this.description}: closed while connecting`));
       await this.opening?.catch(() => {});

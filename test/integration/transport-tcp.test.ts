@@ -98,9 +98,14 @@ describe('TcpTransport against a loopback server (real sockets)', () => {
     await until(() => got === 'from-board' && bridge.received === 'to-board', 3000, 'bytes both ways');
 
     const serverSawEnd = new Promise<void>((r) => server.once('end', () => r()));
-    const closed = nextClose(t);
-    await t.close();
-    expect(await closed).toBeNull();
+    const closeEvents: Array<TransportError | null> = [];
+    t.on('close', (e) => closeEvents.push(e));
+    let firstDone = false;
+    const first = t.close().then(() => (firstDone = true));
+    await t.close(); // a second close() waits for the same end
+    expect(firstDone).toBe(true);
+    await first;
+    expect(closeEvents).toEqual([null]);
     await serverSawEnd;
     expect(t.isOpen).toBe(false);
     expect(t.write(Buffer.from('late'))).toBe(false);
