@@ -1,0 +1,173 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface MosquittoOptions {
+  /** Loopback port; a free one is picked when omitted. */
+  port?: number;
+  /** Directory for mosquitto.db; persistence is on (saved after every change) when given. */
+  persistenceDir?: string;
+}
+
+export interface RunningMosquitto {
+  readonly url: string;
+  readonly port: number;
+  /** Pid of the current process (changes on restart). */
+  readonly pid: number;
+  /** SIGKILL: no clean shutdown, no database save, sockets reset by the kernel. */
+  kill9(): Promise<void>;
+  /** Starts the broker again on the same port (after kill9 or stop). */
+  restart(): Promise<void>;
+  /** SIGTERM and wait for exit; removes the generated config. */
+  stop(): Promise<void>;
+}
+
+const CANDIDATES = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto'];
+
+function findMosquitto(): string {
+  const dirs = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
+  for (const candidate of [...CANDIDATES, ...dirs.map((d) => path.join(d, 'mosquitto'))]) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // next
+    }
+  }
+  throw new Error('mosquitto is not installed: run `apt-get install mosquitto` (the MQTT integration tests need a real broker)');
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Spawns a real Mosquitto on a loopback port with a generated config and waits until it accepts TCP connections. */
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<RunningMosquitto> {
+  const binary = findMosquitto();
+  const port = options.port ?? (await freePort());
+  const confDir = mkdtempSync(path.join(os.tmpdir(), 'tether-mosquitto-'));
+  const confPath = path.join(confDir, 'mosquitto.conf');
+  const lines = [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    // As root Mosquitto drops to user "mosquitto", which may not write the persistence dir.
+    ...(process.getuid?.() === 0 ? ['user root'] : []),
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+    'log_type notice',
+  ];
+  if (options.persistenceDir) {
+    lines.push(
+      'persistence true',
+      `persistence_location ${options.persistenceDir.endsWith('/') ? options.persistenceDir : `${options.persistenceDir}/`}`,
+      // Save after every change, so that even a SIGKILL keeps sessions and queued messages.
+      'autosave_on_changes true',
+      'autosave_interval 1',
+    );
+  }
+  writeFileSync(confPath, `${lines.join('\n')}\n`);
+
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let output = '';
+  const killOnExit = () => child?.kill('SIGKILL');
+  process.once('exit', killOnExit);
+
+  async function spawnOnce(): Promise<void> {
+    output = '';
+    const proc = spawn(binary, ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    let hasExited = false;
+    exited = new Promise<void>((resolve) => {
+      proc.once('close', () => {
+        hasExited = true;
+        resolve();
+      });
+      proc.once('error', (err) => {
+        output += `\n${err.message}`;
+        hasExited = true;
+        resolve();
+      });
+    });
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-4000);
+    };
+    proc.stdout!.on('data', collect);
+    proc.stderr!.on('data', collect);
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (hasExited) throw new Error(`mosquitto exited at start (port ${port}): ${output.trim()}`);
+      if (await canConnect(port)) return;
+      await sleep(25);
+    }
+    proc.kill('SIGKILL');
+    await exited;
+    throw new Error(`mosquitto did not accept connections on port ${port} within 5 s: ${output.trim()}`);
+  }
+
+  async function start(): Promise<void> {
+    // After a kill the port may still be held for a moment: retry the bind for a while.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        await spawnOnce();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline || !/in use|exited at start/i.test(String(err))) throw err;
+        await sleep(100);
+      }
+    }
+  }
+
+  async function signal(sig: NodeJS.Signals): Promise<void> {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill(sig);
+    await exited;
+  }
+
+  await start();
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return child?.pid ?? -1;
+    },
+    kill9: () => signal('SIGKILL'),
+    restart: async () => {
+      await signal('SIGKILL');
+      await start();
+    },
+    stop: async () => {
+      await signal('SIGTERM');
+      process.off('exit', killOnExit);
+      rmSync(confDir, { recursive: true, force: true });
+    },
+  };
+}
