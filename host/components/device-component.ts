@@ -1,0 +1,26 @@
+import type five from 'johnny-five';
+import type { HomieNode } from '../homie/homie-description.ts';
+import type { SetValue } from '../homie/set-payload.ts';
+
+export type PublishKind = 'state' | 'telemetry';
+
+export interface ComponentContext {
+  board: five.Board;
+  /** Publishes a property value of this component's node (retained). */
+  publish(property: string, value: string, kind: PublishKind): void;
+}
+
+/**
+ * A Johnny-Five component on a device, seen as a Homie node: it says which properties it
+ * has, publishes their values, and applies validated /set values.
+ */
+export interface DeviceComponent {
+  readonly id: string;
+  readonly node: HomieNode;
+  /** Creates the Johnny-Five component once the board is ready. */
+  attach(context: ComponentContext): void;
+  /** Applies a value already validated against the property's schema. */
+  set(property: string, value: SetValue): void;
+  /** Current values, republished after a broker reconnect. */
+  values(): Array<[property: string, value: string]>;
+}

@@ -1,0 +1,41 @@
+import five from 'johnny-five';
+import type { z } from 'zod';
+import type { ledSchema } from '../config/config-schema.ts';
+import type { HomieNode } from '../homie/homie-description.ts';
+import type { SetValue } from '../homie/set-payload.ts';
+import type { ComponentContext, DeviceComponent } from './device-component.ts';
+
+export class LedComponent implements DeviceComponent {
+  readonly id: string;
+  readonly node: HomieNode;
+  private led: five.Led | null = null;
+  private context: ComponentContext | null = null;
+  private on = false;
+
+  constructor(private readonly settings: z.infer<typeof ledSchema>) {
+    this.id = settings.id;
+    this.node = {
+      name: settings.name ?? `LED on pin ${settings.pin}`,
+      type: 'led',
+      properties: { on: { name: 'On', datatype: 'boolean', settable: true, retained: true } },
+    };
+  }
+
+  attach(context: ComponentContext): void {
+    this.context = context;
+    this.led = new five.Led({ pin: this.settings.pin, board: context.board });
+    context.publish('on', String(this.on), 'state');
+  }
+
+  set(property: string, value: SetValue): void {
+    if (property !== 'on' || !this.led) return;
+    this.on = value === true;
+    if (this.on) this.led.on();
+    else this.led.off();
+    this.context?.publish('on', String(this.on), 'state');
+  }
+
+  values(): Array<[string, string]> {
+    return [['on', String(this.on)]];
+  }
+}

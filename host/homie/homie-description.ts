@@ -1,0 +1,61 @@
+/** Homie 5 property datatypes tether uses. */
+export type HomieDatatype = 'boolean' | 'integer' | 'float' | 'string' | 'enum' | 'datetime' | 'duration';
+
+export interface HomieProperty {
+  name: string;
+  datatype: HomieDatatype;
+  /** integer/float: "min:max"; enum: comma-separated values. */
+  format?: string;
+  settable?: boolean;
+  retained?: boolean;
+  unit?: string;
+}
+
+export interface HomieNode {
+  name: string;
+  type?: string;
+  properties: Record<string, HomieProperty>;
+}
+
+export interface HomieDescription {
+  homie: '5.0';
+  version: number;
+  name: string;
+  type?: string;
+  root?: string;
+  parent?: string;
+  children?: string[];
+  nodes: Record<string, HomieNode>;
+}
+
+/**
+ * The `$description` document. `version` is derived from the content (a stable hash) so it
+ * changes exactly when the description does, as Homie 5 asks.
+ */
+export function describeDevice(fields: Omit<HomieDescription, 'homie' | 'version'>): HomieDescription {
+  const body = { ...fields };
+  return { homie: '5.0', version: stableHash(JSON.stringify(body)), ...body };
+}
+
+function stableHash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h & 0x7fffffff;
+}
+
+/** The keepalive facts every tether device exposes, on node `tether`. */
+export const keepaliveNode: HomieNode = {
+  name: 'Keepalive',
+  type: 'tether-keepalive',
+  properties: {
+    rtt: { name: 'Heartbeat round trip', datatype: 'float', unit: 'ms', retained: true },
+    'last-seen': { name: 'Last seen', datatype: 'datetime', retained: true },
+    'boot-id': { name: 'Boot id', datatype: 'integer', retained: true },
+    'reset-cause': { name: 'Last reset cause', datatype: 'enum', format: 'power-on,external,brown-out,watchdog,unknown', retained: true },
+    reboots: { name: 'Reboots seen', datatype: 'integer', retained: true },
+    'asleep-time': { name: 'Time asleep', datatype: 'float', unit: 's', retained: true },
+  },
+};
