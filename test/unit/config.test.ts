@@ -94,3 +94,10 @@ devices:
     expect((await loadConfig(path)).devices[0]!.port).toBe('tcp://127.0.0.1:2000');
   });
 });
+
+describe('the example config in the repository', () => {
+  it('is valid', async () => {
+    const config = await loadConfig(new URL('../../tether.example.yaml', import.meta.url).pathname);
+    expect(config.devices[0]!.components).toHaveLength(4);
+  });
+});
