@@ -1,8 +1,9 @@
 import type { Command } from './command.ts';
+import { daemonCommand } from './commands/daemon.ts';
 import { emulateCommand } from './commands/emulate.ts';
 import { EXIT, UsageError } from './usage-error.ts';
 
-const commands: Command[] = [emulateCommand];
+const commands: Command[] = [daemonCommand, emulateCommand];
 
 const help = `Usage: tether <command> [options]
 
@@ -37,4 +38,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// A command that returned has finished its work: do not wait on stray handles
+// (Johnny-Five keeps timers that it never clears).
+process.exit(code);

@@ -6,4 +6,5 @@ export class UsageError extends Error {
   }
 }
 
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+/** Exit codes scripts can rely on (78 is sysexits' EX_CONFIG). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;

@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../../config/load-config.ts';
+import { Gateway } from '../../gateway/gateway.ts';
+import { createLogger } from '../../log/create-logger.ts';
+import type { Command } from '../command.ts';
+import { EXIT } from '../usage-error.ts';
+
+const help = `Usage: tether daemon [--config tether.yaml] [--check]
+
+Runs the host daemon: keeps every configured board alive over serial or TCP, and holds one
+MQTT session per board (Homie 5 topics, Last Will = lost) plus one for the gateway. With no
+broker URL in the config, starts an embedded broker. Logs JSON lines on stdout.
+
+Options:
+  -c, --config <file>  the YAML or JSON config (default: ./tether.yaml)
+      --check          validate the config and exit (0 valid, ${EXIT.config} invalid)
+  -h, --help           this help
+
+Exit codes: 0 stopped cleanly (SIGTERM/SIGINT), 1 runtime failure, 2 bad usage, ${EXIT.config} bad config.`;
+
+/** Longest a graceful shutdown may take before the daemon exits anyway. */
+const SHUTDOWN_LIMIT_MS = 10_000;
+
+export const daemonCommand: Command = {
+  name: 'daemon',
+  summary: 'run the host daemon for the configured boards',
+  help,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c', default: 'tether.yaml' },
+        check: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      console.log(help);
+      return EXIT.ok;
+    }
+    let config;
+    try {
+      config = await loadConfig(values.config);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        console.error(`tether daemon: invalid config ${err.message}`);
+        return EXIT.config;
+      }
+      throw err;
+    }
+    if (values.check) {
+      console.log(`${values.config}: valid (${config.devices.length} device(s), broker ${config.broker.url ?? 'embedded'})`);
+      return EXIT.ok;
+    }
+    const logger = createLogger(config.log.level);
+    const gateway = await Gateway.start(config, logger);
+    return await new Promise<number>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, `${signal}: shutting down`);
+        const limit = setTimeout(() => {
+          logger.error({ limitMs: SHUTDOWN_LIMIT_MS }, 'shutdown took too long: exiting anyway');
+          resolve(EXIT.failure);
+        }, SHUTDOWN_LIMIT_MS);
+        limit.unref();
+        gateway.stop().then(
+          () => {
+            clearTimeout(limit);
+            resolve(EXIT.ok);
+          },
+          (err: Error) => {
+            logger.error({ err: err.message }, 'shutdown failed');
+            resolve(EXIT.failure);
+          },
+        );
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+  },
+};

@@ -1,0 +1,209 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { startAedesProcess } from '../support/aedes-process.ts';
+import { DaemonProcess } from '../support/daemon-process.ts';
+import { startMosquitto } from '../support/mosquitto.ts';
+import { MqttWatcher } from '../support/mqtt-watcher.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+
+// The broker leg end to end: `tether daemon` (a real process) with emulated boards on ptys,
+// against a real Mosquitto and against Aedes, each started (and killed) by the test.
+
+interface Broker {
+  url: string;
+  port: number;
+  kill9(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const brokers: Array<[string, 5 | 4, () => Promise<Broker>]> = [
+  ['mosquitto', 5, () => startMosquitto({ persistenceDir: mkdtempSync(join(tmpdir(), 'tether-mosq-')) })],
+  ['aedes', 4, () => startAedesProcess()],
+];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) => {
+  let broker: Broker;
+  let proxy: TcpProxy;
+  const boards: BoardOnPty[] = [];
+  const dir = mkdtempSync(join(tmpdir(), `tether-leg-${name}-`));
+
+  async function board(id: string): Promise<BoardOnPty> {
+    const b = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, id) });
+    boards.push(b);
+    return b;
+  }
+
+  function daemonConfig(devices: Array<Record<string, unknown>>, queueDir = join(dir, 'queue')) {
+    return {
+      gateway: { id: 'gw' },
+      broker: {
+        url: `mqtt://127.0.0.1:${proxy.port}`,
+        keepaliveSec: 2,
+        pingRespTimeoutMs: 1000,
+        protocolVersion,
+        backoff: { initialMs: 100, maxMs: 1000 },
+      },
+      queue: { dir: queueDir },
+      log: { level: 'info' },
+      devices,
+    };
+  }
+
+  const device = (id: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    port: join(dir, id),
+    keepalive: { intervalMs: 200, misses: 3 },
+    components: [
+      { type: 'led', id: 'status', pin: 13 },
+      { type: 'sensor', id: 'light', pin: 'A0', freq: 50, threshold: 1 },
+    ],
+    ...extra,
+  });
+
+  beforeAll(async () => {
+    broker = await startBroker();
+    proxy = await startTcpProxy(broker.port);
+  });
+
+  afterAll(async () => {
+    for (const b of boards) await b.close();
+    await proxy?.close();
+    await broker?.stop();
+  });
+
+  it('kill -9 of the daemon: the broker itself marks every device lost (Last Will)', async () => {
+    await board('dev-a');
+    await board('dev-b');
+    const watcher = await MqttWatcher.connect(broker.url, 'homie/5/#', { protocolVersion });
+    const daemon = new DaemonProcess(daemonConfig([device('dev-a'), device('dev-b')], join(dir, 'queue-will')));
+    daemon.start();
+    try {
+      await watcher.waitFor('homie/5/dev-a/$state', 'ready');
+      await watcher.waitFor('homie/5/dev-b/$state', 'ready');
+      await watcher.waitFor('homie/5/gw/$state', 'ready');
+      const mark = watcher.received.length;
+      await daemon.kill9();
+      await watcher.waitFor('homie/5/dev-a/$state', 'lost', 10_000, mark);
+      await watcher.waitFor('homie/5/dev-b/$state', 'lost', 10_000, mark);
+      await watcher.waitFor('homie/5/gw/$state', 'lost', 10_000, mark);
+    } finally {
+      await daemon.kill9();
+      await watcher.close();
+    }
+  });
+
+  it('malformed /set payloads are rejected with a logged reason and change nothing; a good one works', async () => {
+    const uno = await board('dev-set');
+    const watcher = await MqttWatcher.connect(broker.url, 'homie/5/dev-set/#', { protocolVersion });
+    const daemon = new DaemonProcess(daemonConfig([device('dev-set')], join(dir, 'queue-set')));
+    daemon.start();
+    try {
+      await watcher.waitFor('homie/5/dev-set/$state', 'ready');
+      await watcher.waitFor('homie/5/dev-set/status/on', 'false');
+      const bad: Array<[string, string | Buffer]> = [
+        ['status/on/set', 'yes'], // wrong type
+        ['status/on/set', '2'], // out of range for a boolean
+        ['status/on/set', Buffer.alloc(300, 0x74)], // oversize
+        ['status/on/set', Buffer.from([0x74, 0xff, 0xfe])], // invalid UTF-8
+        ['light/value/set', '5'], // read-only
+        ['nope/on/set', 'true'], // no such node
+      ];
+      for (const [topic, payload] of bad) await watcher.publish(`homie/5/dev-set/${topic}`, payload);
+      for (let i = 0; i < bad.length; i++) {
+        await daemon.waitForLog((l) => /rejected \/set/.test(l.msg ?? '') && (l.rejected as number) >= i + 1);
+      }
+      const reasons = daemon.logs.filter((l) => /rejected \/set/.test(l.msg ?? '')).map((l) => l.reason);
+      expect(reasons).toEqual([
+        expect.stringMatching(/expected true or false/),
+        expect.stringMatching(/expected true or false/),
+        expect.stringMatching(/too long/),
+        expect.stringMatching(/not valid UTF-8/),
+        expect.stringMatching(/not settable/),
+        expect.stringMatching(/no such settable property/),
+      ]);
+      expect(uno.uno.digitalOutput(13)).not.toBe(true);
+      expect(watcher.last('homie/5/dev-set/status/on')).toBe('false');
+
+      await watcher.publish('homie/5/dev-set/status/on/set', 'true');
+      await watcher.waitFor('homie/5/dev-set/status/on', 'true');
+      expect(uno.uno.digitalOutput(13)).toBe(true);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+      await watcher.close();
+    }
+  });
+
+  it('a command published while the device sleeps reaches it after it wakes, once', async () => {
+    const uno = await board('dev-sleep');
+    const highs: number[] = [];
+    uno.uno.on('pin', (pin, high) => pin === 13 && high && highs.push(performance.now()));
+    const watcher = await MqttWatcher.connect(broker.url, 'homie/5/dev-sleep/#', { protocolVersion });
+    const daemon = new DaemonProcess(
+      daemonConfig([device('dev-sleep', { config: { watchdogMs: 2000, policy: 'sleep', sleepMs: 3000, awakeMs: 300 } })], join(dir, 'queue-sleep')),
+    );
+    daemon.start();
+    try {
+      await watcher.waitFor('homie/5/dev-sleep/$state', 'sleeping', 20_000);
+      expect(uno.uno.runMode).toBe('sleeping');
+      await watcher.publish('homie/5/dev-sleep/status/on/set', 'true');
+      await watcher.waitFor('homie/5/dev-sleep/status/on', 'true', 10_000);
+      const deadline = Date.now() + 10_000;
+      while (uno.uno.digitalOutput(13) !== true && Date.now() < deadline) await sleep(20);
+      expect(uno.uno.digitalOutput(13)).toBe(true);
+      await sleep(1000);
+      expect(highs).toHaveLength(1);
+      expect(uno.uno.stats.sleeps).toBeGreaterThanOrEqual(1);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+      await watcher.close();
+    }
+  });
+
+  it('kill -9 of the broker while telemetry flows, restart 10 s later: every QoS 1 message arrives', async () => {
+    const uno = await board('dev-tele');
+    // A persistent subscriber: its session survives the broker restart (Mosquitto persistence),
+    // and the daemon is held back by the proxy until the subscriber is back (Aedes keeps no sessions).
+    const watcher = await MqttWatcher.connect(broker.url, 'homie/5/dev-tele/light/value', { protocolVersion, clientId: `watch-tele-${name}` });
+    const daemon = new DaemonProcess(daemonConfig([device('dev-tele')], join(dir, 'queue-tele')));
+    daemon.start();
+    try {
+      await daemon.waitForLog((l) => /device ready/.test(l.msg ?? ''), 20_000);
+      const sent: number[] = [];
+      let step = 0;
+      const ramp = setInterval(() => {
+        step++;
+        const volts = (step % 200) * 0.02 + 0.5; // distinct, ~4 ADC counts apart
+        uno.uno.setAnalogInput(0, volts);
+        sent.push(volts);
+      }, 300);
+      await sleep(2000);
+      proxy.blackhole(true); // the daemon's broker link goes quiet with the broker
+      await broker.kill9();
+      await sleep(10_000);
+      await broker.restart();
+      await sleep(2500); // let the watcher reconnect and resubscribe first
+      proxy.blackhole(false);
+      await sleep(3000);
+      clearInterval(ramp);
+      const expected = sent.map((v) => Math.round((v / 5) * 1023));
+      const deadline = Date.now() + 20_000;
+      const missing = () => {
+        const got = new Set(watcher.received.map((r) => Number(r.payload)));
+        return expected.filter((e) => ![e - 1, e, e + 1].some((g) => got.has(g)));
+      };
+      while (missing().length > 0 && Date.now() < deadline) await sleep(200);
+      console.log(`${name}: ramp steps ${expected.length}, messages received ${watcher.received.length}, missing ${missing().length}`);
+      expect(missing()).toEqual([]);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+      await watcher.close();
+    }
+  }, 90_000);
+});

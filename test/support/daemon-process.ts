@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
+
+export interface LogLine {
+  level: number;
+  msg?: string;
+  [key: string]: unknown;
+}
+
+/** `tether daemon` as a child process with a generated config, its JSON log parsed. */
+export class DaemonProcess {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  private child: ChildProcess | null = null;
+  private waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+
+  constructor(
+    readonly config: Record<string, unknown>,
+    readonly dir = mkdtempSync(join(tmpdir(), 'tether-daemon-')),
+  ) {}
+
+  get configPath(): string {
+    return join(this.dir, 'tether.yaml');
+  }
+
+  start(): void {
+    writeFileSync(this.configPath, stringify(this.config));
+    const child = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    this.child = child;
+    let buffered = '';
+    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        const entry = JSON.parse(line) as LogLine;
+        this.logs.push(entry);
+        this.waiters = this.waiters.filter((w) => (w.match(entry) ? (w.resolve(entry), false) : true));
+      }
+    });
+  }
+
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> {
+    const seen = this.logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching daemon log line within ${timeoutMs} ms; stderr: ${this.stderr.slice(-500)}`)), timeoutMs);
+      this.waiters.push({
+        match,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  }
+
+  /** kill -9: no shutdown code runs. */
+  async kill9(): Promise<void> {
+    await this.signal('SIGKILL');
+  }
+
+  /** SIGTERM; resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    return await this.signal('SIGTERM');
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    return await new Promise((resolve) => {
+      child.once('exit', (code) => resolve(code));
+      child.kill(signal);
+    });
+  }
+}

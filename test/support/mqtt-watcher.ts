@@ -1,0 +1,63 @@
+import mqtt, { type MqttClient } from 'mqtt';
+
+export interface Received {
+  topic: string;
+  payload: string;
+  retain: boolean;
+  at: number;
+}
+
+/** A subscriber that records everything it receives (a persistent session when `clientId` is given). */
+export class MqttWatcher {
+  readonly received: Received[] = [];
+  private constructor(readonly client: MqttClient) {
+    client.on('message', (topic, payload, packet) => this.received.push({ topic, payload: payload.toString(), retain: packet.retain, at: performance.now() }));
+  }
+
+  static async connect(url: string, topic: string, options: { clientId?: string; protocolVersion?: 4 | 5 } = {}): Promise<MqttWatcher> {
+    const persistent = options.clientId !== undefined;
+    const client = mqtt.connect(url, {
+      clientId: options.clientId,
+      clean: !persistent,
+      protocolVersion: options.protocolVersion ?? 4,
+      reconnectPeriod: 200,
+      connectTimeout: 2000,
+      // MQTT 5 ends a session at disconnect unless it asks for an expiry.
+      properties: persistent && options.protocolVersion === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+    });
+    const watcher = new MqttWatcher(client);
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+    await client.subscribeAsync(topic, { qos: 1 });
+    return watcher;
+  }
+
+  /** The latest payload on `topic`, or undefined. */
+  last(topic: string): string | undefined {
+    for (let i = this.received.length - 1; i >= 0; i--) if (this.received[i]!.topic === topic) return this.received[i]!.payload;
+    return undefined;
+  }
+
+  async waitFor(topic: string, payload: string | ((p: string) => boolean), timeoutMs = 15_000, since = 0): Promise<Received> {
+    const match = (r: Received) => r.topic === topic && (typeof payload === 'string' ? r.payload === payload : payload(r.payload));
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.received.slice(since).find(match);
+      if (found) return found;
+      if (Date.now() > deadline) {
+        throw new Error(`no ${topic} = ${typeof payload === 'string' ? payload : '(predicate)'} within ${timeoutMs} ms; last: ${this.last(topic)}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async publish(topic: string, payload: string | Buffer): Promise<void> {
+    await this.client.publishAsync(topic, payload, { qos: 1 });
+  }
+
+  async close(): Promise<void> {
+    await this.client.endAsync(true);
+  }
+}
