@@ -1,0 +1,673 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DurableOutbox,
+  type DropReason,
+  type DurableOutboxOptions,
+  type OutboxEntry,
+  type OutboxKind,
+  type OutboxMessage,
+} from '../../host/mqtt/durable-outbox.ts';
+import { nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
+import { RecordingLogger } from '../../host/log/logger.ts';
+import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+
+let dir: string;
+let journal: string;
+const opened: DurableOutbox[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tether-outbox-'));
+  journal = join(dir, 'dev.outbox');
+});
+
+afterEach(async () => {
+  for (const o of opened.splice(0)) await o.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function open(options: DurableOutboxOptions = {}, path = journal): Promise<DurableOutbox> {
+  const o = await DurableOutbox.open(path, options);
+  opened.push(o);
+  return o;
+}
+
+function msg(topic: string, payload: string, kind: OutboxKind = 'telemetry', retain = false, qos: 0 | 1 = 1): OutboxMessage {
+  return { topic, payload: Buffer.from(payload), qos, retain, kind };
+}
+
+/** What identifies an entry, payload as text. */
+function view(e: OutboxEntry) {
+  return { id: e.id, topic: e.topic, payload: e.payload.toString(), kind: e.kind, retain: e.retain, qos: e.qos };
+}
+
+class ManualClock implements Clock {
+  t = 0;
+  private timers: Array<{ at: number; cb: () => void; handle: number }> = [];
+  private nextHandle = 1;
+  now = () => this.t;
+  setTimeout = (cb: () => void, ms: number): TimerHandle => {
+    const handle = this.nextHandle++;
+    this.timers.push({ at: this.t + ms, cb, handle });
+    return handle as unknown as TimerHandle;
+  };
+  clearTimeout = (h: TimerHandle): void => {
+    this.timers = this.timers.filter((t) => t.handle !== (h as unknown as number));
+  };
+  advance(ms: number): void {
+    this.t += ms;
+    for (;;) {
+      const due = this.timers.filter((t) => t.at <= this.t).sort((a, b) => a.at - b.at)[0];
+      if (!due) return;
+      this.timers = this.timers.filter((t) => t !== due);
+      due.cb();
+    }
+  }
+}
+
+function recordDrops(o: DurableOutbox) {
+  const drops: Array<{ topic: string; payload: string; kind: OutboxKind; reason: DropReason }> = [];
+  o.on('drop', (e: OutboxEntry, reason: DropReason) =>
+    drops.push({ topic: e.topic, payload: e.payload.toString(), kind: e.kind, reason }),
+  );
+  return drops;
+}
+
+describe('DurableOutbox: journal round trip', () => {
+  it('creates a journal with a header line and starts empty', async () => {
+    const o = await open();
+    expect(o.size).toBe(0);
+    expect(o.bytes).toBe(0);
+    expect(o.pending()).toEqual([]);
+    expect(readFileSync(journal, 'utf8')).toBe('{"tether-outbox":1,"next":1}\n');
+  });
+
+  it('creates the directory of the journal when missing', async () => {
+    const o = await open({}, join(dir, 'a', 'b', 'x.outbox'));
+    o.enqueue(msg('t', 'v'));
+    expect(statSync(join(dir, 'a', 'b', 'x.outbox')).isFile()).toBe(true);
+  });
+
+  it('a reopened outbox holds exactly the unacked entries, in order, with their ids; ids keep increasing', async () => {
+    const a = await open();
+    const entries = [
+      a.enqueue(msg('dev/temp', '21.5')),
+      a.enqueue(msg('dev/$state', 'ready', 'state', true)),
+      a.enqueue(msg('dev/temp', '21.6', 'telemetry', false, 0)),
+      a.enqueue({ topic: 'dev/bin', payload: Buffer.from([0, 255, 10, 13]), qos: 1, retain: false, kind: 'other' }),
+      a.enqueue(msg('dev/temp', '21.7')),
+    ];
+    expect(entries.map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+    a.ack(1);
+    a.ack(4);
+    a.ack(5); // the newest: its id must not come back
+    expect(a.size).toBe(2);
+    await a.close();
+
+    const b = await open();
+    expect(b.pending().map(view)).toEqual([entries[1], entries[2]].map(view));
+    expect(b.pending()[0].enqueuedAt).toBe(entries[1].enqueuedAt);
+    expect(b.bytes).toBe('dev/$state'.length + 5 + 'dev/temp'.length + 4);
+    expect(b.recovery).toEqual({ entries: 2, torn: 0, corrupt: 0 });
+    expect(b.enqueue(msg('dev/temp', '22')).id).toBe(6);
+  });
+
+  it('recovers without close(), as after kill -9 (records are written before enqueue/ack return)', async () => {
+    const a = await open();
+    for (let i = 0; i < 10; i++) a.enqueue(msg(`t/${i % 3}`, `v${i}`));
+    a.ack(3);
+    // no close: read the file as another process would
+    const b = await open();
+    expect(b.pending().map((e) => e.id)).toEqual([1, 2, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('pending(limit) gives the oldest first and does not remove anything', async () => {
+    const o = await open();
+    for (let i = 0; i < 5; i++) o.enqueue(msg('t', String(i)));
+    expect(o.pending(2).map((e) => e.payload.toString())).toEqual(['0', '1']);
+    expect(o.pending(0)).toEqual([]);
+    expect(o.size).toBe(5);
+  });
+
+  it('ack is idempotent and ignores unknown ids without writing', async () => {
+    const o = await open();
+    const e = o.enqueue(msg('t', 'x'));
+    o.ack(e.id);
+    const size = statSync(journal).size;
+    o.ack(e.id);
+    o.ack(999);
+    expect(statSync(journal).size).toBe(size);
+    expect(o.size).toBe(0);
+  });
+
+  it('copies the payload: changing the caller buffer afterwards changes nothing', async () => {
+    const o = await open();
+    const payload = Buffer.from('abc');
+    o.enqueue({ topic: 't', payload, qos: 1, retain: false, kind: 'telemetry' });
+    payload.write('zzz');
+    expect(o.pending()[0].payload.toString()).toBe('abc');
+  });
+
+  it('rejects invalid messages and use after close', async () => {
+    const o = await open();
+    expect(() => o.enqueue({ ...msg('t', 'x'), kind: 'bogus' as OutboxKind })).toThrow(TypeError);
+    expect(() => o.enqueue({ ...msg('t', 'x'), qos: 2 as 0 })).toThrow(TypeError);
+    expect(() => o.enqueue(msg('', 'x'))).toThrow(TypeError);
+    await o.close();
+    expect(() => o.enqueue(msg('t', 'x'))).toThrow(/closed/);
+  });
+});
+
+describe('DurableOutbox: crash leftovers', () => {
+  it('tolerates a torn last line, counts and logs it, and leaves a clean journal', async () => {
+    const a = await open();
+    a.enqueue(msg('t', 'one'));
+    a.enqueue(msg('t', 'two'));
+    appendFileSync(journal, '{"id":3,"at":1,"kind":"telemetry","qos":1,"retain":false,"topic":"t","payl');
+    const logger = new RecordingLogger();
+    const b = await open({ logger });
+    expect(b.pending().map((e) => e.payload.toString())).toEqual(['one', 'two']);
+    expect(b.recovery.torn).toBe(1);
+    expect(logger.records.some((r) => r.level === 'warn' && /torn/.test(r.msg ?? ''))).toBe(true);
+    // The rewrite on open removed the torn bytes, so appending after it is safe.
+    b.enqueue(msg('t', 'three'));
+    const c = await open();
+    expect(c.recovery.torn).toBe(0);
+    expect(c.pending().map((e) => e.payload.toString())).toEqual(['one', 'two', 'three']);
+  });
+
+  it('accepts a complete last record that only lacks its newline', async () => {
+    const a = await open();
+    a.enqueue(msg('t', 'one'));
+    a.enqueue(msg('t', 'two'));
+    writeFileSync(journal, readFileSync(journal, 'utf8').replace(/\n$/, ''));
+    const b = await open();
+    expect(b.pending().map((e) => e.payload.toString())).toEqual(['one', 'two']);
+    expect(b.recovery.torn).toBe(0);
+  });
+
+  it('a journal cut inside its header is an empty outbox', async () => {
+    writeFileSync(journal, '{"tether-ou');
+    const o = await open();
+    expect(o.size).toBe(0);
+    expect(o.recovery.torn).toBe(1);
+  });
+
+  it('skips and reports a corrupt record in the middle', async () => {
+    writeFileSync(
+      journal,
+      [
+        '{"tether-outbox":1,"next":1}',
+        '{"id":1,"at":0,"kind":"telemetry","qos":1,"retain":false,"topic":"t","payload":"YQ=="}',
+        'garbage',
+        '{"id":2,"at":0,"kind":"nope","qos":1,"retain":false,"topic":"t","payload":"Yg=="}',
+        '{"id":3,"at":0,"kind":"state","qos":0,"retain":true,"topic":"s","payload":"Yw=="}',
+        '',
+      ].join('\n'),
+    );
+    const logger = new RecordingLogger();
+    const o = await open({ logger });
+    expect(o.pending().map(view)).toEqual([
+      { id: 1, topic: 't', payload: 'a', kind: 'telemetry', retain: false, qos: 1 },
+      { id: 3, topic: 's', payload: 'c', kind: 'state', retain: true, qos: 0 },
+    ]);
+    expect(o.recovery.corrupt).toBe(2);
+    expect(logger.records.some((r) => r.level === 'error' && (r.obj as { corrupt?: number }).corrupt === 2)).toBe(true);
+    expect(o.enqueue(msg('t', 'd')).id).toBe(4);
+  });
+
+  it('refuses (and leaves alone) a file that is not a journal, or of an unknown version', async () => {
+    writeFileSync(journal, 'hello world\nmore\n');
+    await expect(DurableOutbox.open(journal)).rejects.toThrow(/not a tether outbox/);
+    expect(readFileSync(journal, 'utf8')).toBe('hello world\nmore\n');
+    writeFileSync(journal, '{"tether-outbox":2}\n');
+    await expect(DurableOutbox.open(journal)).rejects.toThrow(/version 2/);
+    expect(readFileSync(journal, 'utf8')).toBe('{"tether-outbox":2}\n');
+  });
+});
+
+describe('DurableOutbox: bounds', () => {
+  it('drops the oldest telemetry first, counting, emitting and logging each drop', async () => {
+    const logger = new RecordingLogger();
+    const o = await open({ maxEntries: 4, logger, dropLogIntervalMs: 0 });
+    const drops = recordDrops(o);
+    o.enqueue(msg('s', 'state1', 'state', true));
+    o.enqueue(msg('t', 'tel1'));
+    o.enqueue(msg('o', 'other1', 'other'));
+    o.enqueue(msg('t', 'tel2'));
+    o.enqueue(msg('t', 'tel3')); // full: tel1 goes
+    o.enqueue(msg('o', 'other2', 'other')); // full: tel2 goes
+    expect(drops).toEqual([
+      { topic: 't', payload: 'tel1', kind: 'telemetry', reason: 'full' },
+      { topic: 't', payload: 'tel2', kind: 'telemetry', reason: 'full' },
+    ]);
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['state1', 'other1', 'tel3', 'other2']);
+    expect(o.dropped).toBe(2);
+    expect(o.droppedByKind).toEqual({ telemetry: 2, state: 0, other: 0 });
+    const warns = logger.records.filter((r) => r.level === 'warn');
+    expect(warns).toHaveLength(2);
+    expect(warns[1].obj).toMatchObject({
+      component: 'outbox',
+      topic: 't',
+      kind: 'telemetry',
+      reason: 'full',
+      dropped: 2,
+      droppedByKind: { telemetry: 2, state: 0, other: 0 },
+      pending: 4,
+    });
+
+    // Drops are journaled: a reopened outbox does not bring them back.
+    const again = await open({ maxEntries: 4 });
+    expect(again.pending().map((e) => e.payload.toString())).toEqual(['state1', 'other1', 'tel3', 'other2']);
+  });
+
+  it('then the oldest other; state only when nothing else is left; telemetry into a queue of state drops itself', async () => {
+    const o = await open({ maxEntries: 3 });
+    const drops = recordDrops(o);
+    o.enqueue(msg('o', 'o1', 'other'));
+    o.enqueue(msg('s1', 'a', 'state', true));
+    o.enqueue(msg('o', 'o2', 'other'));
+    o.enqueue(msg('s2', 'b', 'state', true)); // no telemetry: o1 goes
+    o.enqueue(msg('s3', 'c', 'state', true)); // o2 goes
+    expect(drops.map((d) => d.payload)).toEqual(['o1', 'o2']);
+    o.enqueue(msg('t', 'tel')); // only state queued: the telemetry message itself is dropped
+    expect(drops.map((d) => d.payload)).toEqual(['o1', 'o2', 'tel']);
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['a', 'b', 'c']);
+    o.enqueue(msg('s4', 'd', 'state', true)); // nothing but state: the oldest state goes
+    expect(drops.at(-1)).toEqual({ topic: 's1', payload: 'a', kind: 'state', reason: 'full' });
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['b', 'c', 'd']);
+    expect(o.droppedByKind).toEqual({ telemetry: 1, state: 1, other: 2 });
+  });
+
+  it('bounds bytes (topic + payload) the same way; a message bigger than maxBytes is dropped on arrival', async () => {
+    const o = await open({ maxBytes: 20 });
+    const drops = recordDrops(o);
+    o.enqueue(msg('s', '123456789', 'state', true)); // 10 bytes
+    o.enqueue(msg('t', '1234')); // 5
+    o.enqueue(msg('t', '1234')); // 5: 20 bytes, full
+    o.enqueue(msg('t', 'x')); // 2 more: one telemetry goes
+    expect(o.bytes).toBe(17);
+    expect(drops).toHaveLength(1);
+    const big = o.enqueue(msg('t', 'x'.repeat(30)));
+    expect(drops.at(-1)!.payload).toBe(big.payload.toString());
+    expect(o.size).toBe(3);
+    expect(o.has(big.id)).toBe(false);
+    // A telemetry message needing more room than all older telemetry frees drops itself alone.
+    o.enqueue(msg('t', 'y'.repeat(12)));
+    expect(o.size).toBe(3);
+    expect(drops.at(-1)!.payload).toBe('y'.repeat(12));
+    // Its id is still used up, also across a reopen.
+    await o.close();
+    const b = await open({ maxBytes: 20 });
+    expect(b.enqueue(msg('t', 'z')).id).toBe(big.id + 2);
+  });
+
+  it('rate-limits drop warnings and then logs how many were left out', async () => {
+    const clock = new ManualClock();
+    const logger = new RecordingLogger();
+    const o = await open({ maxEntries: 2, clock, logger, dropLogIntervalMs: 1000 });
+    for (let i = 0; i < 50; i++) o.enqueue(msg(`t/${i}`, String(i)));
+    const warns = () => logger.records.filter((r) => r.level === 'warn');
+    expect(o.dropped).toBe(48);
+    expect(warns()).toHaveLength(1);
+    expect(warns()[0].obj).toMatchObject({ topic: 't/0', dropped: 1 });
+    clock.advance(1000);
+    expect(warns()).toHaveLength(2);
+    expect(warns()[1].obj).toMatchObject({ droppedSinceLastLog: 47, dropped: 48, topic: 't/47' });
+    expect(warns()[1].msg).toMatch(/47 more/);
+    clock.advance(5000);
+    expect(warns()).toHaveLength(2);
+  });
+
+  it('enforces smaller bounds on a reopened journal', async () => {
+    const a = await open();
+    a.enqueue(msg('s', 'state', 'state', true));
+    for (let i = 0; i < 5; i++) a.enqueue(msg('t', String(i)));
+    await a.close();
+    const b = await open({ maxEntries: 3 });
+    expect(b.pending().map((e) => e.payload.toString())).toEqual(['state', '3', '4']);
+    expect(b.dropped).toBe(3);
+  });
+});
+
+describe('DurableOutbox: retained state coalescing', () => {
+  it('a newer retained value for a topic replaces the pending older one, counted apart from drops', async () => {
+    const o = await open();
+    const coalesced: Array<[number, number]> = [];
+    o.on('coalesce', (older: OutboxEntry, newer: OutboxEntry) => coalesced.push([older.id, newer.id]));
+    const drops = recordDrops(o);
+    o.enqueue(msg('dev/$state', 'init', 'state', true));
+    o.enqueue(msg('dev/temp', '1'));
+    o.enqueue(msg('dev/temp', '2')); // not retained: both kept
+    o.enqueue(msg('dev/$state', 'ready', 'state', true));
+    o.enqueue(msg('dev/other', 'x', 'state', true));
+    o.enqueue(msg('dev/$state', 'sleeping', 'state', true));
+    expect(o.pending().map((e) => `${e.topic}=${e.payload}`)).toEqual([
+      'dev/temp=1',
+      'dev/temp=2',
+      'dev/other=x',
+      'dev/$state=sleeping',
+    ]);
+    expect(o.coalesced).toBe(2);
+    expect(coalesced).toEqual([
+      [1, 4],
+      [4, 6],
+    ]);
+    expect(o.dropped).toBe(0);
+    expect(drops).toEqual([]);
+    const b = await open();
+    expect(b.pending().map((e) => `${e.topic}=${e.payload}`)).toEqual(o.pending().map((e) => `${e.topic}=${e.payload}`));
+  });
+
+  it('coalescing makes room, so a full queue of state does not drop for an update of its own topic', async () => {
+    const o = await open({ maxEntries: 2 });
+    o.enqueue(msg('a', '1', 'state', true));
+    o.enqueue(msg('b', '1', 'state', true));
+    o.enqueue(msg('a', '2', 'state', true));
+    expect(o.dropped).toBe(0);
+    expect(o.pending().map((e) => `${e.topic}=${e.payload}`)).toEqual(['b=1', 'a=2']);
+  });
+
+  it('an acked retained value is not coalesced with a later one', async () => {
+    const o = await open();
+    const first = o.enqueue(msg('a', '1', 'state', true));
+    o.ack(first.id);
+    o.enqueue(msg('a', '2', 'state', true));
+    expect(o.coalesced).toBe(0);
+    expect(o.size).toBe(1);
+  });
+});
+
+describe('DurableOutbox: compaction', () => {
+  it('compact() keeps the pending entries and shrinks the file', async () => {
+    const o = await open({ compactEvery: 1_000_000 });
+    for (let i = 0; i < 200; i++) o.enqueue(msg('t', `value ${i}`));
+    for (let id = 1; id <= 190; id++) o.ack(id);
+    const before = statSync(journal).size;
+    const pending = o.pending().map(view);
+    o.compact();
+    expect(statSync(journal).size).toBeLessThan(before / 5);
+    expect(o.pending().map(view)).toEqual(pending);
+    o.enqueue(msg('t', 'after'));
+    const b = await open();
+    expect(b.pending().map(view)).toEqual([...pending, { ...pending[0], id: 201, payload: 'after' }]);
+    expect(parseJournal(readFileSync(journal)).records.filter((r) => r.type !== 'entry')).toEqual([]);
+  });
+
+  it('ids keep increasing after a compaction that left nothing', async () => {
+    const o = await open();
+    for (let i = 0; i < 3; i++) o.ack(o.enqueue(msg('t', 'x')).id);
+    o.compact();
+    expect(readFileSync(journal, 'utf8')).toBe('{"tether-outbox":1,"next":4}\n');
+    await o.close();
+    const b = await open();
+    expect(b.enqueue(msg('t', 'y')).id).toBe(4);
+  });
+
+  it('compacts by itself after compactEvery removals once the journal is mostly garbage', async () => {
+    const o = await open({ compactEvery: 50 });
+    for (let i = 0; i < 49; i++) o.ack(o.enqueue(msg('t', 'x'.repeat(100))).id);
+    const grown = statSync(journal).size;
+    expect(grown).toBeGreaterThan(49 * 100);
+    o.ack(o.enqueue(msg('t', 'x')).id);
+    expect(statSync(journal).size).toBeLessThan(100);
+  });
+});
+
+/** An fs that fails on demand, the way a full or broken disk does. */
+function faultyFs() {
+  const state = { failWrites: false, failOpen: false, partial: false, writes: 0 };
+  const fail = (code: string) => Object.assign(new Error(`${code}: simulated`), { code });
+  const io: OutboxFs = {
+    ...nodeFs,
+    openSync(path, flags, mode) {
+      if (state.failOpen) throw fail('ENOSPC');
+      return nodeFs.openSync(path, flags, mode);
+    },
+    writeSync(fd, buffer, offset, length) {
+      state.writes++;
+      if (state.partial && length > 4) {
+        // Half gets through, the rest fails: a torn record on disk.
+        state.partial = false;
+        nodeFs.writeSync(fd, buffer, offset, Math.floor(length / 2));
+        throw fail('EIO');
+      }
+      if (state.failWrites) throw fail('ENOSPC');
+      return nodeFs.writeSync(fd, buffer, offset, length);
+    },
+  };
+  return { io, state };
+}
+
+describe('DurableOutbox: disk errors', () => {
+  it('never throws, keeps messages in memory, logs once, and catches up when the disk is back', async () => {
+    const { io, state } = faultyFs();
+    const clock = new ManualClock();
+    const logger = new RecordingLogger();
+    const o = await open({ fs: io, clock, logger, diskRetryMs: 1000 });
+    const events: string[] = [];
+    o.on('degraded', () => events.push('degraded'));
+    o.on('recovered', () => events.push('recovered'));
+    o.enqueue(msg('t', 'before'));
+
+    state.failWrites = true;
+    state.failOpen = true;
+    const during = [o.enqueue(msg('t', 'd1')), o.enqueue(msg('t', 'd2'))];
+    o.ack(1);
+    clock.advance(1000);
+    o.enqueue(msg('t', 'd3')); // a retry, failing again
+    expect(o.degraded).toBe(true);
+    expect(o.size).toBe(3);
+    expect(o.diskErrors).toBe(2);
+    expect(o.dropped).toBe(0);
+    expect(events).toEqual(['degraded']);
+    expect(logger.records.filter((r) => r.level === 'error')).toHaveLength(1);
+    expect(logger.records.find((r) => r.level === 'error')!.obj).toMatchObject({ code: 'ENOSPC', path: journal });
+    // While degraded the file is not appended to: it still ends in the last good record.
+    expect(parseJournal(readFileSync(journal)).records.map((r) => r.type)).toEqual(['entry']);
+
+    state.failWrites = false;
+    state.failOpen = false;
+    o.enqueue(msg('t', 'd4')); // within diskRetryMs of the last attempt: still in memory only
+    expect(o.degraded).toBe(true);
+    clock.advance(1000);
+    o.enqueue(msg('t', 'after'));
+    expect(o.degraded).toBe(false);
+    expect(events).toEqual(['degraded', 'recovered']);
+    expect(logger.records.some((r) => r.level === 'info' && /writable again/.test(r.msg ?? ''))).toBe(true);
+
+    const b = await open();
+    expect(b.pending().map((e) => e.payload.toString())).toEqual(['d1', 'd2', 'd3', 'd4', 'after']);
+    expect(b.pending()[0].id).toBe(during[0].id);
+  });
+
+  it('compact() retries at once, regardless of diskRetryMs', async () => {
+    const { io, state } = faultyFs();
+    const o = await open({ fs: io, clock: new ManualClock(), diskRetryMs: 60_000 });
+    state.failWrites = true;
+    o.enqueue(msg('t', 'x'));
+    expect(o.degraded).toBe(true);
+    state.failWrites = false;
+    o.compact();
+    expect(o.degraded).toBe(false);
+    expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['x']);
+  });
+
+  it('a write torn by the error leaves a journal a crashed process recovers from', async () => {
+    const { io, state } = faultyFs();
+    const o = await open({ fs: io });
+    o.enqueue(msg('t', 'one'));
+    state.partial = true;
+    state.failWrites = true;
+    expect(() => o.enqueue(msg('t', 'two-is-torn'))).not.toThrow();
+    // "Crash" now: another open reads the file as it is.
+    const b = await open();
+    expect(b.recovery.torn).toBe(1);
+    expect(b.pending().map((e) => e.payload.toString())).toEqual(['one']);
+  });
+
+  it('drops with reason disk-error only when the bounds are hit while degraded', async () => {
+    const { io, state } = faultyFs();
+    const o = await open({ fs: io, maxEntries: 3 });
+    const drops = recordDrops(o);
+    state.failWrites = true;
+    for (let i = 0; i < 3; i++) o.enqueue(msg('t', String(i)));
+    expect(drops).toEqual([]);
+    o.enqueue(msg('t', '3'));
+    expect(drops).toEqual([{ topic: 't', payload: '0', kind: 'telemetry', reason: 'disk-error' }]);
+    expect(o.dropped).toBe(1);
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['1', '2', '3']);
+  });
+
+  it('opens degraded (without throwing) when the journal cannot be written at all', async () => {
+    const { io, state } = faultyFs();
+    state.failOpen = true;
+    const logger = new RecordingLogger();
+    const o = await open({ fs: io, logger, diskRetryMs: 0 });
+    expect(o.degraded).toBe(true);
+    o.enqueue(msg('t', 'mem'));
+    expect(o.size).toBe(1);
+    state.failOpen = false;
+    o.enqueue(msg('t', 'disk'));
+    expect(o.degraded).toBe(false);
+    expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['mem', 'disk']);
+  });
+
+  it('a failed compaction of a healthy journal keeps appending to the old one', async () => {
+    const { io, state } = faultyFs();
+    const logger = new RecordingLogger();
+    const o = await open({ fs: io, logger });
+    o.enqueue(msg('t', 'a'));
+    state.failOpen = true;
+    o.compact();
+    expect(o.degraded).toBe(false);
+    expect(logger.records.some((r) => r.level === 'warn' && /compaction failed/.test(r.msg ?? ''))).toBe(true);
+    state.failOpen = false;
+    o.enqueue(msg('t', 'b'));
+    expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['a', 'b']);
+  });
+});
+
+// ---- model-based property ----
+
+type Op =
+  | { op: 'enqueue'; topic: string; payload: string; kind: OutboxKind; retain: boolean; qos: 0 | 1 }
+  | { op: 'ack'; pick: number }
+  | { op: 'ackUnknown' }
+  | { op: 'compact' }
+  | { op: 'reopen' }
+  | { op: 'crash' };
+
+interface ModelEntry {
+  id: number;
+  topic: string;
+  payload: string;
+  kind: OutboxKind;
+  retain: boolean;
+  qos: 0 | 1;
+}
+
+const MAX_ENTRIES = 6;
+const MAX_BYTES = 40;
+
+/** The policy, written the plain way. */
+function modelEnqueue(queue: ModelEntry[], m: ModelEntry): ModelEntry[] {
+  const size = (e: ModelEntry) => Buffer.byteLength(e.topic) + Buffer.byteLength(e.payload);
+  if (size(m) > MAX_BYTES) return queue;
+  let rest = m.retain ? queue.filter((e) => !(e.retain && e.topic === m.topic)) : [...queue];
+  const over = () => rest.length + 1 > MAX_ENTRIES || rest.reduce((n, e) => n + size(e), 0) + size(m) > MAX_BYTES;
+  for (const kind of ['telemetry', 'other', 'state'] as const) {
+    while (over() && rest.some((e) => e.kind === kind)) {
+      const i = rest.findIndex((e) => e.kind === kind);
+      rest = [...rest.slice(0, i), ...rest.slice(i + 1)];
+    }
+    if (over() && m.kind === kind) return queue;
+  }
+  return [...rest, m];
+}
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      op: fc.constant('enqueue' as const),
+      topic: fc.constantFrom('a', 'b', 'c/d'),
+      payload: fc.string({ maxLength: 12 }),
+      kind: fc.constantFrom<OutboxKind>('telemetry', 'state', 'other'),
+      retain: fc.boolean(),
+      qos: fc.constantFrom<0 | 1>(0, 1),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('ack' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'ackUnknown' as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'compact' as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'crash' as const }) },
+);
+
+describe('DurableOutbox: property', () => {
+  it('any sequence of enqueue/ack/compact/reopen/crash keeps pending equal to the model', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { maxLength: 40 }), fc.integer({ min: 1, max: 5 }), async (ops, compactEvery) => {
+        const path = join(dir, `prop-${run++}.outbox`);
+        const options = { maxEntries: MAX_ENTRIES, maxBytes: MAX_BYTES, compactEvery };
+        let o = await DurableOutbox.open(path, options);
+        let model: ModelEntry[] = [];
+        let nextId = 1;
+        try {
+          for (const op of ops) {
+            switch (op.op) {
+              case 'enqueue': {
+                const e = o.enqueue({
+                  topic: op.topic,
+                  payload: Buffer.from(op.payload),
+                  kind: op.kind,
+                  retain: op.retain,
+                  qos: op.qos,
+                });
+                expect(e.id).toBe(nextId);
+                const { op: _op, ...message } = op;
+                model = modelEnqueue(model, { id: nextId++, ...message });
+                break;
+              }
+              case 'ack': {
+                if (model.length === 0) break;
+                const id = model[op.pick % model.length].id;
+                o.ack(id);
+                model = model.filter((e) => e.id !== id);
+                break;
+              }
+              case 'ackUnknown':
+                o.ack(nextId + 100);
+                break;
+              case 'compact':
+                o.compact();
+                break;
+              case 'reopen':
+                await o.close();
+                o = await DurableOutbox.open(path, options);
+                break;
+              case 'crash': {
+                // The next open reads whatever the file holds; close() of the old one comes after
+                // (it writes nothing when healthy) only to release its fd.
+                const old = o;
+                o = await DurableOutbox.open(path, options);
+                await old.close();
+                break;
+              }
+            }
+            expect(o.pending().map(view)).toEqual(model);
+            expect(o.size).toBe(model.length);
+          }
+        } finally {
+          await o.close();
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
