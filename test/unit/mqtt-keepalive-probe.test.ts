@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import { KeepaliveProbe, type HalfOpenInfo } from '../../host/mqtt/mqtt-keepalive-probe.ts';
+
+/** A manual clock: timers fire only inside advance(), in due order. */
+class FakeClock implements Clock {
+  private t = 1000;
+  private nextId = 1;
+  private timers = new Map<number, { at: number; cb: () => void }>();
+  now() {
+    return this.t;
+  }
+  setTimeout(cb: () => void, ms: number): TimerHandle {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.t + ms, cb });
+    return id as unknown as TimerHandle;
+  }
+  clearTimeout(handle: TimerHandle) {
+    this.timers.delete(handle as unknown as number);
+  }
+  get pending() {
+    return this.timers.size;
+  }
+  advance(ms: number) {
+    const end = this.t + ms;
+    for (;;) {
+      let next: [number, { at: number; cb: () => void }] | undefined;
+      for (const entry of this.timers) if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.t = next[1].at;
+      next[1].cb();
+    }
+    this.t = end;
+  }
+}
+
+const K = 2000;
+const T = 1000;
+
+function setup() {
+  const clock = new FakeClock();
+  const pings: number[] = [];
+  const halfOpen: Array<HalfOpenInfo & { at: number }> = [];
+  const probe = new KeepaliveProbe({
+    keepaliveMs: K,
+    pingRespTimeoutMs: T,
+    clock,
+    sendPing: () => {
+      pings.push(clock.now());
+      probe.packetSent();
+    },
+    onHalfOpen: (info) => halfOpen.push({ ...info, at: clock.now() }),
+  });
+  return { clock, probe, pings, halfOpen };
+}
+
+describe('KeepaliveProbe', () => {
+  it('sends a PINGREQ after keepalive of silence, not before', () => {
+    const { clock, probe, pings } = setup();
+    const t0 = clock.now();
+    probe.start();
+    clock.advance(K - 1);
+    expect(pings).toEqual([]);
+    clock.advance(1);
+    expect(pings).toEqual([t0 + K]);
+    expect(probe.pingOutstanding).toBe(true);
+  });
+
+  it('declares half-open at exactly keepalive + pingRespTimeout after the last packet received', () => {
+    const { clock, probe, pings, halfOpen } = setup();
+    const t0 = clock.now();
+    probe.start();
+    expect(probe.deadlineAt).toBe(t0 + K + T);
+    clock.advance(K + T - 1);
+    expect(pings).toHaveLength(1);
+    expect(halfOpen).toEqual([]);
+    clock.advance(1);
+    expect(halfOpen).toEqual([{ at: t0 + K + T, silentForMs: K + T, pingOutstandingForMs: T }]);
+    // Declared once; the probe stopped itself and left no timer.
+    expect(probe.isRunning).toBe(false);
+    expect(clock.pending).toBe(0);
+    clock.advance(10 * K);
+    expect(halfOpen).toHaveLength(1);
+    expect(pings).toHaveLength(1);
+  });
+
+  it('a PINGRESP clears the outstanding ping, records the RTT and starts a new keepalive period', () => {
+    const { clock, probe, pings, halfOpen } = setup();
+    const t0 = clock.now();
+    probe.start();
+    clock.advance(K);
+    clock.advance(300);
+    probe.packetReceived('pingresp');
+    expect(probe.pingOutstanding).toBe(false);
+    expect(probe.lastPingRttMs).toBe(300);
+    clock.advance(T); // past the first PINGREQ's answer-by time: nothing happens
+    expect(halfOpen).toEqual([]);
+    // The next PINGREQ is K after the PINGRESP (the PINGREQ was sent at t0 + K, the older of the two).
+    clock.advance(K - 300 - T - 1);
+    expect(pings).toEqual([t0 + K]);
+    clock.advance(1);
+    expect(pings).toEqual([t0 + K, t0 + 2 * K]);
+    // This one goes unanswered: half-open T later.
+    clock.advance(T);
+    expect(halfOpen).toHaveLength(1);
+    expect(halfOpen[0]!.at).toBe(t0 + 2 * K + T);
+    expect(halfOpen[0]!.silentForMs).toBe(K - 300 + T);
+  });
+
+  it('received activity defers the PINGREQ (together with sent activity)', () => {
+    const { clock, probe, pings, halfOpen } = setup();
+    const t0 = clock.now();
+    probe.start();
+    for (let i = 0; i < 10; i++) {
+      clock.advance(K / 2);
+      probe.packetReceived('publish');
+      probe.packetSent();
+    }
+    expect(pings).toEqual([]);
+    expect(halfOpen).toEqual([]);
+    const last = t0 + 10 * (K / 2);
+    expect(probe.deadlineAt).toBe(last + K + T);
+    clock.advance(K);
+    expect(pings).toEqual([last + K]);
+  });
+
+  it('receiving alone does not defer the PINGREQ: the broker must hear from us within the keepalive', () => {
+    const { clock, probe, pings } = setup();
+    const t0 = clock.now();
+    probe.start();
+    for (let i = 0; i < 4; i++) {
+      clock.advance(K / 4);
+      probe.packetReceived('publish');
+    }
+    expect(pings).toEqual([t0 + K]);
+  });
+
+  it('other packets received while a PINGREQ is outstanding do not excuse a missing PINGRESP', () => {
+    const { clock, probe, halfOpen } = setup();
+    const t0 = clock.now();
+    probe.start();
+    clock.advance(K);
+    clock.advance(T / 2);
+    probe.packetReceived('publish');
+    clock.advance(T / 2);
+    expect(halfOpen).toEqual([{ at: t0 + K + T, silentForMs: T / 2, pingOutstandingForMs: T }]);
+  });
+
+  it('stop() cancels everything; start() begins a fresh period', () => {
+    const { clock, probe, pings, halfOpen } = setup();
+    probe.start();
+    clock.advance(K); // PINGREQ out
+    probe.stop();
+    expect(clock.pending).toBe(0);
+    clock.advance(5 * K);
+    expect(halfOpen).toEqual([]);
+    const t1 = clock.now();
+    probe.start();
+    expect(probe.pingOutstanding).toBe(false);
+    clock.advance(K);
+    expect(pings.at(-1)).toBe(t1 + K);
+    // Packets after stop are ignored and do not restart anything.
+    probe.stop();
+    probe.packetReceived('pingresp');
+    probe.packetSent();
+    expect(clock.pending).toBe(0);
+  });
+
+  it('rejects nonsense timings', () => {
+    const clock = new FakeClock();
+    const base = { clock, sendPing() {}, onHalfOpen() {} };
+    expect(() => new KeepaliveProbe({ ...base, keepaliveMs: 0, pingRespTimeoutMs: T })).toThrow(RangeError);
+    expect(() => new KeepaliveProbe({ ...base, keepaliveMs: K, pingRespTimeoutMs: Number.NaN })).toThrow(RangeError);
+  });
+});
