@@ -14,6 +14,8 @@ export interface EmbeddedBroker {
   /** mqtt://host:port */
   readonly url: string;
   readonly port: number;
+  /** Aedes speaks MQTT 3.1/3.1.1 only: a BrokerSession against it needs protocolVersion 4. */
+  readonly protocolVersion: 4;
   /** Closes the listener, every client connection and the broker's own timers. */
   close(): Promise<void>;
   /** How many clients are connected (CONNECT accepted) right now. */
@@ -65,6 +67,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
   return {
     url,
     port: address.port,
+    protocolVersion: 4,
     clientCount: () => aedes.connectedClients,
     close() {
       closing ??= (async () => {

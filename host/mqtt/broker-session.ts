@@ -1,0 +1,480 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import mqtt from 'mqtt';
+import type { IClientOptions, IClientSubscribeOptions, ISubscriptionMap, MqttClient, Timer } from 'mqtt';
+import { silentLogger, type Logger } from '../log/logger.ts';
+import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { ExponentialBackoff } from '../transport/backoff.ts';
+import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
+
+export type QoS = 0 | 1;
+
+export interface FinalMessage {
+  topic: string;
+  payload: string | Buffer;
+  qos: QoS;
+  retain: boolean;
+}
+
+export interface BrokerSessionOptions {
+  /** mqtt://, mqtts://, ws://, wss:// */
+  url: string;
+  clientId: string;
+  /** Sent in CONNECT; default 30. The broker drops us after 1.5 x this without a packet. */
+  keepaliveSec?: number;
+  /**
+   * Default 5000. A PINGREQ goes out after keepaliveSec without traffic; without a PINGRESP
+   * this long after it, the link is half-open. So a dead link is found at most
+   * keepaliveSec * 1000 + pingRespTimeoutMs after the last packet received (mqtt.js: 1.5 x keepalive).
+   */
+  pingRespTimeoutMs?: number;
+  /** How long a connection attempt may wait for CONNACK; default keepaliveSec * 1000 + pingRespTimeoutMs. */
+  connectTimeoutMs?: number;
+  /** Published by the broker when this connection dies without a DISCONNECT. */
+  will?: FinalMessage;
+  /** 5 (default): MQTT 5 with Clean Start off and sessionExpirySec. 4: MQTT 3.1.1 with clean: false. */
+  protocolVersion?: 5 | 4;
+  /** MQTT 5 Session Expiry Interval; default 86400 (a persistent session). */
+  sessionExpirySec?: number;
+  username?: string;
+  password?: string;
+  /** PEM contents, or paths to PEM files (a string without "-----BEGIN" is read as a path). */
+  tls?: {
+    ca?: string | Buffer;
+    cert?: string | Buffer;
+    key?: string | Buffer;
+    rejectUnauthorized?: boolean;
+  };
+  /** Reconnect delays: exponential with full jitter, bounded, reset after a successful connect. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** Subscribed on every connect (see subscribe()). */
+  subscriptions?: Array<{ topic: string; qos: QoS }>;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface MessageInfo {
+  retain: boolean;
+  qos: number;
+  dup: boolean;
+}
+
+export interface BrokerSessionStats {
+  /** Successful connects (CONNACK accepted), the first included. */
+  connects: number;
+  /** Successful connects after the first. */
+  reconnects: number;
+  halfOpenDetections: number;
+  lastPingRttMs: number | null;
+}
+
+export type BrokerSessionEvents = {
+  up: [info: { sessionPresent: boolean }];
+  down: [reason: string];
+  message: [topic: string, payload: Buffer, info: MessageInfo];
+  'half-open': [info: { silentForMs: number }];
+};
+
+/** Given to mqtt.js's KeepaliveManager so that it never fires: KeepaliveProbe owns keepalive (see startClient). */
+const INERT_TIMER: Timer = {
+  set: (() => 0) as unknown as Timer['set'],
+  clear: (() => {}) as Timer['clear'],
+};
+
+/** How long stop() waits for the final publish's PUBACK and for the broker to close after DISCONNECT. */
+const STOP_STEP_TIMEOUT_MS = 3000;
+
+type State = 'idle' | 'running' | 'stopping' | 'stopped';
+
+interface PendingPublish {
+  reject(err: Error): void;
+}
+
+interface Subscription {
+  qos: QoS;
+  /** SUBACK seen on some connection: the broker's session has it (while the session lives). */
+  confirmed: boolean;
+}
+
+/**
+ * One MQTT connection to the broker, kept up for as long as the session runs: one per board
+ * (so the broker's Last Will marks exactly that board lost) and one for the gateway.
+ *
+ * - Reconnects are ours, not mqtt.js's: exponential backoff with full jitter (reconnectPeriod: 0).
+ *   Each attempt uses a fresh mqtt.js client; the broker keeps the session (clean: false /
+ *   Clean Start off with a Session Expiry Interval), so subscriptions and QoS 1 messages queued
+ *   for us while we were away survive.
+ * - Keepalive is ours too (KeepaliveProbe): the CONNECT carries keepaliveSec, the probe sends
+ *   PINGREQs and declares a half-open link after keepaliveSec * 1000 + pingRespTimeoutMs of silence.
+ * - publish() does not queue: it fails at once when not connected, and an unacknowledged QoS 1
+ *   publish fails when the connection drops (the caller keeps its own durable queue and retries;
+ *   QoS 1 is at-least-once, a retry may duplicate).
+ */
+export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
+  readonly url: string;
+  readonly clientId: string;
+  readonly keepaliveSec: number;
+  readonly pingRespTimeoutMs: number;
+  readonly protocolVersion: 5 | 4;
+  private readonly options: BrokerSessionOptions;
+  private readonly connectTimeoutMs: number;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly backoff: ExponentialBackoff;
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly tlsOptions: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
+  private state: State = 'idle';
+  private client: MqttClient | null = null;
+  private probe: KeepaliveProbe | null = null;
+  private pending = new Set<PendingPublish>();
+  private reconnectTimer: TimerHandle | null = null;
+  /** Why the current connection is ending (first cause wins). */
+  private closeReason: string | null = null;
+  /** 'up' was emitted and 'down' not yet. */
+  private isUp = false;
+  private everConnected = false;
+  private attempt = 0;
+  private readonly counters = { connects: 0, reconnects: 0, halfOpenDetections: 0 };
+  private clientClosed: Promise<void> = Promise.resolve();
+  private lastRtt: number | null = null;
+
+  constructor(options: BrokerSessionOptions) {
+    super();
+    const { keepaliveSec = 30, pingRespTimeoutMs = 5000, protocolVersion = 5 } = options;
+    if (!Number.isInteger(keepaliveSec) || keepaliveSec < 1 || keepaliveSec > 65535) {
+      throw new RangeError(`keepaliveSec must be an integer in 1..65535, got ${keepaliveSec}`);
+    }
+    if (!Number.isFinite(pingRespTimeoutMs) || pingRespTimeoutMs <= 0) {
+      throw new RangeError(`pingRespTimeoutMs must be a number > 0, got ${pingRespTimeoutMs}`);
+    }
+    if (protocolVersion !== 5 && protocolVersion !== 4) {
+      throw new RangeError(`protocolVersion must be 5 or 4, got ${String(protocolVersion)}`);
+    }
+    if (!options.clientId) throw new RangeError('clientId must not be empty (a persistent session needs a stable clientId)');
+    this.options = options;
+    this.url = options.url;
+    this.clientId = options.clientId;
+    this.keepaliveSec = keepaliveSec;
+    this.pingRespTimeoutMs = pingRespTimeoutMs;
+    this.protocolVersion = protocolVersion;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? keepaliveSec * 1000 + pingRespTimeoutMs;
+    this.clock = options.clock ?? systemClock;
+    this.log = (options.logger ?? silentLogger).child({ component: 'mqtt', clientId: options.clientId });
+    this.backoff = new ExponentialBackoff({ initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 });
+    for (const { topic, qos } of options.subscriptions ?? []) this.subscriptions.set(topic, { qos, confirmed: false });
+    this.tlsOptions = readTls(options.tls);
+  }
+
+  get connected(): boolean {
+    return this.state === 'running' && this.client?.connected === true;
+  }
+
+  get stats(): BrokerSessionStats {
+    return { ...this.counters, lastPingRttMs: this.probe?.lastPingRttMs ?? this.lastRtt };
+  }
+
+  start(): void {
+    if (this.state !== 'idle') throw new Error(`BrokerSession ${this.clientId}: start() called twice (state ${this.state})`);
+    this.state = 'running';
+    this.log.info({ url: this.url, keepaliveSec: this.keepaliveSec, protocolVersion: this.protocolVersion }, 'connecting to the MQTT broker');
+    this.startClient();
+  }
+
+  /**
+   * Graceful end: publishes `finalPublish` if connected (waiting for its PUBACK at QoS 1),
+   * then sends DISCONNECT, so the broker discards the will. Leaves no timer or socket.
+   */
+  async stop(options: { finalPublish?: FinalMessage } = {}): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return this.clientClosed;
+    const wasRunning = this.state === 'running';
+    this.state = 'stopping';
+    this.clearReconnect();
+    const client = this.client;
+    if (wasRunning && client?.connected) {
+      const final = options.finalPublish;
+      if (final) {
+        try {
+          await withTimeout(this.clock, this.send(client, final.topic, final.payload, { qos: final.qos, retain: final.retain }), STOP_STEP_TIMEOUT_MS, 'final publish');
+        } catch (err) {
+          this.log.warn({ topic: final.topic, err: errorText(err) }, 'final publish before disconnect failed');
+        }
+      }
+    }
+    this.closeReason ??= 'stopped';
+    this.probe?.stop();
+    if (this.client === client && client?.connected) {
+      // end(false) sends DISCONNECT and half-closes; the broker then closes. Bounded: a dead link must not hang stop().
+      const ended = new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      const closed = await withTimeout(this.clock, ended, STOP_STEP_TIMEOUT_MS, 'disconnect').then(
+        () => true,
+        () => false,
+      );
+      // A second end() is a no-op while mqtt.js is disconnecting: destroy the socket itself.
+      if (!closed) client.stream?.destroy();
+      this.log.info({}, 'disconnected from the MQTT broker (clean DISCONNECT: no will)');
+    } else if (this.client === client && client) {
+      client.end(true);
+    }
+    await this.clientClosed;
+    this.state = 'stopped';
+  }
+
+  /** Emergency / test: drops the connection without DISCONNECT (the broker publishes the will) and stops for good. */
+  kill(): void {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.clearReconnect();
+    this.closeReason ??= 'killed';
+    this.probe?.stop();
+    const client = this.client;
+    if (client) {
+      client.stream?.destroy();
+      client.end(true);
+    }
+  }
+
+  /** Resolves on PUBACK (QoS 1) or once written (QoS 0); rejects at once when not connected. */
+  publish(topic: string, payload: string | Buffer, options: { qos: QoS; retain: boolean }): Promise<void> {
+    const client = this.client;
+    if (!this.connected || !client) {
+      return Promise.reject(
+        new Error(`MQTT session ${this.clientId} is not connected to ${this.url}: publish to ${topic} not sent (queue it and retry after 'up')`),
+      );
+    }
+    return this.send(client, topic, payload, options);
+  }
+
+  /**
+   * Subscribes now if connected (resolves on SUBACK; rejects if the broker refuses) and
+   * remembers the subscription for every later connect. When not connected it resolves at
+   * once and the subscription goes out with the next connect.
+   */
+  subscribe(topic: string, qos: QoS): Promise<void> {
+    this.subscriptions.set(topic, { qos, confirmed: false });
+    const client = this.client;
+    if (!this.connected || !client) return Promise.resolve();
+    return this.sendSubscriptions(client, [topic]);
+  }
+
+  private startClient(): void {
+    this.attempt++;
+    this.closeReason = null;
+    const { options } = this;
+    const v5 = this.protocolVersion === 5;
+    const client = mqtt.connect(this.url, {
+      clientId: this.clientId,
+      protocolVersion: this.protocolVersion,
+      clean: false,
+      properties: v5 ? { sessionExpiryInterval: options.sessionExpirySec ?? 86400 } : undefined,
+      keepalive: this.keepaliveSec,
+      // mqtt.js's KeepaliveManager (PINGREQ at K, "Keepalive timeout" at 1.5 K) is built
+      // with this timer, so it never fires: our probe owns PINGREQ and the half-open verdict.
+      // The CONNECT still carries `keepalive`, so the broker enforces its 1.5 x keepalive.
+      timerVariant: INERT_TIMER,
+      reconnectPeriod: 0,
+      connectTimeout: this.connectTimeoutMs,
+      // We resubscribe ourselves (retain handling, session-present aware).
+      resubscribe: false,
+      // Nothing is queued inside mqtt.js while offline: the caller keeps the durable queue.
+      queueQoSZero: false,
+      will: options.will
+        ? { topic: options.will.topic, payload: toBuffer(options.will.payload), qos: options.will.qos, retain: options.will.retain }
+        : undefined,
+      username: options.username,
+      password: options.password,
+      ...this.tlsOptions,
+    });
+    this.client = client;
+    let resolveClosed!: () => void;
+    this.clientClosed = new Promise((resolve) => (resolveClosed = resolve));
+
+    client.on('packetreceive', (packet) => this.probe?.packetReceived(packet.cmd));
+    client.on('packetsend', () => this.probe?.packetSent());
+    client.on('connect', (connack) => this.onConnect(client, connack.sessionPresent));
+    client.on('message', (topic, payload, packet) => {
+      if (client !== this.client) return;
+      try {
+        this.emit('message', topic, payload, { retain: packet.retain, qos: packet.qos, dup: packet.dup });
+      } catch (err) {
+        // A throwing listener must not break mqtt.js's packet loop (and with it the connection).
+        this.log.error({ topic, err: errorText(err) }, "a 'message' listener threw");
+      }
+    });
+    client.on('disconnect', (packet) => {
+      this.closeReason ??= `broker sent DISCONNECT (reason code ${packet.reasonCode ?? 0})`;
+    });
+    client.on('error', (err) => {
+      const code = (err as { code?: unknown }).code;
+      let text = err.message;
+      if (/unsupported protocol version|unacceptable protocol version/i.test(text)) {
+        text +=
+          this.protocolVersion === 5
+            ? ' (this broker does not accept MQTT 5; the embedded Aedes broker speaks 3.1.1 only: set protocolVersion 4)'
+            : ' (this broker does not accept MQTT 3.1.1)';
+      }
+      this.closeReason ??= code !== undefined && !text.includes(String(code)) ? `${text} (${String(code)})` : text;
+      this.log.debug({ err: text, attempt: this.attempt }, 'MQTT client error');
+    });
+    client.on('close', () => {
+      this.onClose(client);
+      resolveClosed();
+    });
+  }
+
+  private onConnect(client: MqttClient, sessionPresent: boolean): void {
+    if (client !== this.client || this.state !== 'running') return;
+    this.backoff.reset();
+    this.counters.connects++;
+    if (this.everConnected) this.counters.reconnects++;
+    this.everConnected = true;
+    this.attempt = 0;
+    // The broker may impose its own keepalive (MQTT 5 Server Keep Alive): mqtt.js's getter returns it.
+    const keepaliveMs = (client.keepalive || this.keepaliveSec) * 1000;
+    this.probe = new KeepaliveProbe({
+      keepaliveMs,
+      pingRespTimeoutMs: this.pingRespTimeoutMs,
+      clock: this.clock,
+      // MqttClient.sendPing() is public: it writes a PINGREQ (we only call it while connected, so it is never queued).
+      sendPing: () => {
+        if (client.connected) client.sendPing();
+      },
+      onHalfOpen: ({ silentForMs, pingOutstandingForMs }) => this.onHalfOpen(client, silentForMs, pingOutstandingForMs),
+    });
+    this.probe.start();
+    this.log.info({ sessionPresent, keepaliveMs }, 'connected to the MQTT broker');
+
+    // Resubscribe. MQTT 5: everything, with Retain Handling 1 (no retained replay for an existing
+    // subscription). 3.1.1: everything if the broker lost the session, else only subscriptions it never confirmed
+    // (a repeated SUBSCRIBE would replay retained messages).
+    const topics = [...this.subscriptions].filter(([, s]) => this.protocolVersion === 5 || !sessionPresent || !s.confirmed).map(([t]) => t);
+    if (!sessionPresent) for (const s of this.subscriptions.values()) s.confirmed = false;
+    if (topics.length > 0) {
+      this.sendSubscriptions(client, topics).catch((err) => this.log.warn({ topics, err: errorText(err) }, 'resubscribe failed'));
+    }
+    this.isUp = true;
+    this.emit('up', { sessionPresent });
+  }
+
+  private onHalfOpen(client: MqttClient, silentForMs: number, pingOutstandingForMs: number): void {
+    if (client !== this.client) return;
+    this.counters.halfOpenDetections++;
+    this.closeReason = `half-open: no PINGRESP ${pingOutstandingForMs} ms after PINGREQ, nothing received for ${silentForMs} ms`;
+    this.log.warn({ silentForMs, pingOutstandingForMs, boundMs: this.keepaliveSec * 1000 + this.pingRespTimeoutMs }, 'MQTT link is half-open: dropping it');
+    this.emit('half-open', { silentForMs });
+    client.stream?.destroy();
+  }
+
+  private onClose(client: MqttClient): void {
+    if (client !== this.client) return;
+    this.client = null;
+    if (this.probe) {
+      this.lastRtt = this.probe.lastPingRttMs ?? this.lastRtt;
+      this.probe.stop();
+      this.probe = null;
+    }
+    const reason = this.closeReason ?? 'connection closed by the broker or the network';
+    for (const p of this.pending) p.reject(new Error(`MQTT connection lost before the broker acknowledged the publish: ${reason}`));
+    this.pending.clear();
+    // Release mqtt.js's own timers and stores for this client (no DISCONNECT: the socket is gone).
+    client.end(true);
+    if (this.isUp) {
+      this.isUp = false;
+      this.log.warn({ reason }, 'MQTT connection lost');
+      this.emit('down', reason);
+    }
+    if (this.state === 'running') this.scheduleReconnect(reason);
+  }
+
+  private scheduleReconnect(reason: string): void {
+    const delayMs = this.backoff.next();
+    this.log.info({ reason, attempt: this.backoff.attempt, delayMs }, `MQTT reconnect in ${delayMs} ms`);
+    this.reconnectTimer = this.clock.setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.state === 'running') this.startClient();
+    }, delayMs);
+  }
+
+  private clearReconnect(): void {
+    if (this.reconnectTimer !== null) {
+      this.clock.clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+  }
+
+  private send(client: MqttClient, topic: string, payload: string | Buffer, options: { qos: QoS; retain: boolean }): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry: PendingPublish = { reject };
+      this.pending.add(entry);
+      client.publish(topic, payload, { qos: options.qos, retain: options.retain }, (err) => {
+        if (!this.pending.delete(entry)) return; // already rejected by the connection loss
+        if (err) reject(new Error(`MQTT publish to ${topic} failed: ${err.message}`));
+        else resolve();
+      });
+    });
+  }
+
+  private sendSubscriptions(client: MqttClient, topics: string[]): Promise<void> {
+    const map: ISubscriptionMap = {};
+    for (const topic of topics) {
+      const sub = this.subscriptions.get(topic);
+      if (!sub) continue;
+      const opts: IClientSubscribeOptions = { qos: sub.qos };
+      if (this.protocolVersion === 5) opts.rh = 1;
+      map[topic] = opts;
+    }
+    return new Promise<void>((resolve, reject) => {
+      client.subscribe(map, (err, granted) => {
+        if (err) {
+          reject(new Error(`MQTT subscribe to ${topics.join(', ')} failed: ${err.message}`));
+          return;
+        }
+        const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
+        for (const g of granted ?? []) {
+          const sub = this.subscriptions.get(g.topic);
+          if (sub && !refused.includes(g)) sub.confirmed = true;
+        }
+        if (refused.length > 0) reject(new Error(`MQTT broker refused the subscription to ${refused.map((g) => g.topic).join(', ')}`));
+        else resolve();
+      });
+    });
+  }
+}
+
+function readTls(tls: BrokerSessionOptions['tls']): Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
+  if (!tls) return {};
+  const load = (value: string | Buffer | undefined, what: string): Buffer | string | undefined => {
+    if (value === undefined || Buffer.isBuffer(value) || value.includes('-----BEGIN')) return value;
+    try {
+      return readFileSync(value);
+    } catch (err) {
+      throw new Error(`cannot read TLS ${what} file ${value}: ${errorText(err)}`);
+    }
+  };
+  const out: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> = {};
+  const ca = load(tls.ca, 'CA');
+  const cert = load(tls.cert, 'certificate');
+  const key = load(tls.key, 'key');
+  if (ca !== undefined) out.ca = ca;
+  if (cert !== undefined) out.cert = cert;
+  if (key !== undefined) out.key = key;
+  if (tls.rejectUnauthorized !== undefined) out.rejectUnauthorized = tls.rejectUnauthorized;
+  return out;
+}
+
+function toBuffer(payload: string | Buffer): Buffer {
+  return Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function withTimeout<T>(clock: Clock, promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: TimerHandle | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = clock.setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => {
+    if (timer !== undefined) clock.clearTimeout(timer);
+  });
+}

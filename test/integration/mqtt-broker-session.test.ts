@@ -1,0 +1,350 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BrokerSession, type BrokerSessionOptions, type MessageInfo } from '../../host/mqtt/broker-session.ts';
+import { startEmbeddedBroker, type EmbeddedBroker } from '../../host/mqtt/embedded-broker.ts';
+import { RecordingLogger } from '../../host/log/logger.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+import { startMosquitto } from '../support/mosquitto.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+
+/** A broker the suite runs against, with a way to crash it and bring it back on the same port. */
+interface BrokerFixture {
+  url: string;
+  port: number;
+  /** Gone without a goodbye (Mosquitto: SIGKILL; Aedes: its listener and every socket closed). */
+  crash(): Promise<void>;
+  /** Back on the same port. */
+  revive(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function mosquittoFixture(): Promise<BrokerFixture> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-mqtt-test-'));
+  const broker = await startMosquitto({ persistenceDir: dir });
+  return {
+    url: broker.url,
+    port: broker.port,
+    crash: () => broker.kill9(),
+    revive: () => broker.restart(),
+    close: async () => {
+      await broker.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function aedesFixture(): Promise<BrokerFixture> {
+  let broker: EmbeddedBroker | null = await startEmbeddedBroker();
+  const port = broker.port;
+  return {
+    url: broker.url,
+    port,
+    crash: async () => {
+      await broker?.close();
+      broker = null;
+    },
+    revive: async () => {
+      broker = await startEmbeddedBroker({ port });
+    },
+    close: async () => {
+      await broker?.close();
+      broker = null;
+    },
+  };
+}
+
+const brokers: Array<{ name: string; protocolVersion: 4 | 5; start: () => Promise<BrokerFixture> }> = [
+  { name: 'Mosquitto 2 (MQTT 5)', protocolVersion: 5, start: mosquittoFixture },
+  { name: 'embedded Aedes (MQTT 3.1.1)', protocolVersion: 4, start: aedesFixture },
+];
+
+let idCounter = 0;
+const uniqueId = (what: string) => `${what}-${process.pid}-${Date.now().toString(36)}-${idCounter++}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function waitFor<T extends unknown[]>(emitter: NodeJS.EventEmitter, event: string, ms: number): Promise<T> {
+  return once(emitter, event, { signal: AbortSignal.timeout(ms) }) as Promise<T>;
+}
+
+/** Collects what a raw mqtt.js client receives. */
+function collect(client: MqttClient) {
+  const got: Array<{ topic: string; payload: string; retain: boolean }> = [];
+  client.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), retain: packet.retain }));
+  return got;
+}
+
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe.each(brokers)('BrokerSession against $name', ({ protocolVersion, start }) => {
+  let broker: BrokerFixture;
+  const cleanups: Array<() => unknown> = [];
+
+  beforeAll(async () => {
+    broker = await start();
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  function session(options: Partial<BrokerSessionOptions> = {}): BrokerSession {
+    const s = new BrokerSession({
+      url: broker.url,
+      clientId: uniqueId('session'),
+      protocolVersion,
+      keepaliveSec: 10,
+      pingRespTimeoutMs: 1000,
+      backoff: { initialMs: 100, maxMs: 500 },
+      ...options,
+    });
+    cleanups.push(() => s.stop());
+    return s;
+  }
+
+  async function observer(url = broker.url): Promise<MqttClient> {
+    const client = await mqtt.connectAsync(url, { clientId: uniqueId('observer'), protocolVersion, reconnectPeriod: 0 });
+    cleanups.push(() => client.endAsync(true));
+    return client;
+  }
+
+  it('connects, subscribes and gets its own publishes back (QoS 0 and 1); refuses to publish when not connected', async () => {
+    const topic = `tether-test/${uniqueId('rt')}/in`;
+    const s = session({ subscriptions: [{ topic, qos: 1 }] });
+    await expect(s.publish(topic, 'early', { qos: 1, retain: false })).rejects.toThrow(/not connected/);
+    const messages: Array<[string, string, MessageInfo]> = [];
+    s.on('message', (t, payload, info) => messages.push([t, payload.toString(), info]));
+    s.start();
+    const [up] = await waitFor<[{ sessionPresent: boolean }]>(s, 'up', 3000);
+    expect(up.sessionPresent).toBe(false);
+    expect(s.connected).toBe(true);
+    await s.publish(topic, 'one', { qos: 1, retain: false });
+    await s.publish(topic, Buffer.from('two'), { qos: 0, retain: false });
+    await until(() => messages.length === 2, 2000, 'both messages');
+    expect(messages).toEqual([
+      [topic, 'one', { retain: false, qos: 1, dup: false }],
+      [topic, 'two', { retain: false, qos: 0, dup: false }],
+    ]);
+    expect(s.stats).toMatchObject({ connects: 1, reconnects: 0, halfOpenDetections: 0 });
+    await s.stop();
+    expect(s.connected).toBe(false);
+    await expect(s.publish(topic, 'late', { qos: 0, retain: false })).rejects.toThrow(/not connected/);
+  });
+
+  it('kill(): the broker publishes the Last Will', async () => {
+    const willTopic = `tether-test/${uniqueId('will')}/$state`;
+    const watcher = await observer();
+    const got = collect(watcher);
+    await watcher.subscribeAsync(willTopic, { qos: 1 });
+    const s = session({ will: { topic: willTopic, payload: 'lost', qos: 1, retain: false } });
+    s.start();
+    await waitFor(s, 'up', 3000);
+    const down = waitFor<[string]>(s, 'down', 2000);
+    s.kill();
+    expect((await down)[0]).toMatch(/killed/);
+    await until(() => got.length > 0, 3000, 'the will');
+    expect(got).toEqual([{ topic: willTopic, payload: 'lost', retain: false }]);
+    expect(s.connected).toBe(false);
+  });
+
+  it('stop(): publishes the final message, then DISCONNECTs, so no will follows', async () => {
+    const stateTopic = `tether-test/${uniqueId('stop')}/$state`;
+    const watcher = await observer();
+    const got = collect(watcher);
+    await watcher.subscribeAsync(stateTopic, { qos: 1 });
+    const s = session({ will: { topic: stateTopic, payload: 'lost', qos: 1, retain: true } });
+    s.start();
+    await waitFor(s, 'up', 3000);
+    await s.publish(stateTopic, 'ready', { qos: 1, retain: true });
+    const downReasons: string[] = [];
+    s.on('down', (r) => downReasons.push(r));
+    await s.stop({ finalPublish: { topic: stateTopic, payload: 'disconnected', qos: 1, retain: true } });
+    await sleep(500); // time for a (wrong) will to arrive
+    expect(got.map((m) => m.payload)).toEqual(['ready', 'disconnected']);
+    expect(downReasons).toEqual(['stopped']);
+    // The retained state is the final message, not the will.
+    const late = await observer();
+    const lateGot = collect(late);
+    await late.subscribeAsync(stateTopic, { qos: 1 });
+    await until(() => lateGot.length > 0, 2000, 'the retained state');
+    expect(lateGot).toEqual([{ topic: stateTopic, payload: 'disconnected', retain: true }]);
+    await late.publishAsync(stateTopic, '', { qos: 1, retain: true }); // clear the retained message
+  });
+
+  it('persistent session: a QoS 1 message sent while it was away is delivered on reconnect with the same clientId', async () => {
+    const clientId = uniqueId('persistent');
+    const topic = `tether-test/${clientId}/set`;
+    const first = session({ clientId });
+    first.start();
+    const [up1] = await waitFor<[{ sessionPresent: boolean }]>(first, 'up', 3000);
+    expect(up1.sessionPresent).toBe(false);
+    await first.subscribe(topic, 1);
+    await first.stop();
+
+    const publisher = await observer();
+    await publisher.publishAsync(topic, 'while-away', { qos: 1 });
+
+    // No subscriptions option: only the broker's session can deliver this.
+    const second = session({ clientId });
+    const messages: Array<[string, string]> = [];
+    second.on('message', (t, payload) => messages.push([t, payload.toString()]));
+    second.start();
+    const [up2] = await waitFor<[{ sessionPresent: boolean }]>(second, 'up', 3000);
+    expect(up2.sessionPresent).toBe(true);
+    await until(() => messages.length > 0, 3000, 'the queued message');
+    expect(messages).toEqual([[topic, 'while-away']]);
+  });
+
+  it(
+    'detects a half-open link within keepalive + pingRespTimeout of the last packet received, and reconnects when the link heals',
+    async () => {
+      const keepaliveSec = 2;
+      const pingRespTimeoutMs = 1000;
+      const boundMs = keepaliveSec * 1000 + pingRespTimeoutMs;
+      const proxy = await startTcpProxy(broker.port);
+      cleanups.push(() => proxy.close());
+      const topic = `tether-test/${uniqueId('ho')}/in`;
+      const s = session({
+        url: `mqtt://127.0.0.1:${proxy.port}`,
+        keepaliveSec,
+        pingRespTimeoutMs,
+        backoff: { initialMs: 100, maxMs: 400 },
+        subscriptions: [{ topic, qos: 1 }],
+      });
+      const falseAlarms: unknown[] = [];
+      s.on('half-open', (info) => falseAlarms.push(info));
+      s.start();
+      await waitFor(s, 'up', 3000);
+      // Healthy but idle for longer than the bound: PINGREQ/PINGRESP keep it up, no false alarm.
+      await sleep(boundMs + 300);
+      expect(falseAlarms).toEqual([]);
+      expect(s.stats.lastPingRttMs).not.toBeNull();
+      expect(s.stats.lastPingRttMs!).toBeLessThan(pingRespTimeoutMs);
+      s.removeAllListeners('half-open');
+      // A PUBACK is the last packet that gets through: measure from when it arrived.
+      await s.publish(topic, 'before', { qos: 1, retain: false });
+      const lastReceivedAt = performance.now();
+      proxy.blackhole(true);
+
+      let detectedAt = 0;
+      let silentForMs = -1;
+      s.once('half-open', (info) => {
+        detectedAt = performance.now();
+        silentForMs = info.silentForMs;
+        proxy.blackhole(false); // heal before the reconnect attempt
+      });
+      const [reason] = await waitFor<[string]>(s, 'down', boundMs + 2000);
+      const measuredMs = detectedAt - lastReceivedAt;
+      console.log(
+        `[${protocolVersion === 5 ? 'mosquitto' : 'aedes'}] half-open detected ${measuredMs.toFixed(0)} ms after the last packet received ` +
+          `(probe: silent ${silentForMs.toFixed(0)} ms); our bound keepalive + pingRespTimeout = ${boundMs} ms; mqtt.js 1.5 x keepalive = ${1.5 * keepaliveSec * 1000} ms`,
+      );
+      expect(reason).toMatch(/half-open/);
+      expect(detectedAt).toBeGreaterThan(0);
+      // Not a false alarm: the PINGREQ is due a keepalive after our last packet, its answer T later.
+      expect(measuredMs).toBeGreaterThan(boundMs - 300);
+      expect(measuredMs).toBeLessThanOrEqual(boundMs + 250); // timer scheduling slack
+      expect(silentForMs).toBeLessThanOrEqual(boundMs + 250);
+      expect(s.stats.halfOpenDetections).toBe(1);
+
+      await waitFor(s, 'up', 4000);
+      expect(s.stats).toMatchObject({ connects: 2, reconnects: 1, halfOpenDetections: 1 });
+      const messages: string[] = [];
+      s.on('message', (_t, payload) => messages.push(payload.toString()));
+      await s.publish(topic, 'after', { qos: 1, retain: false });
+      await until(() => messages.includes('after'), 2000, 'traffic after healing');
+    },
+    15_000,
+  );
+
+  it(
+    'reconnects with bounded exponential backoff after the broker crashes and comes back',
+    async () => {
+      const logger = new RecordingLogger();
+      const topic = `tether-test/${uniqueId('crash')}/in`;
+      const s = session({ logger, backoff: { initialMs: 100, maxMs: 400 }, subscriptions: [{ topic, qos: 1 }] });
+      s.start();
+      await waitFor(s, 'up', 3000);
+      const down = waitFor<[string]>(s, 'down', 3000);
+      await broker.crash();
+      await down;
+      expect(s.connected).toBe(false);
+      await expect(s.publish(topic, 'x', { qos: 1, retain: false })).rejects.toThrow(/not connected/);
+      await sleep(1200); // several failed attempts
+      await broker.revive();
+      await waitFor(s, 'up', 3000);
+      expect(s.stats).toMatchObject({ connects: 2, reconnects: 1 });
+
+      const retries = logger.records
+        .filter((r) => r.msg?.startsWith('MQTT reconnect in'))
+        .map((r) => r.obj as { attempt: number; delayMs: number });
+      expect(retries.length).toBeGreaterThanOrEqual(3);
+      retries.forEach((r, i) => {
+        expect(r.attempt).toBe(i + 1);
+        expect(r.delayMs).toBeGreaterThanOrEqual(10); // the floor: 10% of initialMs
+        expect(r.delayMs).toBeLessThanOrEqual(Math.min(400, 100 * 2 ** i));
+      });
+
+      // Subscribed again (or still, with a persisted session): a message from someone else arrives.
+      const messages: string[] = [];
+      s.on('message', (_t, payload) => messages.push(payload.toString()));
+      const publisher = await observer();
+      await publisher.publishAsync(topic, 'after-restart', { qos: 1 });
+      await until(() => messages.includes('after-restart'), 3000, 'a message after the restart');
+
+      // Backoff was reset by the successful connect: the next outage starts at attempt 1 again.
+      const before = logger.records.length;
+      const down2 = waitFor(s, 'down', 3000);
+      await broker.crash();
+      await down2;
+      await until(() => logger.records.slice(before).some((r) => r.msg?.startsWith('MQTT reconnect in')), 2000, 'a retry');
+      const next = logger.records.slice(before).find((r) => r.msg?.startsWith('MQTT reconnect in'))!.obj as { attempt: number };
+      expect(next.attempt).toBe(1);
+      await broker.revive();
+      await waitFor(s, 'up', 3000);
+    },
+    15_000,
+  );
+
+  it('stop() and kill() leave no timers or sockets behind, also while reconnecting', async () => {
+    const baseline = activeResources();
+    const s = session();
+    s.start();
+    await waitFor(s, 'up', 3000);
+    await s.publish('tether-test/leak', 'x', { qos: 1, retain: false });
+    await s.stop();
+    expect(await leakedSince(baseline)).toEqual({});
+
+    const k = session();
+    k.start();
+    await waitFor(k, 'up', 3000);
+    k.kill();
+    expect(await leakedSince(baseline)).toEqual({});
+
+    // Nobody listening: the session keeps retrying; stop() must end that too.
+    const deadPort = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const r = session({ url: `mqtt://127.0.0.1:${deadPort}`, backoff: { initialMs: 50, maxMs: 100 } });
+    r.start();
+    await sleep(300);
+    expect(r.connected).toBe(false);
+    await r.stop();
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+});
