@@ -24,15 +24,20 @@ export class LedComponent implements DeviceComponent {
   attach(context: ComponentContext): void {
     this.context = context;
     this.led = new five.Led({ pin: this.settings.pin, board: context.board });
-    context.publish('on', String(this.on), 'state');
+    this.apply(); // a /set that came before the board was ready takes effect now
   }
 
   set(property: string, value: SetValue): void {
-    if (property !== 'on' || !this.led) return;
+    if (property !== 'on') return;
     this.on = value === true;
+    this.apply();
+  }
+
+  private apply(): void {
+    if (!this.led || !this.context) return;
     if (this.on) this.led.on();
     else this.led.off();
-    this.context?.publish('on', String(this.on), 'state');
+    this.context.publish('on', String(this.on), 'state');
   }
 
   values(): Array<[string, string]> {

@@ -24,15 +24,20 @@ export class RelayComponent implements DeviceComponent {
   attach(context: ComponentContext): void {
     this.context = context;
     this.relay = new five.Relay({ pin: this.settings.pin, type: this.settings.normally === 'open' ? 'NO' : 'NC', board: context.board });
-    context.publish('closed', String(this.closed), 'state');
+    this.apply(); // a /set that came before the board was ready takes effect now
   }
 
   set(property: string, value: SetValue): void {
-    if (property !== 'closed' || !this.relay) return;
+    if (property !== 'closed') return;
     this.closed = value === true;
+    this.apply();
+  }
+
+  private apply(): void {
+    if (!this.relay || !this.context) return;
     if (this.closed) this.relay.close();
     else this.relay.open();
-    this.context?.publish('closed', String(this.closed), 'state');
+    this.context.publish('closed', String(this.closed), 'state');
   }
 
   values(): Array<[string, string]> {

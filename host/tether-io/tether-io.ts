@@ -26,7 +26,7 @@ export class TetherIO extends firmataIo.Firmata {
     const linkPort = new LinkPort(link);
     super(linkPort, { reportVersionTimeout: 2000 });
     this.link = link;
-    (this as unknown as { name: string }).name = 'TetherIO';
+    // `name` stays "Firmata": Johnny-Five normalizes pins ("A0") only for IO named so.
     let firstUp = true;
     link.on('up', () => {
       // A board that was already running will not announce itself: ask, so firmata.js's

@@ -134,6 +134,9 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
       await watcher.publish('homie/5/dev-set/status/on/set', 'true');
       await watcher.waitFor('homie/5/dev-set/status/on', 'true');
       expect(uno.uno.digitalOutput(13)).toBe(true);
+    } catch (err) {
+      console.log(daemon.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'));
+      throw err;
     } finally {
       expect(await daemon.stop()).toBe(0);
       await watcher.close();
@@ -151,6 +154,9 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
     daemon.start();
     try {
       await watcher.waitFor('homie/5/dev-sleep/$state', 'sleeping', 20_000);
+      // Johnny-Five's setup may wake it once more; wait until the MCU itself is asleep.
+      const asleepBy = Date.now() + 10_000;
+      while (uno.uno.runMode !== 'sleeping' && Date.now() < asleepBy) await sleep(10);
       expect(uno.uno.runMode).toBe('sleeping');
       await watcher.publish('homie/5/dev-sleep/status/on/set', 'true');
       await watcher.waitFor('homie/5/dev-sleep/status/on', 'true', 10_000);
