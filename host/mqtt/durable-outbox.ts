@@ -88,7 +88,8 @@ export interface DurableOutboxOptions {
   /**
    * Removals (acks, drops, coalesced) between automatic compactions (default 1000). A
    * compaction also waits until at least half of the journal is garbage, so its cost stays
-   * proportional to what was appended.
+   * proportional to what was appended; and it comes sooner when the garbage exceeds the live
+   * part by more than 2 * maxBytes.
    */
   compactEvery?: number;
   /**
@@ -499,10 +500,18 @@ export class DurableOutbox extends EventEmitter {
     this.emit('degraded', err);
   }
 
+  /**
+   * Compacts after compactEvery removals once garbage >= live (so the rewrite costs no more
+   * than what was appended), or whenever garbage exceeds live + 2 * maxBytes (a few huge
+   * entries churning): the journal stays within a few times maxBytes.
+   */
   private maybeCompact(): void {
-    if (this.removalsSinceCompact < this.compactEvery || this.isDegraded) return;
-    if (this.journalBytes - this.liveLineBytes < this.liveLineBytes) return;
-    this.rewrite();
+    if (this.isDegraded) return;
+    const garbage = this.journalBytes - this.liveLineBytes;
+    const due =
+      (this.removalsSinceCompact >= this.compactEvery && garbage >= this.liveLineBytes) ||
+      garbage >= this.liveLineBytes + 2 * this.maxBytes;
+    if (due) this.rewrite();
   }
 
   /** Writes header + pending entries to a temp file and renames it over the journal. */

@@ -66,6 +66,7 @@ export class OutboxPump {
 
   private running = false;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   /** Bumped when a round ends (all settled after a failure) or is abandoned (down). */
   private round = 0;
   /** A publish of this round failed: send nothing more until the round has settled. */
@@ -129,6 +130,7 @@ export class OutboxPump {
     }
     this.running = true;
     this.stopping = false;
+    this.stopped = undefined;
     this.scheduleFill();
   }
 
@@ -136,11 +138,20 @@ export class OutboxPump {
    * Stops sending; resolves once the publishes in flight have settled (those that succeed are
    * still acked) or were abandoned by a disconnect. What is left stays in the outbox.
    */
-  async stop(): Promise<void> {
-    if (!this.running) return;
+  stop(): Promise<void> {
+    if (this.stopped) return this.stopped;
+    if (!this.running) return Promise.resolve();
     this.running = false;
     this.stopping = true;
     this.cancelRetry();
+    const stopped = this.finishStop().finally(() => {
+      if (this.stopped === stopped) this.stopped = undefined;
+    });
+    this.stopped = stopped;
+    return stopped;
+  }
+
+  private async finishStop(): Promise<void> {
     if (this.inflight.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     if (this.running) return; // started again meanwhile
     this.stopping = false;

@@ -407,6 +407,18 @@ describe('DurableOutbox: compaction', () => {
     expect(b.enqueue(msg('t', 'y')).id).toBe(4);
   });
 
+  it('compacts sooner when garbage outgrows the live part by 2 * maxBytes (few, huge entries)', async () => {
+    const o = await open({ compactEvery: 1_000_000, maxBytes: 1000 });
+    o.enqueue(msg('keep', 'k'));
+    let peak = 0;
+    for (let i = 0; i < 50; i++) {
+      o.ack(o.enqueue(msg('t', 'x'.repeat(900))).id);
+      peak = Math.max(peak, statSync(journal).size);
+    }
+    expect(peak).toBeLessThan(2 * 1000 + 3 * 1300);
+    expect((await open({ maxBytes: 1000 })).pending().map((e) => e.topic)).toEqual(['keep']);
+  });
+
   it('compacts by itself after compactEvery removals once the journal is mostly garbage', async () => {
     const o = await open({ compactEvery: 50 });
     for (let i = 0; i < 49; i++) o.ack(o.enqueue(msg('t', 'x'.repeat(100))).id);

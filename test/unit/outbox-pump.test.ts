@@ -342,6 +342,24 @@ describe('OutboxPump', () => {
     expect(pub.sent()).toEqual(['a', 'b', 'c']);
   });
 
+  it('concurrent stop() calls share one stop', async () => {
+    const o = await outbox();
+    const pub = new ManualPublisher();
+    const pump = new OutboxPump(o, pub);
+    put(o, 't', 'a');
+    pump.start();
+    await settle();
+    let done = 0;
+    const a = pump.stop().then(() => done++);
+    const b = pump.stop().then(() => done++);
+    await settle();
+    expect(done).toBe(0);
+    pub.open[0].resolve();
+    await Promise.all([a, b]);
+    expect(done).toBe(2);
+    expect(pub.listenerCount('up')).toBe(0);
+  });
+
   it('stop() does not hang on publishes cut off by down', async () => {
     const o = await outbox();
     const pub = new ManualPublisher();
