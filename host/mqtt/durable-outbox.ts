@@ -22,9 +22,11 @@
  * (logger.warn with topic and totals; at most one line per `dropLogIntervalMs`, then a summary
  * of the ones in between), never silent.
  *
- * Coalescing: enqueueing a retained message (retain: true) for a topic that already has a
- * pending retained message removes the older one: a broker keeps only the latest retained value,
- * so delivering the old one first is pointless. The new one goes to the back of the queue. This
+ * Coalescing: enqueueing a retained 'state' message (retain: true) for a topic that already has a
+ * pending retained 'state' message removes the older one: a broker keeps only the latest retained value,
+ * so delivering the old one first is pointless. Telemetry is never coalesced: every sample is
+ * delivered (subscribers may count them), even when it is published retained. The new one goes
+ * to the back of the queue. This
  * is not a loss; it is counted in `coalesced` and emitted as 'coalesce', not 'drop'.
  *
  * Disk errors (ENOSPC, EIO, ...) never escape enqueue() or ack(). The message stays in memory,
@@ -276,7 +278,7 @@ export class DurableOutbox extends EventEmitter {
     const slot: Slot = { entry, size: entrySize(entry), lineBytes: Buffer.byteLength(line) + 1 };
     const reason: DropReason = this.isDegraded ? 'disk-error' : 'full';
 
-    const replaced = entry.retain ? this.retainedByTopic.get(entry.topic) : undefined;
+    const replaced = coalesces(entry) ? this.retainedByTopic.get(entry.topic) : undefined;
     const plan = this.planVictims(slot, replaced);
     if (plan === 'drop-new') {
       // Journal the id only, so that ids keep increasing across a reopen.
@@ -371,7 +373,7 @@ export class DurableOutbox extends EventEmitter {
     const { entry } = slot;
     this.slots.set(entry.id, slot);
     this.byKind[entry.kind].set(entry.id, slot);
-    if (entry.retain) this.retainedByTopic.set(entry.topic, slot);
+    if (coalesces(entry)) this.retainedByTopic.set(entry.topic, slot);
     this.totalBytes += slot.size;
     this.liveLineBytes += slot.lineBytes;
   }
@@ -680,4 +682,9 @@ function validate(m: OutboxMessage): void {
   if (m.kind !== 'telemetry' && m.kind !== 'state' && m.kind !== 'other') {
     throw new TypeError(`kind must be telemetry, state or other, got ${String(m.kind)}`);
   }
+}
+
+/** Only retained device state is coalesced (see the header). */
+function coalesces(entry: OutboxMessage): boolean {
+  return entry.retain && entry.kind === 'state';
 }

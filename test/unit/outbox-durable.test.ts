@@ -371,6 +371,14 @@ describe('DurableOutbox: retained state coalescing', () => {
     expect(o.pending().map((e) => `${e.topic}=${e.payload}`)).toEqual(['b=1', 'a=2']);
   });
 
+  it('retained telemetry is never coalesced: every sample stays queued', async () => {
+    const o = await open();
+    o.enqueue(msg('dev/light/value', '1', 'telemetry', true));
+    o.enqueue(msg('dev/light/value', '2', 'telemetry', true));
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['1', '2']);
+    expect(o.coalesced).toBe(0);
+  });
+
   it('an acked retained value is not coalesced with a later one', async () => {
     const o = await open();
     const first = o.enqueue(msg('a', '1', 'state', true));
@@ -589,7 +597,8 @@ const MAX_BYTES = 40;
 function modelEnqueue(queue: ModelEntry[], m: ModelEntry): ModelEntry[] {
   const size = (e: ModelEntry) => Buffer.byteLength(e.topic) + Buffer.byteLength(e.payload);
   if (size(m) > MAX_BYTES) return queue;
-  let rest = m.retain ? queue.filter((e) => !(e.retain && e.topic === m.topic)) : [...queue];
+  const coalesces = (e: { retain: boolean; kind: OutboxKind }) => e.retain && e.kind === 'state';
+  let rest = coalesces(m) ? queue.filter((e) => !(coalesces(e) && e.topic === m.topic)) : [...queue];
   const over = () => rest.length + 1 > MAX_ENTRIES || rest.reduce((n, e) => n + size(e), 0) + size(m) > MAX_BYTES;
   for (const kind of ['telemetry', 'other', 'state'] as const) {
     while (over() && rest.some((e) => e.kind === kind)) {
