@@ -90,11 +90,6 @@ interface PendingPublish {
   reject(err: Error): void;
 }
 
-interface Subscription {
-  qos: QoS;
-  /** SUBACK seen on some connection: the broker's session has it (while the session lives). */
-  confirmed: boolean;
-}
 
 /**
  * One MQTT connection to the broker, kept up for as long as the session runs: one per board
@@ -121,7 +116,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly backoff: ExponentialBackoff;
-  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly subscriptions = new Map<string, QoS>();
   private readonly tlsOptions: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
   private state: State = 'idle';
   private client: MqttClient | null = null;
@@ -161,7 +156,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.clock = options.clock ?? systemClock;
     this.log = (options.logger ?? silentLogger).child({ component: 'mqtt', clientId: options.clientId });
     this.backoff = new ExponentialBackoff({ initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 });
-    for (const { topic, qos } of options.subscriptions ?? []) this.subscriptions.set(topic, { qos, confirmed: false });
+    for (const { topic, qos } of options.subscriptions ?? []) this.subscriptions.set(topic, qos);
     this.tlsOptions = readTls(options.tls);
   }
 
@@ -250,7 +245,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
    * once and the subscription goes out with the next connect.
    */
   subscribe(topic: string, qos: QoS): Promise<void> {
-    this.subscriptions.set(topic, { qos, confirmed: false });
+    this.subscriptions.set(topic, qos);
     const client = this.client;
     if (!this.connected || !client) return Promise.resolve();
     return this.sendSubscriptions(client, [topic]);
@@ -343,11 +338,12 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.probe.start();
     this.log.info({ sessionPresent, keepaliveMs }, 'connected to the MQTT broker');
 
-    // Resubscribe. MQTT 5: everything, with Retain Handling 1 (no retained replay for an existing
-    // subscription). 3.1.1: everything if the broker lost the session, else only subscriptions it never confirmed
-    // (a repeated SUBSCRIBE would replay retained messages).
-    const topics = [...this.subscriptions].filter(([, s]) => this.protocolVersion === 5 || !sessionPresent || !s.confirmed).map(([t]) => t);
-    if (!sessionPresent) for (const s of this.subscriptions.values()) s.confirmed = false;
+    // Resubscribe everything on every connect, even when the broker says the session is
+    // present: a broker that crashed between two saves of its database can resume the session
+    // without the latest subscriptions (seen with Mosquitto after SIGKILL). MQTT 5: Retain
+    // Handling 1, so an existing subscription does not replay retained messages. 3.1.1 has no
+    // such option: the broker resends retained messages (they arrive with retain: true).
+    const topics = [...this.subscriptions.keys()];
     if (topics.length > 0) {
       this.sendSubscriptions(client, topics).catch((err) => this.log.warn({ topics, err: errorText(err) }, 'resubscribe failed'));
     }
@@ -416,9 +412,9 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private sendSubscriptions(client: MqttClient, topics: string[]): Promise<void> {
     const map: ISubscriptionMap = {};
     for (const topic of topics) {
-      const sub = this.subscriptions.get(topic);
-      if (!sub) continue;
-      const opts: IClientSubscribeOptions = { qos: sub.qos };
+      const qos = this.subscriptions.get(topic);
+      if (qos === undefined) continue;
+      const opts: IClientSubscribeOptions = { qos };
       if (this.protocolVersion === 5) opts.rh = 1;
       map[topic] = opts;
     }
@@ -429,10 +425,6 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
           return;
         }
         const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
-        for (const g of granted ?? []) {
-          const sub = this.subscriptions.get(g.topic);
-          if (sub && !refused.includes(g)) sub.confirmed = true;
-        }
         if (refused.length > 0) reject(new Error(`MQTT broker refused the subscription to ${refused.map((g) => g.topic).join(', ')}`));
         else resolve();
       });

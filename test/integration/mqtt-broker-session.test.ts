@@ -61,6 +61,7 @@ async function aedesFixture(): Promise<BrokerFixture> {
 const brokers: Array<{ name: string; protocolVersion: 4 | 5; start: () => Promise<BrokerFixture> }> = [
   { name: 'Mosquitto 2 (MQTT 5)', protocolVersion: 5, start: mosquittoFixture },
   { name: 'embedded Aedes (MQTT 3.1.1)', protocolVersion: 4, start: aedesFixture },
+  { name: 'Mosquitto 2 (MQTT 3.1.1)', protocolVersion: 4, start: mosquittoFixture },
 ];
 
 let idCounter = 0;
@@ -86,7 +87,7 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
-describe.each(brokers)('BrokerSession against $name', ({ protocolVersion, start }) => {
+describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, start }) => {
   let broker: BrokerFixture;
   const cleanups: Array<() => unknown> = [];
 
@@ -248,7 +249,7 @@ describe.each(brokers)('BrokerSession against $name', ({ protocolVersion, start 
       const [reason] = await waitFor<[string]>(s, 'down', boundMs + 2000);
       const measuredMs = detectedAt - lastReceivedAt;
       console.log(
-        `[${protocolVersion === 5 ? 'mosquitto' : 'aedes'}] half-open detected ${measuredMs.toFixed(0)} ms after the last packet received ` +
+        `[${name}] half-open detected ${measuredMs.toFixed(0)} ms after the last packet received ` +
           `(probe: silent ${silentForMs.toFixed(0)} ms); our bound keepalive + pingRespTimeout = ${boundMs} ms; mqtt.js 1.5 x keepalive = ${1.5 * keepaliveSec * 1000} ms`,
       );
       expect(reason).toMatch(/half-open/);
