@@ -207,6 +207,9 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
       while (missing().length > 0 && Date.now() < deadline) await sleep(200);
       console.log(`${name}: ramp steps ${expected.length}, messages received ${watcher.received.length}, missing ${missing().length}`);
       expect(missing()).toEqual([]);
+    } catch (err) {
+      console.log(daemon.logs.filter((l) => l.level >= 30).slice(-40).map((l) => `${l.level} ${l.device ?? ''} ${l.msg}`).join('\n'));
+      throw err;
     } finally {
       expect(await daemon.stop()).toBe(0);
       await watcher.close();
