@@ -205,8 +205,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
         () => false,
       );
       // A second end() is a no-op while mqtt.js is disconnecting: destroy the socket itself.
-      if (!closed) client.stream?.destroy();
-      this.log.info({}, 'disconnected from the MQTT broker (clean DISCONNECT: no will)');
+      if (closed) this.log.info({}, 'disconnected from the MQTT broker (clean DISCONNECT: no will)');
+      else {
+        this.log.warn({ timeoutMs: STOP_STEP_TIMEOUT_MS }, 'the broker did not close after DISCONNECT: dropping the socket');
+        client.stream?.destroy();
+      }
     } else if (this.client === client && client) {
       client.end(true);
     }
@@ -345,7 +348,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     // such option: the broker resends retained messages (they arrive with retain: true).
     const topics = [...this.subscriptions.keys()];
     if (topics.length > 0) {
-      this.sendSubscriptions(client, topics).catch((err) => this.log.warn({ topics, err: errorText(err) }, 'resubscribe failed'));
+      this.sendSubscriptions(client, topics).catch((err) => {
+        // Lost with the connection: the next connect resubscribes; anything else is worth a warning.
+        if (client === this.client && client.connected) this.log.warn({ topics, err: errorText(err) }, 'resubscribe failed');
+        else this.log.debug({ topics, err: errorText(err) }, 'resubscribe cut short by the connection loss');
+      });
     }
     this.isUp = true;
     this.emit('up', { sessionPresent });
@@ -386,7 +393,15 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.log.info({ reason, attempt: this.backoff.attempt, delayMs }, `MQTT reconnect in ${delayMs} ms`);
     this.reconnectTimer = this.clock.setTimeout(() => {
       this.reconnectTimer = null;
-      if (this.state === 'running') this.startClient();
+      if (this.state !== 'running') return;
+      try {
+        this.startClient();
+      } catch (err) {
+        // mqtt.connect() throws synchronously only for bad options; keep trying rather than crash the daemon.
+        this.client = null;
+        this.log.error({ err: errorText(err) }, 'MQTT connect attempt failed to start');
+        this.scheduleReconnect(errorText(err));
+      }
     }, delayMs);
   }
 

@@ -69,7 +69,9 @@ const uniqueId = (what: string) => `${what}-${process.pid}-${Date.now().toString
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function waitFor<T extends unknown[]>(emitter: NodeJS.EventEmitter, event: string, ms: number): Promise<T> {
-  return once(emitter, event, { signal: AbortSignal.timeout(ms) }) as Promise<T>;
+  return (once(emitter, event, { signal: AbortSignal.timeout(ms) }) as Promise<T>).catch((err: unknown) => {
+    throw new Error(`no '${event}' event within ${ms} ms`, { cause: err });
+  });
 }
 
 /** Collects what a raw mqtt.js client receives. */
@@ -246,7 +248,9 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
         silentForMs = info.silentForMs;
         proxy.blackhole(false); // heal before the reconnect attempt
       });
-      const [reason] = await waitFor<[string]>(s, 'down', boundMs + 2000);
+      const down = waitFor<[string]>(s, 'down', boundMs + 2000);
+      const reconnected = waitFor(s, 'up', boundMs + 6000);
+      const [reason] = await down;
       const measuredMs = detectedAt - lastReceivedAt;
       console.log(
         `[${name}] half-open detected ${measuredMs.toFixed(0)} ms after the last packet received ` +
@@ -260,7 +264,7 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       expect(silentForMs).toBeLessThanOrEqual(boundMs + 250);
       expect(s.stats.halfOpenDetections).toBe(1);
 
-      await waitFor(s, 'up', 4000);
+      await reconnected;
       expect(s.stats).toMatchObject({ connects: 2, reconnects: 1, halfOpenDetections: 1 });
       const messages: string[] = [];
       s.on('message', (_t, payload) => messages.push(payload.toString()));
@@ -284,8 +288,10 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       expect(s.connected).toBe(false);
       await expect(s.publish(topic, 'x', { qos: 1, retain: false })).rejects.toThrow(/not connected/);
       await sleep(1200); // several failed attempts
+      // Listen first: the session may well connect before revive() has seen the port open.
+      const up = waitFor(s, 'up', 5000);
       await broker.revive();
-      await waitFor(s, 'up', 3000);
+      await up;
       expect(s.stats).toMatchObject({ connects: 2, reconnects: 1 });
 
       const retries = logger.records
@@ -313,8 +319,9 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       await until(() => logger.records.slice(before).some((r) => r.msg?.startsWith('MQTT reconnect in')), 2000, 'a retry');
       const next = logger.records.slice(before).find((r) => r.msg?.startsWith('MQTT reconnect in'))!.obj as { attempt: number };
       expect(next.attempt).toBe(1);
+      const up2 = waitFor(s, 'up', 5000);
       await broker.revive();
-      await waitFor(s, 'up', 3000);
+      await up2;
     },
     15_000,
   );
