@@ -10,6 +10,12 @@ export interface TetherIOOptions extends Omit<DeviceLinkOptions, 'target'> {
 
 const REPORT_VERSION = 0xf9;
 const QUERY_FIRMWARE = [0xf0, 0x79, 0xf7];
+const CAPABILITY_QUERY = [0xf0, 0x6b, 0xf7];
+const ANALOG_MAPPING_QUERY = [0xf0, 0x69, 0xf7];
+/** How long firmata.js's handshake may stall on a lost answer before the query is sent again. */
+const HANDSHAKE_RETRY_MS = 1000;
+
+type HandshakeStage = 'version' | 'firmware' | 'capabilities' | 'analog-mapping' | 'done';
 
 /**
  * A Johnny-Five IO plugin: firmata.js over a tether DeviceLink. The program keeps working
@@ -19,6 +25,8 @@ const QUERY_FIRMWARE = [0xf0, 0x79, 0xf7];
  */
 export class TetherIO extends firmataIo.Firmata {
   readonly link: DeviceLink;
+  private handshakeStage: HandshakeStage = 'version';
+  private handshakeTimer: NodeJS.Timeout | undefined;
 
   constructor(options: TetherIOOptions) {
     const { port, ...linkOptions } = options;
@@ -46,11 +54,38 @@ export class TetherIO extends firmataIo.Firmata {
       }
     });
     link.on('reboot', (info: RebootInfo) => this.emit('reboot', info));
+    this.followHandshake();
     link.start();
+  }
+
+  /**
+   * firmata.js's handshake is a chain of one-shot waits (version, firmware, capabilities,
+   * analog mapping) with no retry: one lost answer and the program never gets 'ready'. Ask
+   * again for whatever it is still waiting for while the board is reachable.
+   */
+  private followHandshake(): void {
+    this.once('reportversion', () => (this.handshakeStage = 'firmware'));
+    this.once('queryfirmware', () => (this.handshakeStage = 'capabilities'));
+    this.once('capability-query', () => (this.handshakeStage = 'analog-mapping'));
+    this.once('ready', () => {
+      this.handshakeStage = 'done';
+      clearInterval(this.handshakeTimer);
+    });
+    this.handshakeTimer = setInterval(() => {
+      if (this.handshakeStage === 'done' || this.link.state !== 'ready') return;
+      const query = {
+        version: [REPORT_VERSION, ...QUERY_FIRMWARE],
+        firmware: QUERY_FIRMWARE,
+        capabilities: CAPABILITY_QUERY,
+        'analog-mapping': ANALOG_MAPPING_QUERY,
+      }[this.handshakeStage];
+      this.link.writeFirmata(query);
+    }, HANDSHAKE_RETRY_MS);
   }
 
   /** Releases the board (its host-lost policy applies) and closes the port. */
   async close(): Promise<void> {
+    clearInterval(this.handshakeTimer);
     await this.link.close();
   }
 }
