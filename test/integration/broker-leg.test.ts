@@ -133,6 +133,8 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
 
       await watcher.publish('homie/5/dev-set/status/on/set', 'true');
       await watcher.waitFor('homie/5/dev-set/status/on', 'true');
+      const by = Date.now() + 3000; // the serial write may land just after the MQTT echo
+      while (uno.uno.digitalOutput(13) !== true && Date.now() < by) await sleep(10);
       expect(uno.uno.digitalOutput(13)).toBe(true);
     } catch (err) {
       console.log(daemon.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'));
