@@ -217,4 +217,104 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
       await watcher.close();
     }
   }, 90_000);
+
+  it('kill -9 of the daemon while the broker is down, restart both: the queued messages still arrive', async () => {
+    const uno = await board('dev-crash');
+    const queueDir = join(dir, 'queue-crash');
+    const watcher = await MqttWatcher.connect(broker.url, 'homie/5/dev-crash/light/value', { protocolVersion, clientId: `watch-crash-${name}` });
+    const config = daemonConfig([device('dev-crash')], queueDir);
+    const first = new DaemonProcess(config);
+    first.start();
+    let second: DaemonProcess | null = null;
+    try {
+      await first.waitForLog((l) => /device ready/.test(l.msg ?? ''), 20_000);
+      proxy.blackhole(true);
+      await broker.kill9();
+      // Telemetry while the broker is away: queued in the daemon's durable outbox.
+      const sent: number[] = [];
+      for (let step = 1; step <= 12; step++) {
+        const volts = 1 + step * 0.05;
+        uno.uno.setAnalogInput(0, volts);
+        sent.push(Math.round((volts / 5) * 1023));
+        await sleep(250);
+      }
+      await first.kill9();
+      await broker.restart();
+      await sleep(2500); // the subscriber is back first
+      proxy.blackhole(false);
+      second = new DaemonProcess(config, first.dir);
+      second.start();
+      const deadline = Date.now() + 20_000;
+      const missing = () => {
+        const got = new Set(watcher.received.map((r) => Number(r.payload)));
+        return sent.filter((e) => ![e - 1, e, e + 1].some((g) => got.has(g)));
+      };
+      while (missing().length > 0 && Date.now() < deadline) await sleep(200);
+      console.log(`${name}: queued during the outage ${sent.length}, missing after the crash ${missing().length}`);
+      expect(missing()).toEqual([]);
+    } finally {
+      await first.kill9();
+      if (second) expect(await second.stop()).toBe(0);
+      await watcher.close();
+    }
+  }, 90_000);
 });
+
+describe('broker leg defaults and modes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-leg-modes-'));
+  const boards: BoardOnPty[] = [];
+  afterAll(async () => {
+    for (const b of boards) await b.close();
+  });
+
+  it('with no broker URL the daemon starts the embedded broker and says so first', async () => {
+    boards.push(await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, 'emb') }));
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const daemon = new DaemonProcess({
+      broker: { embeddedPort: port },
+      queue: { dir: join(dir, 'queue-emb') },
+      devices: [{ id: 'emb', port: join(dir, 'emb'), keepalive: { intervalMs: 200 } }],
+    });
+    daemon.start();
+    try {
+      const line = await daemon.waitForLog((l) => /embedded MQTT broker/.test(l.msg ?? ''));
+      expect(daemon.logs.indexOf(line)).toBeLessThan(3);
+      const watcher = await MqttWatcher.connect(`mqtt://127.0.0.1:${port}`, 'homie/5/#', { protocolVersion: 4 });
+      await watcher.waitFor('homie/5/emb/$state', 'ready');
+      await watcher.waitFor('homie/5/tether-gateway/$state', 'ready');
+      await watcher.close();
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+
+  it('shared-session mode: one connection for all devices, the gateway will covers them', async () => {
+    const mosquitto = await startMosquitto();
+    boards.push(await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, 'sh-a') }));
+    boards.push(await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, 'sh-b') }));
+    const watcher = await MqttWatcher.connect(mosquitto.url, 'homie/5/#', { protocolVersion: 5 });
+    const daemon = new DaemonProcess({
+      gateway: { id: 'gw-shared' },
+      broker: { url: mosquitto.url, sharedSession: true, keepaliveSec: 2, pingRespTimeoutMs: 1000 },
+      queue: { dir: join(dir, 'queue-shared') },
+      devices: ['sh-a', 'sh-b'].map((id) => ({ id, port: join(dir, id), keepalive: { intervalMs: 200 }, components: [{ type: 'led', id: 'status', pin: 13 }] })),
+    });
+    daemon.start();
+    try {
+      await watcher.waitFor('homie/5/sh-a/$state', 'ready');
+      await watcher.waitFor('homie/5/sh-b/$state', 'ready');
+      const connects = daemon.logs.filter((l) => /connected to the MQTT broker/.test(l.msg ?? ''));
+      expect(connects).toHaveLength(1); // one connection, the gateway's
+      await watcher.publish('homie/5/sh-b/status/on/set', 'true');
+      await watcher.waitFor('homie/5/sh-b/status/on', 'true');
+      const mark = watcher.received.length;
+      await daemon.kill9();
+      await watcher.waitFor('homie/5/gw-shared/$state', 'lost', 10_000, mark);
+    } finally {
+      await daemon.kill9();
+      await watcher.close();
+      await mosquitto.stop();
+    }
+  });
+});
+
