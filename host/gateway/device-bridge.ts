@@ -211,6 +211,7 @@ export class DeviceBridge {
   }
 
   private enqueue(topic: string, payload: string, kind: OutboxKind): void {
-    this.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
+    const entry = this.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
+    this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
   }
 }
