@@ -1,9 +1,10 @@
 import type { Command } from './command.ts';
 import { daemonCommand } from './commands/daemon.ts';
+import { demoCommand } from './commands/demo.ts';
 import { emulateCommand } from './commands/emulate.ts';
 import { EXIT, UsageError } from './usage-error.ts';
 
-const commands: Command[] = [daemonCommand, emulateCommand];
+const commands: Command[] = [daemonCommand, demoCommand, emulateCommand];
 
 const help = `Usage: tether <command> [options]
 

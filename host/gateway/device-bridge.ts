@@ -48,6 +48,8 @@ export class DeviceBridge {
   private readonly log: Logger;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private readonly ownsSession: boolean;
+  /** After stop(): Johnny-Five keeps its component timers, so late values are ignored. */
+  private stopped = false;
 
   private constructor(
     private readonly options: DeviceBridgeOptions,
@@ -143,6 +145,7 @@ export class DeviceBridge {
     clearInterval(this.keepaliveTimer);
     this.state = 'disconnected';
     this.enqueue(homieTopics.state(this.id), 'disconnected', 'state');
+    this.stopped = true;
     await Promise.race([this.pump.flushed(), new Promise((r) => setTimeout(r, flushTimeoutMs).unref())]);
     await this.pump.stop();
     if (this.ownsSession) await this.session.stop();
@@ -211,6 +214,7 @@ export class DeviceBridge {
   }
 
   private enqueue(topic: string, payload: string, kind: OutboxKind): void {
+    if (this.stopped) return;
     const entry = this.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
     this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
   }

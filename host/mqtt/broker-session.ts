@@ -382,7 +382,9 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     client.end(true);
     if (this.isUp) {
       this.isUp = false;
-      this.log.warn({ reason }, 'MQTT connection lost');
+      // Our own stop() is not news; anything else is.
+      if (this.state === 'running') this.log.warn({ reason }, 'MQTT connection lost');
+      else this.log.info({ reason }, 'MQTT connection closed');
       this.emit('down', reason);
     }
     if (this.state === 'running') this.scheduleReconnect(reason);
