@@ -2,9 +2,11 @@ import type { Command } from './command.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { demoCommand } from './commands/demo.ts';
 import { emulateCommand } from './commands/emulate.ts';
+import { portsCommand } from './commands/ports.ts';
+import { statusCommand } from './commands/status.ts';
 import { EXIT, UsageError } from './usage-error.ts';
 
-const commands: Command[] = [daemonCommand, demoCommand, emulateCommand];
+const commands: Command[] = [daemonCommand, demoCommand, emulateCommand, portsCommand, statusCommand];
 
 const help = `Usage: tether <command> [options]
 
