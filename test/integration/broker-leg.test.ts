@@ -294,9 +294,16 @@ describe('broker leg defaults and modes', () => {
       const watcher = await MqttWatcher.connect(`mqtt://127.0.0.1:${port}`, 'homie/5/#', { protocolVersion: 4 });
       await watcher.waitFor('homie/5/emb/$state', 'ready');
       await watcher.waitFor('homie/5/tether-gateway/$state', 'ready');
+      // SIGTERM: every device `disconnected` (not lost), then a clean exit 0, quickly.
+      const stopAt = performance.now();
+      const code = await daemon.stop();
+      const tookMs = performance.now() - stopAt;
+      expect(code).toBe(0);
+      expect(tookMs).toBeLessThan(10_000);
+      expect(watcher.last('homie/5/emb/$state')).toBe('disconnected');
       await watcher.close();
     } finally {
-      expect(await daemon.stop()).toBe(0);
+      await daemon.kill9();
     }
   });
 
