@@ -28,6 +28,11 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`tether: unknown command '${name}'\n\n${help}`);
     return EXIT.usage;
   }
+  // Every command's --help is handled here, from its help text.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(command.help);
+    return EXIT.ok;
+  }
   try {
     return await command.run(rest);
   } catch (err) {

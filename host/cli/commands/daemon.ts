@@ -14,7 +14,6 @@ broker URL in the config, starts an embedded broker. Logs JSON lines on stdout.
 Options:
   -c, --config <file>  the YAML or JSON config (default: ./tether.yaml)
       --check          validate the config and exit (0 valid, ${EXIT.config} invalid)
-  -h, --help           this help
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT), 1 runtime failure, 2 bad usage, ${EXIT.config} bad config.`;
 
@@ -31,15 +30,10 @@ export const daemonCommand: Command = {
       options: {
         config: { type: 'string', short: 'c', default: 'tether.yaml' },
         check: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
       allowPositionals: false,
     });
-    if (values.help) {
-      console.log(help);
-      return EXIT.ok;
-    }
     let config;
     try {
       config = await loadConfig(values.config);

@@ -23,8 +23,7 @@ and on MQTT. Shows a live status line for the board.
 Options:
   --for <duration>    exit by itself after this long (e.g. 15s, 2m); default: until Ctrl-C
   --mqtt-port <port>  port of the embedded broker (default 1883)
-  --broker <url>      use this broker instead of the embedded one (mqtt://host:port)
-  -h, --help          this help`;
+  --broker <url>      use this broker instead of the embedded one (mqtt://host:port)`;
 
 export const demoCommand: Command = {
   name: 'demo',
@@ -37,15 +36,10 @@ export const demoCommand: Command = {
         for: { type: 'string' },
         'mqtt-port': { type: 'string', default: '1883' },
         broker: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
       allowPositionals: false,
     });
-    if (values.help) {
-      console.log(help);
-      return EXIT.ok;
-    }
     const forMs = values.for === undefined ? null : parseDuration(values.for, '--for');
     const mqttPort = Number(values['mqtt-port']);
     if (!Number.isInteger(mqttPort) || mqttPort < 0 || mqttPort > 65535) throw new UsageError(`--mqtt-port must be a port number, not '${values['mqtt-port']}'`);

@@ -19,7 +19,6 @@ Options:
   --eeprom <file>      keep the EEPROM in this file across runs (default: in memory)
   --speed <factor>     emulated seconds per real second (default: 1)
   --json               print events as JSON lines (for scripts)
-  -h, --help           this help
 
 Commands on standard input, one per line:
   reset | power-cycle | brown-out | freeze | thaw | unplug | replug
@@ -40,15 +39,10 @@ export const emulateCommand: Command = {
         eeprom: { type: 'string' },
         speed: { type: 'string' },
         json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
       allowPositionals: false,
     });
-    if (values.help) {
-      console.log(help);
-      return EXIT.ok;
-    }
     const speed = values.speed === undefined ? 1 : Number(values.speed);
     if (!(speed > 0) || !Number.isFinite(speed)) throw new UsageError(`--speed must be a positive number, not '${values.speed}'`);
     const json = values.json;

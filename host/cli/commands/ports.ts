@@ -10,7 +10,7 @@ udev: it then reads /dev and /sys).
 
 Options:
   --json      one JSON array instead of a table
-  -h, --help  this help`;
+`;
 
 export const portsCommand: Command = {
   name: 'ports',
@@ -19,14 +19,10 @@ export const portsCommand: Command = {
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
-      options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+      options: { json: { type: 'boolean', default: false } },
       strict: true,
       allowPositionals: false,
     });
-    if (values.help) {
-      console.log(help);
-      return EXIT.ok;
-    }
     const ports = await listSerialPorts();
     if (values.json) {
       console.log(JSON.stringify(ports, null, 2));

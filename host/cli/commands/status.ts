@@ -14,7 +14,6 @@ Options:
   --broker <url>     the broker (mqtt://host:port, mqtts://, ws://, wss://); required
   --wait <duration>  how long to collect retained messages (default 1500ms)
   --json             one JSON object instead of a table
-  -h, --help         this help
 
 Exit codes: 0 ok, 1 broker unreachable, 2 bad usage.`;
 
@@ -35,15 +34,10 @@ export const statusCommand: Command = {
         broker: { type: 'string' },
         wait: { type: 'string', default: '1500ms' },
         json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
       allowPositionals: false,
     });
-    if (values.help) {
-      console.log(help);
-      return EXIT.ok;
-    }
     if (!values.broker) throw new UsageError('--broker <url> is required');
     if (!/^(mqtts?|wss?):\/\/\S+/.test(values.broker)) throw new UsageError(`--broker takes a URL such as mqtt://host:1883, not '${values.broker}'`);
     const waitMs = parseDuration(values.wait, '--wait');
