@@ -7,6 +7,8 @@
 #   ./build.sh --plain-firmata FILE
 #                       build a test variant without the keepalive extension
 #                       (Firmata only, like StandardFirmata) into FILE
+#   ./build.sh --baud N FILE
+#                       build a variant talking at N baud (e.g. 115200, 1000000) into FILE
 #
 # The output depends only on the sources and the toolchain, not on where the
 # checkout lives: every compile runs with relative file names.
@@ -34,8 +36,14 @@ case "${1:-}" in
     VARIANT_OUT="${2:-}"
     [ -n "$VARIANT_OUT" ] || die "--plain-firmata needs an output file"
     VARIANT_FLAGS=(-DTETHER_PLAIN_FIRMATA=1) ;;
-  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown option '$1' (use --check, --plain-firmata FILE or nothing)" ;;
+  --baud)
+    MODE=variant
+    [[ "${2:-}" =~ ^[0-9]+$ ]] || die "--baud needs a number, e.g. --baud 115200 FILE"
+    VARIANT_OUT="${3:-}"
+    [ -n "$VARIANT_OUT" ] || die "--baud N needs an output file"
+    VARIANT_FLAGS=(-DSERIAL_LINK_BAUD="$2"L) ;;
+  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option '$1' (use --check, --plain-firmata FILE, --baud N FILE or nothing)" ;;
 esac
 
 for tool in avr-gcc avr-g++ avr-gcc-ar avr-objcopy avr-size; do
@@ -117,7 +125,7 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", 100*a/b}'; }
 
 if [ "$MODE" = variant ]; then
   cp "$OUT/tether.hex" "$VARIANT_OUT"
-  echo "wrote plain-Firmata variant to $VARIANT_OUT (flash $flash bytes)"
+  echo "wrote variant (${VARIANT_FLAGS[*]}) to $VARIANT_OUT (flash $flash bytes)"
   exit 0
 fi
 

@@ -2,7 +2,9 @@
 #pragma once
 #include <stdint.h>
 
-#define SERIAL_LINK_BAUD 57600
+#ifndef SERIAL_LINK_BAUD
+#define SERIAL_LINK_BAUD 57600  // as StandardFirmata; build.sh --baud makes variants
+#endif
 
 void serial_link_begin();
 int serial_link_read();  // -1 when nothing is waiting
