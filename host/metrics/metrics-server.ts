@@ -1,0 +1,87 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { silentLogger, type Logger } from '../log/logger.ts';
+import { createTetherMetrics, type MetricsSource, type TetherMetrics } from './tether-metrics.ts';
+
+export interface MetricsServerOptions {
+  /** 0 picks a free port. */
+  port: number;
+  /** Default 127.0.0.1 (loopback: expose it deliberately, e.g. 0.0.0.0, behind a firewall). */
+  host?: string;
+  source: MetricsSource;
+  logger?: Logger;
+}
+
+export interface MetricsServer {
+  /** http://host:port/metrics (the port actually bound). */
+  readonly url: string;
+  readonly port: number;
+  readonly metrics: TetherMetrics;
+  /** Stops listening, drops open connections, unsubscribes: no handle is left. */
+  close(): Promise<void>;
+}
+
+/** Serves the Prometheus text format at GET /metrics; anything else is 404 (405 for other methods on /metrics). */
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const log = (options.logger ?? silentLogger).child({ component: 'metrics' });
+  const host = options.host ?? '127.0.0.1';
+  const metrics = createTetherMetrics(options.source);
+  const { registry } = metrics;
+
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: the metrics are at /metrics\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
+      return;
+    }
+    registry.metrics().then(
+      (body) => {
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (err: Error) => {
+        log.error({ err: err.message }, 'collecting metrics failed');
+        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`collecting metrics failed: ${err.message}\n`);
+      },
+    );
+  });
+  // A scraper that never finishes its request must not hold the daemon.
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 10_000;
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    metrics.close();
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot serve metrics on ${host}:${options.port}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`);
+  }
+  server.on('error', (err) => log.error({ err: err.message }, 'metrics server error'));
+
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`;
+  let closed: Promise<void> | null = null;
+  return {
+    url,
+    port,
+    metrics,
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        metrics.close();
+      });
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,216 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DeviceBridge } from '../gateway/device-bridge.ts';
+import type { DeviceLinkStats } from '../link/device-link.ts';
+import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.ts';
+
+/**
+ * tether's Prometheus metrics, in a Registry of their own (never prom-client's global one).
+ * Everything but the RTT histogram is read from the live stats at scrape time (collect()
+ * callbacks), so there is no second set of counters to drift from the first.
+ *
+ * Per device (label `device`):
+ *   tether_device_state{state}             1 for the session's current state, 0 for the others
+ *   tether_heartbeat_rtt_seconds           histogram of every PING -> PONG round trip
+ *   tether_heartbeat_misses_total          PINGs not answered before the next PING went out (see below)
+ *   tether_device_lost_total               transitions to `lost`
+ *   tether_device_reboots_total{cause}     reboots seen, by reset cause (power-on, external, brown-out, watchdog, unknown)
+ *   tether_device_asleep_seconds_total     time the board spent announced asleep (counted when each sleep ends)
+ *   tether_device_write_queue_depth        Firmata writes held for a sleeping board
+ *   tether_outbox_depth                    messages waiting in the durable outbox for the broker
+ *   tether_outbox_bytes                    their topic + payload bytes
+ *   tether_outbox_dropped_total{kind}      messages the outbox's overflow policy dropped, by kind
+ *   tether_mqtt_set_applied_total          /set commands applied
+ *   tether_mqtt_set_rejected_total         /set commands rejected (bad payload, unknown or read-only property)
+ * Per MQTT session (label `client`, the client id; the gateway's and each board's):
+ *   tether_broker_connected                1 while connected
+ *   tether_broker_reconnects_total         successful connects after the first
+ *   tether_broker_half_open_total          connections dropped as half-open (no PINGRESP in time)
+ *
+ * Heartbeat misses: DeviceSession counts PINGs sent and PONGs matched; at most one PING is
+ * normally in flight (RTT << interval). A scrape sees `pingsSent - pongs - 1` PINGs that were
+ * answered neither before the next one went out nor since; the metric is the highest value seen
+ * so far (a counter must not go down, and a late PONG does not undo a miss). So a board that goes
+ * silent adds one per interval until it is lost (intervals x misses), and PINGs lost for good
+ * (to a reboot, a reconnect) stay counted. Before a scrape sees them, several misses answered
+ * late are not counted; `tether_device_lost_total` counts the verdicts exactly.
+ */
+
+export interface DeviceMetricsInput {
+  id: string;
+  stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'lostCount' | 'queueDepth'>;
+  outbox: { readonly size: number; readonly bytes: number; readonly dropped: number; readonly droppedByKind: Record<string, number> };
+  counters: { readonly setsApplied: number; readonly setsRejected: number };
+  /** Calls `listener` with each heartbeat RTT in ms; returns the unsubscribe function. */
+  onRtt(listener: (ms: number) => void): () => void;
+}
+
+export interface BrokerMetricsInput {
+  client: string;
+  connected: boolean;
+  stats: Pick<BrokerSessionStats, 'reconnects' | 'halfOpenDetections'>;
+}
+
+export interface MetricsSource {
+  devices(): DeviceMetricsInput[];
+  brokers(): BrokerMetricsInput[];
+}
+
+export const DEVICE_STATES = ['init', 'ready', 'sleeping', 'lost', 'disconnected'] as const;
+
+/** Serial RTTs are milliseconds; TCP bridges and busy boards can take seconds. */
+export const RTT_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export interface TetherMetrics {
+  readonly registry: Registry;
+  /** Unsubscribes from the devices' RTT events and empties the registry. */
+  close(): void;
+}
+
+export function createTetherMetrics(source: MetricsSource): TetherMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const devices = source.devices();
+
+  new Gauge({
+    name: 'tether_device_state',
+    help: "1 for the device session's current state, 0 for the others",
+    labelNames: ['device', 'state'],
+    registers,
+    collect() {
+      this.reset();
+      for (const d of source.devices()) {
+        const state = d.stats().state;
+        for (const s of DEVICE_STATES) this.set({ device: d.id, state: s }, s === state ? 1 : 0);
+        if (!(DEVICE_STATES as readonly string[]).includes(state)) this.set({ device: d.id, state }, 1);
+      }
+    },
+  });
+
+  const rtt = new Histogram({
+    name: 'tether_heartbeat_rtt_seconds',
+    help: 'Heartbeat round trip (PING to its PONG)',
+    labelNames: ['device'],
+    buckets: RTT_BUCKETS_SECONDS,
+    registers,
+  });
+  const unsubscribe: Array<() => void> = [];
+  for (const d of devices) {
+    rtt.zero({ device: d.id });
+    unsubscribe.push(d.onRtt((ms) => rtt.observe({ device: d.id }, ms / 1000)));
+  }
+
+  const missHighWater = new Map<string, number>();
+  counter(registers, 'tether_heartbeat_misses_total', 'PINGs not answered before the next PING went out (high-water mark of pingsSent - pongs - 1)', ['device'], (set) => {
+    for (const d of source.devices()) {
+      const s = d.stats();
+      const misses = Math.max(missHighWater.get(d.id) ?? 0, s.pingsSent - s.pongs - 1, 0);
+      missHighWater.set(d.id, misses);
+      set({ device: d.id }, misses);
+    }
+  });
+  counter(registers, 'tether_device_lost_total', 'Transitions of the device session to lost', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.stats().lostCount);
+  });
+  counter(registers, 'tether_device_reboots_total', 'Device reboots seen, by reset cause', ['device', 'cause'], (set) => {
+    for (const d of source.devices()) {
+      for (const [cause, n] of Object.entries(d.stats().reboots)) set({ device: d.id, cause }, n);
+    }
+  });
+  counter(registers, 'tether_device_asleep_seconds_total', 'Time the device spent announced asleep (added when each sleep ends)', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.stats().asleepMs / 1000);
+  });
+  gauge(registers, 'tether_device_write_queue_depth', 'Firmata writes held for a sleeping device', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.stats().queueDepth);
+  });
+  gauge(registers, 'tether_outbox_depth', 'Messages waiting in the durable outbox for the broker', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.outbox.size);
+  });
+  gauge(registers, 'tether_outbox_bytes', 'Topic and payload bytes waiting in the durable outbox', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.outbox.bytes);
+  });
+  counter(registers, 'tether_outbox_dropped_total', "Messages dropped by the outbox's overflow policy, by kind", ['device', 'kind'], (set) => {
+    for (const d of source.devices()) {
+      for (const [kind, n] of Object.entries(d.outbox.droppedByKind)) set({ device: d.id, kind }, n);
+    }
+  });
+  counter(registers, 'tether_mqtt_set_applied_total', 'MQTT /set commands applied', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.counters.setsApplied);
+  });
+  counter(registers, 'tether_mqtt_set_rejected_total', 'MQTT /set commands rejected (bad payload, unknown or read-only property)', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.counters.setsRejected);
+  });
+  gauge(registers, 'tether_broker_connected', '1 while the MQTT session is connected', ['client'], (set) => {
+    for (const b of source.brokers()) set({ client: b.client }, b.connected ? 1 : 0);
+  });
+  counter(registers, 'tether_broker_reconnects_total', 'Successful MQTT connects after the first', ['client'], (set) => {
+    for (const b of source.brokers()) set({ client: b.client }, b.stats.reconnects);
+  });
+  counter(registers, 'tether_broker_half_open_total', 'MQTT connections dropped as half-open (no PINGRESP in time)', ['client'], (set) => {
+    for (const b of source.brokers()) set({ client: b.client }, b.stats.halfOpenDetections);
+  });
+
+  return {
+    registry,
+    close() {
+      for (const u of unsubscribe.splice(0)) u();
+      registry.clear();
+    },
+  };
+}
+
+type Labels = Record<string, string>;
+type Setter = (labels: Labels, value: number) => void;
+
+/** A counter whose value is read from elsewhere at scrape time. */
+function counter(registers: Registry[], name: string, help: string, labelNames: string[], read: (set: Setter) => void): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      read((labels, value) => this.inc(labels, value));
+    },
+  });
+}
+
+function gauge(registers: Registry[], name: string, help: string, labelNames: string[], read: (set: Setter) => void): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      read((labels, value) => this.set(labels, value));
+    },
+  });
+}
+
+/** The parts of a Gateway the metrics read (structural, so tests can pass fakes). */
+export interface GatewayMetricsView {
+  readonly session: Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>;
+  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'io' | 'outbox' | 'counters' | 'session'>>;
+}
+
+export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource {
+  return {
+    devices: () =>
+      gateway.devices.map((d) => ({
+        id: d.id,
+        stats: () => d.io.link.stats(),
+        outbox: d.outbox,
+        counters: d.counters,
+        onRtt: (listener) => {
+          d.io.link.on('rtt', listener);
+          return () => d.io.link.off('rtt', listener);
+        },
+      })),
+    brokers: () => {
+      const sessions = new Set<Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>>([gateway.session]);
+      for (const d of gateway.devices) sessions.add(d.session);
+      return [...sessions].map((s) => ({ client: s.clientId, connected: s.connected, stats: s.stats }));
+    },
+  };
+}

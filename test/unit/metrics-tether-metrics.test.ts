@@ -1,0 +1,151 @@
+import { EventEmitter } from 'node:events';
+import { register as globalRegistry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { startMetricsServer } from '../../host/metrics/metrics-server.ts';
+import { createTetherMetrics, type BrokerMetricsInput, type DeviceMetricsInput, type MetricsSource } from '../../host/metrics/tether-metrics.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+function fakeDevice(id: string) {
+  const rtt = new EventEmitter<{ rtt: [number] }>();
+  const stats = {
+    state: 'ready',
+    reboots: { 'power-on': 1, external: 0, 'brown-out': 0, watchdog: 2, unknown: 0 } as Record<string, number>,
+    asleepMs: 0,
+    pingsSent: 0,
+    pongs: 0,
+    lostCount: 0,
+    queueDepth: 0,
+  };
+  const outbox = { size: 0, bytes: 0, dropped: 0, droppedByKind: { telemetry: 0, state: 0, other: 0 } as Record<string, number> };
+  const counters = { setsApplied: 0, setsRejected: 0 };
+  const input: DeviceMetricsInput = {
+    id,
+    stats: () => ({ ...stats }),
+    outbox,
+    counters,
+    onRtt: (l) => {
+      rtt.on('rtt', l);
+      return () => rtt.off('rtt', l);
+    },
+  };
+  return { input, stats, outbox, counters, rtt };
+}
+
+function source() {
+  const a = fakeDevice('dev-a');
+  const b = fakeDevice('dev-b');
+  const brokers: BrokerMetricsInput[] = [
+    { client: 'tether-gw', connected: true, stats: { reconnects: 0, halfOpenDetections: 0 } },
+    { client: 'tether-gw-dev-a', connected: false, stats: { reconnects: 3, halfOpenDetections: 2 } },
+  ];
+  const src: MetricsSource = { devices: () => [a.input, b.input], brokers: () => brokers };
+  return { a, b, brokers, src };
+}
+
+/** `name{labels} value` lines as a map. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+describe('tether metrics', () => {
+  it('reads live stats at scrape time into its own registry', async () => {
+    const { a, b, brokers, src } = source();
+    const metrics = createTetherMetrics(src);
+    a.stats.state = 'lost';
+    a.stats.lostCount = 2;
+    a.stats.asleepMs = 1500;
+    a.outbox.size = 7;
+    a.outbox.bytes = 300;
+    a.outbox.droppedByKind.telemetry = 4;
+    a.counters.setsRejected = 5;
+    a.counters.setsApplied = 1;
+    b.stats.queueDepth = 2;
+    brokers[0]!.stats.reconnects = 1;
+    a.rtt.emit('rtt', 12);
+    a.rtt.emit('rtt', 40);
+    b.rtt.emit('rtt', 3);
+    const m = samples(await metrics.registry.metrics());
+    expect(m.get('tether_device_state{device="dev-a",state="lost"}')).toBe(1);
+    expect(m.get('tether_device_state{device="dev-a",state="ready"}')).toBe(0);
+    expect(m.get('tether_device_state{device="dev-b",state="ready"}')).toBe(1);
+    expect(m.get('tether_device_state{device="dev-b",state="sleeping"}')).toBe(0);
+    expect(m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}')).toBe(2);
+    expect(m.get('tether_heartbeat_rtt_seconds_sum{device="dev-a"}')).toBeCloseTo(0.052);
+    expect(m.get('tether_heartbeat_rtt_seconds_bucket{le="0.025",device="dev-a"}')).toBe(1);
+    expect(m.get('tether_heartbeat_rtt_seconds_count{device="dev-b"}')).toBe(1);
+    expect(m.get('tether_device_lost_total{device="dev-a"}')).toBe(2);
+    expect(m.get('tether_device_reboots_total{device="dev-a",cause="watchdog"}')).toBe(2);
+    expect(m.get('tether_device_reboots_total{device="dev-a",cause="power-on"}')).toBe(1);
+    expect(m.get('tether_device_asleep_seconds_total{device="dev-a"}')).toBe(1.5);
+    expect(m.get('tether_device_write_queue_depth{device="dev-b"}')).toBe(2);
+    expect(m.get('tether_outbox_depth{device="dev-a"}')).toBe(7);
+    expect(m.get('tether_outbox_bytes{device="dev-a"}')).toBe(300);
+    expect(m.get('tether_outbox_dropped_total{device="dev-a",kind="telemetry"}')).toBe(4);
+    expect(m.get('tether_outbox_dropped_total{device="dev-a",kind="state"}')).toBe(0);
+    expect(m.get('tether_mqtt_set_rejected_total{device="dev-a"}')).toBe(5);
+    expect(m.get('tether_mqtt_set_applied_total{device="dev-a"}')).toBe(1);
+    expect(m.get('tether_broker_connected{client="tether-gw-dev-a"}')).toBe(0);
+    expect(m.get('tether_broker_reconnects_total{client="tether-gw"}')).toBe(1);
+    expect(m.get('tether_broker_reconnects_total{client="tether-gw-dev-a"}')).toBe(3);
+    expect(m.get('tether_broker_half_open_total{client="tether-gw-dev-a"}')).toBe(2);
+    // A state that changed since is read again at the next scrape.
+    a.stats.state = 'ready';
+    const again = samples(await metrics.registry.metrics());
+    expect(again.get('tether_device_state{device="dev-a",state="lost"}')).toBe(0);
+    expect(again.get('tether_device_state{device="dev-a",state="ready"}')).toBe(1);
+    // Nothing in prom-client's global registry.
+    expect(await globalRegistry.metrics()).not.toMatch(/tether_/);
+    metrics.close();
+    expect(a.rtt.listenerCount('rtt')).toBe(0);
+    expect(b.rtt.listenerCount('rtt')).toBe(0);
+  });
+
+  it('heartbeat misses: PINGs unanswered beyond the one in flight, never decreasing', async () => {
+    const { a, src } = source();
+    const metrics = createTetherMetrics(src);
+    const misses = async () => samples(await metrics.registry.metrics()).get('tether_heartbeat_misses_total{device="dev-a"}');
+    Object.assign(a.stats, { pingsSent: 10, pongs: 9 }); // one in flight
+    expect(await misses()).toBe(0);
+    Object.assign(a.stats, { pingsSent: 13, pongs: 9 }); // the board went quiet
+    expect(await misses()).toBe(3);
+    Object.assign(a.stats, { pingsSent: 14, pongs: 13 }); // late PONGs do not undo misses
+    expect(await misses()).toBe(3);
+    Object.assign(a.stats, { pingsSent: 20, pongs: 15 });
+    expect(await misses()).toBe(4);
+    metrics.close();
+  });
+
+  it('serves /metrics over HTTP, 404 elsewhere, and close() leaves no handle', async () => {
+    const baseline = activeResources();
+    const { src } = source();
+    const server = await startMetricsServer({ port: 0, host: '127.0.0.1', source: src });
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}/metrics`);
+    const res = await fetch(server.url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(await res.text()).toMatch(/^tether_device_state\{device="dev-a",state="ready"\} 1$/m);
+    const other = await fetch(`http://127.0.0.1:${server.port}/`);
+    expect(other.status).toBe(404);
+    await other.text();
+    const post = await fetch(server.url, { method: 'POST' });
+    expect(post.status).toBe(405);
+    await post.text();
+    await server.close();
+    await server.close();
+    await expect(fetch(server.url)).rejects.toThrow();
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+
+  it('a port in use is a clear error', async () => {
+    const { src } = source();
+    const first = await startMetricsServer({ port: 0, source: src });
+    await expect(startMetricsServer({ port: first.port, source: src })).rejects.toThrow(/cannot serve metrics on 127\.0\.0\.1:\d+: the port is in use/);
+    await first.close();
+  });
+});
