@@ -1,0 +1,21 @@
+// `npm run bench`: every benchmark, one table. Numbers depend on the machine: the README
+// carries the latest table with its date and machine.
+import os from 'node:os';
+import { detectionLatency } from './detection-latency.bench.ts';
+import { serialRtt } from './serial-rtt.bench.ts';
+import { printTable, type Row } from './support.ts';
+
+const started = Date.now();
+const rows: Row[] = [];
+for (const [name, bench] of [
+  ['serial RTT', serialRtt],
+  ['detection latency', detectionLatency],
+] as const) {
+  process.stderr.write(`running ${name}...\n`);
+  rows.push(...(await bench()));
+}
+printTable(
+  `tether benchmarks, ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version} (${Math.round((Date.now() - started) / 1000)} s)`,
+  rows,
+);
+process.exit(0);
