@@ -5,7 +5,16 @@ import { homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
 import { BrokerSession } from '../mqtt/broker-session.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
+import { startMetricsServer, type MetricsServer } from '../metrics/metrics-server.ts';
+import { gatewayMetricsSource } from '../metrics/tether-metrics.ts';
+import { createGatewayWatchdog } from '../systemd/gateway-watchdog.ts';
+import type { SystemdWatchdog } from '../systemd/systemd-watchdog.ts';
 import { DeviceBridge } from './device-bridge.ts';
+
+export interface GatewayStartOptions {
+  /** Where NOTIFY_SOCKET and WATCHDOG_USEC are read (default process.env; {} keeps systemd out). */
+  env?: NodeJS.ProcessEnv;
+}
 
 /**
  * The daemon's core: an MQTT session for the gateway itself (its own `$state` and will),
@@ -13,6 +22,11 @@ import { DeviceBridge } from './device-bridge.ts';
  * embedded broker.
  */
 export class Gateway {
+  /** The Prometheus endpoint, when config.metrics is set. */
+  metrics: MetricsServer | null = null;
+  /** READY/STATUS/WATCHDOG/STOPPING for systemd, when started by it (NOTIFY_SOCKET set). */
+  systemd: SystemdWatchdog | null = null;
+
   private constructor(
     readonly config: TetherConfig,
     readonly brokerUrl: string,
@@ -22,7 +36,7 @@ export class Gateway {
     private readonly log: Logger,
   ) {}
 
-  static async start(config: TetherConfig, logger: Logger): Promise<Gateway> {
+  static async start(config: TetherConfig, logger: Logger, options: GatewayStartOptions = {}): Promise<Gateway> {
     let embedded: EmbeddedBroker | null = null;
     let brokerUrl = config.broker.url;
     if (!brokerUrl) {
@@ -73,14 +87,28 @@ export class Gateway {
     }
     for (const device of devices) device.start();
     logger.info({ devices: devices.map((d) => d.id) }, `gateway ${gw.id} started with ${devices.length} device(s)`);
-    return new Gateway(config, brokerUrl, embedded, session, devices, logger);
+    const gateway = new Gateway(config, brokerUrl, embedded, session, devices, logger);
+    if (config.metrics) {
+      try {
+        gateway.metrics = await startMetricsServer({ ...config.metrics, source: gatewayMetricsSource(gateway), logger });
+      } catch (err) {
+        await gateway.stop();
+        throw err;
+      }
+      logger.info({ url: gateway.metrics.url }, `Prometheus metrics at ${gateway.metrics.url}`);
+    }
+    gateway.systemd = createGatewayWatchdog(gateway, logger, { env: options.env });
+    gateway.systemd?.start();
+    return gateway;
   }
 
   /** Graceful stop: every device `disconnected`, queues flushed, clean MQTT disconnects. */
   async stop(): Promise<void> {
+    await this.systemd?.stop(); // STOPPING=1 first: systemd stops expecting WATCHDOG=1
     await Promise.all(this.devices.map((d) => d.stop()));
     await this.session.stop({ finalPublish: { topic: homieTopics.state(this.config.gateway.id), payload: 'disconnected', qos: 1, retain: true } });
     await this.embedded?.close();
+    await this.metrics?.close();
     this.log.info({}, 'gateway stopped');
   }
 }

@@ -1,0 +1,94 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../host/config/load-config.ts';
+import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
+import { RecordingLogger } from '../../host/log/logger.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+// The Prometheus endpoint of a real Gateway (in process): an emulated board on a pty, the
+// embedded broker on a free loopback port, metrics on a free loopback port.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+describe('metrics endpoint', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-metrics-'));
+  let board: BoardOnPty | undefined;
+
+  afterAll(async () => {
+    await board?.close();
+  });
+
+  it('serves device state, heartbeat RTTs and outbox depth at /metrics, 404 elsewhere, and leaves no socket after stop', async () => {
+    board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, 'dev-a') });
+    const config = validateConfig({
+      gateway: { id: 'gw' },
+      broker: { embeddedPort: 0 },
+      queue: { dir: join(dir, 'queue') },
+      log: { level: 'info' },
+      metrics: { port: 0, host: '127.0.0.1' },
+      devices: [{ id: 'dev-a', port: join(dir, 'dev-a'), keepalive: { intervalMs: 200, misses: 3 }, components: [{ type: 'led', id: 'status', pin: 13 }] }],
+    });
+    const baseline = activeResources();
+    const log = new RecordingLogger();
+    const gateway = await Gateway.start(config, log, { env: {} });
+    try {
+      const url = gateway.metrics!.url;
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      expect(log.records.some((r) => r.level === 'info' && r.msg === `Prometheus metrics at ${url}` && (r.obj as { url?: string }).url === url)).toBe(true);
+      expect(gateway.systemd).toBeNull(); // no NOTIFY_SOCKET
+
+      let m = new Map<string, number>();
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        m = samples(await (await fetch(url)).text());
+        if (m.get('tether_device_state{device="dev-a",state="ready"}') === 1 && (m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}') ?? 0) >= 3) break;
+        await sleep(200);
+      }
+      expect(m.get('tether_device_state{device="dev-a",state="ready"}')).toBe(1);
+      expect(m.get('tether_device_state{device="dev-a",state="lost"}')).toBe(0);
+      expect(m.get('tether_device_state{device="dev-a",state="init"}')).toBe(0);
+      expect(m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}')).toBeGreaterThan(0);
+      expect(m.get('tether_heartbeat_rtt_seconds_sum{device="dev-a"}')).toBeGreaterThan(0);
+      expect(m.get('tether_heartbeat_rtt_seconds_bucket{le="+Inf",device="dev-a"}')).toBe(m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}'));
+      expect(m.has('tether_outbox_depth{device="dev-a"}')).toBe(true);
+      expect(m.get('tether_outbox_depth{device="dev-a"}')).toBeGreaterThanOrEqual(0);
+      expect(m.get('tether_outbox_depth{device="dev-a"}')).toBe(gateway.devices[0]!.outbox.size);
+      expect(m.has('tether_device_reboots_total{device="dev-a",cause="power-on"}')).toBe(true); // first contact with a running board: no reboot counted
+      expect(m.get('tether_broker_connected{client="tether-gw"}')).toBe(1);
+      expect(m.get('tether_broker_connected{client="tether-gw-dev-a"}')).toBe(1);
+      expect(m.get('tether_broker_reconnects_total{client="tether-gw-dev-a"}')).toBe(0);
+      expect(m.get('tether_mqtt_set_rejected_total{device="dev-a"}')).toBe(0);
+      // Late PONGs while the emulated board is busy with the Firmata handshake can count as misses.
+      expect(m.get('tether_heartbeat_misses_total{device="dev-a"}')).toBeLessThanOrEqual(gateway.devices[0]!.io.link.stats().pingsSent);
+      expect(m.get('tether_device_lost_total{device="dev-a"}')).toBe(0);
+
+      const base = url.slice(0, -'/metrics'.length);
+      for (const path of ['/', '/metric', '/metrics/x', '/favicon.ico']) {
+        const res = await fetch(base + path);
+        expect(res.status, path).toBe(404);
+        await res.text();
+      }
+    } finally {
+      await gateway.stop();
+    }
+    await expect(fetch(gateway.metrics!.url)).rejects.toThrow();
+    // Johnny-Five keeps timers it never clears (the CLI exits past them): compare sockets and servers only.
+    const leaked = await leakedSince(baseline);
+    delete leaked.Timeout;
+    expect(leaked).toEqual({});
+  });
+});
