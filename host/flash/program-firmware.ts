@@ -40,7 +40,7 @@ export async function programFirmware(link: ByteLink, image: FirmwareImage, opti
   const programmer = new Stk500v1Programmer(link, options);
   try {
     await programmer.sync();
-    await programmer.enterProgrammingMode();
+    // READ_SIGN first: its answer tells itself apart from late answers to earlier GET_SYNCs.
     const signature = await programmer.readSignature();
     if (!board.signature.every((b, i) => signature[i] === b)) {
       throw new FlashError(
@@ -48,6 +48,7 @@ export async function programFirmware(link: ByteLink, image: FirmwareImage, opti
         `wrong signature: the chip says ${describeSignature(signature)}, an ${board.name} has ${describeSignature(board.signature)}`,
       );
     }
+    await programmer.enterProgrammingMode();
     const pages = pagesOf(image.bytes, board.pageBytes);
     const total = image.bytes.length;
     onProgress?.({ phase: 'writing', done: 0, total });
@@ -72,6 +73,12 @@ export async function programFirmware(link: ByteLink, image: FirmwareImage, opti
     }
     await programmer.leaveProgrammingMode();
     return { bytes: total, pages: pages.length, verified: verify, durationMs: performance.now() - started };
+  } catch (err) {
+    // The bootloader still answers: let it start the application now rather than after its timeout.
+    if (err instanceof FlashError && (err.code === 'wrong-signature' || err.code === 'verify-failed')) {
+      await programmer.leaveProgrammingMode().catch(() => {});
+    }
+    throw err;
   } finally {
     programmer.dispose();
   }

@@ -39,7 +39,7 @@ export class Stk500v1Programmer {
   private readonly clock: Clock;
   private readonly timeouts: Required<ProgrammerTimeouts>;
   private readonly unsubscribe: () => void;
-  private received = new Uint8Array(0);
+  private received: Uint8Array = new Uint8Array(0);
   /** Called when bytes arrive while a command waits. */
   private onReceive: (() => void) | null = null;
 
@@ -90,8 +90,13 @@ export class Stk500v1Programmer {
     );
   }
 
+  /**
+   * READ_SIGN. Call it right after sync(): a GET_SYNC that timed out may still be answered
+   * (a slow or busy host), and since the bootloader answers in order, any such late
+   * INSYNC OK pairs come before this answer, which starts INSYNC 0x1E; they are skipped.
+   */
   async readSignature(): Promise<Uint8Array> {
-    return await this.transact(stk.readSignature());
+    return await this.transact(stk.readSignature(), { skipSyncAnswers: true });
   }
 
   async enterProgrammingMode(): Promise<void> {
@@ -117,11 +122,12 @@ export class Stk500v1Programmer {
   }
 
   /** Sends one command and resolves with its answer's payload. */
-  async transact(cmd: stk.Stk500Command): Promise<Uint8Array> {
+  async transact(cmd: stk.Stk500Command, options: { skipSyncAnswers?: boolean } = {}): Promise<Uint8Array> {
     this.received = new Uint8Array(0);
     await this.write(cmd);
     let result: stk.AnswerParse = { status: 'incomplete' };
     const done = await this.waitFor(() => {
+      if (options.skipSyncAnswers) this.received = stk.skipSyncAnswers(this.received);
       result = stk.parseAnswer(cmd, this.received);
       return result.status !== 'incomplete';
     }, this.timeouts.commandTimeoutMs);

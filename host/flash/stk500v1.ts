@@ -117,3 +117,10 @@ export function findSyncAnswer(received: Uint8Array): number {
   }
   return -1;
 }
+
+/** Drops leading INSYNC OK pairs (late answers to GET_SYNC) from `received`. */
+export function skipSyncAnswers(received: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i + 1 < received.length && received[i] === STK.INSYNC && received[i + 1] === STK.OK) i += 2;
+  return i === 0 ? received : received.subarray(i);
+}

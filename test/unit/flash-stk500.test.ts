@@ -34,6 +34,10 @@ class FakeOptiboot implements ByteLink {
   stuckAt: number | null = null;
   /** Answer NOSYNC to this command byte. */
   nosyncTo: number | null = null;
+  /** The first this-many GET_SYNC answers take this long (a slow board or a busy host). */
+  slowSyncs = { count: 0, delayMs: 0 };
+  /** Answers leave in order, like bytes on a serial line: none before the one in front. */
+  private nextFreeAt = 0;
   private address = 0;
   private readonly seen = new Map<number, number>();
   private listeners = new Set<(bytes: Uint8Array) => void>();
@@ -65,6 +69,10 @@ class FakeOptiboot implements ByteLink {
     switch (op) {
       case stk.STK.GET_SYNC:
         this.send([...this.noiseBeforeSync]);
+        if (this.slowSyncs.count > 0) {
+          this.slowSyncs.count--;
+          return this.send([stk.STK.INSYNC, stk.STK.OK], this.slowSyncs.delayMs);
+        }
         break;
       case stk.STK.READ_SIGN:
         payload = this.signature;
@@ -88,11 +96,16 @@ class FakeOptiboot implements ByteLink {
     this.send([stk.STK.INSYNC, ...payload, stk.STK.OK]);
   }
 
-  private send(bytes: number[]): void {
+  private send(bytes: number[], delayMs = 0): void {
     if (bytes.length === 0) return;
-    queueMicrotask(() => {
+    const now = Date.now();
+    const at = Math.max(now + delayMs, this.nextFreeAt);
+    this.nextFreeAt = at;
+    const deliver = () => {
       for (const l of this.listeners) l(Uint8Array.from(bytes));
-    });
+    };
+    if (at <= now) queueMicrotask(deliver);
+    else setTimeout(deliver, at - now);
   }
 }
 
@@ -153,6 +166,11 @@ describe('STK500v1 codec', () => {
     expect(stk.parseAnswer(sign, Uint8Array.from([0x14, 1, 2, 3, 0x99]))).toMatchObject({ status: 'invalid' });
   });
 
+  it('skips late GET_SYNC answers in front of an answer', () => {
+    expect([...stk.skipSyncAnswers(Uint8Array.from([0x14, 0x10, 0x14, 0x10, 0x14, 0x1e]))]).toEqual([0x14, 0x1e]);
+    expect([...stk.skipSyncAnswers(Uint8Array.from([0x14]))]).toEqual([0x14]);
+  });
+
   it('finds a sync answer after noise', () => {
     expect(stk.findSyncAnswer(Uint8Array.from([0xf0, 0x0d, 0x14, 0x10]))).toBe(2);
     expect(stk.findSyncAnswer(Uint8Array.from([0x14]))).toBe(-1);
@@ -172,7 +190,7 @@ describe('programFirmware against a scripted Optiboot', () => {
     vi.useRealTimers();
   });
 
-  it('sends the expected bytes: sync, progmode, signature, pages, read-back, leave', async () => {
+  it('sends the expected bytes: sync, signature, progmode, pages, read-back, leave', async () => {
     const board = new FakeOptiboot();
     const bytes = Array.from({ length: 200 }, (_, i) => i & 0xff);
     const progress: FlashProgress[] = [];
@@ -182,8 +200,8 @@ describe('programFirmware against a scripted Optiboot', () => {
     const page1 = [...bytes.slice(128), ...new Array(56).fill(0xff)];
     expect(board.writes).toEqual([
       [0x30, 0x20],
-      [0x50, 0x20],
       [0x75, 0x20],
+      [0x50, 0x20],
       [0x55, 0x00, 0x00, 0x20],
       [0x64, 0x00, 0x80, 0x46, ...bytes.slice(0, 128), 0x20],
       [0x55, 0x40, 0x00, 0x20],
@@ -221,6 +239,18 @@ describe('programFirmware against a scripted Optiboot', () => {
     expect(board.writes.filter((w) => w[0] === stk.STK.GET_SYNC)).toHaveLength(4);
   });
 
+  it('copes with GET_SYNC answers that come after their attempt timed out', async () => {
+    const board = new FakeOptiboot();
+    // Attempts at 0, 200, 400 ms are answered at 450, 700, 950 ms: the programmer syncs on
+    // the first (late) answer and two more INSYNC OK pairs are still on their way.
+    board.slowSyncs = { count: 3, delayMs: 450 };
+    const bytes = Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff);
+    const result = await settle(programFirmware(board, imageOf(bytes), { board: uno }));
+    expect(result).toMatchObject({ bytes: 300, verified: true });
+    expect(board.writes.filter((w) => w[0] === stk.STK.GET_SYNC)).toHaveLength(3);
+    expect([...board.flash.subarray(0, 300)]).toEqual(bytes);
+  });
+
   it("gives up with 'no-sync' after the configured attempts, no sooner", async () => {
     const board = new FakeOptiboot();
     board.silent = true;
@@ -250,6 +280,7 @@ describe('programFirmware against a scripted Optiboot', () => {
     const result = await settle(programFirmware(board, imageOf([1, 2]), { board: uno }));
     expectFlashError(result, 'wrong-signature', /1E 95 14 \(ATmega328\).*1E 95 0F \(ATmega328P\)/);
     expect(board.writes.some((w) => w[0] === stk.STK.PROG_PAGE)).toBe(false);
+    expect(board.writes.at(-1)).toEqual([0x51, 0x20]); // LEAVE_PROGMODE: the old application starts again
   });
 
   it("reports 'verify-failed' with the first address that reads back wrong", async () => {
@@ -258,7 +289,8 @@ describe('programFirmware against a scripted Optiboot', () => {
     const bytes = new Array(256).fill(0x55);
     const result = await settle(programFirmware(board, imageOf(bytes), { board: uno }));
     expectFlashError(result, 'verify-failed', /verify failed at 0x0085: wrote 0x55, read back 0x54/);
-    expect(board.writes.at(-1)![0]).toBe(stk.STK.READ_PAGE);
+    expect(board.writes.at(-2)![0]).toBe(stk.STK.READ_PAGE);
+    expect(board.writes.at(-1)).toEqual([0x51, 0x20]);
   });
 
   it("times out a command that gets no answer, after commandTimeoutMs", async () => {
