@@ -40,7 +40,8 @@ export interface DeviceBridgeCounters {
 export class DeviceBridge {
   readonly id: string;
   readonly io: TetherIO;
-  readonly board: five.Board;
+  /** Johnny-Five, only when the device has components (a heartbeat-only fleet needs none). */
+  readonly board: five.Board | null;
   readonly components: DeviceComponent[];
   readonly description: HomieDescription;
   readonly counters: DeviceBridgeCounters = { setsApplied: 0, setsRejected: 0 };
@@ -83,10 +84,11 @@ export class DeviceBridge {
         detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
       },
     });
-    this.board = new five.Board({ io: this.io, repl: false, debug: false, timeout: 2_147_483_647 });
-    this.board.on('ready', () => {
+    this.board = this.components.length === 0 ? null : new five.Board({ io: this.io, repl: false, debug: false, timeout: 2_147_483_647 });
+    const board = this.board;
+    board?.on('ready', () => {
       for (const component of this.components) {
-        component.attach({ board: this.board, publish: (property, value, kind) => this.publishProperty(component.id, property, value, kind) });
+        component.attach({ board, publish: (property, value, kind) => this.publishProperty(component.id, property, value, kind) });
       }
     });
     this.io.on('state', (change: StateChange) => this.onLinkState(change));
