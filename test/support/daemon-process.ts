@@ -29,9 +29,16 @@ export class DaemonProcess {
     return join(this.dir, 'tether.yaml');
   }
 
-  start(): void {
+  /** The daemon's pid (once started). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** `env` is added to this process's environment for the daemon. */
+  start(options: { env?: Record<string, string> } = {}): void {
     writeFileSync(this.configPath, stringify(this.config));
-    const child = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    const env = options.env ? { ...process.env, ...options.env } : undefined;
+    const child = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env });
     this.child = child;
     let buffered = '';
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
