@@ -2,6 +2,7 @@
 // carries the latest table with its date and machine.
 import os from 'node:os';
 import { detectionLatency } from './detection-latency.bench.ts';
+import { fleetScale } from './fleet-scale.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
 import { printTable, type Row } from './support.ts';
 
@@ -10,6 +11,7 @@ const rows: Row[] = [];
 for (const [name, bench] of [
   ['serial RTT', serialRtt],
   ['detection latency', detectionLatency],
+  ['fleet scale', fleetScale],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);
   rows.push(...(await bench()));
