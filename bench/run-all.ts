@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, one table. Numbers depend on the machine: the README
 // carries the latest table with its date and machine.
 import os from 'node:os';
+import { brokerLeg } from './broker-leg.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
@@ -11,6 +12,7 @@ const rows: Row[] = [];
 for (const [name, bench] of [
   ['serial RTT', serialRtt],
   ['detection latency', detectionLatency],
+  ['broker leg', brokerLeg],
   ['fleet scale', fleetScale],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);
