@@ -2,11 +2,12 @@ import type { Command } from './command.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { demoCommand } from './commands/demo.ts';
 import { emulateCommand } from './commands/emulate.ts';
+import { flashCommand } from './commands/flash.ts';
 import { portsCommand } from './commands/ports.ts';
 import { statusCommand } from './commands/status.ts';
 import { EXIT, UsageError } from './usage-error.ts';
 
-const commands: Command[] = [daemonCommand, demoCommand, emulateCommand, portsCommand, statusCommand];
+const commands: Command[] = [daemonCommand, demoCommand, emulateCommand, flashCommand, portsCommand, statusCommand];
 
 const help = `Usage: tether <command> [options]
 

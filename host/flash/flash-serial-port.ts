@@ -1,4 +1,5 @@
 import type { BoardSpec } from './boards.ts';
+import { FlashError } from './errors.ts';
 import type { FirmwareImage } from './firmware-image.ts';
 import { programFirmware, type FlashProgress, type ProgramResult } from './program-firmware.ts';
 import type { ProgrammerTimeouts } from './programmer.ts';
@@ -23,10 +24,18 @@ export interface FlashSerialPortResult extends ProgramResult {
  */
 export async function flashSerialPort(options: FlashSerialPortOptions): Promise<FlashSerialPortResult> {
   const link = await openSerialLink(options.path, options.board.baudRate);
+  let resetByDtr = false;
   try {
-    const resetByDtr = await link.resetBoard();
+    resetByDtr = await link.resetBoard();
     const result = await programFirmware(link, options.image, options);
     return { ...result, resetByDtr };
+  } catch (err) {
+    if (err instanceof FlashError && err.code === 'no-sync' && !resetByDtr) {
+      throw new FlashError('no-sync', `${err.message} (${options.path} has no DTR line to reset the board, like a pty: press reset just before flashing)`, {
+        cause: err,
+      });
+    }
+    throw err;
   } finally {
     await link.close();
   }

@@ -86,7 +86,7 @@ export class Stk500v1Programmer {
     const tail = heard > 0 ? `; the port sent ${heard} other byte(s), so something else is running there (an application, or a bootloader at another baud rate)` : '';
     throw new FlashError(
       'no-sync',
-      `no answer from the bootloader to ${syncAttempts} GET_SYNC attempts (${syncTimeoutMs} ms each)${tail}`,
+      `no answer from the bootloader to ${syncAttempts} GET_SYNC attempts of ${syncTimeoutMs} ms each${tail}`,
     );
   }
 

@@ -1,0 +1,117 @@
+import { parseArgs } from 'node:util';
+import { BOARDS, boardById } from '../../flash/boards.ts';
+import { FlashError } from '../../flash/errors.ts';
+import { readFirmwareImage } from '../../flash/firmware-image.ts';
+import { flashSerialPort } from '../../flash/flash-serial-port.ts';
+import type { FlashProgress } from '../../flash/program-firmware.ts';
+import { FIRMWARE_HEX_PATH } from '../../paths.ts';
+import type { Command } from '../command.ts';
+import { EXIT, UsageError } from '../usage-error.ts';
+
+const supportedBoards = Object.keys(BOARDS).join(', ');
+
+const help = `Usage: tether flash --port <path> [options]
+
+Writes tether's firmware (or another Intel HEX image) to a board through its bootloader
+(Optiboot, STK500v1 at 115200 baud): resets the board by DTR, checks the chip signature,
+writes every page and reads it back. Close other programs that use the port first.
+
+Options:
+  --port <path>   the board's serial port (e.g. /dev/ttyACM0)
+  --board <name>  board type: ${supportedBoards} (default: uno)
+  --hex <file>    image to write (default: the shipped firmware/avr/tether.hex)
+  --no-verify     skip reading the flash back
+  -h, --help      this help
+
+Exit codes: 0 flashed, 1 flashing failed (one line on stderr says why), 2 usage error.`;
+
+export const flashCommand: Command = {
+  name: 'flash',
+  summary: "write tether's firmware to a board over its bootloader",
+  help,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        port: { type: 'string' },
+        board: { type: 'string', default: 'uno' },
+        hex: { type: 'string' },
+        'no-verify': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      console.log(help);
+      return EXIT.ok;
+    }
+    if (!values.port) throw new UsageError('--port is required (the board\'s serial port, e.g. /dev/ttyACM0)');
+    const board = boardById(values.board);
+    if (!board) throw new UsageError(`unknown board '${values.board}' (supported: ${supportedBoards})`);
+    const hexPath = values.hex ?? FIRMWARE_HEX_PATH;
+    const verify = !values['no-verify'];
+
+    const image = await readFirmwareImage(hexPath, board);
+    const progress = new ProgressReporter(process.stderr);
+    let result;
+    try {
+      result = await flashSerialPort({ path: values.port, board, image, verify, onProgress: (p) => progress.update(p) });
+    } catch (err) {
+      progress.end();
+      if (err instanceof FlashError && err.code === 'no-sync') {
+        throw new FlashError('no-sync', `${err.message}; is ${values.port} an ${board.name} with its bootloader?`, { cause: err });
+      }
+      throw err;
+    }
+    progress.end();
+    const what = `${result.bytes} bytes (${result.pages} pages) of ${hexPath}`;
+    console.log(
+      `tether flash: wrote ${what} to ${values.port}${result.verified ? ' and verified them' : ' (not verified)'} in ${(result.durationMs / 1000).toFixed(1)} s`,
+    );
+    return EXIT.ok;
+  },
+};
+
+const BAR_WIDTH = 20;
+/** Off a TTY, one plain line per this many percent. */
+const PLAIN_STEP_PERCENT = 25;
+
+/**
+ * On a TTY: one line rewritten in place, `writing [#####     ] 45% 3.5/7.7 KB`.
+ * Elsewhere (logs, CI): a plain line at the start of each phase and every 25%.
+ */
+class ProgressReporter {
+  private readonly tty: boolean;
+  private lineOpen = false;
+  private lastPhase: FlashProgress['phase'] | null = null;
+  private lastStep = -1;
+
+  constructor(private readonly out: NodeJS.WriteStream) {
+    this.tty = Boolean(out.isTTY);
+  }
+
+  update(p: FlashProgress): void {
+    const percent = p.total === 0 ? 100 : Math.floor((p.done * 100) / p.total);
+    const kb = (n: number) => (n / 1000).toFixed(1);
+    const phaseChanged = p.phase !== this.lastPhase;
+    this.lastPhase = p.phase;
+    if (this.tty) {
+      const filled = Math.round((percent / 100) * BAR_WIDTH);
+      const bar = `${'#'.repeat(filled)}${' '.repeat(BAR_WIDTH - filled)}`;
+      if (phaseChanged && this.lineOpen) this.out.write('\n');
+      this.out.write(`\r${p.phase.padEnd(9)} [${bar}] ${String(percent).padStart(3)}% ${kb(p.done)}/${kb(p.total)} KB`);
+      this.lineOpen = true;
+      return;
+    }
+    const step = Math.floor(percent / PLAIN_STEP_PERCENT);
+    if (!phaseChanged && step === this.lastStep) return;
+    this.lastStep = step;
+    this.out.write(`${p.phase} ${percent}% ${kb(p.done)}/${kb(p.total)} KB\n`);
+  }
+
+  end(): void {
+    if (this.lineOpen) this.out.write('\n');
+    this.lineOpen = false;
+  }
+}
