@@ -1,0 +1,51 @@
+import type { Clock, TimerHandle } from '../time/clock.ts';
+
+interface ManualTimer {
+  at: number;
+  seq: number;
+  fn: () => void;
+}
+
+/**
+ * A Clock that moves only when told (fake time for the Espruino stand-in and its tests).
+ * Timers due at the same time run in the order they were set.
+ */
+export class ManualClock implements Clock {
+  private time = 0;
+  private seq = 0;
+  private readonly timers = new Map<number, ManualTimer>();
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const seq = ++this.seq;
+    this.timers.set(seq, { at: this.time + Math.max(0, ms), seq, fn });
+    return seq as unknown as TimerHandle;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.timers.delete(handle as unknown as number);
+  }
+
+  get pending(): number {
+    return this.timers.size;
+  }
+
+  /** Moves time forward by `ms`, running every timer that falls due on the way. */
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      let next: ManualTimer | undefined;
+      for (const t of this.timers.values()) {
+        if (t.at <= end && (next === undefined || t.at < next.at || (t.at === next.at && t.seq < next.seq))) next = t;
+      }
+      if (next === undefined) break;
+      this.timers.delete(next.seq);
+      this.time = Math.max(this.time, next.at);
+      next.fn();
+    }
+    this.time = end;
+  }
+}

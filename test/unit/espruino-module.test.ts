@@ -1,0 +1,366 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { EspruinoBoard, type EspruinoBoardOptions } from '../../host/espruino/espruino-board.ts';
+import { EspruinoReplTransport, replLineForFrame } from '../../host/espruino/espruino-repl-transport.ts';
+import { ManualClock } from '../../host/espruino/manual-clock.ts';
+import { readEspruinoModule } from '../../host/espruino/module-source.ts';
+import { stripComments } from '../../host/espruino/upload.ts';
+import { encodeFrame, frameFromPayload, FrameSplitter } from '../../shared/protocol/index.ts';
+import type { DeviceConfig, DeviceMessage, HostMessage, MessageOf } from '../../shared/protocol/messages.ts';
+
+// The real module file (firmware/espruino/tether-keepalive.js) in the Espruino stand-in,
+// on fake time; frames decoded with the real codec.
+
+const MODULE = readEspruinoModule();
+
+interface Rig {
+  clock: ManualClock;
+  board: EspruinoBoard;
+  transport: EspruinoReplTransport;
+  messages: DeviceMessage[];
+  console: string[];
+  send(message: HostMessage): void;
+  run(ms: number): void;
+  take<K extends DeviceMessage['type']>(type: K): MessageOf<K>[];
+}
+
+const rigs: Rig[] = [];
+
+async function rig(options: EspruinoBoardOptions = {}): Promise<Rig> {
+  const clock = new ManualClock();
+  const board = new EspruinoBoard({ clock, program: MODULE, ...options });
+  const consoleText: string[] = [];
+  const transport = new EspruinoReplTransport(board.createTransport(), { clock, onConsole: (t) => consoleText.push(t) });
+  const splitter = new FrameSplitter({ from: 'device' });
+  const messages: DeviceMessage[] = [];
+  transport.on('data', (bytes) => {
+    for (const event of splitter.push(bytes)) {
+      if (event.kind === 'message') messages.push(event.message as DeviceMessage);
+      else throw new Error(`bad frame from the module: ${event.kind === 'error' ? event.error.message : 'firmata bytes'}`);
+    }
+  });
+  await transport.open();
+  const r: Rig = {
+    clock,
+    board,
+    transport,
+    messages,
+    console: consoleText,
+    send: (message) => transport.write(encodeFrame(message)),
+    run: (ms) => clock.advance(ms),
+    take: (type) => {
+      const out = messages.filter((m) => m.type === type) as MessageOf<typeof type>[];
+      messages.splice(0, messages.length, ...messages.filter((m) => m.type !== type));
+      return out;
+    },
+  };
+  rigs.push(r);
+  clock.advance(5);
+  return r;
+}
+
+afterEach(() => {
+  for (const r of rigs.splice(0)) {
+    r.board.close();
+    void r.transport.close();
+    r.clock.advance(10);
+    expect(r.clock.pending).toBe(0); // nothing of the board or the framing is left running
+  }
+});
+
+const SLEEPY: DeviceConfig = { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 5000, awakeMs: 300 };
+
+describe('the Espruino keepalive module in the stand-in', () => {
+  it('is plain ES5 (no arrow functions, classes, let/const, template strings, spread, regex literals)', () => {
+    const code = stripComments(MODULE).replace(/'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"/g, '""');
+    expect(code).not.toMatch(/=>/);
+    expect(code).not.toMatch(/\b(?:let|const|class)\s/);
+    expect(code).not.toMatch(/`/);
+    expect(code).not.toMatch(/\.\.\./);
+    expect(code).not.toMatch(/[=(,:]\s*\/[^/*]/); // a regular expression literal
+  });
+
+  it('computes CRC-8/SMBUS: "123456789" gives 0xF4', async () => {
+    const { board } = await rig();
+    const check = board.evaluate('tether.crc8([0x31,0x32,0x33,0x34,0x35,0x36,0x37,0x38,0x39])');
+    expect(check).toBe(0xf4);
+  });
+
+  it('says HELLO on start (boot id from Storage, power-on cause from the RCC flags) and on HELLO_REQUEST', async () => {
+    const r = await rig();
+    const [boot] = r.take('hello');
+    expect(boot).toMatchObject({
+      reply: false,
+      bootId: 1,
+      resetCauses: ['power-on'],
+      stateSurvived: false,
+      watchdogMs: 2000,
+      policy: 'stay',
+      stateSize: 32,
+      name: 'tether-espruino PICO_R1_3',
+      capabilities: { watchdog: true, sleep: true, state: true, pinRestore: false },
+    });
+    r.send({ type: 'hello-request' });
+    r.run(10);
+    expect(r.take('hello')).toMatchObject([{ reply: true, bootId: 1 }]);
+    expect(r.console.join('')).toContain('Espruino'); // the REPL banner went to the console side
+    r.board.powerCycle();
+    r.run(10);
+    expect(r.take('hello')).toMatchObject([{ reply: false, bootId: 2, resetCauses: ['power-on'] }]);
+  });
+
+  it('answers PING with PONG: same seq, uptime from getTime(), boot id, lease', async () => {
+    const r = await rig();
+    r.run(1000);
+    r.send({ type: 'ping', seq: 1234, leaseMs: 0 });
+    r.run(10);
+    r.send({ type: 'ping', seq: 0x3fff, leaseMs: 5000 });
+    r.run(10);
+    const [a, b] = r.take('pong');
+    expect(a).toMatchObject({ seq: 1234, bootId: 1, leaseActive: false, leaseRemainingMs: 0, stateValid: true });
+    expect(a!.uptimeMs).toBeGreaterThanOrEqual(1000);
+    expect(a!.uptimeMs).toBeLessThan(1100);
+    expect(b).toMatchObject({ seq: 0x3fff, leaseActive: true, leaseRemainingMs: 5000 });
+  });
+
+  it('keeps state registers across a soft reset (button, watchdog) but not a power cycle', async () => {
+    const r = await rig();
+    r.take('hello');
+    r.send({ type: 'state-write', offset: 30, data: Uint8Array.from([0xaa, 0x55]) });
+    r.send({ type: 'state-write', offset: 0, data: Uint8Array.from([1, 2, 3, 200]) });
+    r.run(20);
+    expect(r.take('state-data').map((m) => [m.offset, [...m.data]])).toEqual([
+      [30, [0xaa, 0x55]],
+      [0, [1, 2, 3, 200]],
+    ]);
+
+    r.board.reset();
+    r.run(10);
+    expect(r.take('hello')).toMatchObject([{ resetCauses: ['external'], stateSurvived: true }]);
+    r.send({ type: 'state-read', offset: 0, length: 4 });
+    r.send({ type: 'state-read', offset: 30, length: 2 });
+    r.run(20);
+    expect(r.take('state-data').map((m) => [...m.data])).toEqual([
+      [1, 2, 3, 200],
+      [0xaa, 0x55],
+    ]);
+
+    r.board.powerCycle();
+    r.run(10);
+    expect(r.take('hello')).toMatchObject([{ resetCauses: ['power-on'], stateSurvived: false }]);
+    r.send({ type: 'state-read', offset: 0, length: 16 });
+    r.send({ type: 'state-read', offset: 16, length: 16 });
+    r.run(20);
+    expect(r.take('state-data').flatMap((m) => [...m.data])).toEqual(new Array(32).fill(0));
+  });
+
+  it('rejects out-of-range STATE_WRITE/READ with ERROR and stores nothing', async () => {
+    const r = await rig();
+    // offset 30 + length 4 > 32: out of range.
+    r.transport.write(frameFromPayload(0x04, [30, 4, 1, 0, 2, 0, 3, 0, 4, 0]));
+    // A data byte's high septet above 1.
+    r.transport.write(frameFromPayload(0x04, [0, 1, 5, 2]));
+    r.transport.write(frameFromPayload(0x03, [0, 17]));
+    r.run(20);
+    expect(r.take('error')).toEqual([
+      { type: 'error', code: 'out-of-range', offendingType: 0x04 },
+      { type: 'error', code: 'out-of-range', offendingType: 0x04 },
+      { type: 'error', code: 'out-of-range', offendingType: 0x03 },
+    ]);
+    r.send({ type: 'state-read', offset: 0, length: 1 });
+    r.run(10);
+    expect([...r.take('state-data')[0]!.data]).toEqual([0]);
+  });
+
+  it('stores CONFIG in Storage, applies it at once and keeps it through a power cycle', async () => {
+    const r = await rig();
+    r.take('hello');
+    const config: DeviceConfig = { watchdogMs: 4100, policy: 'reset', hostTimeoutMs: 30_000, sleepMs: 60_000, awakeMs: 1500 };
+    r.send({ type: 'config-set', config });
+    r.run(10);
+    // 4100 rounds down to the 4000 ms watchdog step, as on the AVR.
+    expect(r.take('config')).toEqual([{ type: 'config', config: { ...config, watchdogMs: 4000 } }]);
+    expect(r.board.stats.watchdog).toMatchObject({ enabled: true, auto: false, timeoutMs: 4000 });
+    const file = JSON.parse(r.board.storage.get('tether.cfg')!.toString('latin1'));
+    expect(file.config).toEqual({ ...config, watchdogMs: 4000, policy: 2 });
+
+    r.board.powerCycle();
+    r.run(10);
+    expect(r.take('hello')).toMatchObject([{ watchdogMs: 4000, policy: 'reset', hostTimeoutMs: 30_000 }]);
+    r.send({ type: 'config-get' });
+    r.run(10);
+    expect(r.take('config')).toEqual([{ type: 'config', config: { ...config, watchdogMs: 4000 } }]);
+  });
+
+  it('kicks the watchdog while healthy; a frozen loop is reset by it', async () => {
+    const r = await rig();
+    r.run(10_000);
+    expect(r.board.stats.resets.watchdog).toBe(0);
+    r.take('hello');
+    r.send({ type: 'state-write', offset: 5, data: Uint8Array.from([42]) });
+    r.run(10);
+
+    r.board.freeze();
+    r.run(1900);
+    expect(r.board.runMode).toBe('frozen');
+    expect(r.board.stats.resets.watchdog).toBe(0);
+    r.run(200); // 2000 ms watchdog
+    expect(r.board.stats.resets.watchdog).toBe(1);
+    expect(r.board.runMode).toBe('running');
+    r.run(10);
+    expect(r.take('hello')).toMatchObject([{ resetCauses: ['watchdog'], stateSurvived: true, bootId: 2 }]);
+    r.send({ type: 'state-read', offset: 5, length: 1 });
+    r.run(10);
+    expect([...r.take('state-data')[0]!.data]).toEqual([42]);
+  });
+
+  it('host-lost policy reset: no PING for host_timeout_ms stops the kicks and the watchdog resets the board', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: { watchdogMs: 1000, policy: 'reset', hostTimeoutMs: 500, sleepMs: 0, awakeMs: 0 } });
+    for (let i = 0; i < 10; i++) {
+      r.send({ type: 'ping', seq: i, leaseMs: 0 });
+      r.run(200);
+    }
+    expect(r.board.stats.resets.watchdog).toBe(0);
+    r.run(500 + 1000 + 300); // lost after 500 ms, then the 1000 ms watchdog
+    expect(r.board.stats.resets.watchdog).toBe(1);
+  });
+
+  it('host-lost policy stay: the board keeps running and PONG reports the host was lost', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: { watchdogMs: 1000, policy: 'stay', hostTimeoutMs: 500, sleepMs: 0, awakeMs: 0 } });
+    r.send({ type: 'ping', seq: 1, leaseMs: 0 });
+    r.run(3000);
+    r.send({ type: 'ping', seq: 2, leaseMs: 0 });
+    r.run(10);
+    expect(r.board.stats.resets.watchdog).toBe(0);
+    expect(r.take('pong').map((p) => p.hostWasLost)).toEqual([false, true]);
+  });
+
+  it('sleeps without a lease (SLEEPING, deep sleep), keeps the watchdog fed, wakes on RX with AWAKE; the waking byte is lost', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: SLEEPY });
+    r.run(450);
+    expect(r.take('sleeping')).toEqual([{ type: 'sleeping', durationMs: 5000, wakeSources: ['timer', 'serial'] }]);
+    expect(r.board.runMode).toBe('sleeping');
+    r.run(4000); // twice the watchdog period, asleep
+    expect(r.board.stats.resets.watchdog).toBe(0);
+    expect(r.board.runMode).toBe('sleeping');
+
+    // The host's wake: one 0x00 byte (an empty REPL line here), then a command after the wake gap.
+    r.transport.write(Uint8Array.of(0x00));
+    r.send({ type: 'state-read', offset: 0, length: 2 });
+    r.run(1);
+    expect(r.board.runMode).toBe('running');
+    const [awake] = r.take('awake');
+    expect(awake).toMatchObject({ wakeCauses: ['serial'] });
+    expect(awake!.sleptMs).toBeGreaterThanOrEqual(4000);
+    expect(r.board.stats.rxLostAsleep).toBeGreaterThan(0);
+    r.run(100);
+    expect(r.take('state-data')).toHaveLength(1); // the command after the gap arrived
+    expect(r.board.stats.asleepMs).toBeGreaterThanOrEqual(4000);
+  });
+
+  it('wakes by its timer after sleep_ms and goes back to sleep after awake_ms', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: SLEEPY });
+    r.run(450);
+    r.take('sleeping');
+    r.run(5100);
+    expect(r.take('awake')).toMatchObject([{ wakeCauses: ['timer'] }]);
+    r.run(450);
+    expect(r.take('sleeping')).toHaveLength(1);
+    expect(r.board.stats.sleeps).toBe(2);
+  });
+
+  it('never sleeps while a lease is held; sleeps once it lapses', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: SLEEPY });
+    for (let i = 0; i < 30; i++) {
+      r.send({ type: 'ping', seq: i, leaseMs: 400 });
+      r.run(200);
+    }
+    expect(r.board.stats.sleeps).toBe(0);
+    expect(r.take('sleeping')).toEqual([]);
+    expect(r.take('pong').every((p) => p.leaseActive)).toBe(true);
+    r.run(800);
+    expect(r.board.stats.sleeps).toBe(1);
+  });
+
+  it('answers bad frames with ERROR and survives garbage on the line and in rx()', async () => {
+    const r = await rig();
+    const ping = [...encodeFrame({ type: 'ping', seq: 7, leaseMs: 0 })];
+    const badCrc = [...ping];
+    badCrc[badCrc.length - 3] ^= 0x01;
+    r.transport.write(Uint8Array.from(badCrc));
+    r.transport.write(frameFromPayload(0x02, [1, 0, 0, 0, 0, 0, 0], 2)); // version 2
+    r.transport.write(frameFromPayload(0x3e, [])); // unknown type
+    r.transport.write(frameFromPayload(0x02, [1, 0])); // PING too short
+    r.transport.write(frameFromPayload(0x02, [1, 0, 0, 0, 0, 0, 0x10])); // lease top septet > 0x0F
+    r.run(20);
+    expect(r.take('error').map((e) => [e.code, e.offendingType])).toEqual([
+      ['bad-crc', 0x02],
+      ['bad-version', 0x02],
+      ['unknown-type', 0x3e],
+      ['bad-length', 0x02],
+      ['out-of-range', 0x02],
+    ]);
+
+    // Garbage straight into the module, and into the REPL.
+    const port = r.board.createTransport();
+    let seed = 1;
+    const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 0xff;
+    for (let i = 0; i < 200; i++) {
+      const junk = Array.from({ length: 1 + (random() % 80) }, random);
+      if (i % 3 === 0) junk.unshift(0xf0, 0x0d); // looks like a frame start
+      r.board.evaluate(`tether.rx(${JSON.stringify(Buffer.from(junk).toString('hex'))})`);
+      r.board.evaluate(`tether.feed(${JSON.stringify(junk)})`);
+    }
+    r.board.evaluate('tether.rx(undefined); tether.rx("zz"); tether.feed(null); tether.feed({})');
+    await r.transport.close();
+    await port.open();
+    port.write(Uint8Array.from(Array.from({ length: 300 }, random).map((b) => (b === 0x03 ? 0x20 : b))));
+    port.write(Buffer.from('\r\n\x10tether.rx("F0F0F7F7")\n', 'latin1'));
+    r.run(200);
+    await port.close();
+
+    const t2 = new EspruinoReplTransport(r.board.createTransport(), { clock: r.clock });
+    const splitter = new FrameSplitter({ from: 'device' });
+    const after: DeviceMessage[] = [];
+    t2.on('data', (b) => splitter.push(b).forEach((e) => e.kind === 'message' && after.push(e.message as DeviceMessage)));
+    await t2.open();
+    t2.write(encodeFrame({ type: 'ping', seq: 99, leaseMs: 0 }));
+    r.run(20);
+    expect(after.filter((m) => m.type === 'pong')).toMatchObject([{ seq: 99, bootId: 1 }]);
+    expect(r.board.stats.resets).toMatchObject({ watchdog: 0, external: 0, software: 0 });
+    await t2.close();
+  });
+
+  it('carries raw frames on a UART of its own when the console is elsewhere (Serial.on("data"))', async () => {
+    const clock = new ManualClock();
+    const program = `${MODULE}\ntether.options = { serial: Serial2, rx: A3 };`;
+    const board = new EspruinoBoard({ clock, program, line: 'Serial2' });
+    const splitter = new FrameSplitter({ from: 'device' });
+    const messages: DeviceMessage[] = [];
+    const consoleText: string[] = [];
+    board.on('console', (t) => consoleText.push(t));
+    board.on('data', (b) => splitter.push(b).forEach((e) => e.kind === 'message' && messages.push(e.message as DeviceMessage)));
+    clock.advance(5);
+    // Raw frames, no REPL text in between.
+    board.write(encodeFrame({ type: 'ping', seq: 3, leaseMs: 0 }));
+    board.write(encodeFrame({ type: 'config-set', config: SLEEPY }));
+    clock.advance(450);
+    expect(messages.map((m) => m.type)).toEqual(['hello', 'pong', 'config', 'sleeping']);
+    board.write([0x00]); // the wake byte, lost; its start bit wakes the board
+    board.write(encodeFrame({ type: 'ping', seq: 4, leaseMs: 0 }));
+    clock.advance(10);
+    expect(messages.slice(4).map((m) => m.type)).toEqual(['awake', 'pong']);
+    expect(consoleText.join('')).toContain('Espruino');
+    board.close();
+    clock.advance(10);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('formats the REPL line the host sends for a frame', () => {
+    expect(replLineForFrame([0xf0, 0x0d, 0x01, 0x01, 0x07, 0x00, 0xf7])).toBe('\x10tether.rx("F00D01010700F7")\n');
+  });
+});
