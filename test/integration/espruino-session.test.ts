@@ -1,0 +1,165 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { EspruinoBoard } from '../../host/espruino/espruino-board.ts';
+import { EspruinoReplTransport } from '../../host/espruino/espruino-repl-transport.ts';
+import { readEspruinoModule } from '../../host/espruino/module-source.ts';
+import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
+import type { RebootInfo, SessionState, StateChange } from '../../host/session/device-session.ts';
+import type { DeviceConfig } from '../../shared/protocol/messages.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+// The host suite for sessions against the Espruino module: a real DeviceLink whose transport
+// is the Espruino stand-in behind the REPL framing, in real time with short intervals.
+
+const PING_MS = 150;
+const MISSES = 3;
+const BOUND_MS = PING_MS * MISSES;
+const MODULE = readEspruinoModule();
+
+interface Rig {
+  board: EspruinoBoard;
+  link: DeviceLink;
+  consoleText: string[];
+}
+
+const rigs: Rig[] = [];
+
+async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
+  const board = new EspruinoBoard({ program: MODULE });
+  const consoleText: string[] = [];
+  const link = new DeviceLink({
+    target: 'espruino-stand-in',
+    backoff: { initialMs: 50, maxMs: 400 },
+    requestTimeoutMs: 2000,
+    ...options,
+    transportFactory: () => new EspruinoReplTransport(board.createTransport(), { onConsole: (t) => consoleText.push(t) }),
+    session: { pingIntervalMs: PING_MS, misses: MISSES, handshakeTimeoutMs: 1000, ...options.session },
+  });
+  const r = { board, link, consoleText };
+  rigs.push(r);
+  link.start();
+  await link.ready(5000);
+  return r;
+}
+
+function waitForState(link: DeviceLink, state: SessionState, timeoutMs = 5000): Promise<StateChange> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      link.off('state', on);
+      reject(new Error(`not ${state} within ${timeoutMs} ms (now ${link.state})`));
+    }, timeoutMs);
+    const on = (c: StateChange) => {
+      if (c.to !== state) return;
+      clearTimeout(timer);
+      link.off('state', on);
+      resolve(c);
+    };
+    link.on('state', on);
+  });
+}
+
+function nextReboot(link: DeviceLink, timeoutMs = 5000): Promise<RebootInfo> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no reboot within ${timeoutMs} ms`)), timeoutMs);
+    link.once('reboot', (info) => {
+      clearTimeout(timer);
+      resolve(info);
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    await r.link.close();
+    r.board.close();
+  }
+});
+
+const SLEEPY: DeviceConfig = { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 };
+
+describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
+  it('gets ready; REPL text stays on the console side', async () => {
+    const { link, consoleText } = await rig();
+    expect(link.state).toBe('ready');
+    expect(link.session.hello).toMatchObject({ name: 'tether-espruino PICO_R1_3', stateSize: 32 });
+    await sleep(PING_MS * 4);
+    expect(link.state).toBe('ready');
+    expect(link.stats().pongs).toBeGreaterThanOrEqual(3);
+    expect(link.session.counters.deviceErrors).toBe(0);
+    // Nothing but frames reached the session (no Firmata fallback from REPL text).
+    expect(link.session.protocol).toBe('tether');
+    expect(consoleText.join('')).not.toContain('Uncaught');
+  });
+
+  it('a frozen board is lost within interval x misses; its watchdog reset brings it back ready', async () => {
+    const { board, link } = await rig({
+      session: { deviceConfig: { watchdogMs: 1000, policy: 'stay', hostTimeoutMs: 0, sleepMs: 8000, awakeMs: 1000 } },
+    });
+    await sleep(PING_MS * 2); // the CONFIG_SET (1 s watchdog) is applied
+    board.freeze();
+    const lost = await waitForState(link, 'lost', 3000);
+    expect(lost.at - link.session.lastSeen!).toBeLessThanOrEqual(BOUND_MS + 50);
+    await waitForState(link, 'ready', 5000); // the 1 s watchdog resets the board
+    expect(board.stats.resets.watchdog).toBe(1);
+    expect(link.stats().reboots.watchdog).toBe(1);
+  });
+
+  it('a sleeping board is sleeping, not lost; writeState meanwhile is delivered after it wakes', async () => {
+    const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
+    await waitForState(link, 'sleeping', 3000);
+    await sleep(BOUND_MS * 2); // well past the lost bound
+    expect(link.state).toBe('sleeping');
+    expect(board.runMode).toBe('sleeping');
+
+    await link.writeState(4, Uint8Array.from([9, 8, 7])); // wakes the board, then the frame
+    expect(board.stats.rxLostAsleep).toBeGreaterThan(0); // the wake byte was lost, as on hardware
+    expect(board.stats.sleeps).toBeGreaterThanOrEqual(1);
+    expect([...(await link.readState(4, 3))]).toEqual([9, 8, 7]);
+    expect(link.stats().lostCount).toBe(0);
+  });
+
+  it('a lease keeps it awake; releasing the lease lets it sleep', async () => {
+    const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
+    const lease = link.acquireLease('dashboard open');
+    if (link.state !== 'ready') await waitForState(link, 'ready', 3000);
+    const sleepsBefore = board.stats.sleeps;
+    await sleep(1500);
+    expect(board.stats.sleeps).toBe(sleepsBefore);
+    expect(link.state).toBe('ready');
+    lease.release();
+    await waitForState(link, 'sleeping', 3000);
+    expect(board.runMode).toBe('sleeping');
+  });
+
+  it('state registers survive a soft reset, and the host replays them after a power cycle', async () => {
+    const { board, link } = await rig();
+    await link.writeState(0, Uint8Array.from([1, 2, 3, 200]));
+
+    let rebooted = nextReboot(link);
+    board.reset();
+    expect(await rebooted).toMatchObject({ causes: ['external'], stateSurvived: true });
+    await waitForState(link, 'ready');
+    expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
+
+    const before = link.stats();
+    rebooted = nextReboot(link);
+    board.powerCycle();
+    expect(await rebooted).toMatchObject({ causes: ['power-on'], stateSurvived: false });
+    await waitForState(link, 'ready');
+    expect(link.stats().replays - before.replays).toBe(1);
+    expect(link.stats().reboots['power-on'] - before.reboots['power-on']).toBe(1);
+    // The module kept nothing (power lost): what reads back is the host's replay.
+    expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
+  });
+
+  it('close() leaves no timers or handles behind', async () => {
+    const baseline = activeResources();
+    const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
+    await waitForState(link, 'sleeping', 3000);
+    await link.close();
+    board.close();
+    rigs.length = 0;
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+});
