@@ -36,7 +36,7 @@ export const sensorSchema = z.strictObject({
   ...componentBase,
   pin: analogPin,
   /** How often Johnny-Five reads it (ms). */
-  freq: ms(10, 60_000).default(250),
+  freq: ms(1, 60_000).default(250),
   /** Publish only changes of at least this much (raw 0-1023 units). */
   threshold: z.number().int().min(0).max(1023).default(1),
 });

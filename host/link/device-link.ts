@@ -89,7 +89,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   constructor(readonly options: DeviceLinkOptions) {
     super();
     this.clock = options.clock ?? systemClock;
-    this.log = (options.logger ?? silentLogger).child({ device: options.target });
+    this.log = (options.logger ?? silentLogger).child({ port: options.target });
     this.requestTimeoutMs = options.requestTimeoutMs ?? 3000;
     this.leases = new LeaseRegistry({ clock: this.clock });
     this.queue = new BoundedQueue<number[]>({

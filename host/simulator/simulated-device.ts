@@ -10,6 +10,8 @@ export interface SimulatedDeviceOptions {
   name?: string;
   /** Analog value reported on A0 (raw 0-1023) when reporting is on, as a function of time. */
   analog?: (nowMs: number) => number;
+  /** Report analog values this often whatever SAMPLING_INTERVAL the host sets (a fast board). */
+  reportEveryMs?: number;
 }
 
 const FIRMWARE_NAME = 'tether-sim';
@@ -32,7 +34,7 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
   private leaseUntil = 0;
   private frozen = false;
   private readonly analogReporting = new Set<number>();
-  private samplingMs = 19;
+  private samplingMs: number;
   private reportTimer: ReturnType<Clock['setTimeout']> | undefined;
   private firmata: number[] = [];
 
@@ -41,6 +43,7 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
     this.clock = options.clock ?? systemClock;
     this.bootedAt = this.clock.now();
     this.bootId = options.bootId ?? 1;
+    this.samplingMs = options.reportEveryMs ?? 19;
   }
 
   /** The host's bytes. */
@@ -157,7 +160,7 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
         break;
       }
       case 0x7a:
-        this.samplingMs = Math.max(1, (body[1] ?? 19) | ((body[2] ?? 0) << 7));
+        if (this.options.reportEveryMs === undefined) this.samplingMs = Math.max(1, (body[1] ?? 19) | ((body[2] ?? 0) << 7));
         break;
     }
   }
