@@ -26,6 +26,7 @@
  *   fills (interrupt-driven) and the watchdog still counts. thaw() ends it.
  */
 import { EventEmitter } from 'node:events';
+import vm from 'node:vm';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { TransportError, type Transport, type TransportEvents } from '../transport/transport.ts';
 import { EspruinoRuntime, espruinoBytes, type EspruinoHardware, type SerialName, type Todo } from './espruino-globals.ts';
@@ -584,8 +585,7 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
 /** Whether `code` is a statement cut short (more lines to come), as Espruino's bracket count. */
 function incomplete(code: string): boolean {
   try {
-    // Compiled only (never run), in a function body so `return` and friends parse.
-    new Function(code);
+    new vm.Script(code); // compiled only, never run
     return false;
   } catch (e) {
     return e instanceof SyntaxError && /Unexpected end of input|Unterminated template/.test(e.message);

@@ -174,11 +174,10 @@ class Upload {
 
     this.progress('send');
     const mark = this.text.length;
-    for (const line of lines) {
-      await this.send(line);
-      this.sentBytes += line.length;
+    await this.send(lines.join(''), (n) => {
+      this.sentBytes += n;
       this.progress('send');
-    }
+    });
     await this.sync();
     const printed = this.text.slice(mark);
     if (/Uncaught|SyntaxError/.test(printed)) throw new UploadError('code-error', 'the board rejected the module', printed);
@@ -243,13 +242,15 @@ class Upload {
   }
 
   /** Writes in chunks, honouring XOFF. */
-  private async send(text: string): Promise<void> {
+  private async send(text: string, onChunk?: (bytes: number) => void): Promise<void> {
     const bytes = Buffer.from(text, 'latin1');
     for (let at = 0; at < bytes.length; at += this.chunkBytes) {
       if (this.paused) await this.waitFor(() => !this.paused, this.xoffTimeoutMs, 'timeout', 'XON after XOFF');
-      if (this.closed || !this.port.write(bytes.subarray(at, at + this.chunkBytes))) {
+      const chunk = bytes.subarray(at, at + this.chunkBytes);
+      if (this.closed || !this.port.write(chunk)) {
         throw new UploadError('closed', `${this.port.description} closed during the upload`, this.text);
       }
+      onChunk?.(chunk.length);
       if (this.chunkDelayMs > 0) await this.delay(this.chunkDelayMs);
     }
   }
