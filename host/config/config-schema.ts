@@ -149,6 +149,8 @@ export const configSchema = z
       .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .default({ level: 'info' }),
     metrics: z.strictObject({ port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') }).optional(),
+    /** The local control socket for `tether flash --daemon` (default: <queue.dir>/control.sock). */
+    control: z.strictObject({ socket: z.string().min(1).max(100) }).optional(),
     devices: z.array(deviceSchema).min(1, 'at least one device'),
   })
   .superRefine((config, ctx) => {

@@ -76,6 +76,8 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   /** Cycles run by machines before the current one, since power-on and in total. */
   private cyclesBeforeMachine = 0;
   private powerOnCycles = 0;
+  /** Flash pages written by machines before the current one (a reset builds a new machine). */
+  private pagesWrittenBefore = 0;
   private mode: RunMode = 'running';
   private sleepStartedAt = 0;
   private asleepCycles = 0;
@@ -182,7 +184,7 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
       lastSleepMode: this.counters.lastSleepMode,
       resets: { ...this.counters.resets },
       rxDropped: this.counters.rxDropped,
-      flashPagesWritten: this.machine.selfProgramming.pagesWritten,
+      flashPagesWritten: this.pagesWrittenBefore + this.machine.selfProgramming.pagesWritten,
     };
   }
 
@@ -364,6 +366,7 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   private build(cause: ResetCause, previous: UnoMachine | null): void {
     if (previous) {
       this.cyclesBeforeMachine += previous.cpu.cycles;
+      this.pagesWrittenBefore += previous.selfProgramming.pagesWritten;
       if (this.mode === 'sleeping') this.endSleep();
     }
     const machine = new UnoMachine(this.progMem, this.eeprom, this.resetVectorWord);

@@ -13,6 +13,12 @@ import { OutboxPump } from '../mqtt/outbox-pump.ts';
 import type { RebootInfo, StateChange } from '../session/device-session.ts';
 import { PhiAccrualDetector } from '../session/phi-accrual-detector.ts';
 import { TetherIO } from '../tether-io/tether-io.ts';
+import { BOARDS } from '../flash/boards.ts';
+import { FlashError } from '../flash/errors.ts';
+import type { FirmwareImage } from '../flash/firmware-image.ts';
+import { flashSerialPort, type FlashSerialPortResult } from '../flash/flash-serial-port.ts';
+import type { FlashProgress } from '../flash/program-firmware.ts';
+import { parseTarget } from '../transport/create-transport.ts';
 
 export interface DeviceBridgeOptions {
   settings: DeviceSettings;
@@ -51,9 +57,10 @@ export class DeviceBridge {
   private readonly ownsSession: boolean;
   /** After stop(): Johnny-Five keeps its component timers, so late values are ignored. */
   private stopped = false;
+  private flashing = false;
 
   private constructor(
-    private readonly options: DeviceBridgeOptions,
+    readonly options: DeviceBridgeOptions,
     readonly session: BrokerSession,
     readonly outbox: DurableOutbox,
     readonly pump: OutboxPump,
@@ -153,6 +160,35 @@ export class DeviceBridge {
     if (this.ownsSession) await this.session.stop();
     await this.io.close();
     await this.outbox.close();
+  }
+
+  /**
+   * Flashes new firmware while the daemon owns the board: a "flashing" lease (a sleeping
+   * board is woken first), `$state` init, the link paused and the port lent to the flasher,
+   * then the link resumes: handshake, replay or verify of the recorded state, `ready`.
+   */
+  async flash(image: FirmwareImage, onProgress?: (p: FlashProgress) => void): Promise<FlashSerialPortResult> {
+    const target = parseTarget(this.options.settings.port);
+    if (target.kind !== 'serial') {
+      throw new FlashError('port-error', `${this.id} is behind a TCP bridge (${this.options.settings.port}): flash it on the bridge's host`);
+    }
+    if (this.flashing) throw new FlashError('port-busy', `${this.id} is already being flashed`);
+    this.flashing = true;
+    const lease = this.io.link.acquireLease('flashing');
+    const link = this.io.link;
+    try {
+      if (link.state === 'sleeping') await link.ready(5000).catch(() => undefined);
+      this.log.info({ bytes: image.bytes.length, source: image.source }, 'flashing new firmware through the daemon');
+      await link.pause('flashing new firmware');
+      // Let the line go quiet: a board's bootloader window (and the emulator's DTR stand-in) wants it.
+      await new Promise((r) => setTimeout(r, 1200));
+      return await flashSerialPort({ path: target.path, board: BOARDS.uno, image, onProgress });
+    } finally {
+      link.resume();
+      await link.ready(20_000).catch((err: Error) => this.log.warn({ err: err.message }, 'not ready again after flashing'));
+      lease.release();
+      this.flashing = false;
+    }
   }
 
   // ---- inside ---------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import { startMetricsServer, type MetricsServer } from '../metrics/metrics-serve
 import { gatewayMetricsSource } from '../metrics/tether-metrics.ts';
 import { createGatewayWatchdog } from '../systemd/gateway-watchdog.ts';
 import type { SystemdWatchdog } from '../systemd/systemd-watchdog.ts';
+import { join } from 'node:path';
+import { startControlServer, type ControlServer } from './control-server.ts';
 import { DeviceBridge } from './device-bridge.ts';
 
 export interface GatewayStartOptions {
@@ -24,6 +26,8 @@ export interface GatewayStartOptions {
 export class Gateway {
   /** The Prometheus endpoint, when config.metrics is set. */
   metrics: MetricsServer | null = null;
+  /** The local control socket (`tether flash --daemon`). */
+  control: ControlServer | null = null;
   /** READY/STATUS/WATCHDOG/STOPPING for systemd, when started by it (NOTIFY_SOCKET set). */
   systemd: SystemdWatchdog | null = null;
 
@@ -97,6 +101,12 @@ export class Gateway {
       }
       logger.info({ url: gateway.metrics.url }, `Prometheus metrics at ${gateway.metrics.url}`);
     }
+    try {
+      gateway.control = await startControlServer(config.control?.socket ?? join(config.queue.dir, 'control.sock'), devices, logger);
+    } catch (err) {
+      await gateway.stop();
+      throw err;
+    }
     gateway.systemd = createGatewayWatchdog(gateway, logger, { env: options.env });
     gateway.systemd?.start();
     return gateway;
@@ -105,6 +115,7 @@ export class Gateway {
   /** Graceful stop: every device `disconnected`, queues flushed, clean MQTT disconnects. */
   async stop(): Promise<void> {
     await this.systemd?.stop(); // STOPPING=1 first: systemd stops expecting WATCHDOG=1
+    await this.control?.close();
     await Promise.all(this.devices.map((d) => d.stop()));
     await this.session.stop({ finalPublish: { topic: homieTopics.state(this.config.gateway.id), payload: 'disconnected', qos: 1, retain: true } });
     await this.embedded?.close();

@@ -85,6 +85,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private readonly pending = new Set<(m: DeviceMessage) => boolean>();
   private started = false;
   private closed = false;
+  /** Paused on purpose (the port is lent out): a transport going down is not an outage. */
+  private paused = false;
 
   constructor(readonly options: DeviceLinkOptions) {
     super();
@@ -117,6 +119,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.emit('up');
     });
     this.transport.on('down', (error) => {
+      if (this.paused) return;
       this.session.linkDown(error.message);
       this.emit('down', error.message);
     });
@@ -221,6 +224,24 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       lostCount: s.counters.lostCount,
       asleepMs: s.counters.asleepMs,
     };
+  }
+
+  /**
+   * Lends the port out (e.g. to a flasher): the session goes to `init` with `cause` (not
+   * `lost`) and the port is closed until resume().
+   */
+  async pause(cause: string): Promise<void> {
+    if (this.closed || this.paused) return;
+    this.paused = true;
+    this.session.pause(cause);
+    await this.transport.stop();
+  }
+
+  /** Takes the port back: reopen, handshake, replay or verify, then `ready`. */
+  resume(): void {
+    if (this.closed || !this.paused) return;
+    this.paused = false;
+    this.transport.start();
   }
 
   /** Leaves on purpose: the session becomes `disconnected`, no timers or handles remain. */

@@ -233,6 +233,21 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     if (this.current === 'init' || this.current === 'lost') this.transition('ready', 'firmata answered');
   }
 
+  /**
+   * Someone else needs the port for a while (flashing): stop talking without declaring the
+   * device lost. `linkUp()` starts again with a fresh handshake.
+   */
+  pause(cause: string): void {
+    if (this.current === 'disconnected') return;
+    this.linkIsUp = false;
+    this.clearTimers();
+    this.endSleep();
+    this.restoreGeneration++;
+    this.handshake = 'waiting-hello';
+    this.detector.reset();
+    this.transition('init', cause);
+  }
+
   /** Left on purpose: stop everything. The session cannot be reused. */
   close(): void {
     this.clearTimers();

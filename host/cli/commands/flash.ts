@@ -3,6 +3,8 @@ import { BOARDS, boardById } from '../../flash/boards.ts';
 import { FlashError } from '../../flash/errors.ts';
 import { readFirmwareImage } from '../../flash/firmware-image.ts';
 import { flashSerialPort } from '../../flash/flash-serial-port.ts';
+import { flashThroughDaemon } from '../../flash/flash-through-daemon.ts';
+import { readFile } from 'node:fs/promises';
 import type { FlashProgress } from '../../flash/program-firmware.ts';
 import { FIRMWARE_HEX_PATH } from '../../paths.ts';
 import type { Command } from '../command.ts';
@@ -21,6 +23,9 @@ Options:
   --board <name>  board type: ${supportedBoards} (default: uno)
   --hex <file>    image to write (default: the shipped firmware/avr/tether.hex)
   --no-verify     skip reading the flash back
+  --daemon <sock> flash through a running tether daemon (its control socket, by default
+                  <queue.dir>/control.sock): it pauses the board's session, takes a "flashing"
+                  lease, publishes $state init, flashes, then re-handshakes and replays state
   -h, --help      this help
 
 Exit codes: 0 flashed, 1 flashing failed (one line on stderr says why), 2 usage error.`;
@@ -37,6 +42,7 @@ export const flashCommand: Command = {
         board: { type: 'string', default: 'uno' },
         hex: { type: 'string' },
         'no-verify': { type: 'boolean', default: false },
+        daemon: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -54,11 +60,20 @@ export const flashCommand: Command = {
 
     const image = await readFirmwareImage(hexPath, board);
     const progress = new ProgressReporter(process.stderr);
+    if (values.daemon) {
+      const hexText = await readFile(hexPath, 'utf8');
+      const done = await flashThroughDaemon(values.daemon, values.port, { ...image, hexText }, (p) => progress.update(p)).finally(() => progress.end());
+      console.log(`tether flash: the daemon wrote ${done.bytes} bytes of ${hexPath} to ${values.port}${done.verified ? ' and verified them' : ''} in ${(done.ms / 1000).toFixed(1)} s; the board is back in its session`);
+      return EXIT.ok;
+    }
     let result;
     try {
       result = await flashSerialPort({ path: values.port, board, image, verify, onProgress: (p) => progress.update(p) });
     } catch (err) {
       progress.end();
+      if (err instanceof FlashError && err.code === 'port-busy') {
+        throw new FlashError('port-busy', `${err.message}; if tether daemon holds it, flash through it: --daemon <queue.dir>/control.sock`, { cause: err });
+      }
       if (err instanceof FlashError && err.code === 'no-sync') {
         throw new FlashError('no-sync', `${err.message}; is ${values.port} an ${board.name} with its bootloader?`, { cause: err });
       }
