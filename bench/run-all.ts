@@ -5,12 +5,14 @@ import { brokerLeg } from './broker-leg.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
+import { serialThroughput } from './serial-throughput.bench.ts';
 import { printTable, type Row } from './support.ts';
 
 const started = Date.now();
 const rows: Row[] = [];
 for (const [name, bench] of [
   ['serial RTT', serialRtt],
+  ['serial throughput', serialThroughput],
   ['detection latency', detectionLatency],
   ['broker leg', brokerLeg],
   ['fleet scale', fleetScale],
