@@ -286,8 +286,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   /** Sends a request and resolves with the first device message that `match`es. */
-  private request(message: HostMessage, match: (m: DeviceMessage) => boolean): Promise<DeviceMessage> {
-    return new Promise((resolve, reject) => {
+  private async request(message: HostMessage, match: (m: DeviceMessage) => boolean): Promise<DeviceMessage> {
+    // A sleeping board loses what arrives while it wakes: wake it and wait for AWAKE first.
+    if (this.session.state === 'sleeping') await this.wakeUp();
+    return await new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
         this.pending.delete(matcher);
         reject(new Error(`${this.options.target}: no answer to ${message.type} within ${this.requestTimeoutMs} ms`));
@@ -299,10 +301,24 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         return true;
       };
       this.pending.add(matcher);
-      if (this.session.state === 'sleeping') this.session.wake();
       this.sendFrame(message);
     });
   }
+
+  /** Wakes a sleeping board and resolves on its AWAKE (or after the request timeout). */
+  private wakeUp(): Promise<void> {
+    return new Promise((resolve) => {
+      const finish = () => {
+        this.clock.clearTimeout(timer);
+        this.session.off('awake', finish);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(finish, this.requestTimeoutMs);
+      this.session.once('awake', finish);
+      this.session.wake();
+    });
+  }
+
 
   /**
    * After a handshake: replay what the program configured if the device forgot it
@@ -315,7 +331,9 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.missedWrites = false;
       return;
     }
-    let replay = this.missedWrites || (rebooted && !(hello.stateSurvived && hello.pinsRestored));
+    // A board that cannot restore pins (e.g. Espruino) is fine with state survived alone.
+    const kept = hello.stateSurvived && (hello.pinsRestored || !hello.capabilities.pinRestore);
+    let replay = this.missedWrites || (rebooted && !kept);
     if (!replay && rebooted) {
       // The device says it kept its state (watchdog/external reset): check the registers.
       this.verifications++;
