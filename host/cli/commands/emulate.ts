@@ -15,7 +15,9 @@ real time, and exposes its serial port as a pty that any serial program can open
 Options:
   --pty <path>         where to create the serial port link (default: ${join(tmpdir(), 'tether-uno')})
   --hex <file>         application image (default: the shipped firmware/avr/tether.hex)
-  --bootloader <file>  bootloader image (Optiboot); resets then start in the boot section
+  --bootloader <file>  bootloader image (Optiboot); resets then start in the boot section,
+                       and an STK500 sync after 1 s of silence resets the board first (the
+                       DTR auto-reset a pty cannot carry), so avrdude and tether flash work
   --eeprom <file>      keep the EEPROM in this file across runs (default: in memory)
   --speed <factor>     emulated seconds per real second (default: 1)
   --json               print events as JSON lines (for scripts)
