@@ -1,45 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import { ManualClock } from '../../host/time/manual-clock.ts';
 import { KeepaliveProbe, type HalfOpenInfo } from '../../host/mqtt/mqtt-keepalive-probe.ts';
 
-/** A manual clock: timers fire only inside advance(), in due order. */
-class FakeClock implements Clock {
-  private t = 1000;
-  private nextId = 1;
-  private timers = new Map<number, { at: number; cb: () => void }>();
-  now() {
-    return this.t;
-  }
-  setTimeout(cb: () => void, ms: number): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.t + ms, cb });
-    return id as unknown as TimerHandle;
-  }
-  clearTimeout(handle: TimerHandle) {
-    this.timers.delete(handle as unknown as number);
-  }
-  get pending() {
-    return this.timers.size;
-  }
-  advance(ms: number) {
-    const end = this.t + ms;
-    for (;;) {
-      let next: [number, { at: number; cb: () => void }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      if (!next) break;
-      this.timers.delete(next[0]);
-      this.t = next[1].at;
-      next[1].cb();
-    }
-    this.t = end;
-  }
-}
 
 const K = 2000;
 const T = 1000;
 
 function setup() {
-  const clock = new FakeClock();
+  const clock = new ManualClock(1000);
   const pings: number[] = [];
   const halfOpen: Array<HalfOpenInfo & { at: number }> = [];
   const probe = new KeepaliveProbe({
@@ -168,7 +136,7 @@ describe('KeepaliveProbe', () => {
   });
 
   it('rejects nonsense timings', () => {
-    const clock = new FakeClock();
+    const clock = new ManualClock(1000);
     const base = { clock, sendPing() {}, onHalfOpen() {} };
     expect(() => new KeepaliveProbe({ ...base, keepaliveMs: 0, pingRespTimeoutMs: T })).toThrow(RangeError);
     expect(() => new KeepaliveProbe({ ...base, keepaliveMs: K, pingRespTimeoutMs: Number.NaN })).toThrow(RangeError);

@@ -1,46 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { brokerDownBound, HealthMonitor, type BrokerHealthInput, type DeviceHealthInput } from '../../host/systemd/health-monitor.ts';
-import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import { ManualClock } from '../../host/time/manual-clock.ts';
 
-/** Fake timers: advance() fires what is due in order; block() moves time without firing (a busy event loop). */
-class FakeClock implements Clock {
-  t = 10_000;
-  private nextId = 1;
-  private timers = new Map<number, { at: number; cb: () => void }>();
-  now() {
-    return this.t;
-  }
-  setTimeout(cb: () => void, ms: number): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.t + ms, cb });
-    return id as unknown as TimerHandle;
-  }
-  clearTimeout(handle: TimerHandle) {
-    this.timers.delete(handle as unknown as number);
-  }
-  get pending() {
-    return this.timers.size;
-  }
-  advance(ms: number) {
-    const end = this.t + ms;
-    for (;;) {
-      let next: [number, { at: number; cb: () => void }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      if (!next) break;
-      this.timers.delete(next[0]);
-      this.t = Math.max(this.t, next[1].at);
-      next[1].cb();
-    }
-    this.t = end;
-  }
-  /** The loop is busy for `ms`: time passes, nothing fires; timers due meanwhile fire late on the next advance(). */
-  block(ms: number) {
-    this.t += ms;
-  }
-}
 
 function setup(options: { brokerDownBoundMs?: number; wedgeGraceMs?: number } = {}) {
-  const clock = new FakeClock();
+  const clock = new ManualClock();
   const brokers: BrokerHealthInput[] = [
     { name: 'tether-gw', connected: true },
     { name: 'tether-gw-dev-a', connected: true },

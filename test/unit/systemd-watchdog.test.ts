@@ -3,45 +3,14 @@ import { RecordingLogger } from '../../host/log/logger.ts';
 import { gatewayStatusLine, type GatewayView } from '../../host/systemd/gateway-watchdog.ts';
 import type { HealthReport } from '../../host/systemd/health-monitor.ts';
 import { SystemdWatchdog, watchdogSetting, type WatchdogNotifier } from '../../host/systemd/systemd-watchdog.ts';
-import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import { ManualClock } from '../../host/time/manual-clock.ts';
 
-class FakeClock implements Clock {
-  t = 0;
-  private nextId = 1;
-  private timers = new Map<number, { at: number; cb: () => void }>();
-  now() {
-    return this.t;
-  }
-  setTimeout(cb: () => void, ms: number): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.t + ms, cb });
-    return id as unknown as TimerHandle;
-  }
-  clearTimeout(handle: TimerHandle) {
-    this.timers.delete(handle as unknown as number);
-  }
-  get pending() {
-    return this.timers.size;
-  }
-  advance(ms: number) {
-    const end = this.t + ms;
-    for (;;) {
-      let next: [number, { at: number; cb: () => void }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      if (!next) break;
-      this.timers.delete(next[0]);
-      this.t = next[1].at;
-      next[1].cb();
-    }
-    this.t = end;
-  }
-}
 
 /** Records what would be sent, with the fake time. */
 class FakeNotifier implements WatchdogNotifier {
   readonly enabled = true;
   readonly log: Array<{ at: number; what: string }> = [];
-  constructor(private readonly clock: FakeClock) {}
+  constructor(private readonly clock: ManualClock) {}
   ready() {
     this.log.push({ at: this.clock.now(), what: 'READY=1' });
   }
@@ -64,7 +33,7 @@ class FakeNotifier implements WatchdogNotifier {
 }
 
 function setup(env: NodeJS.ProcessEnv = { WATCHDOG_USEC: '2000000', WATCHDOG_PID: '77' }) {
-  const clock = new FakeClock();
+  const clock = new ManualClock();
   const notifier = new FakeNotifier(clock);
   const health = {
     report: { healthy: true, reasons: [], lagMs: 0, brokersDown: [], wedged: [] } as HealthReport,

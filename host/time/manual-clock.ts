@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../time/clock.ts';
+import type { Clock, TimerHandle } from './clock.ts';
 
 interface ManualTimer {
   at: number;
@@ -7,13 +7,18 @@ interface ManualTimer {
 }
 
 /**
- * A Clock that moves only when told (fake time for the Espruino stand-in and its tests).
+ * A Clock that moves only when told: fake time for unit tests, the Espruino stand-in and
+ * simulations.
  * Timers due at the same time run in the order they were set.
  */
 export class ManualClock implements Clock {
-  private time = 0;
+  private time: number;
   private seq = 0;
   private readonly timers = new Map<number, ManualTimer>();
+
+  constructor(start = 0) {
+    this.time = start;
+  }
 
   now(): number {
     return this.time;
@@ -31,6 +36,11 @@ export class ManualClock implements Clock {
 
   get pending(): number {
     return this.timers.size;
+  }
+
+  /** The event loop is busy for `ms`: time passes, nothing fires (due timers fire late, on the next advance). */
+  block(ms: number): void {
+    this.time += ms;
   }
 
   /** Moves time forward by `ms`, running every timer that falls due on the way. */
