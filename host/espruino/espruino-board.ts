@@ -223,6 +223,14 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
     this.scheduleRx(0);
   }
 
+  /**
+   * Room left in the console's RX buffer, in bytes. A USB CDC link uses it as Espruino's USB
+   * does: it stops taking packets from the host while the buffer is full, so nothing is lost.
+   */
+  get rxBufferFree(): number {
+    return this.rxBufferBytes - this.rxFifo.length;
+  }
+
   get runMode(): EspruinoRunMode {
     if (!this.powered) return 'off';
     if (this.frozen) return 'frozen';

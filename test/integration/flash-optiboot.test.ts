@@ -233,6 +233,6 @@ describe.concurrent('tether flash failures: one line on stderr, non-zero exit', 
   it('an unsupported board is a usage error (exit 2) naming the supported ones', async () => {
     const result = await tetherFlash(['--port', join(dir, 'whatever'), '--board', 'mega']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^tether flash: unknown board 'mega' \(supported: uno\)\n/);
+    expect(result.stderr).toMatch(/^tether flash: unknown board 'mega' \(supported: uno, espruino\)\n/);
   });
 });
