@@ -116,6 +116,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private firmataSeen = false;
   private restoreGeneration = 0;
   private sleepStartedAt: number | null = null;
+  /** Someone asked for the board while it sleeps: keep sending the wake byte until AWAKE. */
+  private wakeWanted = false;
   private sleepDeadline = Infinity;
   private lastSeenAt: number | null = null;
   readonly counters: SessionCounters = {
@@ -349,7 +351,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private tick = (): void => {
     this.pingTimer = undefined;
     if (!this.linkIsUp || this.current === 'disconnected') return;
-    if (this.current !== 'sleeping') {
+    if (this.current === 'sleeping') {
+      // A wake byte that raced the board into sleep was taken as data, not as a wake-up: repeat it.
+      if (this.wakeWanted) this.options.sendRaw([WAKE_BYTE]);
+    } else {
       if (this.protocolValue === 'firmata') {
         this.options.sendRaw([FIRMATA_REPORT_VERSION]);
       } else if (this.handshake === 'waiting-hello') {
@@ -434,15 +439,18 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   }
 
   private endSleep(): void {
+    this.wakeWanted = false;
     if (this.current !== 'sleeping' || this.sleepStartedAt === null) return;
     this.counters.asleepMs += this.clock.now() - this.sleepStartedAt;
     this.sleepStartedAt = null;
     this.sleepDeadline = Infinity;
   }
 
-  /** Sends the wake byte to a sleeping device (it answers with AWAKE). */
+  /** Sends the wake byte to a sleeping device (it answers with AWAKE), again each tick until it does. */
   wake(): void {
-    if (this.current === 'sleeping' && this.linkIsUp) this.options.sendRaw([WAKE_BYTE]);
+    if (this.current !== 'sleeping' || !this.linkIsUp) return;
+    this.wakeWanted = true;
+    this.options.sendRaw([WAKE_BYTE]);
   }
 
   private leaseChanged(held: boolean): void {

@@ -24,7 +24,7 @@ describe('tether flash through a running daemon', () => {
         broker: { embeddedPort: port },
         queue: { dir: join(dir, 'queue') },
         control: { socket },
-        devices: [{ id: 'uno', port: join(dir, 'uno'), keepalive: { intervalMs: 200 }, components: [{ type: 'led', id: 'status', pin: 13 }] }],
+        devices: [{ id: 'uno', port: join(dir, 'uno'), keepalive: { intervalMs: 500, misses: 4 }, components: [{ type: 'led', id: 'status', pin: 13 }] }],
       },
       dir,
     );

@@ -203,6 +203,25 @@ describe('DeviceSession', () => {
     leases.close();
   });
 
+  it('repeats the wake byte each tick until the board says AWAKE (a wake byte can race it into sleep)', async () => {
+    const leases = new LeaseRegistry({ clock });
+    const h = harness({ leases });
+    h.session.linkUp();
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.answer = false;
+    h.session.receive({ type: 'sleeping', durationMs: 8000, wakeSources: ['timer', 'serial'] });
+    leases.acquire('user command');
+    await vi.advanceTimersByTimeAsync(3_050);
+    expect(h.raw.length).toBeGreaterThanOrEqual(4); // at once, then every 1 s
+    h.answer = true;
+    h.session.receive({ type: 'awake', sleptMs: 3000, wakeCauses: ['serial'] });
+    const after = h.raw.length;
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(h.raw.length).toBe(after); // awake: no more wake bytes
+    h.session.close();
+    leases.close();
+  });
+
   it('a reboot while ready goes through init, restore (rebooted) and back to ready, counted by cause', async () => {
     const h = harness();
     h.session.linkUp();
