@@ -77,18 +77,37 @@ const portSchema = z
     }
   });
 
+/** The serial rate tether's AVR firmware runs at. */
+export const UNO_BAUD_RATE = 57600;
+/** Espruino's default on its UARTs; a board on its own USB port ignores the rate. */
+export const ESPRUINO_BAUD_RATE = 9600;
+
 export const deviceSchema = z
   .strictObject({
     id: homieId,
     name: z.string().min(1).max(64).optional(),
+    /**
+     * uno: tether's AVR firmware (Firmata + keepalive); espruino: the keepalive module
+     * (firmware/espruino/), frames carried over the Espruino REPL.
+     */
+    board: z.enum(['uno', 'espruino']).default('uno'),
     port: portSchema,
-    baudRate: z.number().int().min(300).max(2_000_000).default(57600),
+    /** Default: 57600 (uno), 9600 (espruino). */
+    baudRate: z.number().int().min(300).max(2_000_000).optional(),
     keepalive: keepaliveSchema.default(() => keepaliveSchema.parse({})),
     /** Written to the board's EEPROM at each handshake (CONFIG_SET) when given. */
     config: deviceConfigSchema.optional(),
     components: z.array(componentSchema).default([]),
   })
   .superRefine((device, ctx) => {
+    if (device.board === 'espruino' && device.components.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['components'],
+        message:
+          'an Espruino board runs no Firmata, so it cannot have Johnny-Five components: remove components (the keepalive, leases and state registers work without them) or use board: uno',
+      });
+    }
     const seenIds = new Map<string, number>();
     const seenPins = new Map<string, number>();
     device.components.forEach((c, i) => {
@@ -99,7 +118,8 @@ export const deviceSchema = z
       if (seenPins.has(pin)) ctx.addIssue({ code: 'custom', path: ['components', i, 'pin'], message: `pin ${c.pin} is already used by components[${seenPins.get(pin)}]` });
       seenPins.set(pin, i);
     });
-  });
+  })
+  .transform((device) => ({ ...device, baudRate: device.baudRate ?? (device.board === 'espruino' ? ESPRUINO_BAUD_RATE : UNO_BAUD_RATE) }));
 
 const tlsSchema = z.strictObject({
   ca: z.string().min(1).optional(),

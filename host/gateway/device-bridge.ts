@@ -13,12 +13,14 @@ import { OutboxPump } from '../mqtt/outbox-pump.ts';
 import type { RebootInfo, StateChange } from '../session/device-session.ts';
 import { PhiAccrualDetector } from '../session/phi-accrual-detector.ts';
 import { TetherIO } from '../tether-io/tether-io.ts';
+import { DeviceLink, type DeviceLinkOptions } from '../link/device-link.ts';
+import { EspruinoReplTransport } from '../espruino/espruino-repl-transport.ts';
 import { BOARDS } from '../flash/boards.ts';
 import { FlashError } from '../flash/errors.ts';
 import type { FirmwareImage } from '../flash/firmware-image.ts';
 import { flashSerialPort, type FlashSerialPortResult } from '../flash/flash-serial-port.ts';
 import type { FlashProgress } from '../flash/program-firmware.ts';
-import { parseTarget } from '../transport/create-transport.ts';
+import { createTransport, parseTarget } from '../transport/create-transport.ts';
 
 export interface DeviceBridgeOptions {
   settings: DeviceSettings;
@@ -39,13 +41,17 @@ export interface DeviceBridgeCounters {
 }
 
 /**
- * One board on the broker: its TetherIO link and Johnny-Five components, its Homie 5 device
+ * One board on the broker: its link (through TetherIO and Johnny-Five components on an Uno; a
+ * plain DeviceLink over the REPL framing on an Espruino board), its Homie 5 device
  * (description, $state, property values), its own MQTT session whose Last Will marks it
  * lost, and a durable outbox so nothing it publishes is lost while the broker is away.
  */
 export class DeviceBridge {
   readonly id: string;
-  readonly io: TetherIO;
+  /** The keepalive session with the board (the same for both board families). */
+  readonly link: DeviceLink;
+  /** Firmata for Johnny-Five: Uno only (an Espruino board runs no Firmata). */
+  readonly io: TetherIO | null;
   /** Johnny-Five, only when the device has components (a heartbeat-only fleet needs none). */
   readonly board: five.Board | null;
   readonly components: DeviceComponent[];
@@ -72,34 +78,49 @@ export class DeviceBridge {
     this.components = settings.components.map(createComponent);
     this.description = describeDevice({
       name: settings.name ?? settings.id,
-      type: 'tether-uno',
+      type: settings.board === 'espruino' ? 'tether-espruino' : 'tether-uno',
       root: options.gatewayId,
       parent: options.gatewayId,
       nodes: Object.fromEntries([...this.components.map((c) => [c.id, c.node] as const), ['tether', keepaliveNode] as const]),
     });
     const k = settings.keepalive;
-    this.io = new TetherIO({
-      port: settings.port,
-      baudRate: settings.baudRate,
-      logger: this.log,
-      session: {
-        pingIntervalMs: k.intervalMs,
-        misses: k.misses,
-        sleepGraceMs: k.sleepGraceMs,
-        handshakeTimeoutMs: k.handshakeTimeoutMs,
-        deviceConfig: settings.config,
-        detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
-      },
-    });
-    this.board = this.components.length === 0 ? null : new five.Board({ io: this.io, repl: false, debug: false, timeout: 2_147_483_647 });
+    const sessionOptions: DeviceLinkOptions['session'] = {
+      pingIntervalMs: k.intervalMs,
+      misses: k.misses,
+      sleepGraceMs: k.sleepGraceMs,
+      handshakeTimeoutMs: k.handshakeTimeoutMs,
+      deviceConfig: settings.config,
+      detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
+    };
+    if (settings.board === 'espruino') {
+      // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
+      const portLog = this.log.child({ port: settings.port });
+      this.io = null;
+      this.link = new DeviceLink({
+        target: settings.port,
+        baudRate: settings.baudRate,
+        logger: this.log,
+        session: sessionOptions,
+        transportFactory: () =>
+          new EspruinoReplTransport(createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog }), {
+            onConsole: (text) => portLog.debug({ text }, 'Espruino console output'),
+          }),
+      });
+    } else {
+      this.io = new TetherIO({ port: settings.port, baudRate: settings.baudRate, logger: this.log, session: sessionOptions });
+      this.link = this.io.link;
+    }
+    this.board = this.components.length === 0 || !this.io ? null : new five.Board({ io: this.io, repl: false, debug: false, timeout: 2_147_483_647 });
     const board = this.board;
     board?.on('ready', () => {
       for (const component of this.components) {
         component.attach({ board, publish: (property, value, kind) => this.publishProperty(component.id, property, value, kind) });
       }
     });
-    this.io.on('state', (change: StateChange) => this.onLinkState(change));
-    this.io.on('reboot', (info: RebootInfo) => this.publishKeepalive(info));
+    this.link.on('state', (change: StateChange) => this.onLinkState(change));
+    this.link.on('reboot', (info: RebootInfo) => this.publishKeepalive(info));
+    // TetherIO starts its link itself (firmata.js must see the port open first).
+    if (!this.io) this.link.start();
     session.on('up', () => this.onBrokerUp());
     session.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
@@ -158,7 +179,8 @@ export class DeviceBridge {
     await Promise.race([this.pump.flushed(), new Promise((r) => setTimeout(r, flushTimeoutMs).unref())]);
     await this.pump.stop();
     if (this.ownsSession) await this.session.stop();
-    await this.io.close();
+    if (this.io) await this.io.close();
+    else await this.link.close();
     await this.outbox.close();
   }
 
@@ -172,10 +194,13 @@ export class DeviceBridge {
     if (target.kind !== 'serial') {
       throw new FlashError('port-error', `${this.id} is behind a TCP bridge (${this.options.settings.port}): flash it on the bridge's host`);
     }
+    if (this.options.settings.board === 'espruino') {
+      throw new FlashError('port-error', `${this.id} is an Espruino board: stop the daemon and run tether flash --board espruino --port ${target.path}`);
+    }
     if (this.flashing) throw new FlashError('port-busy', `${this.id} is already being flashed`);
     this.flashing = true;
-    const lease = this.io.link.acquireLease('flashing');
-    const link = this.io.link;
+    const link = this.link;
+    const lease = link.acquireLease('flashing');
     try {
       if (link.state === 'sleeping') await link.ready(5000).catch(() => undefined);
       this.log.info({ bytes: image.bytes.length, source: image.source }, 'flashing new firmware through the daemon');
@@ -239,7 +264,7 @@ export class DeviceBridge {
   }
 
   private publishKeepalive(reboot?: RebootInfo): void {
-    const stats = this.io.link.stats();
+    const stats = this.link.stats();
     const p = (property: string, value: string | number | null, kind: OutboxKind = 'state') => {
       if (value !== null) this.enqueue(homieTopics.property(this.id, 'tether', property), String(value), kind);
     };

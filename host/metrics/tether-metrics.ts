@@ -191,7 +191,7 @@ function gauge(registers: Registry[], name: string, help: string, labelNames: st
 /** The parts of a Gateway the metrics read (structural, so tests can pass fakes). */
 export interface GatewayMetricsView {
   readonly session: Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>;
-  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'io' | 'outbox' | 'counters' | 'session'>>;
+  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'link' | 'outbox' | 'counters' | 'session'>>;
 }
 
 export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource {
@@ -199,12 +199,12 @@ export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource
     devices: () =>
       gateway.devices.map((d) => ({
         id: d.id,
-        stats: () => d.io.link.stats(),
+        stats: () => d.link.stats(),
         outbox: d.outbox,
         counters: d.counters,
         onRtt: (listener) => {
-          d.io.link.on('rtt', listener);
-          return () => d.io.link.off('rtt', listener);
+          d.link.on('rtt', listener);
+          return () => d.link.off('rtt', listener);
         },
       })),
     brokers: () => {

@@ -11,7 +11,7 @@ import { SystemdWatchdog } from './systemd-watchdog.ts';
 export interface GatewayView {
   readonly config: Pick<TetherConfig, 'broker' | 'devices'>;
   readonly session: Pick<BrokerSession, 'clientId' | 'connected'>;
-  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'session' | 'io'>>;
+  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'session' | 'link'>>;
 }
 
 /** Every distinct MQTT session: the gateway's and each board's (one in shared-session mode). */
@@ -28,8 +28,8 @@ export function gatewayHealthSources(gateway: GatewayView): HealthSources {
     devices: () =>
       gateway.devices.map((d) => ({
         id: d.id,
-        state: d.io.link.state,
-        lostDeadline: d.io.link.session.lostDeadline,
+        state: d.link.state,
+        lostDeadline: d.link.session.lostDeadline,
         handshakeTimeoutMs: handshake.get(d.id) ?? 3000,
       })),
   };
@@ -40,7 +40,7 @@ const STATE_ORDER = ['ready', 'init', 'sleeping', 'lost', 'disconnected'];
 /** "3 devices: 2 ready, 1 lost; broker connected" */
 export function gatewayStatusLine(gateway: GatewayView): string {
   const counts = new Map<string, number>();
-  for (const d of gateway.devices) counts.set(d.io.link.state, (counts.get(d.io.link.state) ?? 0) + 1);
+  for (const d of gateway.devices) counts.set(d.link.state, (counts.get(d.link.state) ?? 0) + 1);
   const states = [...counts.keys()].sort((a, b) => rank(a) - rank(b)).map((s) => `${counts.get(s)} ${s}`);
   const n = gateway.devices.length;
   const sessions = brokerSessions(gateway);

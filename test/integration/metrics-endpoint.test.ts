@@ -73,9 +73,9 @@ describe('metrics endpoint', () => {
       expect(m.get('tether_broker_reconnects_total{client="tether-gw-dev-a"}')).toBe(0);
       expect(m.get('tether_mqtt_set_rejected_total{device="dev-a"}')).toBe(0);
       // Late PONGs while the emulated board is busy with the Firmata handshake can count as misses.
-      expect(m.get('tether_heartbeat_misses_total{device="dev-a"}')).toBeLessThanOrEqual(gateway.devices[0]!.io.link.stats().pingsSent);
+      expect(m.get('tether_heartbeat_misses_total{device="dev-a"}')).toBeLessThanOrEqual(gateway.devices[0]!.link.stats().pingsSent);
       // (A loaded machine can slow the emulated board enough to be declared lost once.)
-      expect(m.get('tether_device_lost_total{device="dev-a"}')).toBe(gateway.devices[0]!.io.link.stats().lostCount);
+      expect(m.get('tether_device_lost_total{device="dev-a"}')).toBe(gateway.devices[0]!.link.stats().lostCount);
 
       const base = url.slice(0, -'/metrics'.length);
       for (const path of ['/', '/metric', '/metrics/x', '/favicon.ico']) {

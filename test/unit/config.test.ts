@@ -72,12 +72,27 @@ devices:
     ['a password without a username', `broker:\n  url: mqtt://x\n  password: p\n${device()}`, 'broker.password: password given without username, got "p"'],
     ['two devices with one id', 'devices:\n  - id: a\n    port: /dev/a\n  - id: a\n    port: /dev/b\n', 'devices[1].id: duplicate device id (also devices[0]), got "a"'],
     ['two devices on one port', 'devices:\n  - id: a\n    port: /dev/a\n  - id: b\n    port: /dev/a\n', 'devices[1].port: port already used by devices[0], got "/dev/a"'],
+    [
+      'an Espruino board with components',
+      device('    board: espruino\n    components:\n      - { type: led, id: s, pin: 13 }\n'),
+      'devices[0].components: an Espruino board runs no Firmata, so it cannot have Johnny-Five components: remove components (the keepalive, leases and state registers work without them) or use board: uno, got [{"type":"led","id":"s","pin":13}]',
+    ],
+    ['an unknown board', device('    board: nano\n'), 'devices[0].board: expected one of "uno", "espruino", got "nano"'],
     ['a device with the gateway id', `gateway:\n  id: uno-1\n${device()}`, `devices[0].id: same id as the gateway ('uno-1'), got "uno-1"`],
   ])('rejects %s', (_what, text, expected) => {
     const found = problems(text);
     expect(found).toHaveLength(1);
     if (typeof expected === 'string') expect(found[0]).toBe(expected);
     else expect(found[0]).toMatch(expected);
+  });
+
+  it('an Espruino device: board espruino, no components, 9600 baud unless given', () => {
+    const config = parseConfig('devices:\n  - id: pico\n    port: /dev/ttyACM1\n    board: espruino\n  - id: wifi\n    port: tcp://10.0.0.9:23\n    board: espruino\n    baudRate: 115200\n  - id: uno-1\n    port: /dev/ttyACM0\n');
+    expect(config.devices.map((d) => [d.id, d.board, d.baudRate, d.components])).toEqual([
+      ['pico', 'espruino', 9600, []],
+      ['wifi', 'espruino', 115200, []],
+      ['uno-1', 'uno', 57600, []],
+    ]);
   });
 
   it('lists every problem at once', () => {

@@ -161,7 +161,7 @@ describe('gatewayStatusLine', () => {
       devices: states.map((state, i) => ({
         id: `d${i}`,
         session: (sessions[i + 1] ?? sessions[0]!) as GatewayView['devices'][number]['session'],
-        io: { link: { state } } as unknown as GatewayView['devices'][number]['io'],
+        link: { state } as unknown as GatewayView['devices'][number]['link'],
       })),
     };
   };

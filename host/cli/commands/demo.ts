@@ -96,7 +96,7 @@ Another program can talk to it through the broker (Homie 5 topics above), or run
     }, 250);
 
     const device = gateway.devices[0]!;
-    device.io.on('state', (change: StateChange) => {
+    device.link.on('state', (change: StateChange) => {
       clearLine();
       console.log(`${DEVICE_ID}: ${change.from} -> ${change.to} (${change.cause})`);
     });
@@ -105,7 +105,7 @@ Another program can talk to it through the broker (Homie 5 topics above), or run
       if (tty) process.stdout.write('\r\x1b[2K');
     };
     const status = () => {
-      const s = device.io.link.stats();
+      const s = device.link.stats();
       const seen = s.lastSeen === null ? 'never' : `${((performance.now() - s.lastSeen) / 1000).toFixed(1)} s ago`;
       const rtt = s.rttMs.last === null ? '-' : `${s.rttMs.last.toFixed(1)} ms`;
       const reboots = Object.values(s.reboots).reduce((a, b) => a + b, 0);
