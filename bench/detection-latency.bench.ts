@@ -9,25 +9,12 @@ import { FIRMWARE_HEX_PATH } from '../host/paths.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
 import { DeviceSession } from '../host/session/device-session.ts';
 import { PhiAccrualDetector } from '../host/session/phi-accrual-detector.ts';
-import type { StateChange } from '../host/session/device-session.ts';
 import { percentile, printTable, sleep, type Row } from './support.ts';
 
 const TRIALS = Number(process.env.TETHER_BENCH_FREEZES ?? 200);
 const PING_MS = 100;
 const MISSES = 3;
 
-function nextState(link: DeviceLink, state: string, timeoutMs: number): Promise<StateChange> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${state} within ${timeoutMs} ms`)), timeoutMs);
-    const on = (c: StateChange) => {
-      if (c.to !== state) return;
-      clearTimeout(timer);
-      link.off('state', on);
-      resolve(c);
-    };
-    link.on('state', on);
-  });
-}
 
 export async function detectionLatency(): Promise<Row[]> {
   const ptyPath = join(mkdtempSync(join(tmpdir(), 'tether-detect-')), 'uno');
@@ -42,12 +29,12 @@ export async function detectionLatency(): Promise<Row[]> {
   const latencies: number[] = [];
   for (let i = 0; i < TRIALS; i++) {
     await sleep(Math.random() * PING_MS * 2); // a random phase
-    const lost = nextState(link, 'lost', 10_000);
+    const lost = link.nextState('lost', 10_000);
     const frozenAt = performance.now();
     board.uno.freeze();
     await lost;
     latencies.push(performance.now() - frozenAt);
-    const ready = nextState(link, 'ready', 10_000);
+    const ready = link.nextState('ready', 10_000);
     board.uno.thaw();
     await ready;
   }

@@ -7,7 +7,7 @@ import { isPinRecordEmpty, type PinRecord } from '../firmata/pin-record.ts';
 import { registerRuns, replayCommands } from '../firmata/replay.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { BoundedQueue } from '../session/command-queue.ts';
-import { DeviceSession, type DeviceSessionOptions, type Hello, type RebootInfo, type StateChange } from '../session/device-session.ts';
+import { DeviceSession, type DeviceSessionOptions, type Hello, type RebootInfo, type SessionState, type StateChange } from '../session/device-session.ts';
 import { LeaseRegistry, type Lease } from '../session/lease-registry.ts';
 import { systemClock, type Clock } from '../time/clock.ts';
 import { createTransport } from '../transport/create-transport.ts';
@@ -148,16 +148,21 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   /** Resolves once the device is `ready` (rejects after `timeoutMs`). */
   async ready(timeoutMs = 10_000): Promise<void> {
     if (this.session.state === 'ready') return;
-    await new Promise<void>((resolve, reject) => {
+    await this.nextState('ready', timeoutMs);
+  }
+
+  /** Resolves with the next change to `state` (rejects after `timeoutMs`, naming the state it is in). */
+  nextState(state: SessionState, timeoutMs = 10_000): Promise<StateChange> {
+    return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
         this.session.off('state', onState);
-        reject(new Error(`${this.options.target}: not ready within ${timeoutMs} ms (state ${this.session.state})`));
+        reject(new Error(`${this.options.target}: not ${state} within ${timeoutMs} ms (state ${this.session.state})`));
       }, timeoutMs);
       const onState = (change: StateChange) => {
-        if (change.to !== 'ready') return;
+        if (change.to !== state) return;
         this.clock.clearTimeout(timer);
         this.session.off('state', onState);
-        resolve();
+        resolve(change);
       };
       this.session.on('state', onState);
     });

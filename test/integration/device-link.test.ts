@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
-import type { SessionState, StateChange } from '../../host/session/device-session.ts';
+import type { StateChange } from '../../host/session/device-session.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 
 // The host link against the real firmware on an emulated Uno behind a real pty, in real time.
@@ -40,18 +40,6 @@ async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
   return r;
 }
 
-function waitForState(link: DeviceLink, state: SessionState, timeoutMs = 10_000): Promise<StateChange> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ${state} within ${timeoutMs} ms (now ${link.state})`)), timeoutMs);
-    const on = (c: StateChange) => {
-      if (c.to !== state) return;
-      clearTimeout(timer);
-      link.off('state', on);
-      resolve(c);
-    };
-    link.on('state', on);
-  });
-}
 
 async function until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -77,12 +65,12 @@ describe('DeviceLink on the emulated Uno', () => {
     const lastSeenBefore = () => link.session.lastSeen!;
     board.uno.freeze();
     const frozenAt = performance.now();
-    const lost = await waitForState(link, 'lost', 5000);
+    const lost = await link.nextState('lost', 5000);
     const sinceLastPong = lost.at - lastSeenBefore();
     console.log(`lost ${Math.round(lost.at - frozenAt)} ms after the freeze, ${Math.round(sinceLastPong)} ms after the last PONG (bound ${BOUND_MS} ms)`);
     expect(sinceLastPong).toBeLessThanOrEqual(BOUND_MS + 50);
 
-    await waitForState(link, 'ready', 10_000); // the watchdog (2 s) resets it
+    await link.nextState('ready', 10_000); // the watchdog (2 s) resets it
     expect(link.stats().reboots.watchdog).toBe(1);
     expect(board.uno.digitalOutput(13)).toBe(true);
   });
@@ -90,9 +78,9 @@ describe('DeviceLink on the emulated Uno', () => {
   it('a thawed board (no reset) goes back to ready', async () => {
     const { board, link } = await rig();
     board.uno.freeze();
-    await waitForState(link, 'lost', 5000);
+    await link.nextState('lost', 5000);
     board.uno.thaw();
-    await waitForState(link, 'ready', 5000);
+    await link.nextState('ready', 5000);
     expect(board.uno.stats.resets.watchdog).toBe(0);
   });
 
@@ -108,7 +96,7 @@ describe('DeviceLink on the emulated Uno', () => {
     const rebooted = new Promise((resolve) => link.once('reboot', resolve));
     board.uno.powerCycle();
     expect(await rebooted).toMatchObject({ causes: ['power-on'], stateSurvived: false });
-    await waitForState(link, 'ready', 10_000);
+    await link.nextState('ready', 10_000);
     await until(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, 2000, 'outputs replayed');
     expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
     const stats = link.stats();
@@ -120,7 +108,7 @@ describe('DeviceLink on the emulated Uno', () => {
     const { board, link } = await rig({
       session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 } },
     });
-    await waitForState(link, 'sleeping', 5000);
+    await link.nextState('sleeping', 5000);
     await new Promise((r) => setTimeout(r, BOUND_MS * 3)); // well past the lost bound
     expect(link.state).toBe('sleeping');
     expect(board.uno.runMode).toBe('sleeping');
@@ -130,13 +118,13 @@ describe('DeviceLink on the emulated Uno', () => {
     expect(link.stats().queueDepth).toBe(0);
 
     const lease = link.acquireLease('dashboard open');
-    await waitForState(link, 'ready', 5000).catch(() => undefined);
+    await link.nextState('ready', 5000).catch(() => undefined);
     const sleepsBefore = board.uno.stats.sleeps;
     await new Promise((r) => setTimeout(r, 2500));
     expect(board.uno.stats.sleeps).toBe(sleepsBefore); // the emulator confirms: no sleep
     expect(link.state).toBe('ready');
     lease.release();
-    await waitForState(link, 'sleeping', 5000);
+    await link.nextState('sleeping', 5000);
   });
 
   it('close() leaves no timers or handles behind', async () => {

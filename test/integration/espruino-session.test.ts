@@ -3,7 +3,7 @@ import { EspruinoBoard } from '../../host/espruino/espruino-board.ts';
 import { EspruinoReplTransport } from '../../host/espruino/espruino-repl-transport.ts';
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
-import type { RebootInfo, SessionState, StateChange } from '../../host/session/device-session.ts';
+import type { RebootInfo } from '../../host/session/device-session.ts';
 import type { DeviceConfig } from '../../shared/protocol/messages.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 
@@ -41,21 +41,6 @@ async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
   return r;
 }
 
-function waitForState(link: DeviceLink, state: SessionState, timeoutMs = 5000): Promise<StateChange> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      link.off('state', on);
-      reject(new Error(`not ${state} within ${timeoutMs} ms (now ${link.state})`));
-    }, timeoutMs);
-    const on = (c: StateChange) => {
-      if (c.to !== state) return;
-      clearTimeout(timer);
-      link.off('state', on);
-      resolve(c);
-    };
-    link.on('state', on);
-  });
-}
 
 function nextReboot(link: DeviceLink, timeoutMs = 5000): Promise<RebootInfo> {
   return new Promise((resolve, reject) => {
@@ -98,16 +83,16 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     });
     await sleep(PING_MS * 2); // the CONFIG_SET (1 s watchdog) is applied
     board.freeze();
-    const lost = await waitForState(link, 'lost', 3000);
+    const lost = await link.nextState('lost', 3000);
     expect(lost.at - link.session.lastSeen!).toBeLessThanOrEqual(BOUND_MS + 50);
-    await waitForState(link, 'ready', 5000); // the 1 s watchdog resets the board
+    await link.nextState('ready', 5000); // the 1 s watchdog resets the board
     expect(board.stats.resets.watchdog).toBe(1);
     expect(link.stats().reboots.watchdog).toBe(1);
   });
 
   it('a sleeping board is sleeping, not lost; writeState meanwhile is delivered after it wakes', async () => {
     const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
-    await waitForState(link, 'sleeping', 3000);
+    await link.nextState('sleeping', 3000);
     await sleep(BOUND_MS * 2); // well past the lost bound
     expect(link.state).toBe('sleeping');
     expect(board.runMode).toBe('sleeping');
@@ -122,13 +107,13 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
   it('a lease keeps it awake; releasing the lease lets it sleep', async () => {
     const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
     const lease = link.acquireLease('dashboard open');
-    if (link.state !== 'ready') await waitForState(link, 'ready', 3000);
+    if (link.state !== 'ready') await link.nextState('ready', 3000);
     const sleepsBefore = board.stats.sleeps;
     await sleep(1500);
     expect(board.stats.sleeps).toBe(sleepsBefore);
     expect(link.state).toBe('ready');
     lease.release();
-    await waitForState(link, 'sleeping', 3000);
+    await link.nextState('sleeping', 3000);
     expect(board.runMode).toBe('sleeping');
   });
 
@@ -139,14 +124,14 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     let rebooted = nextReboot(link);
     board.reset();
     expect(await rebooted).toMatchObject({ causes: ['external'], stateSurvived: true });
-    await waitForState(link, 'ready');
+    await link.nextState('ready');
     expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
 
     const before = link.stats();
     rebooted = nextReboot(link);
     board.powerCycle();
     expect(await rebooted).toMatchObject({ causes: ['power-on'], stateSurvived: false });
-    await waitForState(link, 'ready');
+    await link.nextState('ready');
     expect(link.stats().replays - before.replays).toBe(1);
     expect(link.stats().reboots['power-on'] - before.reboots['power-on']).toBe(1);
     // The module kept nothing (power lost): what reads back is the host's replay.
@@ -156,7 +141,7 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
   it('close() leaves no timers or handles behind', async () => {
     const baseline = activeResources();
     const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
-    await waitForState(link, 'sleeping', 3000);
+    await link.nextState('sleeping', 3000);
     await link.close();
     board.close();
     rigs.length = 0;
