@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { onJsonLines } from './json-lines.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
 
@@ -40,19 +41,10 @@ export class DaemonProcess {
     const env = options.env ? { ...process.env, ...options.env } : undefined;
     const child = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env });
     this.child = child;
-    let buffered = '';
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (!line.startsWith('{')) continue;
-        const entry = JSON.parse(line) as LogLine;
-        this.logs.push(entry);
-        this.waiters = this.waiters.filter((w) => (w.match(entry) ? (w.resolve(entry), false) : true));
-      }
+    onJsonLines<LogLine>(child.stdout!, (entry) => {
+      this.logs.push(entry);
+      this.waiters = this.waiters.filter((w) => (w.match(entry) ? (w.resolve(entry), false) : true));
     });
   }
 

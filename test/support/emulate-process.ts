@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onJsonLines } from './json-lines.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
 
@@ -26,20 +27,11 @@ export class EmulateProcess {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const proc = new EmulateProcess(child, ptyPath);
-    let buffered = '';
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (!line) continue;
-        const event = JSON.parse(line) as EmulatorEvent;
-        proc.events.push(event);
-        proc.waiters = proc.waiters.filter((w) => (w.match(event) ? (w.resolve(event), false) : true));
-      }
+    onJsonLines<EmulatorEvent>(child.stdout!, (event) => {
+      proc.events.push(event);
+      proc.waiters = proc.waiters.filter((w) => (w.match(event) ? (w.resolve(event), false) : true));
     });
     const ready = proc.waitFor((e) => e.event === 'ready', 15_000);
     const exited = new Promise<never>((_, reject) =>
