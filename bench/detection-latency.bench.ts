@@ -4,7 +4,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoardOnPty } from '../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../host/paths.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
 import { DeviceSession } from '../host/session/device-session.ts';

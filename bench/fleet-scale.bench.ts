@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { stringify } from 'yaml';
-import { serveDeviceOverTcp, type DeviceOnTcp } from '../host/simulator/tcp-device-server.ts';
+import { serveDeviceOverTcp, type DeviceOnTcp } from '../emulator/simulator/tcp-device-server.ts';
 import { startMosquitto } from '../test/support/mosquitto.ts';
 import { printTable, sleep, type Row } from './support.ts';
 

@@ -5,7 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoardOnPty } from '../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../emulator/avr/board-on-pty.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
 import { firmwareAtBaud, printTable, sleep, type Row } from './support.ts';
 

@@ -6,7 +6,6 @@ export { TetherIO, type TetherIOOptions } from './tether-io/tether-io.ts';
 export type { SessionState, StateChange, RebootInfo } from './session/device-session.ts';
 export { PhiAccrualDetector } from './session/phi-accrual-detector.ts';
 export { FixedTimeoutDetector } from './session/failure-detector.ts';
-export { EmulatedUno, BoardOnPty } from './emulator/index.ts';
 
 /**
  * Connects to a board running tether firmware and resolves once it is `ready`.

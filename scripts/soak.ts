@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { stringify } from 'yaml';
-import { serveDeviceOverTcp } from '../host/simulator/tcp-device-server.ts';
+import { serveDeviceOverTcp } from '../emulator/simulator/tcp-device-server.ts';
 import { startMosquitto } from '../test/support/mosquitto.ts';
 import { startTcpProxy } from '../test/support/tcp-proxy.ts';
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { IntelHexError, loadIntelHex } from '../emulator/intel-hex.ts';
+import { IntelHexError, loadIntelHex } from './intel-hex.ts';
 import type { BoardSpec } from './boards.ts';
 import { FlashError } from './errors.ts';
 

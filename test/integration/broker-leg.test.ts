@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { startAedesProcess } from '../support/aedes-process.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
 import type { StateChange } from '../../host/session/device-session.ts';

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { encodeFrame, KeepaliveFrameParser } from '../../shared/protocol/index.ts';
 import type { DeviceMessage } from '../../shared/protocol/messages.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { EmulatedUno } from '../../host/emulator/emulated-uno.ts';
+import { EmulatedUno } from '../../emulator/avr/emulated-uno.ts';
 import { compileAvrProgram } from '../support/avr-gcc.ts';
 
 describe('emulator SPM (flash self-programming)', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EspruinoOnPty } from '../../host/espruino/espruino-on-pty.ts';
+import { EspruinoOnPty } from '../../emulator/espruino/espruino-on-pty.ts';
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';
 import { freePort } from '../support/free-port.ts';

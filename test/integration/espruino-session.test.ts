@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EspruinoBoard } from '../../host/espruino/espruino-board.ts';
+import { EspruinoBoard } from '../../emulator/espruino/espruino-board.ts';
 import { EspruinoReplTransport } from '../../host/espruino/espruino-repl-transport.ts';
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';

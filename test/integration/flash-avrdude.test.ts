@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
-import { loadIntelHex } from '../../host/emulator/intel-hex.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { loadIntelHex } from '../../host/flash/intel-hex.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 
 // The emulated Optiboot is a real STK500v1 target: Debian's avrdude (the tool the Arduino

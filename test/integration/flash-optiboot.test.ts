@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { SerialPort } from 'serialport';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
-import { loadIntelHex } from '../../host/emulator/intel-hex.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { loadIntelHex } from '../../host/flash/intel-hex.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { FrameSplitter, type Message } from '../../shared/protocol/index.ts';
 

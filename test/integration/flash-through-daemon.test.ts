@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH, PACKAGE_ROOT } from '../../host/paths.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';
 import { freePort } from '../support/free-port.ts';

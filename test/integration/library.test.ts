@@ -3,7 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // The package as a user imports it: the built library (npm ci builds it), not the sources.
-import { BoardOnPty, connect } from 'tether';
+import { connect } from 'tether';
+import { BoardOnPty } from 'tether/emulator';
 
 describe('the tether library entry point', () => {
   it('connect() resolves with a ready link to a board; state registers round-trip; close() ends it', async () => {

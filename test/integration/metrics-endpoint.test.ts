@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../host/config/load-config.ts';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 

@@ -7,7 +7,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerSession, type BrokerSessionOptions, type MessageInfo } from '../../host/mqtt/broker-session.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../host/mqtt/embedded-broker.ts';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';

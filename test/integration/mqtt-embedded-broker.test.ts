@@ -2,7 +2,7 @@ import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { BrokerSession } from '../../host/mqtt/broker-session.ts';
 import { startEmbeddedBroker } from '../../host/mqtt/embedded-broker.ts';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 
 describe('startEmbeddedBroker', () => {

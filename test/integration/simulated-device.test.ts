@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import five from 'johnny-five';
 import { DeviceLink } from '../../host/link/device-link.ts';
-import { serveDeviceOverTcp } from '../../host/simulator/tcp-device-server.ts';
+import { serveDeviceOverTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 

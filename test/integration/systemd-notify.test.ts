@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { helperSender, SdNotify } from '../../host/systemd/sd-notify.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';

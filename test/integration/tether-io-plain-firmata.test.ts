@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import five from 'johnny-five';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
 
 // A board that speaks only Firmata (our firmware built without the keepalive extension,

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import five from 'johnny-five';
-import { BoardOnPty } from '../../host/emulator/board-on-pty.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
 import type { StateChange } from '../../host/session/device-session.ts';

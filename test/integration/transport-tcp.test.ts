@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { ReconnectingTransport } from '../../host/transport/reconnecting-transport.ts';
 import { TcpTransport } from '../../host/transport/tcp-transport.ts';
 import { TransportError } from '../../host/transport/transport.ts';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { EmulatedUno } from '../../host/emulator/emulated-uno.ts';
+import { EmulatedUno } from '../../emulator/avr/emulated-uno.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EspruinoBoard, type EspruinoBoardOptions } from '../../host/espruino/espruino-board.ts';
+import { EspruinoBoard, type EspruinoBoardOptions } from '../../emulator/espruino/espruino-board.ts';
 import { EspruinoReplTransport, replLineForFrame } from '../../host/espruino/espruino-repl-transport.ts';
-import { ManualClock } from '../../host/time/manual-clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { stripComments } from '../../host/espruino/upload.ts';
 import { encodeFrame, frameFromPayload, FrameSplitter } from '../../shared/protocol/index.ts';

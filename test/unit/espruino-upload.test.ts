@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
-import { EspruinoBoard, type EspruinoBoardOptions } from '../../host/espruino/espruino-board.ts';
+import { EspruinoBoard, type EspruinoBoardOptions } from '../../emulator/espruino/espruino-board.ts';
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { moduleLines, uploadToEspruino, UploadError, type UploadProgress } from '../../host/espruino/upload.ts';
 import type { Transport, TransportEvents } from '../../host/transport/transport.ts';

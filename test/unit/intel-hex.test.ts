@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IntelHexError, loadIntelHex } from '../../host/emulator/intel-hex.ts';
+import { IntelHexError, loadIntelHex } from '../../host/flash/intel-hex.ts';
 
 describe('loadIntelHex', () => {
   it('writes data records at their addresses, with extended segment addressing', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../host/time/manual-clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { KeepaliveProbe, type HalfOpenInfo } from '../../host/mqtt/mqtt-keepalive-probe.ts';
 
 

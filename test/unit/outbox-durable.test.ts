@@ -12,7 +12,7 @@ import {
   type OutboxMessage,
 } from '../../host/mqtt/durable-outbox.ts';
 import { nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import type { Clock, TimerHandle } from '../../host/time/clock.ts';
 
 let dir: string;

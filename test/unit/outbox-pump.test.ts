@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableOutbox, type OutboxKind } from '../../host/mqtt/durable-outbox.ts';
 import { OutboxPump, type Publisher } from '../../host/mqtt/outbox-pump.ts';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import type { Clock, TimerHandle } from '../../host/time/clock.ts';
 
 let dir: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { brokerDownBound, HealthMonitor, type BrokerHealthInput, type DeviceHealthInput } from '../../host/systemd/health-monitor.ts';
-import { ManualClock } from '../../host/time/manual-clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
 
 function setup(options: { brokerDownBoundMs?: number; wedgeGraceMs?: number } = {}) {

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { findExecutable, format, helperSender, SdNotify, socatAddress } from '../../host/systemd/sd-notify.ts';
 
 /** A sender whose sends finish only when the test says so. */

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { gatewayStatusLine, type GatewayView } from '../../host/systemd/gateway-watchdog.ts';
 import type { HealthReport } from '../../host/systemd/health-monitor.ts';
 import { SystemdWatchdog, watchdogSetting, type WatchdogNotifier } from '../../host/systemd/systemd-watchdog.ts';
-import { ManualClock } from '../../host/time/manual-clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
 
 /** Records what would be sent, with the fake time. */

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { listSerialPorts } from '../../host/transport/list-serial-ports.ts';
 
 const udevadmInstalled = (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'udevadm')));

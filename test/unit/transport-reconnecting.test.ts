@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RecordingLogger } from '../../host/log/logger.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import type { Clock } from '../../host/time/clock.ts';
 import { ReconnectingTransport, type RetryInfo } from '../../host/transport/reconnecting-transport.ts';
 import { TransportError, type Transport, type TransportEvents } from '../../host/transport/transport.ts';

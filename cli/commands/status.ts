@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
-import { HOMIE_PREFIX } from '../../homie/homie-topics.ts';
+import { HOMIE_PREFIX } from '../../host/homie/homie-topics.ts';
 import type { Command } from '../command.ts';
 import { parseDuration } from '../duration.ts';
 import { EXIT, UsageError } from '../usage-error.ts';
@@ -25,7 +25,6 @@ interface DeviceView {
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'devices a broker knows about, with their state and keepalive facts',
   help,
   async run(argv) {
     const { values } = parseArgs({

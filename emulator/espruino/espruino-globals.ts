@@ -9,7 +9,7 @@
  * runtime (flash, the RTC, the watchdog, reset flags, the UART) is the EspruinoHardware.
  */
 import vm from 'node:vm';
-import type { Clock, TimerHandle } from '../time/clock.ts';
+import type { Clock, TimerHandle } from '../../host/time/clock.ts';
 
 export type SerialName = 'Serial1' | 'Serial2' | 'USB';
 export type Todo = 'reset' | 'load' | 'save' | 'reboot';

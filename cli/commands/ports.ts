@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { listSerialPorts } from '../../transport/list-serial-ports.ts';
+import { listSerialPorts } from '../../host/transport/list-serial-ports.ts';
 import type { Command } from '../command.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -14,7 +14,6 @@ Options:
 
 export const portsCommand: Command = {
   name: 'ports',
-  summary: 'list serial ports with vendor/product ids',
   help,
   async run(argv) {
     const { values } = parseArgs({

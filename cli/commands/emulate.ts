@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoardOnPty } from '../../emulator/board-on-pty.ts';
-import { FIRMWARE_HEX_PATH } from '../../paths.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import type { Command } from '../command.ts';
 import { EXIT, UsageError } from '../usage-error.ts';
 
@@ -29,7 +29,6 @@ Commands on standard input, one per line:
 
 export const emulateCommand: Command = {
   name: 'emulate',
-  summary: 'run an emulated Uno with tether firmware on a pty',
   help,
   async run(argv) {
     const { values } = parseArgs({

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../../config/load-config.ts';
-import { Gateway } from '../../gateway/gateway.ts';
-import { createLogger } from '../../log/create-logger.ts';
+import { ConfigError, loadConfig } from '../../host/config/load-config.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
+import { createLogger } from '../../host/log/create-logger.ts';
 import type { Command } from '../command.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -22,7 +22,6 @@ const SHUTDOWN_LIMIT_MS = 10_000;
 
 export const daemonCommand: Command = {
   name: 'daemon',
-  summary: 'run the host daemon for the configured boards',
   help,
   async run(argv) {
     const { values } = parseArgs({

@@ -1,4 +1,4 @@
-import { PtyBridge } from '../emulator/pty-bridge.ts';
+import { PtyBridge } from '../avr/pty-bridge.ts';
 import { EspruinoBoard, type EspruinoBoardOptions } from './espruino-board.ts';
 
 export interface EspruinoOnPtyOptions extends Omit<EspruinoBoardOptions, 'clock'> {

@@ -14,9 +14,9 @@ import {
   type SleepMode,
 } from './atmega328p.ts';
 import { FileEeprom } from './eeprom-file.ts';
-import { loadIntelHex } from './intel-hex.ts';
+import { loadIntelHex } from '../../host/flash/intel-hex.ts';
 import { UNO_CLOCK_HZ, UnoMachine } from './uno-machine.ts';
-import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { systemClock, type Clock, type TimerHandle } from '../../host/time/clock.ts';
 
 export type ResetCause = 'power-on' | 'external' | 'brown-out' | 'watchdog';
 export type RunMode = 'running' | 'sleeping' | 'frozen';

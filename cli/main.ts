@@ -1,13 +1,18 @@
 import type { Command } from './command.ts';
-import { daemonCommand } from './commands/daemon.ts';
-import { demoCommand } from './commands/demo.ts';
-import { emulateCommand } from './commands/emulate.ts';
-import { flashCommand } from './commands/flash.ts';
-import { portsCommand } from './commands/ports.ts';
-import { statusCommand } from './commands/status.ts';
 import { EXIT, UsageError } from './usage-error.ts';
 
-const commands: Command[] = [daemonCommand, demoCommand, emulateCommand, flashCommand, portsCommand, statusCommand];
+/**
+ * The commands, each loaded only when run: `tether --help` loads none of them (no broker,
+ * no emulator, no Johnny-Five).
+ */
+const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  { name: 'daemon', summary: 'run the host daemon for the configured boards', load: async () => (await import('./commands/daemon.ts')).daemonCommand },
+  { name: 'demo', summary: 'an emulated Uno, the embedded broker and the daemon, with live status', load: async () => (await import('./commands/demo.ts')).demoCommand },
+  { name: 'emulate', summary: 'run an emulated Uno with tether firmware on a pty', load: async () => (await import('./commands/emulate.ts')).emulateCommand },
+  { name: 'flash', summary: "write tether's firmware to a board over its bootloader", load: async () => (await import('./commands/flash.ts')).flashCommand },
+  { name: 'ports', summary: 'list serial ports with vendor/product ids', load: async () => (await import('./commands/ports.ts')).portsCommand },
+  { name: 'status', summary: 'devices a broker knows about, with their state and keepalive facts', load: async () => (await import('./commands/status.ts')).statusCommand },
+];
 
 const help = `Usage: tether <command> [options]
 
@@ -24,11 +29,12 @@ export async function main(argv: string[]): Promise<number> {
     console.log(help);
     return name ? EXIT.ok : EXIT.usage;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     console.error(`tether: unknown command '${name}'\n\n${help}`);
     return EXIT.usage;
   }
+  const command = await entry.load();
   // Every command's --help is handled here, from its help text.
   if (rest.includes('--help') || rest.includes('-h')) {
     console.log(command.help);

@@ -27,8 +27,8 @@
  */
 import { EventEmitter } from 'node:events';
 import vm from 'node:vm';
-import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
-import { TransportError, type Transport, type TransportEvents } from '../transport/transport.ts';
+import { systemClock, type Clock, type TimerHandle } from '../../host/time/clock.ts';
+import { TransportError, type Transport, type TransportEvents } from '../../host/transport/transport.ts';
 import { EspruinoRuntime, espruinoBytes, type EspruinoHardware, type SerialName, type Todo } from './espruino-globals.ts';
 
 export type EspruinoResetCause = 'power-on' | 'external' | 'watchdog' | 'software' | 'brown-out';

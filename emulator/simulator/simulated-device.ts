@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import { STATE_SIZE } from '../../shared/protocol/constants.ts';
 import type { DeviceConfig, DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
-import { systemClock, type Clock } from '../time/clock.ts';
+import { systemClock, type Clock } from '../../host/time/clock.ts';
 
 export interface SimulatedDeviceOptions {
   clock?: Clock;

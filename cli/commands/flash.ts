@@ -1,15 +1,15 @@
 import { parseArgs } from 'node:util';
-import { BOARDS, boardById } from '../../flash/boards.ts';
-import { FlashError } from '../../flash/errors.ts';
-import { readFirmwareImage } from '../../flash/firmware-image.ts';
-import { flashSerialPort } from '../../flash/flash-serial-port.ts';
-import { flashThroughDaemon } from '../../flash/flash-through-daemon.ts';
+import { BOARDS, boardById } from '../../host/flash/boards.ts';
+import { FlashError } from '../../host/flash/errors.ts';
+import { readFirmwareImage } from '../../host/flash/firmware-image.ts';
+import { flashSerialPort } from '../../host/flash/flash-serial-port.ts';
+import { flashThroughDaemon } from '../../host/flash/flash-through-daemon.ts';
 import { readFile } from 'node:fs/promises';
-import type { FlashProgress } from '../../flash/program-firmware.ts';
-import { FIRMWARE_HEX_PATH } from '../../paths.ts';
-import { ESPRUINO_DEFAULT_BAUD, flashEspruino } from '../../espruino/flash-espruino.ts';
-import { ESPRUINO_MODULE_PATH, readEspruinoModule } from '../../espruino/module-source.ts';
-import type { UploadProgress } from '../../espruino/upload.ts';
+import type { FlashProgress } from '../../host/flash/program-firmware.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { ESPRUINO_DEFAULT_BAUD, flashEspruino } from '../../host/espruino/flash-espruino.ts';
+import { ESPRUINO_MODULE_PATH, readEspruinoModule } from '../../host/espruino/module-source.ts';
+import type { UploadProgress } from '../../host/espruino/upload.ts';
 import type { Command } from '../command.ts';
 import { EXIT, UsageError } from '../usage-error.ts';
 
@@ -46,7 +46,6 @@ Exit codes: 0 flashed, 1 flashing failed (one line on stderr says why), 2 usage 
 
 export const flashCommand: Command = {
   name: 'flash',
-  summary: "write tether's firmware to a board over its bootloader",
   help,
   async run(argv) {
     const { values } = parseArgs({

@@ -2,12 +2,12 @@ import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { validateConfig } from '../../config/load-config.ts';
-import { BoardOnPty } from '../../emulator/board-on-pty.ts';
-import { Gateway } from '../../gateway/gateway.ts';
-import { createLogger } from '../../log/create-logger.ts';
-import { FIRMWARE_HEX_PATH } from '../../paths.ts';
-import type { StateChange } from '../../session/device-session.ts';
+import { validateConfig } from '../../host/config/load-config.ts';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
+import { createLogger } from '../../host/log/create-logger.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import type { StateChange } from '../../host/session/device-session.ts';
 import type { Command } from '../command.ts';
 import { parseDuration } from '../duration.ts';
 import { EXIT, UsageError } from '../usage-error.ts';
@@ -27,7 +27,6 @@ Options:
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'an emulated Uno, the embedded broker and the daemon, with live status',
   help,
   async run(argv) {
     const { values } = parseArgs({
