@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import type { Clock, TimerHandle, WallClock } from '../../host/time/clock.ts';
 
 interface ManualTimer {
   at: number;
@@ -11,17 +11,25 @@ interface ManualTimer {
  * simulations.
  * Timers due at the same time run in the order they were set.
  */
-export class ManualClock implements Clock {
+export class ManualClock implements Clock, WallClock {
   private time: number;
   private seq = 0;
   private readonly timers = new Map<number, ManualTimer>();
 
-  constructor(start = 0) {
+  /** `start`: the monotonic time to begin at; `epochMs`: the wall-clock time that `start` corresponds to. */
+  constructor(
+    private readonly start = 0,
+    private readonly epochMs = Date.UTC(2026, 0, 1),
+  ) {
     this.time = start;
   }
 
   now(): number {
     return this.time;
+  }
+
+  wallNow(): number {
+    return this.epochMs + (this.time - this.start);
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {

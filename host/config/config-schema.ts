@@ -168,9 +168,20 @@ export const configSchema = z
     log: z
       .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .default({ level: 'info' }),
-    metrics: z.strictObject({ port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') }).optional(),
+    /** Extensions (host/extensions/): each can be switched off. */
+    homie: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    /** Homie /set commands to components. */
+    commands: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    /** The Prometheus endpoint: on when this section is given. */
+    metrics: z
+      .strictObject({ enabled: z.boolean().default(true), port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') })
+      .optional(),
     /** The local control socket for `tether flash --daemon` (default: <queue.dir>/control.sock). */
-    control: z.strictObject({ socket: z.string().min(1).max(100) }).optional(),
+    control: z
+      .strictObject({ enabled: z.boolean().default(true), socket: z.string().min(1).max(100).optional() })
+      .default({ enabled: true }),
+    /** sd_notify READY/WATCHDOG/STOPPING when started by systemd (NOTIFY_SOCKET set). */
+    systemd: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
     devices: z.array(deviceSchema).min(1, 'at least one device'),
   })
   .superRefine((config, ctx) => {

@@ -1,125 +1,232 @@
+import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import type { TetherConfig } from '../config/config-schema.ts';
-import { describeDevice } from '../homie/homie-description.ts';
-import { homieTopics } from '../homie/homie-topics.ts';
+import { createExtensions } from '../extensions/create-extensions.ts';
+import type { Extension } from '../extensions/extension.ts';
+import { HOMIE_PREFIX, homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
-import { BrokerSession } from '../mqtt/broker-session.ts';
-import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
-import { startMetricsServer, type MetricsServer } from '../metrics/metrics-server.ts';
-import { gatewayMetricsSource } from '../metrics/tether-metrics.ts';
-import { createGatewayWatchdog } from '../systemd/gateway-watchdog.ts';
-import type { SystemdWatchdog } from '../systemd/systemd-watchdog.ts';
-import { join } from 'node:path';
-import { startControlServer, type ControlServer } from './control-server.ts';
-import { DeviceBridge } from './device-bridge.ts';
+import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
+import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
+import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
+import { createBrokerSession } from './create-broker-session.ts';
+import { GatewayDevice } from './gateway-device.ts';
+import type { GatewayEventBus, GatewayEvents } from './gateway-events.ts';
 
-export interface GatewayStartOptions {
+export interface GatewayOptions {
   /** Where NOTIFY_SOCKET and WATCHDOG_USEC are read (default process.env; {} keeps systemd out). */
   env?: NodeJS.ProcessEnv;
+  clock?: Clock & WallClock;
 }
 
 /**
- * The daemon's core: an MQTT session for the gateway itself (its own `$state` and will),
- * one DeviceBridge per configured board, and, when no broker URL is configured, an
- * embedded broker.
+ * The daemon's controller (in the spirit of Zigbee2MQTT's): it owns the device links and
+ * the broker sessions (the gateway's own, whose Last Will marks the gateway lost, and one
+ * per board, or one shared), starts an embedded broker when no URL is configured, and emits
+ * typed events (gateway-events.ts). Everything a user sees on the broker or elsewhere
+ * (Homie, /set commands, metrics, systemd, the control socket) is an extension
+ * (host/extensions/) that listens to those events and can be switched off in the config.
+ *
+ * The constructor does nothing; start() starts, in order: embedded broker, device outboxes,
+ * extensions, connections; stop() (also called when a step of start() fails) undoes exactly
+ * what was done, in reverse.
  */
 export class Gateway {
-  /** The Prometheus endpoint, when config.metrics is set. */
-  metrics: MetricsServer | null = null;
-  /** The local control socket (`tether flash --daemon`). */
-  control: ControlServer | null = null;
-  /** READY/STATUS/WATCHDOG/STOPPING for systemd, when started by it (NOTIFY_SOCKET set). */
-  systemd: SystemdWatchdog | null = null;
+  readonly events: GatewayEventBus = new EventEmitter<GatewayEvents>();
+  readonly devices: GatewayDevice[];
+  readonly extensions: Extension[];
+  readonly clock: Clock & WallClock;
+  readonly env: NodeJS.ProcessEnv;
+  readonly log: Logger;
+  private embeddedBroker: EmbeddedBroker | null = null;
+  private url: string | null = null;
+  private session: BrokerSession | null = null;
+  /** What start() did, undone in reverse by stop(). */
+  private readonly teardown: Array<{ what: string; undo: () => Promise<void> }> = [];
+  private stopping: Promise<void> | null = null;
+  private readonly byId: Map<string, GatewayDevice>;
 
-  private constructor(
+  constructor(
     readonly config: TetherConfig,
-    readonly brokerUrl: string,
-    readonly embedded: EmbeddedBroker | null,
-    readonly session: BrokerSession,
-    readonly devices: DeviceBridge[],
-    private readonly log: Logger,
-  ) {}
-
-  static async start(config: TetherConfig, logger: Logger, options: GatewayStartOptions = {}): Promise<Gateway> {
-    let embedded: EmbeddedBroker | null = null;
-    let brokerUrl = config.broker.url;
-    if (!brokerUrl) {
-      embedded = await startEmbeddedBroker({ port: config.broker.embeddedPort, logger });
-      brokerUrl = embedded.url;
-      logger.info({ url: brokerUrl }, `no broker configured: started the embedded MQTT broker on ${brokerUrl} (set broker.url to use your own)`);
-    } else {
-      logger.info({ url: brokerUrl }, `using the MQTT broker at ${brokerUrl}`);
-    }
-    await mkdir(config.queue.dir, { recursive: true });
-    // Aedes speaks MQTT 3.1.1: persistent sessions there use clean=false instead of session expiry.
-    const broker = embedded ? { ...config.broker, protocolVersion: 4 as const } : config.broker;
-    const gw = config.gateway;
-    const session = new BrokerSession({
-      url: brokerUrl,
-      clientId: `tether-${gw.id}`,
-      keepaliveSec: config.broker.keepaliveSec,
-      pingRespTimeoutMs: config.broker.pingRespTimeoutMs,
-      will: { topic: homieTopics.state(gw.id), payload: 'lost', qos: 1, retain: true },
-      protocolVersion: broker.protocolVersion,
-      sessionExpirySec: broker.sessionExpirySec,
-      username: config.broker.username,
-      password: config.broker.password,
-      tls: config.broker.tls,
-      backoff: config.broker.backoff,
-      logger: logger.child({ device: gw.id }),
-    });
-    const description = describeDevice({ name: gw.name, type: 'tether-gateway', children: config.devices.map((d) => d.id), nodes: {} });
-    const announce = () => {
-      void session.publish(homieTopics.description(gw.id), JSON.stringify(description), { qos: 1, retain: true }).catch(() => {});
-      void session.publish(homieTopics.state(gw.id), 'ready', { qos: 1, retain: true }).catch(() => {});
-    };
-    session.on('up', announce);
-    session.start();
-    const devices: DeviceBridge[] = [];
-    for (const settings of config.devices) {
-      devices.push(
-        await DeviceBridge.create({
+    logger: Logger,
+    options: GatewayOptions = {},
+  ) {
+    this.log = logger;
+    this.clock = options.clock ?? systemClock;
+    this.env = options.env ?? process.env;
+    this.devices = config.devices.map(
+      (settings) =>
+        new GatewayDevice({
           settings,
-          gatewayId: gw.id,
-          brokerUrl,
-          broker,
           queue: config.queue,
+          mqtt: () => (config.broker.sharedSession ? this.mqtt : this.deviceSession(settings.id)),
+          sharedMqtt: config.broker.sharedSession,
+          events: this.events,
+          clock: this.clock,
           logger,
-          sharedSession: config.broker.sharedSession ? session : undefined,
         }),
-      );
-    }
-    for (const device of devices) device.start();
-    logger.info({ devices: devices.map((d) => d.id) }, `gateway ${gw.id} started with ${devices.length} device(s)`);
-    const gateway = new Gateway(config, brokerUrl, embedded, session, devices, logger);
-    if (config.metrics) {
-      try {
-        gateway.metrics = await startMetricsServer({ ...config.metrics, source: gatewayMetricsSource(gateway), logger });
-      } catch (err) {
-        await gateway.stop();
-        throw err;
-      }
-      logger.info({ url: gateway.metrics.url }, `Prometheus metrics at ${gateway.metrics.url}`);
-    }
-    try {
-      gateway.control = await startControlServer(config.control?.socket ?? join(config.queue.dir, 'control.sock'), devices, logger);
-    } catch (err) {
-      await gateway.stop();
-      throw err;
-    }
-    gateway.systemd = createGatewayWatchdog(gateway, logger, { env: options.env });
-    gateway.systemd?.start();
+    );
+    this.byId = new Map(this.devices.map((d) => [d.id, d]));
+    this.extensions = createExtensions(this);
+  }
+
+  /** new Gateway(...) then start(). */
+  static async start(config: TetherConfig, logger: Logger, options: GatewayOptions = {}): Promise<Gateway> {
+    const gateway = new Gateway(config, logger, options);
+    await gateway.start();
     return gateway;
   }
 
-  /** Graceful stop: every device `disconnected`, queues flushed, clean MQTT disconnects. */
-  async stop(): Promise<void> {
-    await this.systemd?.stop(); // STOPPING=1 first: systemd stops expecting WATCHDOG=1
-    await this.control?.close();
-    await Promise.all(this.devices.map((d) => d.stop()));
-    await this.session.stop({ finalPublish: { topic: homieTopics.state(this.config.gateway.id), payload: 'disconnected', qos: 1, retain: true } });
-    await this.embedded?.close();
-    await this.metrics?.close();
-    this.log.info({}, 'gateway stopped');
+  get id(): string {
+    return this.config.gateway.id;
+  }
+
+  /** The broker in use (the embedded one's URL when none is configured); known once started. */
+  get brokerUrl(): string {
+    if (this.url === null) throw new Error('the gateway has not started');
+    return this.url;
+  }
+
+  /** The embedded broker, when no broker URL is configured. */
+  get embedded(): EmbeddedBroker | null {
+    return this.embeddedBroker;
+  }
+
+  /** The gateway's own MQTT session (its `$state`, its will; all boards' in shared-session mode). */
+  get mqtt(): BrokerSession {
+    if (!this.session) throw new Error('the gateway has not started');
+    return this.session;
+  }
+
+  /** The running extension of this class, if enabled. */
+  extension<T extends Extension>(type: abstract new (...args: never[]) => T): T | undefined {
+    return this.extensions.find((e): e is T => e instanceof type);
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    try {
+      await this.step('embedded broker', async () => {
+        if (config.broker.url) {
+          this.url = config.broker.url;
+          log.info({ url: this.url }, `using the MQTT broker at ${this.url}`);
+          return null;
+        }
+        const { startEmbeddedBroker } = await import('../mqtt/embedded-broker.ts');
+        const embedded = await startEmbeddedBroker({ port: config.broker.embeddedPort, logger: log });
+        this.embeddedBroker = embedded;
+        this.url = embedded.url;
+        log.info({ url: this.url }, `no broker configured: started the embedded MQTT broker on ${this.url} (set broker.url to use your own)`);
+        return () => embedded.close();
+      });
+      await mkdir(config.queue.dir, { recursive: true });
+      this.session = createBrokerSession(this.brokerSettings(), {
+        url: this.brokerUrl,
+        clientId: `tether-${this.id}`,
+        will: { topic: homieTopics.state(this.id), payload: 'lost', qos: 1, retain: true },
+        clock: this.clock,
+        logger: log.child({ device: this.id }),
+      });
+      const opened: GatewayDevice[] = [];
+      await this.step('device outboxes', async () => {
+        try {
+          for (const device of this.devices) {
+            await device.open();
+            opened.push(device);
+          }
+        } catch (err) {
+          await Promise.all(opened.map((d) => d.stop()));
+          throw err;
+        }
+        return () => Promise.all(opened.map((d) => d.stop())).then(() => {});
+      });
+      for (const extension of this.extensions) {
+        await this.step(`extension ${extension.name}`, async () => {
+          await extension.start();
+          return () => extension.stop();
+        });
+      }
+      await this.step('gateway MQTT session', async () => {
+        const session = this.mqtt;
+        const onUp = (info: { sessionPresent: boolean }) => {
+          this.events.emit('brokerUp', null, info);
+          if (config.broker.sharedSession) for (const d of this.devices) this.events.emit('brokerUp', d, info);
+        };
+        const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => {
+          // Shared session: one connection carries every board's subscriptions.
+          const device = this.deviceOfTopic(topic);
+          if (device) this.events.emit('mqttMessage', device, topic, payload, info);
+        };
+        session.on('up', onUp);
+        if (config.broker.sharedSession) session.on('message', onMessage);
+        session.start();
+        return async () => {
+          await session.stop({ finalPublish: { topic: homieTopics.state(this.id), payload: 'disconnected', qos: 1, retain: true } });
+          session.off('up', onUp);
+          session.off('message', onMessage);
+        };
+      });
+      await this.step('devices', async () => {
+        for (const device of this.devices) await device.start();
+        return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
+      });
+    } catch (err) {
+      log.error({ err: (err as Error).message }, `the gateway could not start: ${(err as Error).message}`);
+      await this.stop();
+      throw err;
+    }
+    log.info({ devices: this.devices.map((d) => d.id) }, `gateway ${this.id} started with ${this.devices.length} device(s)`);
+  }
+
+  /**
+   * Graceful stop: extensions are told first (systemd's STOPPING=1, every device's
+   * `$state disconnected`), then what start() did is undone in reverse: queues flushed,
+   * clean MQTT disconnects (no will), ports and journals closed, the embedded broker last.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const extension of [...this.extensions].reverse()) {
+        try {
+          await extension.beforeStop?.();
+        } catch (err) {
+          this.log.warn({ extension: extension.name, err: (err as Error).message }, 'an extension failed to prepare for the stop');
+        }
+      }
+      for (const { what, undo } of this.teardown.splice(0).reverse()) {
+        try {
+          await undo();
+        } catch (err) {
+          this.log.warn({ step: what, err: (err as Error).message }, `stopping ${what} failed: ${(err as Error).message}`);
+        }
+      }
+      this.log.info({}, 'gateway stopped');
+    })();
+    return this.stopping;
+  }
+
+  /** Runs one start step and remembers how to undo it. */
+  private async step(what: string, run: () => Promise<(() => Promise<void>) | null>): Promise<void> {
+    const undo = await run();
+    if (undo) this.teardown.push({ what, undo });
+  }
+
+  /** Aedes speaks MQTT 3.1.1: persistent sessions there use clean=false instead of session expiry. */
+  private brokerSettings(): TetherConfig['broker'] {
+    return this.embeddedBroker ? { ...this.config.broker, protocolVersion: 4 } : this.config.broker;
+  }
+
+  private deviceSession(id: string): BrokerSession {
+    return createBrokerSession(this.brokerSettings(), {
+      url: this.brokerUrl,
+      clientId: `tether-${this.id}-${id}`,
+      will: { topic: homieTopics.state(id), payload: 'lost', qos: 1, retain: true },
+      clock: this.clock,
+      logger: this.log.child({ device: id }),
+    });
+  }
+
+  private deviceOfTopic(topic: string): GatewayDevice | undefined {
+    if (!topic.startsWith(`${HOMIE_PREFIX}/`)) return undefined;
+    const id = topic.slice(HOMIE_PREFIX.length + 1).split('/', 1)[0];
+    return id === undefined ? undefined : this.byId.get(id);
   }
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { DeviceBridge } from '../gateway/device-bridge.ts';
+import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { DeviceLinkStats } from '../link/device-link.ts';
 import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.ts';
 
@@ -190,8 +190,8 @@ function gauge(registers: Registry[], name: string, help: string, labelNames: st
 
 /** The parts of a Gateway the metrics read (structural, so tests can pass fakes). */
 export interface GatewayMetricsView {
-  readonly session: Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>;
-  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'link' | 'outbox' | 'counters' | 'session'>>;
+  readonly mqtt: Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>;
+  readonly devices: ReadonlyArray<Pick<GatewayDevice, 'id' | 'link' | 'outbox' | 'counters' | 'mqtt'>>;
 }
 
 export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource {
@@ -208,8 +208,8 @@ export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource
         },
       })),
     brokers: () => {
-      const sessions = new Set<Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>>([gateway.session]);
-      for (const d of gateway.devices) sessions.add(d.session);
+      const sessions = new Set<Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>>([gateway.mqtt]);
+      for (const d of gateway.devices) sessions.add(d.mqtt);
       return [...sessions].map((s) => ({ client: s.clientId, connected: s.connected, stats: s.stats }));
     },
   };

@@ -1,5 +1,5 @@
 import type { TetherConfig } from '../config/config-schema.ts';
-import type { DeviceBridge } from '../gateway/device-bridge.ts';
+import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BrokerSession } from '../mqtt/broker-session.ts';
 import type { Clock } from '../time/clock.ts';
@@ -10,14 +10,14 @@ import { SystemdWatchdog } from './systemd-watchdog.ts';
 /** The parts of a Gateway the watchdog reads (structural, so tests can pass fakes). */
 export interface GatewayView {
   readonly config: Pick<TetherConfig, 'broker' | 'devices'>;
-  readonly session: Pick<BrokerSession, 'clientId' | 'connected'>;
-  readonly devices: ReadonlyArray<Pick<DeviceBridge, 'id' | 'session' | 'link'>>;
+  readonly mqtt: Pick<BrokerSession, 'clientId' | 'connected'>;
+  readonly devices: ReadonlyArray<Pick<GatewayDevice, 'id' | 'mqtt' | 'link'>>;
 }
 
 /** Every distinct MQTT session: the gateway's and each board's (one in shared-session mode). */
 export function brokerSessions(gateway: GatewayView): Array<Pick<BrokerSession, 'clientId' | 'connected'>> {
-  const sessions = new Set<Pick<BrokerSession, 'clientId' | 'connected'>>([gateway.session]);
-  for (const device of gateway.devices) sessions.add(device.session);
+  const sessions = new Set<Pick<BrokerSession, 'clientId' | 'connected'>>([gateway.mqtt]);
+  for (const device of gateway.devices) sessions.add(device.mqtt);
   return [...sessions];
 }
 

@@ -6,6 +6,8 @@ import { LinkPort } from './link-port.ts';
 export interface TetherIOOptions extends Omit<DeviceLinkOptions, 'target'> {
   /** Serial device path or `tcp://host:port`. */
   port: string;
+  /** A link made (not yet started) by the caller, used instead of making one from the options. */
+  link?: DeviceLink;
 }
 
 const REPORT_VERSION = 0xf9;
@@ -29,8 +31,8 @@ export class TetherIO extends firmataIo.Firmata {
   private handshakeTimer: NodeJS.Timeout | undefined;
 
   constructor(options: TetherIOOptions) {
-    const { port, ...linkOptions } = options;
-    const link = new DeviceLink({ ...linkOptions, target: port });
+    const { port, link: given, ...linkOptions } = options;
+    const link = given ?? new DeviceLink({ ...linkOptions, target: port });
     const linkPort = new LinkPort(link);
     super(linkPort, { reportVersionTimeout: 2000 });
     this.link = link;

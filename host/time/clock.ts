@@ -1,6 +1,6 @@
 /**
  * Time as the host logic sees it. Everything time-dependent takes a Clock so unit tests
- * can drive it with fake timers and integration tests with the real one.
+ * can drive it with fake time (ManualClock in tether/emulator) and production the real one.
  */
 export interface Clock {
   /** Milliseconds on a monotonic scale. */
@@ -9,10 +9,41 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
+/** Wall-clock time, for timestamps people read ("last seen at"); never for measuring durations. */
+export interface WallClock {
+  /** Milliseconds since the Unix epoch. */
+  wallNow(): number;
+}
+
 export type TimerHandle = ReturnType<typeof globalThis.setTimeout>;
 
-export const systemClock: Clock = {
+export const systemClock: Clock & WallClock = {
   now: () => performance.now(),
+  wallNow: () => Date.now(),
   setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
   clearTimeout: (handle) => globalThis.clearTimeout(handle),
 };
+
+/** Resolves after `ms` on `clock`. */
+export function delay(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimeout(resolve, ms));
+}
+
+/**
+ * Runs `fn` every `ms` on `clock` (each run scheduled after the previous one ran); returns
+ * the function that stops it.
+ */
+export function every(clock: Clock, ms: number, fn: () => void): () => void {
+  let handle: TimerHandle | undefined;
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    fn();
+    if (!stopped) handle = clock.setTimeout(tick, ms);
+  };
+  handle = clock.setTimeout(tick, ms);
+  return () => {
+    stopped = true;
+    if (handle !== undefined) clock.clearTimeout(handle);
+  };
+}

@@ -5,6 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../host/config/load-config.ts';
 import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
+import { MetricsExtension } from '../../host/metrics/metrics-extension.ts';
+import { SystemdExtension } from '../../host/systemd/systemd-extension.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
@@ -45,11 +47,11 @@ describe('metrics endpoint', () => {
     const baseline = activeResources();
     const log = new RecordingLogger();
     const gateway = await Gateway.start(config, log, { env: {} });
+    const url = gateway.extension(MetricsExtension)!.url!;
     try {
-      const url = gateway.metrics!.url;
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
       expect(log.records.some((r) => r.level === 'info' && r.msg === `Prometheus metrics at ${url}` && (r.obj as { url?: string }).url === url)).toBe(true);
-      expect(gateway.systemd).toBeNull(); // no NOTIFY_SOCKET
+      expect(gateway.extension(SystemdExtension)!.watchdog).toBeNull(); // no NOTIFY_SOCKET
 
       let m = new Map<string, number>();
       const deadline = Date.now() + 20_000;
@@ -86,7 +88,7 @@ describe('metrics endpoint', () => {
     } finally {
       await gateway.stop();
     }
-    await expect(fetch(gateway.metrics!.url)).rejects.toThrow();
+    await expect(fetch(url)).rejects.toThrow();
     // Johnny-Five keeps timers it never clears (the CLI exits past them): compare sockets and servers only.
     const leaked = await leakedSince(baseline);
     delete leaked.Timeout;

@@ -157,10 +157,10 @@ describe('gatewayStatusLine', () => {
     const sessions = connected.map((c, i) => ({ clientId: `c${i}`, connected: c }));
     return {
       config: { broker: {} as GatewayView['config']['broker'], devices: [] },
-      session: sessions[0]!,
+      mqtt: sessions[0]!,
       devices: states.map((state, i) => ({
         id: `d${i}`,
-        session: (sessions[i + 1] ?? sessions[0]!) as GatewayView['devices'][number]['session'],
+        mqtt: (sessions[i + 1] ?? sessions[0]!) as GatewayView['devices'][number]['mqtt'],
         link: { state } as unknown as GatewayView['devices'][number]['link'],
       })),
     };

@@ -5,7 +5,8 @@ import { BOARDS } from '../flash/boards.ts';
 import { FlashError } from '../flash/errors.ts';
 import { parseFirmwareImage } from '../flash/firmware-image.ts';
 import type { Logger } from '../log/logger.ts';
-import type { DeviceBridge } from './device-bridge.ts';
+import type { GatewayDevice } from '../gateway/gateway-device.ts';
+import type { DeviceFlasher } from './device-flasher.ts';
 
 /**
  * The daemon's local control socket (a unix socket, JSON lines), so `tether flash` can go
@@ -23,7 +24,7 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-export async function startControlServer(path: string, devices: DeviceBridge[], logger: Logger): Promise<ControlServer> {
+export async function startControlServer(path: string, devices: readonly GatewayDevice[], logger: Logger, flasher: DeviceFlasher): Promise<ControlServer> {
   rmSync(path, { force: true }); // a socket left by a killed daemon
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -51,7 +52,7 @@ export async function startControlServer(path: string, devices: DeviceBridge[], 
       send(socket, { event: 'error', code: 'bad-request', message: `not a valid request: ${(err as Error).message.split('\n')[0]}` });
       return socket.end();
     }
-    const device = devices.find((d) => d.options.settings.port === request.port || d.id === request.port);
+    const device = devices.find((d) => d.settings.port === request.port || d.id === request.port);
     if (!device) {
       send(socket, { event: 'error', code: 'not-found', message: `the daemon has no device on ${request.port}` });
       return socket.end();
@@ -59,7 +60,7 @@ export async function startControlServer(path: string, devices: DeviceBridge[], 
     const started = performance.now();
     try {
       const image = parseFirmwareImage(request.hex, BOARDS.uno, 'image from tether flash');
-      const result = await device.flash(image, (p) => send(socket, { event: 'progress', ...p }));
+      const result = await flasher.flash(device, image, (p) => send(socket, { event: 'progress', ...p }));
       send(socket, { event: 'done', bytes: image.bytes.length, ms: Math.round(performance.now() - started), verified: result.verified });
     } catch (err) {
       const code = err instanceof FlashError ? err.code : 'failed';

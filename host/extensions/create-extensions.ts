@@ -1,0 +1,22 @@
+import { ControlSocketExtension } from '../control/control-socket-extension.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+import { HomieExtension } from '../homie/homie-extension.ts';
+import { SetCommandsExtension } from '../homie/set-commands-extension.ts';
+import { MetricsExtension } from '../metrics/metrics-extension.ts';
+import { SystemdExtension } from '../systemd/systemd-extension.ts';
+import type { Extension } from './extension.ts';
+
+/**
+ * The extensions the config switches on, in start order (each is stopped in reverse).
+ * Optional features load their heavy parts (prom-client, ...) only in start().
+ */
+export function createExtensions(gateway: Gateway): Extension[] {
+  const { config } = gateway;
+  const extensions: Extension[] = [];
+  if (config.homie.enabled) extensions.push(new HomieExtension(gateway));
+  if (config.commands.enabled) extensions.push(new SetCommandsExtension(gateway));
+  if (config.metrics && config.metrics.enabled) extensions.push(new MetricsExtension(gateway, config.metrics));
+  if (config.control.enabled) extensions.push(new ControlSocketExtension(gateway));
+  if (config.systemd.enabled) extensions.push(new SystemdExtension(gateway));
+  return extensions;
+}

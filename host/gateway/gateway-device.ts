@@ -1,0 +1,219 @@
+import { join } from 'node:path';
+import type five from 'johnny-five';
+import type { DeviceSettings } from '../config/config-schema.ts';
+import { createComponent } from '../components/create-component.ts';
+import type { DeviceComponent, PublishKind } from '../components/device-component.ts';
+import { EspruinoReplTransport } from '../espruino/espruino-repl-transport.ts';
+import { homieTopics } from '../homie/homie-topics.ts';
+import { DeviceLink, type DeviceLinkOptions } from '../link/device-link.ts';
+import type { Logger } from '../log/logger.ts';
+import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
+import { DurableOutbox, type OutboxKind } from '../mqtt/durable-outbox.ts';
+import { OutboxPump } from '../mqtt/outbox-pump.ts';
+import type { RebootInfo, StateChange } from '../session/device-session.ts';
+import { PhiAccrualDetector } from '../session/phi-accrual-detector.ts';
+import { TetherIO } from '../tether-io/tether-io.ts';
+import type { Clock } from '../time/clock.ts';
+import { createTransport } from '../transport/create-transport.ts';
+import type { GatewayEventBus } from './gateway-events.ts';
+
+export interface GatewayDeviceOptions {
+  settings: DeviceSettings;
+  queue: { dir: string; maxEntries: number; maxBytes: number };
+  /** Makes this device's MQTT session (its own, with a Last Will; or the gateway's, shared). */
+  mqtt: () => BrokerSession;
+  /** True when `mqtt` hands out the gateway's own session (shared-session mode). */
+  sharedMqtt: boolean;
+  events: GatewayEventBus;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface GatewayDeviceCounters {
+  setsApplied: number;
+  setsRejected: number;
+}
+
+/**
+ * One board as the gateway holds it: its keepalive link (through TetherIO and Johnny-Five
+ * components on an Uno; a plain DeviceLink over the REPL framing on an Espruino board), its
+ * MQTT session and its durable outbox. What it means on the broker (Homie, commands, ...) is
+ * the extensions' business: this class only reports events on the gateway's bus and
+ * publishes what it is given, durably.
+ *
+ * The constructor does nothing; open() reads the outbox journal and builds the parts;
+ * start() opens the port and connects; stop() undoes exactly what was done.
+ */
+export class GatewayDevice {
+  readonly id: string;
+  readonly settings: DeviceSettings;
+  readonly components: DeviceComponent[];
+  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0 };
+  private readonly log: Logger;
+  private parts: { link: DeviceLink; mqtt: BrokerSession; outbox: DurableOutbox; pump: OutboxPump } | null = null;
+  private io: TetherIO | null = null;
+  private jfBoard: five.Board | null = null;
+  private started = false;
+  private stopped = false;
+  private readonly undo: Array<() => void> = [];
+
+  constructor(private readonly options: GatewayDeviceOptions) {
+    this.settings = options.settings;
+    this.id = options.settings.id;
+    this.log = options.logger.child({ device: this.id });
+    this.components = options.settings.components.map(createComponent);
+  }
+
+  /** The keepalive session with the board (the same for both board families). */
+  get link(): DeviceLink {
+    return this.opened().link;
+  }
+
+  /** This device's MQTT session (the gateway's own in shared-session mode). */
+  get mqtt(): BrokerSession {
+    return this.opened().mqtt;
+  }
+
+  get outbox(): DurableOutbox {
+    return this.opened().outbox;
+  }
+
+  /** Firmata for Johnny-Five once started: Uno only (an Espruino board runs no Firmata). */
+  get tetherIO(): TetherIO | null {
+    return this.io;
+  }
+
+  /** Johnny-Five, once started, only when the device has components. */
+  get board(): five.Board | null {
+    return this.jfBoard;
+  }
+
+  /** Reads the outbox journal and builds the link and the MQTT session, without opening anything. */
+  async open(): Promise<void> {
+    if (this.parts) return;
+    const { settings } = this.options;
+    const outbox = await DurableOutbox.open(join(this.options.queue.dir, `${settings.id}.outbox`), {
+      maxEntries: this.options.queue.maxEntries,
+      maxBytes: this.options.queue.maxBytes,
+      logger: this.log,
+    });
+    const mqtt = this.options.mqtt();
+    const pump = new OutboxPump(outbox, mqtt, { logger: this.log });
+    this.parts = { link: this.createLink(), mqtt, outbox, pump };
+  }
+
+  /** Opens the port (Johnny-Five on top when there are components), connects, starts delivering. */
+  async start(): Promise<void> {
+    const { link, mqtt, pump } = this.opened();
+    if (this.started) return;
+    this.started = true;
+    const { events } = this.options;
+    const onState = (change: StateChange) => events.emit('deviceState', this, change);
+    const onReboot = (info: RebootInfo) => events.emit('deviceReboot', this, info);
+    link.on('state', onState);
+    link.on('reboot', onReboot);
+    this.undo.push(() => {
+      link.off('state', onState);
+      link.off('reboot', onReboot);
+    });
+    if (!this.options.sharedMqtt) {
+      const onUp = (info: { sessionPresent: boolean }) => events.emit('brokerUp', this, info);
+      const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => events.emit('mqttMessage', this, topic, payload, info);
+      mqtt.on('up', onUp);
+      mqtt.on('message', onMessage);
+      this.undo.push(() => {
+        mqtt.off('up', onUp);
+        mqtt.off('message', onMessage);
+      });
+      mqtt.start();
+    }
+    pump.start();
+    if (this.settings.board === 'espruino') {
+      link.start();
+      return;
+    }
+    // TetherIO starts the link itself: firmata.js must see the port open first.
+    const io = new TetherIO({ port: this.settings.port, link });
+    this.io = io;
+    if (this.components.length > 0) {
+      const { default: five } = await import('johnny-five');
+      const board = new five.Board({ io, repl: false, debug: false, timeout: 2_147_483_647 });
+      this.jfBoard = board;
+      board.on('ready', () => {
+        for (const component of this.components) {
+          component.attach({
+            board,
+            publish: (property, value, kind) => {
+              if (!this.stopped) events.emit('componentValue', this, { component: component.id, property, value, kind });
+            },
+          });
+        }
+      });
+    }
+  }
+
+  /**
+   * Queues a message for the broker in the durable outbox (retained, QoS 1): delivered at
+   * least once, across broker outages and restarts. Ignored after stop().
+   */
+  publish(topic: string, payload: string, kind: OutboxKind | PublishKind): void {
+    if (this.stopped || !this.parts) return;
+    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
+    this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
+  }
+
+  /**
+   * Leaves on purpose: the queue flushed (up to `flushTimeoutMs`), a clean DISCONNECT (so
+   * the broker does not send the will), the port closed, the journal closed.
+   * Publish what should go out last (e.g. `$state disconnected`) before calling it.
+   */
+  async stop(flushTimeoutMs = 3000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const parts = this.parts;
+    if (!parts) return;
+    if (this.started) {
+      let timer;
+      await Promise.race([parts.pump.flushed(), new Promise<void>((r) => (timer = this.options.clock.setTimeout(r, flushTimeoutMs)))]);
+      if (timer !== undefined) this.options.clock.clearTimeout(timer);
+      await parts.pump.stop();
+      if (!this.options.sharedMqtt) await parts.mqtt.stop();
+      if (this.io) await this.io.close();
+      else await parts.link.close();
+    }
+    for (const undo of this.undo.splice(0).reverse()) undo();
+    await parts.outbox.close();
+  }
+
+  private opened(): NonNullable<GatewayDevice['parts']> {
+    if (!this.parts) throw new Error(`device ${this.id} is not open yet`);
+    return this.parts;
+  }
+
+  private createLink(): DeviceLink {
+    const { settings } = this.options;
+    const k = settings.keepalive;
+    const session: DeviceLinkOptions['session'] = {
+      pingIntervalMs: k.intervalMs,
+      misses: k.misses,
+      sleepGraceMs: k.sleepGraceMs,
+      handshakeTimeoutMs: k.handshakeTimeoutMs,
+      deviceConfig: settings.config,
+      detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
+    };
+    const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session };
+    if (settings.board !== 'espruino') return new DeviceLink(common);
+    // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
+    const portLog = this.log.child({ port: settings.port });
+    return new DeviceLink({
+      ...common,
+      transportFactory: () =>
+        new EspruinoReplTransport(createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog }), {
+          onConsole: (text) => {
+            portLog.debug({ text }, 'Espruino console output');
+            this.options.events.emit('deviceConsole', this, text);
+          },
+        }),
+    });
+  }
+}

@@ -1,0 +1,120 @@
+import { EventSubscriptions, type Extension } from '../extensions/extension.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+import type { GatewayDevice } from '../gateway/gateway-device.ts';
+import type { OutboxKind } from '../mqtt/durable-outbox.ts';
+import type { RebootInfo } from '../session/device-session.ts';
+import { every } from '../time/clock.ts';
+import { describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
+import { homieTopics } from './homie-topics.ts';
+
+export interface HomieExtensionOptions {
+  /** How often RTT and last-seen are refreshed on the broker (default 5000 ms). */
+  keepalivePublishMs?: number;
+}
+
+/**
+ * Puts the gateway and every board on MQTT as Homie 5 devices (homieiot.github.io):
+ * `$description`, `$state` following the keepalive session, component property values, and
+ * the keepalive facts of the `tether` node. Board messages go through each board's durable
+ * outbox (retained, QoS 1); after a broker reconnect the current state is published again,
+ * since a broker restarted without persistence has lost its retained values.
+ */
+export class HomieExtension implements Extension {
+  readonly name = 'homie';
+  private readonly subscriptions: EventSubscriptions;
+  private readonly descriptions = new Map<string, HomieDescription>();
+  private stopTimer: (() => void) | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly gateway: Gateway,
+    private readonly options: HomieExtensionOptions = {},
+  ) {
+    this.subscriptions = new EventSubscriptions(gateway.events);
+  }
+
+  async start(): Promise<void> {
+    const { gateway } = this;
+    for (const device of gateway.devices) {
+      this.descriptions.set(device.id, this.describe(device));
+      // Homie 5: a device is `init` until it is ready.
+      device.publish(homieTopics.state(device.id), 'init', 'state');
+      device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state');
+    }
+    const on = this.subscriptions.on.bind(this.subscriptions);
+    on('deviceState', (device, change) => {
+      if (this.stopping) return;
+      device.publish(homieTopics.state(device.id), change.to, 'state');
+      this.publishKeepalive(device);
+    });
+    on('deviceReboot', (device, info) => this.publishKeepalive(device, info));
+    on('componentValue', (device, v) => device.publish(homieTopics.property(device.id, v.component, v.property), v.value, v.kind));
+    on('brokerUp', (device) => (device ? this.republish(device) : this.announceGateway()));
+    this.stopTimer = every(gateway.clock, this.options.keepalivePublishMs ?? 5000, () => {
+      for (const device of gateway.devices) this.publishKeepalive(device);
+    });
+  }
+
+  /** Every board leaves on purpose: `$state disconnected`, before the queues are flushed. */
+  async beforeStop(): Promise<void> {
+    this.stopping = true;
+    this.stopTimer?.();
+    this.stopTimer = null;
+    for (const device of this.gateway.devices) device.publish(homieTopics.state(device.id), 'disconnected', 'state');
+  }
+
+  async stop(): Promise<void> {
+    this.stopTimer?.();
+    this.stopTimer = null;
+    this.subscriptions.clear();
+  }
+
+  private describe(device: GatewayDevice): HomieDescription {
+    const { settings } = device;
+    return describeDevice({
+      name: settings.name ?? settings.id,
+      type: settings.board === 'espruino' ? 'tether-espruino' : 'tether-uno',
+      root: this.gateway.id,
+      parent: this.gateway.id,
+      nodes: Object.fromEntries([...device.components.map((c) => [c.id, c.node] as const), ['tether', keepaliveNode] as const]),
+    });
+  }
+
+  /** The gateway's own device, published directly on its session (its will says `lost`). */
+  private announceGateway(): void {
+    const { gateway } = this;
+    const description = describeDevice({
+      name: gateway.config.gateway.name,
+      type: 'tether-gateway',
+      children: gateway.devices.map((d) => d.id),
+      nodes: {},
+    });
+    void gateway.mqtt.publish(homieTopics.description(gateway.id), JSON.stringify(description), { qos: 1, retain: true }).catch(() => {});
+    void gateway.mqtt.publish(homieTopics.state(gateway.id), 'ready', { qos: 1, retain: true }).catch(() => {});
+  }
+
+  private republish(device: GatewayDevice): void {
+    if (this.stopping) return;
+    // Coalescing in the outbox keeps this cheap.
+    device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state');
+    device.publish(homieTopics.state(device.id), device.link.state, 'state');
+    for (const component of device.components) {
+      for (const [property, value] of component.values()) device.publish(homieTopics.property(device.id, component.id, property), value, 'state');
+    }
+    this.publishKeepalive(device);
+  }
+
+  private publishKeepalive(device: GatewayDevice, reboot?: RebootInfo): void {
+    const stats = device.link.stats();
+    const { clock } = this.gateway;
+    const p = (property: string, value: string | number | null, kind: OutboxKind = 'state') => {
+      if (value !== null) device.publish(homieTopics.property(device.id, 'tether', property), String(value), kind);
+    };
+    p('rtt', stats.rttMs.last === null ? null : Number(stats.rttMs.last.toFixed(1)), 'telemetry');
+    if (stats.lastSeen !== null) p('last-seen', new Date(clock.wallNow() - (clock.now() - stats.lastSeen)).toISOString(), 'telemetry');
+    p('boot-id', stats.bootId);
+    p('reboots', Object.values(stats.reboots).reduce((a, b) => a + b, 0));
+    p('asleep-time', Number((stats.asleepMs / 1000).toFixed(1)));
+    if (reboot) p('reset-cause', reboot.causes[0] ?? 'unknown');
+  }
+}

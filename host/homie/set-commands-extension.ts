@@ -1,0 +1,71 @@
+import { EventSubscriptions, type Extension } from '../extensions/extension.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+import type { GatewayDevice } from '../gateway/gateway-device.ts';
+import type { Logger } from '../log/logger.ts';
+import type { MessageInfo } from '../mqtt/broker-session.ts';
+import { homieTopics, parseSetTopic } from './homie-topics.ts';
+import { parseSetPayload } from './set-payload.ts';
+
+/**
+ * Homie `/set` commands: subscribes each board's session to `homie/5/<id>/+/+/set` (QoS 1,
+ * so commands published while the daemon is away are kept by the broker), validates each
+ * payload against the property's schema, and hands a valid value to the component.
+ * Nothing moves an actuator but a fresh, valid command: a retained /set is ignored (Homie 5:
+ * "/set topics MUST NOT be retained"), since a broker re-sends it on every resubscribe.
+ */
+export class SetCommandsExtension implements Extension {
+  readonly name = 'commands';
+  private readonly subscriptions: EventSubscriptions;
+  private readonly log: Logger;
+  /** Topics already warned about for being retained (once each). */
+  private readonly retainedWarned = new Set<string>();
+
+  constructor(private readonly gateway: Gateway) {
+    this.subscriptions = new EventSubscriptions(gateway.events);
+    this.log = gateway.log.child({ extension: this.name });
+  }
+
+  async start(): Promise<void> {
+    this.subscriptions.on('mqttMessage', (device, topic, payload, info) => this.onMessage(device, topic, payload, info));
+    // Remembered by each session and sent with every connect (the sessions start after this).
+    await Promise.all(this.gateway.devices.map((d) => d.mqtt.subscribe(homieTopics.allSets(d.id), 1)));
+  }
+
+  async stop(): Promise<void> {
+    this.subscriptions.clear();
+  }
+
+  private onMessage(device: GatewayDevice, topic: string, payload: Buffer, info: MessageInfo): void {
+    const target = parseSetTopic(device.id, topic);
+    if (!target) return;
+    if (info.retain) {
+      if (!this.retainedWarned.has(topic)) {
+        this.retainedWarned.add(topic);
+        this.log.warn(
+          { device: device.id, topic },
+          `ignored a retained /set on ${topic}: commands must not be retained; clear it with: mosquitto_pub -r -n -t '${topic}'`,
+        );
+      }
+      return;
+    }
+    const component = device.components.find((c) => c.id === target.node);
+    const property = component?.node.properties[target.property];
+    if (!component || !property) {
+      this.reject(device, topic, 'no such settable property');
+      return;
+    }
+    const result = parseSetPayload(property, payload);
+    if (!result.ok) {
+      this.reject(device, topic, result.reason);
+      return;
+    }
+    device.counters.setsApplied++;
+    this.log.info({ device: device.id, topic, value: result.value }, 'applying /set');
+    component.set(target.property, result.value);
+  }
+
+  private reject(device: GatewayDevice, topic: string, reason: string): void {
+    device.counters.setsRejected++;
+    this.log.warn({ device: device.id, topic, reason, rejected: device.counters.setsRejected }, `rejected /set: ${reason}`);
+  }
+}
