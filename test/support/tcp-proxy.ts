@@ -12,6 +12,8 @@ export interface TcpProxy {
   blackhole(on: boolean): void;
   /** How many client connections are open. */
   connectionCount(): number;
+  /** Resets every open connection (both sides closed at once), as a restarted middlebox would. */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,13 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       }
     },
     connectionCount: () => [...pairs].filter((p) => !p.client.destroyed).length,
+    cut() {
+      for (const pair of pairs) {
+        pair.client.destroy();
+        pair.upstream.destroy();
+      }
+      pairs.clear();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,0 +1,112 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
+import { validateConfig } from '../../host/config/load-config.ts';
+import { ControlSocketExtension } from '../../host/control/control-socket-extension.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
+import { HomieExtension } from '../../host/homie/homie-extension.ts';
+import { SetCommandsExtension } from '../../host/homie/set-commands-extension.ts';
+import { activeResources, leakedSince } from '../support/handles.ts';
+
+// The gateway as a controller with extensions, in process: a protocol-level simulated board
+// behind a loopback TCP bridge (no emulator, no Johnny-Five: no stray timers), the embedded
+// broker on a free port, and a subscriber with mqtt.js.
+
+const boards: DeviceOnTcp[] = [];
+afterEach(async () => {
+  for (const b of boards.splice(0)) await b.close();
+});
+
+async function board(): Promise<DeviceOnTcp> {
+  const b = await serveDeviceOverTcp();
+  boards.push(b);
+  return b;
+}
+
+function config(target: string, extra: Record<string, unknown> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-gw-'));
+  return validateConfig({
+    gateway: { id: 'gw' },
+    broker: { embeddedPort: 0 },
+    queue: { dir: join(dir, 'queue') },
+    devices: [{ id: 'dev-a', port: target, keepalive: { intervalMs: 200, misses: 3 } }],
+    ...extra,
+  });
+}
+
+/** Every message the broker delivers on homie/5/# (retained ones included). */
+async function watch(url: string): Promise<{ seen: Array<[string, string]>; close(): Promise<void> }> {
+  const client = await mqtt.connectAsync(url, { clientId: `watch-${process.pid}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const seen: Array<[string, string]> = [];
+  client.on('message', (topic, payload) => seen.push([topic, payload.toString()]));
+  await client.subscribeAsync('homie/5/#', { qos: 1 });
+  return { seen, close: () => client.endAsync() };
+}
+
+describe('Gateway: a controller with extensions', () => {
+  it('start() in order, stop() undoes it: no socket, server or timer left behind', async () => {
+    const b = await board();
+    const baseline = activeResources();
+    const gateway = new Gateway(config(b.target), new RecordingLogger(), { env: {} });
+    // The constructor does nothing.
+    expect(activeResources()).toEqual(baseline);
+    expect(() => gateway.brokerUrl).toThrow(/not started/);
+    await gateway.start();
+    const control = gateway.extension(ControlSocketExtension)!.path!;
+    expect(existsSync(control)).toBe(true);
+    await vi.waitFor(() => expect(gateway.devices[0]!.link.state).toBe('ready'), { timeout: 10_000, interval: 50 });
+    await gateway.stop();
+    expect(gateway.devices[0]!.link.state).toBe('disconnected');
+    expect(existsSync(control)).toBe(false);
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+
+  it('a step that fails (the metrics port is taken) undoes the earlier ones: broker closed, outboxes closed, nothing connected', async () => {
+    const b = await board();
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const taken = (blocker.address() as net.AddressInfo).port;
+    const baseline = activeResources();
+    const log = new RecordingLogger();
+    const cfg = config(b.target, { metrics: { port: taken } });
+    const gateway = new Gateway(cfg, log, { env: {} });
+    await expect(gateway.start()).rejects.toThrow(/port is in use/);
+    expect(log.records.some((r) => r.level === 'error' && /could not start/.test(r.msg ?? ''))).toBe(true);
+    // Nothing was connected (the links start last), and the embedded broker is gone.
+    expect(gateway.devices[0]!.link.state).toBe('init');
+    await expect(mqtt.connectAsync(gateway.brokerUrl, { reconnectPeriod: 0, connectTimeout: 1000 })).rejects.toThrow();
+    expect(await leakedSince(baseline)).toEqual({});
+    // The journal was closed: a second gateway on the same queue directory starts cleanly.
+    await new Promise<void>((r) => blocker.close(() => r()));
+    const again = await Gateway.start({ ...cfg, metrics: { ...cfg.metrics!, port: 0 } }, new RecordingLogger(), { env: {} });
+    await again.stop();
+  });
+
+  it('with the Homie extension switched off, nothing is published for the boards; with it on, $state follows the link', async () => {
+    const b = await board();
+    const off = await Gateway.start(config(b.target, { homie: { enabled: false }, commands: { enabled: false }, control: { enabled: false } }), new RecordingLogger(), { env: {} });
+    expect(off.extension(HomieExtension)).toBeUndefined();
+    expect(off.extension(SetCommandsExtension)).toBeUndefined();
+    expect(off.extension(ControlSocketExtension)).toBeUndefined();
+    const quiet = await watch(off.brokerUrl);
+    await vi.waitFor(() => expect(off.devices[0]!.link.state).toBe('ready'), { timeout: 10_000, interval: 50 });
+    await off.stop();
+    await quiet.close();
+    expect(quiet.seen.filter(([t]) => t.startsWith('homie/5/dev-a/'))).toEqual([]);
+
+    const b2 = await board();
+    const on = await Gateway.start(config(b2.target), new RecordingLogger(), { env: {} });
+    const loud = await watch(on.brokerUrl);
+    await vi.waitFor(() => expect(loud.seen).toContainEqual(['homie/5/dev-a/$state', 'ready']), { timeout: 10_000, interval: 50 });
+    expect(loud.seen.some(([t]) => t === 'homie/5/dev-a/$description')).toBe(true);
+    expect(loud.seen).toContainEqual(['homie/5/gw/$state', 'ready']);
+    await on.stop();
+    await vi.waitFor(() => expect(loud.seen).toContainEqual(['homie/5/dev-a/$state', 'disconnected']), { timeout: 5000, interval: 50 });
+    await loud.close();
+  });
+});

@@ -1,0 +1,106 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
+import { validateConfig } from '../../host/config/load-config.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
+import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { startAedesProcess } from '../support/aedes-process.ts';
+import { startMosquitto } from '../support/mosquitto.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+
+// Nothing moves an actuator but a fresh command. A retained /set is re-sent by the broker on
+// every resubscribe (MQTT 3.1.1 always; MQTT 5 unless Retain Handling says otherwise): the
+// scenario from the review — retained `closed/set true`, then a plain `false`, then one
+// reconnect — must leave the relay open. Real brokers, the real firmware on the emulated
+// Uno, the relay's pin read on the MCU.
+
+const brokers = [
+  { name: 'mosquitto (MQTT 5)', protocolVersion: 5 as const, start: () => startMosquitto() },
+  { name: 'mosquitto (MQTT 3.1.1)', protocolVersion: 4 as const, start: () => startMosquitto() },
+  { name: 'aedes (MQTT 3.1.1)', protocolVersion: 4 as const, start: () => startAedesProcess() },
+];
+
+describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) => {
+  let broker: { url: string; port: number; stop(): Promise<void> };
+  let proxy: TcpProxy;
+  let board: BoardOnPty;
+  let gateway: Gateway;
+  let client: mqtt.MqttClient;
+  const log = new RecordingLogger();
+  const dir = mkdtempSync(join(tmpdir(), 'tether-retained-set-'));
+  const relayTopic = 'homie/5/dev-r/pump/closed/set';
+
+  beforeAll(async () => {
+    broker = await start();
+    proxy = await startTcpProxy(broker.port);
+    board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, 'uno') });
+    const config = validateConfig({
+      gateway: { id: 'gw-r' },
+      broker: { url: `mqtt://127.0.0.1:${proxy.port}`, protocolVersion, backoff: { initialMs: 50, maxMs: 200 } },
+      queue: { dir: join(dir, 'queue') },
+      control: { enabled: false },
+      devices: [
+        {
+          id: 'dev-r',
+          port: join(dir, 'uno'),
+          keepalive: { intervalMs: 250, misses: 4 },
+          components: [
+            { type: 'relay', id: 'pump', pin: 8 },
+            { type: 'led', id: 'status', pin: 13 },
+          ],
+        },
+      ],
+    });
+    gateway = await Gateway.start(config, log, { env: {} });
+    client = await mqtt.connectAsync(broker.url, { clientId: `pub-${protocolVersion}-${process.pid}`, reconnectPeriod: 0 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.endAsync();
+    await gateway?.stop();
+    await board?.close();
+    await proxy?.close();
+    await broker?.stop();
+  });
+
+  it('is ignored after a reconnect (logged once with how to clear it); fresh commands still work', async () => {
+    const uno = board.uno;
+    const device = gateway.devices[0]!;
+    await vi.waitFor(() => expect(device.board?.isReady).toBe(true), { timeout: 20_000, interval: 50 });
+
+    // A retained command reaches the live subscriber as a fresh one (retain flag cleared): applied.
+    await client.publishAsync(relayTopic, 'true', { qos: 1, retain: true });
+    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(true), { timeout: 10_000, interval: 20 });
+    await client.publishAsync(relayTopic, 'false', { qos: 1 });
+    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(false), { timeout: 10_000, interval: 20 });
+    const applied = device.counters.setsApplied;
+
+    // One reconnect: the broker resubscribes the session and may re-send the retained `true`.
+    const reconnects = device.mqtt.stats.reconnects;
+    proxy.cut();
+    await vi.waitFor(() => expect(device.mqtt.stats.reconnects).toBeGreaterThan(reconnects), { timeout: 15_000, interval: 20 });
+    await vi.waitFor(() => expect(device.mqtt.connected).toBe(true), { timeout: 15_000, interval: 20 });
+    // A fresh command published after the resubscribe arrives after anything the broker re-sent then.
+    await client.publishAsync('homie/5/dev-r/status/on/set', 'true', { qos: 1 });
+    await vi.waitFor(() => expect(uno.digitalOutput(13)).toBe(true), { timeout: 10_000, interval: 20 });
+
+    expect(uno.digitalOutput(8)).toBe(false); // the relay did not close by itself
+    expect(device.counters.setsApplied).toBe(applied + 1); // only the LED command
+    const warnings = log.records.filter((r) => r.level === 'warn' && /ignored a retained \/set/.test(r.msg ?? ''));
+    if (protocolVersion === 4) {
+      // 3.1.1 re-sends retained messages on every subscribe: seen, ignored, logged once.
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!.msg).toContain(`mosquitto_pub -r -n -t '${relayTopic}'`);
+    }
+    expect(warnings.length).toBeLessThanOrEqual(1);
+
+    // Cleared as the warning says, and a fresh command moves the relay again.
+    await client.publishAsync(relayTopic, '', { qos: 1, retain: true });
+    await client.publishAsync(relayTopic, 'true', { qos: 1 });
+    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(true), { timeout: 10_000, interval: 20 });
+  });
+});
