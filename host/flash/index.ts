@@ -1,5 +1,5 @@
 export { BOARDS, boardById, describeSignature, type BoardSpec } from './boards.ts';
-export { linkFromStream, type ByteLink, type DataStreamLike } from './byte-link.ts';
+export { linkFromTransport, type ByteLink } from './byte-link.ts';
 export { FlashError, FLASH_ERROR_CODES, type FlashErrorCode } from './errors.ts';
 export { parseFirmwareImage, readFirmwareImage, type FirmwareImage } from './firmware-image.ts';
 export { flashSerialPort, type FlashSerialPortOptions, type FlashSerialPortResult } from './flash-serial-port.ts';

@@ -180,6 +180,23 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
     return true;
   }
 
+  /**
+   * Sets the modem control lines (the Uno's auto-reset circuit hangs off DTR). Resolves
+   * false when they cannot be set: not open, or a port without them (a pty).
+   */
+  setModemLines(lines: { dtr?: boolean; rts?: boolean }): Promise<boolean> {
+    const port = this.port;
+    if (this.state !== 'open' || !port) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => port.set(lines, (err) => resolve(!err)));
+  }
+
+  /** Discards what was received but not read yet (e.g. an application's output before a reset). */
+  flushInput(): Promise<void> {
+    const port = this.port;
+    if (this.state !== 'open' || !port) return Promise.resolve();
+    return new Promise<void>((resolve) => port.flush(() => resolve()));
+  }
+
   close(): Promise<void> {
     // A second close() while one is running waits for the same end.
     this.closing ??= this.doClose().finally(() => {
