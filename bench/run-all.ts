@@ -2,6 +2,7 @@
 // carries the latest table with its date and machine.
 import os from 'node:os';
 import { brokerLeg } from './broker-leg.bench.ts';
+import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
@@ -11,6 +12,7 @@ import { printTable, type Row } from './support.ts';
 const started = Date.now();
 const rows: Row[] = [];
 for (const [name, bench] of [
+  ['CLI startup', cliStartup],
   ['serial RTT', serialRtt],
   ['serial throughput', serialThroughput],
   ['detection latency', detectionLatency],
