@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../../host/config/load-config.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
+import { redactUrl } from '../../host/log/redact.ts';
 import type { Command } from '../command.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -44,7 +45,7 @@ export const daemonCommand: Command = {
       throw err;
     }
     if (values.check) {
-      console.log(`${values.config}: valid (${config.devices.length} device(s), broker ${config.broker.url ?? 'embedded'})`);
+      console.log(`${values.config}: valid (${config.devices.length} device(s), broker ${config.broker.url ? redactUrl(config.broker.url) : 'embedded'})`);
       return EXIT.ok;
     }
     const logger = createLogger(config.log.level);

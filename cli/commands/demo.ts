@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { validateConfig } from '../../host/config/load-config.ts';
 import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
+import { redactUrl } from '../../host/log/redact.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
@@ -78,7 +79,7 @@ export const demoCommand: Command = {
     const url = new URL(gateway.brokerUrl);
     const host = url.hostname;
     const port = url.port || '1883';
-    console.log(`tether demo: an emulated Uno (real firmware) on ${ptyPath}, ${gateway.embedded ? 'the embedded broker' : 'the broker'} at ${gateway.brokerUrl}
+    console.log(`tether demo: an emulated Uno (real firmware) on ${ptyPath}, ${gateway.embedded ? 'the embedded broker' : 'the broker'} at ${redactUrl(gateway.brokerUrl)}
 
 Watch it:    mosquitto_sub -h ${host} -p ${port} -t 'homie/5/#' -v
 Switch the LED:  mosquitto_pub -h ${host} -p ${port} -q 1 -t homie/5/${DEVICE_ID}/status/on/set -m true

@@ -142,7 +142,10 @@ export const brokerSchema = z
     protocolVersion: z.union([z.literal(5), z.literal(4)]).default(5),
     sessionExpirySec: z.number().int().min(0).max(0xffffffff).default(86400),
     username: z.string().optional(),
+    /** Prefer passwordFile or the TETHER_BROKER_PASSWORD environment variable: a config file is often readable by many. */
     password: z.string().optional(),
+    /** A file holding the password (surrounding whitespace ignored), read at start. */
+    passwordFile: z.string().min(1).optional(),
     tls: tlsSchema.optional(),
     /** One connection for all devices (for brokers that limit connections): retained availability instead of per-device wills. */
     sharedSession: z.boolean().default(false),
@@ -150,7 +153,9 @@ export const brokerSchema = z
       .strictObject({ initialMs: ms(10, 600_000).default(250), maxMs: ms(100, 3_600_000).default(30_000) })
       .default({ initialMs: 250, maxMs: 30_000 }),
   })
-  .refine((b) => b.password === undefined || b.username !== undefined, { message: 'password given without username', path: ['password'] });
+  .refine((b) => b.password === undefined || b.username !== undefined, { message: 'password given without username', path: ['password'] })
+  .refine((b) => b.passwordFile === undefined || b.username !== undefined, { message: 'passwordFile given without username', path: ['passwordFile'] })
+  .refine((b) => b.password === undefined || b.passwordFile === undefined, { message: 'give password or passwordFile, not both', path: ['passwordFile'] });
 
 export const configSchema = z
   .strictObject({

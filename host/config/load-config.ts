@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { isSecretKey, REDACTED } from '../log/redact.ts';
 import { componentSchema, configSchema, type TetherConfig } from './config-schema.ts';
 
 /** A config that cannot be used; `problems` has one line per mistake, each naming key, value and expectation. */
@@ -48,7 +49,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     return issue.keys.map((k) => `${joinPath(where, k)}: unknown key`).join('; ');
   }
   const value = valueAt(raw, issue.path);
-  const got = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+  const got = value === undefined ? 'missing' : issue.path.some(isSecretKey) ? `got ${REDACTED}` : `got ${echo(value)}`;
   let expected = issue.message;
   if (issue.code === 'invalid_type') expected = `expected ${issue.expected}`;
   else if (issue.code === 'invalid_union') expected = 'expected ' + describeUnion(issue);
@@ -84,4 +85,10 @@ function valueAt(raw: unknown, path: PropertyKey[]): unknown {
     node = (node as Record<PropertyKey, unknown>)[key];
   }
   return node;
+}
+
+/** A value as the error quotes it: JSON, cut short (a 5 MB name must not make a 5 MB line). */
+function echo(value: unknown, max = 80): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length <= max ? json : `${json.slice(0, max)}... (${json.length} characters)`;
 }

@@ -7,6 +7,8 @@ import { HOMIE_PREFIX, homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
 import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
+import { resolveBrokerCredentials, type BrokerCredentials } from '../mqtt/broker-credentials.ts';
+import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { createBrokerSession } from './create-broker-session.ts';
 import { GatewayDevice } from './gateway-device.ts';
@@ -40,6 +42,7 @@ export class Gateway {
   private embeddedBroker: EmbeddedBroker | null = null;
   private url: string | null = null;
   private session: BrokerSession | null = null;
+  private credentials: BrokerCredentials = {};
   /** What start() did, undone in reverse by stop(). */
   private readonly teardown: Array<{ what: string; undo: () => Promise<void> }> = [];
   private stopping: Promise<void> | null = null;
@@ -108,7 +111,7 @@ export class Gateway {
       await this.step('embedded broker', async () => {
         if (config.broker.url) {
           this.url = config.broker.url;
-          log.info({ url: this.url }, `using the MQTT broker at ${this.url}`);
+          log.info({ url: redactUrl(this.url) }, `using the MQTT broker at ${redactUrl(this.url)}`);
           return null;
         }
         const { startEmbeddedBroker } = await import('../mqtt/embedded-broker.ts');
@@ -119,7 +122,9 @@ export class Gateway {
         return () => embedded.close();
       });
       await mkdir(config.queue.dir, { recursive: true });
+      this.credentials = await resolveBrokerCredentials(config.broker, this.brokerUrl, this.env, log);
       this.session = createBrokerSession(this.brokerSettings(), {
+        credentials: this.credentials,
         url: this.brokerUrl,
         clientId: `tether-${this.id}`,
         will: { topic: homieTopics.state(this.id), payload: 'lost', qos: 1, retain: true },
@@ -216,6 +221,7 @@ export class Gateway {
 
   private deviceSession(id: string): BrokerSession {
     return createBrokerSession(this.brokerSettings(), {
+      credentials: this.credentials,
       url: this.brokerUrl,
       clientId: `tether-${this.id}-${id}`,
       will: { topic: homieTopics.state(id), payload: 'lost', qos: 1, retain: true },

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { IClientOptions, IClientSubscribeOptions, ISubscriptionMap, MqttClient, Timer } from 'mqtt';
 import { silentLogger, type Logger } from '../log/logger.ts';
+import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { ExponentialBackoff } from '../transport/backoff.ts';
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
@@ -171,7 +172,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   start(): void {
     if (this.state !== 'idle') throw new Error(`BrokerSession ${this.clientId}: start() called twice (state ${this.state})`);
     this.state = 'running';
-    this.log.info({ url: this.url, keepaliveSec: this.keepaliveSec, protocolVersion: this.protocolVersion }, 'connecting to the MQTT broker');
+    this.log.info({ url: redactUrl(this.url), keepaliveSec: this.keepaliveSec, protocolVersion: this.protocolVersion }, 'connecting to the MQTT broker');
     this.startClient();
   }
 
@@ -236,7 +237,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     const client = this.client;
     if (!this.connected || !client) {
       return Promise.reject(
-        new Error(`MQTT session ${this.clientId} is not connected to ${this.url}: publish to ${topic} not sent (queue it and retry after 'up')`),
+        new Error(`MQTT session ${this.clientId} is not connected to ${redactUrl(this.url)}: publish to ${topic} not sent (queue it and retry after 'up')`),
       );
     }
     return this.send(client, topic, payload, options);

@@ -17,6 +17,8 @@ export interface LogLine {
 /** `tether daemon` as a child process with a generated config, its JSON log parsed. */
 export class DaemonProcess {
   readonly logs: LogLine[] = [];
+  /** Everything the daemon printed, as printed. */
+  stdout = '';
   stderr = '';
   private child: ChildProcess | null = null;
   private waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
@@ -42,6 +44,7 @@ export class DaemonProcess {
     const child = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env });
     this.child = child;
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
     onJsonLines<LogLine>(child.stdout!, (entry) => {
       this.logs.push(entry);
       this.waiters = this.waiters.filter((w) => (w.match(entry) ? (w.resolve(entry), false) : true));

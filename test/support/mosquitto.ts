@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -10,6 +10,8 @@ export interface MosquittoOptions {
   port?: number;
   /** Directory for mosquitto.db; persistence is on (saved after every change) when given. */
   persistenceDir?: string;
+  /** Users and passwords (a password_file made with mosquitto_passwd); anonymous clients are then refused. */
+  users?: Record<string, string>;
 }
 
 export interface RunningMosquitto {
@@ -65,7 +67,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
   const confPath = path.join(confDir, 'mosquitto.conf');
   const lines = [
     `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
+    ...passwordLines(confDir, options.users),
     // As root Mosquitto drops to user "mosquitto", which may not write the persistence dir.
     ...(process.getuid?.() === 0 ? ['user root'] : []),
     'log_dest stderr',
@@ -161,4 +163,13 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
       rmSync(confDir, { recursive: true, force: true });
     },
   };
+}
+
+function passwordLines(confDir: string, users: Record<string, string> | undefined): string[] {
+  if (!users) return ['allow_anonymous true'];
+  const file = path.join(confDir, 'passwords');
+  for (const [i, [user, password]] of Object.entries(users).entries()) {
+    execFileSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', file, user, password], { stdio: 'ignore' });
+  }
+  return ['allow_anonymous false', `password_file ${file}`];
 }
