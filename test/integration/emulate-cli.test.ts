@@ -11,7 +11,12 @@ describe('tether emulate (CLI)', () => {
   it('freezes (watchdog resets it), resets, power-cycles and reports stats on command', async () => {
     const emulator = await EmulateProcess.start();
     try {
-      await new Promise((r) => setTimeout(r, 500)); // booted: the watchdog is armed after HELLO
+      // Booted: the watchdog is armed after HELLO. Counted in emulated time, which a loaded
+      // machine stretches (the emulator slips rather than bursts).
+      for (let uptimeMs = 0; uptimeMs < 500; ) {
+        emulator.command('stats');
+        uptimeMs = (await emulator.nextEvent((e) => e.event === 'stats')).uptimeMs as number;
+      }
       emulator.command('freeze');
       await emulator.nextEvent((e) => e.event === 'reset' && e.cause === 'watchdog', 10_000);
       emulator.command('reset');
