@@ -3,6 +3,9 @@ import net from 'node:net';
 import { BoardOnTcp, PORT_IN_USE_MESSAGE } from '../../emulator/avr/board-on-tcp.ts';
 import { connect } from '../../host/index.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { fileURLToPath } from 'node:url';
+
+const OPTIBOOT = fileURLToPath(new URL('../../firmware/bootloader/optiboot_atmega328.hex', import.meta.url));
 import { activeResources, leakedSince } from '../support/handles.ts';
 
 /** A raw TCP client: what it received, and when it was closed. */
@@ -95,6 +98,33 @@ describe('emulated board served over TCP (as ser2net serves a real one; no pty, 
     await board.close();
     await within(client.closed, 2000, 'the client closed by close()');
     expect(await leakedSince(baseline)).toEqual({});
+  });
+
+  it('with a bootloader, each new connection is a fresh open: its first GET_SYNC resets into Optiboot, retries on the same connection do not', async () => {
+    const board = await BoardOnTcp.start({ hexPath: FIRMWARE_HEX_PATH, bootloaderPath: OPTIBOOT });
+    try {
+      /** Sends GET_SYNC every 100 ms until Optiboot answers INSYNC OK (14 10), as a programmer does. */
+      const sync = async () => {
+        const client = rawClient(board.port);
+        await client.connected;
+        const deadline = Date.now() + 3000;
+        while (!client.received().includes('\x14\x10')) {
+          if (Date.now() > deadline) throw new Error(`no sync within 3 s; got ${JSON.stringify(client.received())}`);
+          client.socket.write(Buffer.from([0x30, 0x20]));
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        client.socket.destroy();
+        await client.closed;
+      };
+      await sync();
+      expect(board.autoResets).toBe(1);
+      // A second programmer right after the first (well within 1 s of its last byte).
+      await sync();
+      expect(board.autoResets).toBe(2);
+      expect(board.uno.stats.resets.external).toBe(2);
+    } finally {
+      await board.close();
+    }
   });
 
   it('reports a clear error when the firmware image is missing, and listens on nothing', async () => {
