@@ -8,7 +8,7 @@ import { EXIT, UsageError } from './usage-error.ts';
 const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
   { name: 'daemon', summary: 'run the host daemon for the configured boards', load: async () => (await import('./commands/daemon.ts')).daemonCommand },
   { name: 'demo', summary: 'an emulated Uno, the embedded broker and the daemon, with live status', load: async () => (await import('./commands/demo.ts')).demoCommand },
-  { name: 'emulate', summary: 'run an emulated Uno with tether firmware on a pty', load: async () => (await import('./commands/emulate.ts')).emulateCommand },
+  { name: 'emulate', summary: 'run an emulated Uno with tether firmware on a pty or a TCP port', load: async () => (await import('./commands/emulate.ts')).emulateCommand },
   { name: 'flash', summary: "write tether's firmware to a board over its bootloader", load: async () => (await import('./commands/flash.ts')).flashCommand },
   { name: 'ports', summary: 'list serial ports with vendor/product ids', load: async () => (await import('./commands/ports.ts')).portsCommand },
   { name: 'status', summary: 'devices a broker knows about, with their state and keepalive facts', load: async () => (await import('./commands/status.ts')).statusCommand },

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateConfig } from '../../host/config/load-config.ts';
-import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { BoardOnTcp } from '../../emulator/avr/board-on-tcp.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
 import { redactUrl } from '../../host/log/redact.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
@@ -18,8 +18,9 @@ const DEVICE_ID = 'demo-uno';
 const help = `Usage: tether demo [--for <duration>] [--mqtt-port <port>] [--broker <url>]
 
 Everything on embedded defaults, no hardware needed: an emulated Arduino Uno running the real
-tether firmware (on a pty), the embedded MQTT broker, and the daemon keeping the board alive
-and on MQTT. Shows a live status line for the board.
+tether firmware, served on a loopback TCP port as ser2net would serve a real board (no pty,
+no socat), the embedded MQTT broker, and the daemon keeping the board alive and on MQTT.
+Shows a live status line for the board. Needs nothing but Node.
 
 Options:
   --for <duration>    exit by itself after this long (e.g. 15s, 2m); default: until Ctrl-C
@@ -45,8 +46,13 @@ export const demoCommand: Command = {
     if (!Number.isInteger(mqttPort) || mqttPort < 0 || mqttPort > 65535) throw new UsageError(`--mqtt-port must be a port number, not '${values['mqtt-port']}'`);
 
     const dir = mkdtempSync(join(tmpdir(), 'tether-demo-'));
-    const ptyPath = join(dir, 'uno');
-    const board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath });
+    let board: BoardOnTcp;
+    try {
+      board = await BoardOnTcp.start({ hexPath: FIRMWARE_HEX_PATH });
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
     const config = validateConfig(
       {
         gateway: { id: 'demo-gateway', name: 'tether demo' },
@@ -56,7 +62,7 @@ export const demoCommand: Command = {
           {
             id: DEVICE_ID,
             name: 'Emulated Uno',
-            port: ptyPath,
+            port: board.url,
             components: [
               { type: 'led', id: 'status', pin: 13 },
               { type: 'button', id: 'button', pin: 2 },
@@ -79,12 +85,13 @@ export const demoCommand: Command = {
     const url = new URL(gateway.brokerUrl);
     const host = url.hostname;
     const port = url.port || '1883';
-    console.log(`tether demo: an emulated Uno (real firmware) on ${ptyPath}, ${gateway.embedded ? 'the embedded broker' : 'the broker'} at ${redactUrl(gateway.brokerUrl)}
+    console.log(`tether demo: an emulated Uno (real firmware) served at ${board.url}, ${gateway.embedded ? 'the embedded broker' : 'the broker'} at ${redactUrl(gateway.brokerUrl)}
 
 Watch it:    mosquitto_sub -h ${host} -p ${port} -t 'homie/5/#' -v
 Switch the LED:  mosquitto_pub -h ${host} -p ${port} -q 1 -t homie/5/${DEVICE_ID}/status/on/set -m true
-Another program can talk to it through the broker (Homie 5 topics above), or run
-'tether emulate' for an emulated board of its own on a pty (Johnny-Five, screen, avrdude).
+The daemon holds the board's port (one client at a time, as with ser2net). Another program
+can talk to it through the broker (Homie 5 topics above), or run 'tether emulate --tcp 2000'
+for an emulated board of its own (tcp://127.0.0.1:2000; avrdude -P net:127.0.0.1:2000).
 `);
 
     // Make the emulated world move: a slowly changing light level and a button press now and then.

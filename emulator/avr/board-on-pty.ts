@@ -1,59 +1,36 @@
-import { readFile } from 'node:fs/promises';
-import { EmulatedUno, type EmulatedUnoOptions } from './emulated-uno.ts';
+import type { EmulatedUno } from './emulated-uno.ts';
 import { PtyBridge } from './pty-bridge.ts';
+import { createSerialUno, type SerialLineIn, type SerialUnoOptions } from './serial-uno.ts';
 
-export interface BoardOnPtyOptions extends Omit<EmulatedUnoOptions, 'firmwareHex' | 'bootloaderHex'> {
-  hexPath: string;
-  bootloaderPath?: string;
+export { AUTO_RESET_QUIET_MS } from './serial-uno.ts';
+
+export interface BoardOnPtyOptions extends SerialUnoOptions {
   ptyPath: string;
-  /**
-   * Fakes the Uno's DTR auto-reset, which a pty cannot carry (it has no modem lines):
-   * when a client starts talking STK500 (a GET_SYNC, 0x30, as avrdude and `tether flash`
-   * send right after opening the port) after at least AUTO_RESET_QUIET_MS without sending
-   * anything, the MCU gets an external reset first, so the bootloader answers. Default: on
-   * when a bootloader is given, off otherwise.
-   */
-  autoReset?: boolean;
 }
 
-/** How long a client must have been silent for its GET_SYNC to count as a fresh open. */
-export const AUTO_RESET_QUIET_MS = 1000;
-const STK_GET_SYNC = 0x30;
-
-/** An emulated Uno whose serial port is a pty: what `tether emulate` runs. */
+/** An emulated Uno whose serial port is a pty (made by socat): what `tether emulate --pty` runs. */
 export class BoardOnPty {
-  /** When the client last sent bytes (performance.now()); -Infinity before the first. */
-  private lastClientBytesAt = -Infinity;
-  /** External resets done by the faked DTR auto-reset. */
-  autoResets = 0;
-
   private constructor(
     readonly uno: EmulatedUno,
     readonly bridge: PtyBridge,
-    autoReset: boolean,
+    private readonly lineIn: SerialLineIn,
   ) {
     uno.on('data', (bytes) => bridge.write(bytes));
-    bridge.on('data', (bytes) => {
-      const now = performance.now();
-      if (autoReset && bytes[0] === STK_GET_SYNC && now - this.lastClientBytesAt >= AUTO_RESET_QUIET_MS) {
-        // What DTR would have done when the client opened the port. The GET_SYNC that
-        // triggered it is lost, as bytes sent during a real reset are; programmers retry.
-        this.autoResets++;
-        uno.reset();
-      }
-      this.lastClientBytesAt = now;
-      uno.write(bytes);
-    });
+    // A pty cannot tell when a client opens it: only the client's silence marks a fresh open.
+    bridge.on('data', (bytes) => lineIn.write(bytes));
   }
 
   static async start(options: BoardOnPtyOptions): Promise<BoardOnPty> {
-    const firmwareHex = await readHex(options.hexPath, 'firmware');
-    const bootloaderHex = options.bootloaderPath ? await readHex(options.bootloaderPath, 'bootloader') : undefined;
-    const uno = new EmulatedUno({ ...options, firmwareHex, bootloaderHex });
-    const board = new BoardOnPty(uno, new PtyBridge(options.ptyPath), options.autoReset ?? bootloaderHex !== undefined);
+    const { uno, lineIn } = await createSerialUno(options);
+    const board = new BoardOnPty(uno, new PtyBridge(options.ptyPath), lineIn);
     await board.bridge.open();
     uno.start();
     return board;
+  }
+
+  /** External resets done by the faked DTR auto-reset. */
+  get autoResets(): number {
+    return this.lineIn.autoResets;
   }
 
   /** Pulls the USB cable: the pty disappears and the board loses power. */
@@ -72,14 +49,5 @@ export class BoardOnPty {
   async close(): Promise<void> {
     this.uno.stop();
     await this.bridge.close();
-  }
-}
-
-async function readHex(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${what} image not found: ${path}` : `cannot read ${what} image ${path}: ${(err as Error).message}`);
   }
 }

@@ -3,7 +3,11 @@ import { EventEmitter } from 'node:events';
 import { existsSync, readlinkSync } from 'node:fs';
 
 export class PtyBridgeError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** 'socat-missing' when socat is not on PATH. */
+    readonly code?: 'socat-missing',
+  ) {
     super(message);
     this.name = 'PtyBridgeError';
   }
@@ -51,7 +55,7 @@ export class PtyBridge extends EventEmitter<PtyBridgeEvents> {
       child.once('error', (err: NodeJS.ErrnoException) =>
         fail(
           err.code === 'ENOENT'
-            ? new PtyBridgeError('socat is not installed (Debian: apt-get install socat); it provides the emulated serial port')
+            ? new PtyBridgeError('socat is not installed (Debian: apt-get install socat); it provides the emulated serial port', 'socat-missing')
             : err,
         ),
       );

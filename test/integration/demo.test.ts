@@ -1,44 +1,78 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
 import { freePort } from '../support/free-port.ts';
+import { nodeOnlyEnv } from '../support/node-only-path.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
+const inCi = process.env.CI === 'true';
 
+/** Runs the mosquitto_sub command the demo prints (the test process's PATH has it), for one message. */
+function mosquittoSubOnce(port: number, topic: string): Promise<{ code: number | null; out: string; missing: boolean }> {
+  return new Promise((resolve) => {
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-t', topic, '-v', '-C', '1', '-W', '5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    sub.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    sub.once('error', (err: NodeJS.ErrnoException) => resolve({ code: null, out, missing: err.code === 'ENOENT' }));
+    sub.once('exit', (code) => resolve({ code, out, missing: false }));
+  });
+}
 
 describe('tether demo (the README command)', () => {
-  it('brings the emulated board up as ready on the embedded broker within 20 s, visible with mosquitto_sub, and --for exits 0', async () => {
+  it('with only Node on PATH (no socat, no mosquitto tools): the board is ready on the embedded broker, the printed mosquitto_sub command sees it, --for exits 0', async () => {
     const port = await freePort();
     const started = performance.now();
-    const demo = spawn(process.execPath, [CLI, 'demo', '--for', '15s', '--mqtt-port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const demo = spawn(process.execPath, [CLI, 'demo', '--for', '20s', '--mqtt-port', String(port)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: nodeOnlyEnv(),
+    });
     let output = '';
     demo.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     demo.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
 
-    // mosquitto_sub, as the demo tells the user; retried until the broker listens.
+    // A subscriber in this process (mqtt.js), retrying until the embedded broker listens.
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100, connectTimeout: 2000 });
+    client.on('error', () => {}); // refused until the broker is up; it retries
     let readyAt: number | null = null;
-    while (readyAt === null && performance.now() - started < 20_000) {
-      const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'homie/5/demo-uno/$state', '-v', '-W', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let seen = '';
-      sub.stdout!.on('data', (d: Buffer) => {
-        seen += d.toString();
-        if (/\$state ready/.test(seen)) {
+    const seenReady = new Promise<void>((resolve) =>
+      client.on('message', (topic, payload) => {
+        if (topic === 'homie/5/demo-uno/$state' && payload.toString() === 'ready' && readyAt === null) {
           readyAt = performance.now();
-          sub.kill();
+          resolve();
         }
-      });
-      await new Promise((resolve) => sub.once('exit', resolve));
-      if (readyAt === null) await new Promise((r) => setTimeout(r, 200));
+      }),
+    );
+    client.on('connect', () => void client.subscribeAsync('homie/5/#', { qos: 1 }).catch(() => {}));
+    let deadline: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        seenReady,
+        exited.then((code) => Promise.reject(new Error(`demo exited (${code}) before ready:\n${output}`))),
+        new Promise((_, reject) => (deadline = setTimeout(() => reject(new Error(`no $state ready within 20 s; demo output:\n${output}`)), 20_000))),
+      ]);
+    } finally {
+      clearTimeout(deadline);
+      await client.endAsync(true);
     }
-    expect(readyAt, `no ready within 20 s; demo output:\n${output}`).not.toBeNull();
-    console.log(`demo: ready on the broker ${Math.round(readyAt! - started)} ms after start`);
+    console.log(`demo: $state ready on the broker ${Math.round(readyAt! - started)} ms after spawning the demo (no socat on its PATH)`);
+    expect(output).toMatch(/an emulated Uno \(real firmware\) served at tcp:\/\/127\.0\.0\.1:\d+, the embedded broker at mqtt:\/\/127\.0\.0\.1:\d+/);
     expect(output).toContain(`mosquitto_sub -h 127.0.0.1 -p ${port} -t 'homie/5/#' -v`);
+
+    // The command the demo prints works (from the test's PATH: the demo itself needs no mosquitto tools).
+    const sub = await mosquittoSubOnce(port, 'homie/5/demo-uno/$state');
+    if (sub.missing) {
+      if (inCi) throw new Error('mosquitto_sub is not installed on this CI machine (Debian: mosquitto-clients); scripts/test-all.sh installs it');
+      console.log('demo: mosquitto_sub not installed here, its check was left out (CI fails instead)');
+    } else {
+      expect(sub.out.trim()).toBe('homie/5/demo-uno/$state ready');
+    }
 
     const code = await exited;
     const ranFor = performance.now() - started;
-    expect(code).toBe(0);
-    expect(ranFor).toBeGreaterThanOrEqual(15_000);
+    expect(code, output).toBe(0);
+    expect(ranFor).toBeGreaterThanOrEqual(20_000);
     expect(output).toMatch(/demo-uno {2}state ready/);
     expect(output).toContain('tether demo: stopped');
   }, 60_000);

@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
+import { connect } from '../../host/index.ts';
 import { loadIntelHex } from '../../host/flash/intel-hex.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
+import { EmulateProcess } from '../support/emulate-process.ts';
 
 // The emulated Optiboot is a real STK500v1 target: Debian's avrdude (the tool the Arduino
 // IDE uses) writes and verifies tether.hex through it, with the pty auto-reset standing in
@@ -23,6 +25,16 @@ function avrdudeInstalled(): boolean {
     // `avrdude -?` exits non-zero after printing its usage; only a missing binary is ENOENT.
     return (err as NodeJS.ErrnoException).code !== 'ENOENT';
   }
+}
+
+function avrdude(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('avrdude', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('exit', (code) => resolve({ code, output }));
+  });
 }
 
 const haveAvrdude = avrdudeInstalled();
@@ -43,13 +55,7 @@ describe('avrdude -c arduino against the emulated Optiboot', () => {
     const board = await BoardOnPty.start({ hexPath: blank, bootloaderPath: OPTIBOOT, ptyPath: join(dir, 'uno') });
     try {
       const args = ['-c', 'arduino', '-p', 'm328p', '-P', board.bridge.linkPath, '-b', '115200', '-U', `flash:w:${FIRMWARE_HEX_PATH}:i`];
-      const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
-        const child = spawn('avrdude', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let output = '';
-        child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-        child.on('exit', (code) => resolve({ code, output }));
-      });
+      const result = await avrdude(args);
       expect(result.code, result.output).toBe(0);
       expect(result.output).toMatch(/7\d{3} bytes of flash verified/);
       expect(board.autoResets).toBe(1);
@@ -59,6 +65,32 @@ describe('avrdude -c arduino against the emulated Optiboot', () => {
       expect(board.uno.flash.subarray(0, APP_BYTES)).toEqual(expected);
     } finally {
       await board.close();
+    }
+  });
+
+  it.skipIf(!haveAvrdude)(`writes and verifies tether.hex over TCP (-P net:) through tether emulate --tcp, no pty${haveAvrdude ? '' : ' (SKIPPED: avrdude not installed)'}`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-avrdude-tcp-'));
+    const blank = join(dir, 'blank.hex');
+    writeFileSync(blank, ':00000001FF\n'); // an erased chip: Optiboot alone
+    const emulator = await EmulateProcess.startTcp(['--hex', blank, '--bootloader', OPTIBOOT]);
+    try {
+      const port = emulator.tcpPort;
+      const started = performance.now();
+      const result = await avrdude(['-c', 'arduino', '-p', 'm328p', '-P', `net:127.0.0.1:${port}`, '-b', '115200', '-U', `flash:w:${FIRMWARE_HEX_PATH}:i`]);
+      console.log(`avrdude over net: ${Math.round(performance.now() - started)} ms`);
+      expect(result.code, result.output).toBe(0);
+      expect(result.output).toMatch(/7\d{3} bytes of flash verified/);
+      // One client came and went; the faked DTR reset put the MCU into Optiboot for it.
+      expect(emulator.events.filter((e) => e.event === 'connect')).toHaveLength(1);
+      await emulator.waitFor((e) => e.event === 'disconnect');
+      expect(emulator.events.filter((e) => e.event === 'reset' && e.cause === 'external')).toHaveLength(1);
+
+      // Optiboot then starts what it wrote: tether's firmware answers a host link on the same port.
+      const link = await connect(`tcp://127.0.0.1:${port}`, { session: { pingIntervalMs: 200 } });
+      expect(link.state).toBe('ready');
+      await link.close();
+    } finally {
+      expect(await emulator.stop()).toBe(0);
     }
   });
 });

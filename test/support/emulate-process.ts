@@ -21,10 +21,28 @@ export class EmulateProcess {
     readonly ptyPath: string,
   ) {}
 
+  /** On a pty (needs socat). */
   static async start(extraArgs: string[] = []): Promise<EmulateProcess> {
     const ptyPath = join(mkdtempSync(join(tmpdir(), 'tether-emulate-')), 'uno');
-    const child = spawn(process.execPath, [CLI, 'emulate', '--pty', ptyPath, '--json', ...extraArgs], {
+    return await EmulateProcess.launch(['--pty', ptyPath, ...extraArgs], ptyPath);
+  }
+
+  /** On a TCP port (`--tcp 0`: any free one; `tcpPort` says which). */
+  static async startTcp(extraArgs: string[] = [], env?: NodeJS.ProcessEnv): Promise<EmulateProcess> {
+    return await EmulateProcess.launch(['--tcp', '0', ...extraArgs], '', env);
+  }
+
+  /** The port `--tcp` serves on, from the ready event. */
+  get tcpPort(): number {
+    const ready = this.events.find((e) => e.event === 'ready');
+    if (typeof ready?.port !== 'number') throw new Error('tether emulate is not serving on TCP');
+    return ready.port;
+  }
+
+  private static async launch(args: string[], ptyPath: string, env?: NodeJS.ProcessEnv): Promise<EmulateProcess> {
+    const child = spawn(process.execPath, [CLI, 'emulate', '--json', ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      env,
     });
     const proc = new EmulateProcess(child, ptyPath);
     let stderr = '';
