@@ -1,6 +1,7 @@
 import { EventSubscriptions, type Extension } from '../extensions/extension.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
+import { LogRateLimiter } from '../log/log-rate-limiter.ts';
 import type { Logger } from '../log/logger.ts';
 import type { MessageInfo } from '../mqtt/broker-session.ts';
 import { homieTopics, parseSetTopic } from './homie-topics.ts';
@@ -19,10 +20,12 @@ export class SetCommandsExtension implements Extension {
   private readonly log: Logger;
   /** Topics already warned about for being retained (once each). */
   private readonly retainedWarned = new Set<string>();
+  private readonly rejections: LogRateLimiter;
 
   constructor(private readonly gateway: Gateway) {
     this.subscriptions = new EventSubscriptions(gateway.events);
     this.log = gateway.log.child({ extension: this.name });
+    this.rejections = new LogRateLimiter(gateway.clock, { windowMs: 60_000, burst: 10 });
   }
 
   async start(): Promise<void> {
@@ -66,6 +69,12 @@ export class SetCommandsExtension implements Extension {
 
   private reject(device: GatewayDevice, topic: string, reason: string): void {
     device.counters.setsRejected++;
-    this.log.warn({ device: device.id, topic, reason, rejected: device.counters.setsRejected }, `rejected /set: ${reason}`);
+    // Bad commands come from outside: at most 10 lines a minute per device (all are counted in metrics).
+    const { ok, suppressed } = this.rejections.allow(device.id);
+    if (!ok) return;
+    this.log.warn(
+      { device: device.id, topic: topic.slice(0, 200), reason, rejected: device.counters.setsRejected, suppressed },
+      `rejected /set: ${reason}${suppressed > 0 ? ` (and ${suppressed} more not logged in the last minute)` : ''}`,
+    );
   }
 }

@@ -109,4 +109,30 @@ describe('Gateway: a controller with extensions', () => {
     await vi.waitFor(() => expect(loud.seen).toContainEqual(['homie/5/dev-a/$state', 'disconnected']), { timeout: 5000, interval: 50 });
     await loud.close();
   });
+
+  it('a flood of bad /set commands is counted one by one but logged at most 10 times a minute', async () => {
+    const b = await board();
+    const log = new RecordingLogger();
+    const gateway = await Gateway.start(config(b.target), log, { env: {} });
+    const client = await mqtt.connectAsync(gateway.brokerUrl, { reconnectPeriod: 0 });
+    try {
+      await vi.waitFor(() => expect(gateway.devices[0]!.mqtt.connected).toBe(true), { timeout: 10_000, interval: 20 });
+      // The subscription goes out right after CONNACK: wait until one command gets through.
+      await vi.waitFor(
+        async () => {
+          await client.publishAsync('homie/5/dev-a/nope/x/set', 'true', { qos: 1 });
+          expect(gateway.devices[0]!.counters.setsRejected).toBeGreaterThan(0);
+        },
+        { timeout: 10_000, interval: 100 },
+      );
+      const before = gateway.devices[0]!.counters.setsRejected;
+      for (let i = 0; i < 200; i++) await client.publishAsync(`homie/5/dev-a/nope/x${i}/set`, 'true', { qos: 1 });
+      await vi.waitFor(() => expect(gateway.devices[0]!.counters.setsRejected).toBe(before + 200), { timeout: 10_000, interval: 20 });
+      const lines = log.records.filter((r) => r.level === 'warn' && /^rejected \/set/.test(r.msg ?? ''));
+      expect(lines).toHaveLength(10);
+    } finally {
+      await client.endAsync();
+      await gateway.stop();
+    }
+  });
 });
