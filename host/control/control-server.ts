@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { rmSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
 import { z } from 'zod';
 import { BOARDS } from '../flash/boards.ts';
 import { FlashError } from '../flash/errors.ts';
@@ -69,10 +70,18 @@ export async function startControlServer(path: string, devices: readonly Gateway
     }
     socket.end();
   };
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
+  // Only the daemon's user may ask it to flash a board: the socket is created 0600 whatever
+  // the umask (listen() under a 077 umask, then chmod for an explicit mode).
+  const umask = process.umask(0o077);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(umask);
+  }
+  await chmod(path, 0o600);
   logger.info({ path }, `control socket at ${path} (tether flash --daemon ${path})`);
   return {
     path,

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,9 +56,15 @@ describe('Gateway: a controller with extensions', () => {
     // The constructor does nothing.
     expect(activeResources()).toEqual(baseline);
     expect(() => gateway.brokerUrl).toThrow(/not started/);
-    await gateway.start();
+    const umask = process.umask(0); // the worst case: any local user could reach a 0777 socket
+    try {
+      await gateway.start();
+    } finally {
+      process.umask(umask);
+    }
     const control = gateway.extension(ControlSocketExtension)!.path!;
     expect(existsSync(control)).toBe(true);
+    expect(statSync(control).mode & 0o777).toBe(0o600); // only the daemon's user may request a flash
     await vi.waitFor(() => expect(gateway.devices[0]!.link.state).toBe('ready'), { timeout: 10_000, interval: 50 });
     await gateway.stop();
     expect(gateway.devices[0]!.link.state).toBe('disconnected');
