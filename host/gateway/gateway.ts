@@ -108,6 +108,7 @@ export class Gateway {
   async start(): Promise<void> {
     const { config, log } = this;
     try {
+      this.credentials = await resolveBrokerCredentials(config.broker, config.broker.url ?? 'mqtt://127.0.0.1', this.env, log);
       await this.step('embedded broker', async () => {
         if (config.broker.url) {
           this.url = config.broker.url;
@@ -115,14 +116,16 @@ export class Gateway {
           return null;
         }
         const { startEmbeddedBroker } = await import('../mqtt/embedded-broker.ts');
-        const embedded = await startEmbeddedBroker({ port: config.broker.embeddedPort, logger: log });
+        // With broker.username set, the embedded broker admits that user only (the gateway uses it too).
+        const { username, password } = this.credentials;
+        const users = username !== undefined ? { [username]: password ?? '' } : undefined;
+        const embedded = await startEmbeddedBroker({ port: config.broker.embeddedPort, users, logger: log });
         this.embeddedBroker = embedded;
         this.url = embedded.url;
         log.info({ url: this.url }, `no broker configured: started the embedded MQTT broker on ${this.url} (set broker.url to use your own)`);
         return () => embedded.close();
       });
       await mkdir(config.queue.dir, { recursive: true });
-      this.credentials = await resolveBrokerCredentials(config.broker, this.brokerUrl, this.env, log);
       this.session = createBrokerSession(this.brokerSettings(), {
         credentials: this.credentials,
         url: this.brokerUrl,

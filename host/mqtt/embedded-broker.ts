@@ -1,14 +1,23 @@
+import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { Aedes } from 'aedes';
 import { silentLogger, type Logger } from '../log/logger.ts';
+import { MqttPacketSizeLimit } from './mqtt-packet-size-limit.ts';
 
 export interface EmbeddedBrokerOptions {
   /** TCP port; 0 (the default) lets the OS pick a free one. */
   port?: number;
   /** Address to listen on; loopback by default. */
   host?: string;
+  /** When given, only these users may connect (username -> password); otherwise anyone on the host. */
+  users?: Record<string, string>;
+  /** Largest MQTT packet accepted (default 256 KiB); a client announcing a bigger one is disconnected. */
+  maxPacketBytes?: number;
   logger?: Logger;
 }
+
+export const DEFAULT_MAX_PACKET_BYTES = 256 * 1024;
 
 export interface EmbeddedBroker {
   /** mqtt://host:port */
@@ -31,11 +40,29 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
   const { port = 0, host = '127.0.0.1' } = options;
   const logger = (options.logger ?? silentLogger).child({ component: 'embedded-broker' });
   const aedes = await Aedes.createBroker();
+  const users = options.users;
+  if (users) {
+    aedes.authenticate = (client, username, password, callback) => {
+      const ok = username !== undefined && Object.hasOwn(users, username) && sameSecret(users[username]!, password);
+      if (!ok) logger.warn({ clientId: client.id, username }, 'embedded broker: refused a client with a wrong username or password');
+      callback(null, ok);
+    };
+  }
+  const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    aedes.handle(socket);
+    // Aedes buffers a whole packet before looking at it: refuse oversized ones on their header.
+    const limit = new MqttPacketSizeLimit(maxPacketBytes);
+    limit.on('error', (err) => {
+      logger.warn({ remote: socket.remoteAddress, err: err.message }, 'embedded broker: disconnected a client');
+      socket.destroy();
+    });
+    socket.on('error', () => {});
+    // Aedes reads the checked bytes and writes to the socket; destroying one side destroys both.
+    aedes.handle(Duplex.from({ readable: limit, writable: socket }));
+    socket.pipe(limit);
   });
 
   aedes.on('client', (client) => logger.debug({ clientId: client.id }, 'client connected'));
@@ -81,4 +108,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
       return closing;
     },
   };
+}
+
+function sameSecret(expected: string, given: Buffer | undefined): boolean {
+  const a = Buffer.from(expected);
+  const b = given ?? Buffer.alloc(0);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
