@@ -174,7 +174,13 @@ export const configSchema = z
       .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .default({ level: 'info' }),
     /** Extensions (host/extensions/): each can be switched off. */
-    homie: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    homie: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Keepalive facts go out when they change; RTT and last-seen also at least this often (s). */
+        factsRefreshSec: z.number().int().min(5).max(86_400).default(300),
+      })
+      .default({ enabled: true, factsRefreshSec: 300 }),
     /** Homie /set commands to components. */
     commands: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
     /** The Prometheus endpoint: on when this section is given. */

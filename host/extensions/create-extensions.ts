@@ -13,7 +13,7 @@ import type { Extension } from './extension.ts';
 export function createExtensions(gateway: Gateway): Extension[] {
   const { config } = gateway;
   const extensions: Extension[] = [];
-  if (config.homie.enabled) extensions.push(new HomieExtension(gateway));
+  if (config.homie.enabled) extensions.push(new HomieExtension(gateway, { factsRefreshMs: config.homie.factsRefreshSec * 1000 }));
   if (config.commands.enabled) extensions.push(new SetCommandsExtension(gateway));
   if (config.metrics && config.metrics.enabled) extensions.push(new MetricsExtension(gateway, config.metrics));
   if (config.control.enabled) extensions.push(new ControlSocketExtension(gateway));

@@ -1,15 +1,17 @@
 import { EventSubscriptions, type Extension } from '../extensions/extension.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
-import type { OutboxKind } from '../mqtt/durable-outbox.ts';
 import type { RebootInfo } from '../session/device-session.ts';
 import { every } from '../time/clock.ts';
 import { describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
 import { homieTopics } from './homie-topics.ts';
+import { KeepaliveFacts } from './keepalive-facts.ts';
 
 export interface HomieExtensionOptions {
-  /** How often RTT and last-seen are refreshed on the broker (default 5000 ms). */
-  keepalivePublishMs?: number;
+  /** How often the keepalive facts are looked at (default 5000 ms); only news is published (keepalive-facts.ts). */
+  factsCheckMs?: number;
+  /** RTT and last-seen are refreshed at least this often while they drift (default 300 s). */
+  factsRefreshMs?: number;
 }
 
 /**
@@ -23,6 +25,7 @@ export class HomieExtension implements Extension {
   readonly name = 'homie';
   private readonly subscriptions: EventSubscriptions;
   private readonly descriptions = new Map<string, HomieDescription>();
+  private readonly facts = new Map<string, KeepaliveFacts>();
   private stopTimer: (() => void) | null = null;
   private stopping = false;
 
@@ -45,12 +48,12 @@ export class HomieExtension implements Extension {
     on('deviceState', (device, change) => {
       if (this.stopping) return;
       device.publish(homieTopics.state(device.id), change.to, 'state');
-      this.publishKeepalive(device);
+      this.publishKeepalive(device, { stateChanged: true });
     });
-    on('deviceReboot', (device, info) => this.publishKeepalive(device, info));
+    on('deviceReboot', (device, info) => this.publishKeepalive(device, { reboot: info }));
     on('componentValue', (device, v) => device.publish(homieTopics.property(device.id, v.component, v.property), v.value, v.kind));
     on('brokerUp', (device) => (device ? this.republish(device) : this.announceGateway()));
-    this.stopTimer = every(gateway.clock, this.options.keepalivePublishMs ?? 5000, () => {
+    this.stopTimer = every(gateway.clock, this.options.factsCheckMs ?? 5000, () => {
       for (const device of gateway.devices) this.publishKeepalive(device);
     });
   }
@@ -101,20 +104,16 @@ export class HomieExtension implements Extension {
     for (const component of device.components) {
       for (const [property, value] of component.values()) device.publish(homieTopics.property(device.id, component.id, property), value, 'state');
     }
-    this.publishKeepalive(device);
+    this.facts.get(device.id)?.reset(); // the broker may have lost the retained facts too
+    this.publishKeepalive(device, { stateChanged: true });
   }
 
-  private publishKeepalive(device: GatewayDevice, reboot?: RebootInfo): void {
-    const stats = device.link.stats();
-    const { clock } = this.gateway;
-    const p = (property: string, value: string | number | null, kind: OutboxKind = 'state') => {
-      if (value !== null) device.publish(homieTopics.property(device.id, 'tether', property), String(value), kind);
-    };
-    p('rtt', stats.rttMs.last === null ? null : Number(stats.rttMs.last.toFixed(1)), 'telemetry');
-    if (stats.lastSeen !== null) p('last-seen', new Date(clock.wallNow() - (clock.now() - stats.lastSeen)).toISOString(), 'telemetry');
-    p('boot-id', stats.bootId);
-    p('reboots', Object.values(stats.reboots).reduce((a, b) => a + b, 0));
-    p('asleep-time', Number((stats.asleepMs / 1000).toFixed(1)));
-    if (reboot) p('reset-cause', reboot.causes[0] ?? 'unknown');
+  private publishKeepalive(device: GatewayDevice, event: { stateChanged?: boolean; reboot?: RebootInfo } = {}): void {
+    let facts = this.facts.get(device.id);
+    if (!facts) {
+      facts = new KeepaliveFacts({ clock: this.gateway.clock, refreshMs: this.options.factsRefreshMs });
+      this.facts.set(device.id, facts);
+    }
+    for (const f of facts.due(device.link.stats(), event)) device.publish(homieTopics.property(device.id, 'tether', f.property), f.value, f.kind);
   }
 }

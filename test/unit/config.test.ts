@@ -69,7 +69,7 @@ devices:
     ['an unknown policy', device('    config: { policy: nap }\n'), 'devices[0].config.policy: expected one of "stay", "sleep", "reset", got "nap"'],
     ['a negative ping interval', device('    keepalive: { intervalMs: -5 }\n'), 'devices[0].keepalive.intervalMs: expected >= 50, got -5'],
     ['a broker URL with the wrong scheme', `broker:\n  url: http://x\n${device()}`, /^broker\.url: expected a broker URL such as mqtt:\/\/host:1883.*got "http:\/\/x"$/],
-    ['a password without a username', `broker:\n  url: mqtt://x\n  password: p\n${device()}`, 'broker.password: password given without username, got "p"'],
+    ['a password without a username', `broker:\n  url: mqtt://x\n  password: p\n${device()}`, 'broker.password: password given without username, got ***'],
     ['two devices with one id', 'devices:\n  - id: a\n    port: /dev/a\n  - id: a\n    port: /dev/b\n', 'devices[1].id: duplicate device id (also devices[0]), got "a"'],
     ['two devices on one port', 'devices:\n  - id: a\n    port: /dev/a\n  - id: b\n    port: /dev/a\n', 'devices[1].port: port already used by devices[0], got "/dev/a"'],
     [

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
+import { KeepaliveFacts } from '../../host/homie/keepalive-facts.ts';
+
+const stats = (over: Partial<{ p50: number | null; last: number | null; lastSeen: number | null; bootId: number | null; reboots: Record<string, number>; asleepMs: number }> = {}) => ({
+  rttMs: { last: over.last ?? over.p50 ?? null, p50: over.p50 ?? null, p99: null },
+  lastSeen: over.lastSeen ?? null,
+  bootId: over.bootId ?? 7,
+  reboots: over.reboots ?? { watchdog: 0 },
+  asleepMs: over.asleepMs ?? 0,
+});
+
+describe('KeepaliveFacts: an idle board costs close to nothing on the broker', () => {
+  it('a simulated day of an idle board, looked at every 5 s with a jittery RTT: a few hundred messages, not 86,400', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock, refreshMs: 300_000 });
+    let messages = 0;
+    let seed = 1;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const window: number[] = [];
+    for (let t = 0; t < 86_400_000; t += 5000) {
+      clock.advance(5000);
+      // One PING a second, each RTT anywhere from 10 to 30 ms; the median is over the last 64 (RttStats keeps 256: steadier still).
+      for (let i = 0; i < 5; i++) window.push(10 + 20 * rand());
+      window.splice(0, Math.max(0, window.length - 64));
+      const p50 = [...window].sort((a, b) => a - b)[Math.floor(window.length / 2)]!;
+      messages += facts.due(stats({ p50, last: window.at(-1)!, lastSeen: clock.now() - 300 })).length;
+    }
+    // Refreshes of rtt and last-seen every 5 minutes (2 x 288) plus the first values; the old
+    // way was 5 messages every 5 s (86,400 a day).
+    expect(messages).toBeLessThanOrEqual(2 * 288 + 10);
+    expect(messages).toBeGreaterThanOrEqual(2 * 288);
+  });
+
+  it('counters go out once per change; a state change sends RTT and last-seen at once', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock, refreshMs: 300_000 });
+    const names = (xs: Array<{ property: string }>) => xs.map((x) => x.property).sort();
+    expect(names(facts.due(stats({ p50: 12, lastSeen: 0 })))).toEqual(['asleep-time', 'boot-id', 'last-seen', 'reboots', 'rtt']);
+    clock.advance(5000);
+    expect(facts.due(stats({ p50: 13, lastSeen: 4000 }))).toEqual([]); // nothing new
+    clock.advance(5000);
+    expect(names(facts.due(stats({ p50: 13, lastSeen: 9000 }), { stateChanged: true }))).toEqual(['last-seen', 'rtt']);
+    clock.advance(5000);
+    const reboot = facts.due(stats({ p50: 13, bootId: 8, reboots: { watchdog: 1 }, lastSeen: 14_000 }), { reboot: { causes: ['watchdog'] } as never });
+    expect(reboot.map((f) => [f.property, f.value])).toEqual([
+      ['boot-id', '8'],
+      ['reboots', '1'],
+      ['reset-cause', 'watchdog'],
+    ]);
+    clock.advance(5000);
+    expect(facts.due(stats({ p50: 40, bootId: 8, reboots: { watchdog: 1 }, lastSeen: 19_000 })).map((f) => [f.property, f.value])).toEqual([['rtt', '40.0']]); // moved > 50 %
+    expect(facts.due(stats({ p50: 40, bootId: 8, reboots: { watchdog: 1 }, asleepMs: 2400, lastSeen: 19_000 })).map((f) => [f.property, f.value])).toEqual([['asleep-time', '2']]);
+    facts.reset();
+    expect(facts.due(stats({ p50: 40, bootId: 8, lastSeen: 19_000 })).length).toBe(5);
+  });
+});
