@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../../host/config/load-config.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
+import { lockQueueDir, QueueLockedError, type QueueLock } from '../../host/mqtt/queue-lock.ts';
 import type { Command } from '../command.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -48,7 +49,24 @@ export const daemonCommand: Command = {
       return EXIT.ok;
     }
     const logger = createLogger(config.log.level);
-    const gateway = await Gateway.start(config, logger);
+    // One daemon per queue directory, checked before anything else starts (broker, sessions,
+    // journals, control socket): a second one would corrupt the first's queue.
+    let queueLock: QueueLock;
+    try {
+      queueLock = await lockQueueDir(config.queue.dir, { logger });
+    } catch (err) {
+      if (!(err instanceof QueueLockedError)) throw err;
+      logger.error({ dir: err.dir, owner: err.owner }, err.message);
+      console.error(`tether daemon: ${err.message}`);
+      return EXIT.failure;
+    }
+    let gateway: Gateway;
+    try {
+      gateway = await Gateway.start(config, logger);
+    } catch (err) {
+      await queueLock.release();
+      throw err;
+    }
     return await new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string) => {
@@ -60,16 +78,19 @@ export const daemonCommand: Command = {
           resolve(EXIT.failure);
         }, SHUTDOWN_LIMIT_MS);
         limit.unref();
-        gateway.stop().then(
-          () => {
-            clearTimeout(limit);
-            resolve(EXIT.ok);
-          },
-          (err: Error) => {
-            logger.error({ err: err.message }, 'shutdown failed');
-            resolve(EXIT.failure);
-          },
-        );
+        gateway
+          .stop()
+          .finally(() => queueLock.release())
+          .then(
+            () => {
+              clearTimeout(limit);
+              resolve(EXIT.ok);
+            },
+            (err: Error) => {
+              logger.error({ err: err.message }, 'shutdown failed');
+              resolve(EXIT.failure);
+            },
+          );
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
