@@ -4,6 +4,7 @@ import os from 'node:os';
 import { brokerLeg } from './broker-leg.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
+import { outboxJournal } from './outbox-journal.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
 import { serialThroughput } from './serial-throughput.bench.ts';
 import { printTable, type Row } from './support.ts';
@@ -15,6 +16,7 @@ for (const [name, bench] of [
   ['serial throughput', serialThroughput],
   ['detection latency', detectionLatency],
   ['broker leg', brokerLeg],
+  ['outbox journal', outboxJournal],
   ['fleet scale', fleetScale],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);

@@ -790,7 +790,7 @@ export class DurableOutbox extends EventEmitter {
         const line = encodeEntry(slot.entry);
         chunk.push(line);
         chunkLength += line.length;
-        if (chunkLength >= 1 << 20) await flush();
+        if (chunkLength >= 1 << 18) await flush(); // small chunks: the encoding between writes stays short
       }
       if (chunk.length > 0) await flush();
       if (sync) await this.io.sync(fd);
