@@ -5,6 +5,7 @@ import { brokerLeg } from './broker-leg.bench.ts';
 import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
+import { outboxJournal } from './outbox-journal.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
 import { serialThroughput } from './serial-throughput.bench.ts';
 import { printTable, type Row } from './support.ts';
@@ -17,6 +18,7 @@ for (const [name, bench] of [
   ['serial throughput', serialThroughput],
   ['detection latency', detectionLatency],
   ['broker leg', brokerLeg],
+  ['outbox journal', outboxJournal],
   ['fleet scale', fleetScale],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);

@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from '../../host/config/load-config.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
 import { redactUrl } from '../../host/log/redact.ts';
+import { QueueLockedError } from '../../host/mqtt/queue-lock.ts';
 import type { Command } from '../command.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -49,7 +50,15 @@ export const daemonCommand: Command = {
       return EXIT.ok;
     }
     const logger = createLogger(config.log.level);
-    const gateway = await Gateway.start(config, logger);
+    let gateway: Gateway;
+    try {
+      gateway = await Gateway.start(config, logger);
+    } catch (err) {
+      // One daemon per queue directory: the second says who holds it, in one line.
+      if (!(err instanceof QueueLockedError)) throw err;
+      console.error(`tether daemon: ${err.message}`);
+      return EXIT.failure;
+    }
     return await new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string) => {
@@ -61,16 +70,18 @@ export const daemonCommand: Command = {
           resolve(EXIT.failure);
         }, SHUTDOWN_LIMIT_MS);
         limit.unref();
-        gateway.stop().then(
-          () => {
-            clearTimeout(limit);
-            resolve(EXIT.ok);
-          },
-          (err: Error) => {
-            logger.error({ err: err.message }, 'shutdown failed');
-            resolve(EXIT.failure);
-          },
-        );
+        gateway
+          .stop()
+          .then(
+            () => {
+              clearTimeout(limit);
+              resolve(EXIT.ok);
+            },
+            (err: Error) => {
+              logger.error({ err: err.message }, 'shutdown failed');
+              resolve(EXIT.failure);
+            },
+          );
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));

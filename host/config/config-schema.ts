@@ -168,8 +168,17 @@ export const configSchema = z
         dir: z.string().min(1).default('./tether-data'),
         maxEntries: z.number().int().min(10).max(10_000_000).default(10_000),
         maxBytes: z.number().int().min(1024).max(4 * 1024 ** 3).default(16 * 1024 * 1024),
+        /**
+         * When the outbox journals are synced to the disk: `always` (every write, before it
+         * counts as stored: survives power loss), `{ batchMs: N }` (within N ms: a power loss
+         * may lose the last N ms), `never` (the kernel decides: survives a crash of the
+         * daemon, not a power loss). See the README's outbox paragraph.
+         */
+        fsync: z
+          .union([z.enum(['always', 'never']), z.strictObject({ batchMs: z.number().int().min(1).max(60_000) })])
+          .default('always'),
       })
-      .default({ dir: './tether-data', maxEntries: 10_000, maxBytes: 16 * 1024 * 1024 }),
+      .default({ dir: './tether-data', maxEntries: 10_000, maxBytes: 16 * 1024 * 1024, fsync: 'always' }),
     log: z
       .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .default({ level: 'info' }),

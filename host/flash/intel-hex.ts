@@ -8,17 +8,24 @@ export class IntelHexError extends Error {
 
 /**
  * Writes the data records of an Intel HEX text into `target` (flash bytes).
- * Checks every record's checksum: a corrupt image must not half-load silently.
- * Returns the highest address written + 1.
+ * Checks every record's checksum: a corrupt image must not half-load silently. Requires the
+ * end-of-file record (a file cut at a line boundary is otherwise a valid-looking half image,
+ * and a verify that reads back what was written would pass it), and rejects a data record that
+ * overlaps bytes an earlier record wrote (naming both lines). Lines after the end-of-file record
+ * are ignored. Returns the highest address written + 1.
  */
 export function loadIntelHex(text: string, target: Uint8Array): number {
   let base = 0;
   let end = 0;
+  // The line (1-based) that wrote each byte, 0 for none: finds overlapping records.
+  const writtenBy = new Int32Array(target.length);
   const lines = text.split(/\r?\n/);
+  let lastLine = 0;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
     if (line === '') continue;
     const lineNo = i + 1;
+    lastLine = lineNo;
     if (!line.startsWith(':') || line.length < 11 || line.length % 2 === 0) {
       throw new IntelHexError('not a record', lineNo);
     }
@@ -36,11 +43,18 @@ export function loadIntelHex(text: string, target: Uint8Array): number {
       case 0x00: {
         const at = base + address;
         if (at + count > target.length) throw new IntelHexError(`data at 0x${at.toString(16)} beyond flash`, lineNo);
+        for (let a = at; a < at + count; a++) {
+          if (writtenBy[a] !== 0) {
+            throw new IntelHexError(`data at 0x${a.toString(16)} overlaps the data of line ${writtenBy[a]}`, lineNo);
+          }
+          writtenBy[a] = lineNo;
+        }
         target.set(data, at);
         end = Math.max(end, at + count);
         break;
       }
       case 0x01:
+        if (count !== 0) throw new IntelHexError('end-of-file record with data', lineNo);
         return end;
       case 0x02:
         base = ((data[0]! << 8) | data[1]!) << 4;
@@ -55,5 +69,10 @@ export function loadIntelHex(text: string, target: Uint8Array): number {
         throw new IntelHexError(`unknown record type ${type}`, lineNo);
     }
   }
-  return end;
+  throw new IntelHexError(
+    lastLine === 0
+      ? 'empty file: no end-of-file record (:00000001FF)'
+      : 'no end-of-file record (:00000001FF) after this last line: the file is cut short',
+    Math.max(lastLine, 1),
+  );
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type five from 'johnny-five';
-import type { DeviceSettings } from '../config/config-schema.ts';
+import type { DeviceSettings, TetherConfig } from '../config/config-schema.ts';
 import { createComponent } from '../components/create-component.ts';
 import type { DeviceComponent, PublishKind } from '../components/device-component.ts';
 import { EspruinoReplTransport } from '../espruino/espruino-repl-transport.ts';
@@ -19,7 +19,7 @@ import type { GatewayEventBus } from './gateway-events.ts';
 
 export interface GatewayDeviceOptions {
   settings: DeviceSettings;
-  queue: { dir: string; maxEntries: number; maxBytes: number };
+  queue: TetherConfig['queue'];
   /** Makes this device's MQTT session (its own, with a Last Will; or the gateway's, shared). */
   mqtt: () => BrokerSession;
   /** True when `mqtt` hands out the gateway's own session (shared-session mode). */
@@ -95,6 +95,7 @@ export class GatewayDevice {
     const outbox = await DurableOutbox.open(join(this.options.queue.dir, `${settings.id}.outbox`), {
       maxEntries: this.options.queue.maxEntries,
       maxBytes: this.options.queue.maxBytes,
+      fsync: this.options.queue.fsync,
       logger: this.log,
     });
     const mqtt = this.options.mqtt();

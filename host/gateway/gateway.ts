@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.ts';
 import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
 import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { resolveBrokerCredentials, type BrokerCredentials } from '../mqtt/broker-credentials.ts';
+import { lockQueueDir } from '../mqtt/queue-lock.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { createBrokerSession } from './create-broker-session.ts';
@@ -108,6 +109,13 @@ export class Gateway {
   async start(): Promise<void> {
     const { config, log } = this;
     try {
+      // One daemon per queue directory, before anything else starts (broker, journals, sockets):
+      // a second one would hand out the same outbox ids and take the first's sessions over.
+      await mkdir(config.queue.dir, { recursive: true, mode: 0o700 });
+      await this.step('queue lock', async () => {
+        const lock = await lockQueueDir(config.queue.dir, { logger: log });
+        return () => lock.release();
+      });
       this.credentials = await resolveBrokerCredentials(config.broker, config.broker.url ?? 'mqtt://127.0.0.1', this.env, log);
       await this.step('embedded broker', async () => {
         if (config.broker.url) {
@@ -125,7 +133,6 @@ export class Gateway {
         log.info({ url: this.url }, `no broker configured: started the embedded MQTT broker on ${this.url} (set broker.url to use your own)`);
         return () => embedded.close();
       });
-      await mkdir(config.queue.dir, { recursive: true });
       this.session = createBrokerSession(this.brokerSettings(), {
         credentials: this.credentials,
         url: this.brokerUrl,

@@ -19,6 +19,8 @@ import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.t
  *   tether_outbox_depth                    messages waiting in the durable outbox for the broker
  *   tether_outbox_bytes                    their topic + payload bytes
  *   tether_outbox_dropped_total{kind}      messages the outbox's overflow policy dropped, by kind
+ *   tether_outbox_journal_damaged_records_total  journal records skipped at recovery (bad checksum, unreadable, torn)
+ *   tether_outbox_journal_moved_aside_total      journals moved aside at recovery as unreadable (header damaged)
  *   tether_mqtt_set_applied_total          /set commands applied
  *   tether_mqtt_set_rejected_total         /set commands rejected (bad payload, unknown or read-only property)
  * Per MQTT session (label `client`, the client id; the gateway's and each board's):
@@ -38,7 +40,14 @@ import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.t
 export interface DeviceMetricsInput {
   id: string;
   stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'lostCount' | 'queueDepth'>;
-  outbox: { readonly size: number; readonly bytes: number; readonly dropped: number; readonly droppedByKind: Record<string, number> };
+  outbox: {
+    readonly size: number;
+    readonly bytes: number;
+    readonly dropped: number;
+    readonly droppedByKind: Record<string, number>;
+    /** What replay found when the journal was opened (DurableOutbox.recovery). */
+    readonly recovery?: { readonly corrupt: number; readonly torn: number; readonly movedAside?: string };
+  };
   counters: { readonly setsApplied: number; readonly setsRejected: number };
   /** Calls `listener` with each heartbeat RTT in ms; returns the unsubscribe function. */
   onRtt(listener: (ms: number) => void): () => void;
@@ -132,6 +141,15 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
     for (const d of source.devices()) {
       for (const [kind, n] of Object.entries(d.outbox.droppedByKind)) set({ device: d.id, kind }, n);
     }
+  });
+  counter(registers, 'tether_outbox_journal_damaged_records_total', 'Outbox journal records skipped when the journal was replayed: bad checksum, unreadable, or torn by a crash', ['device', 'damage'], (set) => {
+    for (const d of source.devices()) {
+      set({ device: d.id, damage: 'corrupt' }, d.outbox.recovery?.corrupt ?? 0);
+      set({ device: d.id, damage: 'torn' }, d.outbox.recovery?.torn ?? 0);
+    }
+  });
+  counter(registers, 'tether_outbox_journal_moved_aside_total', 'Outbox journals moved aside when opened because they were unreadable as a whole (the device started with an empty outbox)', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.outbox.recovery?.movedAside ? 1 : 0);
   });
   counter(registers, 'tether_mqtt_set_applied_total', 'MQTT /set commands applied', ['device'], (set) => {
     for (const d of source.devices()) set({ device: d.id }, d.counters.setsApplied);

@@ -3,12 +3,28 @@
  * broker is away, or before the broker has acknowledged it, is kept here and survives a crash of
  * the daemon (kill -9), to be delivered once the broker is back (see outbox-pump.ts).
  *
- * Storage: an append-only journal file (format in outbox-journal.ts). enqueue() and ack() append
- * their record with a synchronous write on an open fd before they return, so the record is in
- * the kernel's page cache and survives the death of the process. With `fsync: true` every append
- * is also fsync'ed, so it survives power loss too (at a large cost in throughput). The journal
- * is rewritten with only the pending entries (temp file + atomic rename) on open and whenever
- * enough of it is garbage (see compact()). One process at a time may use a journal.
+ * Storage: an append-only journal file (format in outbox-journal.ts, every record with a
+ * CRC-32). No journal I/O runs on the event loop: enqueue() and ack() change the queue in memory
+ * and hand their record to a writer that appends whatever has accumulated in one asynchronous
+ * write as soon as the previous write is done (group commit), so a burst costs one write, not
+ * one per message, and a slow disk never stalls the process's timers. `flush()` resolves once
+ * everything enqueued or acked before it is written (and synced, unless `fsync: 'never'`).
+ * What a crash can lose, by `fsync` policy:
+ *   - a kill -9 of the process: only records still waiting for their write (at most one write's
+ *     latency, well under a millisecond on an idle disk); whatever flush() confirmed is kept;
+ *   - a power loss: 'always' (the default) syncs every write before flush() resolves, so
+ *     nothing flush() confirmed; { batchMs } syncs within batchMs of a write, so at most that
+ *     window; 'never' leaves it to the kernel (Linux writes dirty pages back within ~30 s).
+ * The journal is rewritten with only the pending entries (temp file + atomic rename, synced
+ * unless 'never') on open and whenever enough of it is garbage (see compact()), also off the
+ * event loop. Files are created 0600, a directory the outbox creates 0700. One process at a
+ * time may use a journal (the daemon locks its queue directory: queue-lock.ts).
+ *
+ * Damage: a record whose checksum does not match (a flipped bit, a zeroed block) is skipped,
+ * counted (`recovery.corrupt`) and logged with its line number, never published or applied. A
+ * journal whose header is unreadable (or of an unknown version) is moved aside to
+ * `<path>.corrupt-<time>` (logged with both paths and the reason, `recovery.movedAside`), and
+ * the outbox starts empty: one damaged file never keeps the others, or the daemon, down.
  *
  * Bounds (maxEntries, maxBytes: topic + payload bytes) hold for the whole queue, on disk and in
  * memory. When an entry would not fit, victims are chosen oldest first by kind:
@@ -29,10 +45,11 @@
  * to the back of the queue. This
  * is not a loss; it is counted in `coalesced` and emitted as 'coalesce', not 'drop'.
  *
- * Disk errors (ENOSPC, EIO, ...) never escape enqueue() or ack(). The message stays in memory,
- * the outbox becomes `degraded` (one logger.error per episode, a 'degraded' event) and stops
- * appending; on a later enqueue/ack (at most once per `diskRetryMs`) or compact() it tries to
- * rewrite the whole journal from memory, and on success it is back to normal ('recovered').
+ * Disk errors (ENOSPC, EIO, a failed fsync, ...) never escape enqueue(), ack(), flush() or
+ * close(). The message stays in memory, the outbox becomes `degraded` (one logger.error per
+ * episode, a 'degraded' event) and stops appending; on a later enqueue/ack (at most once per
+ * `diskRetryMs`) or compact() it tries to rewrite the whole journal from memory, and on
+ * success it is back to normal ('recovered').
  * While degraded the same bounds apply; a drop made while degraded has reason 'disk-error' (the
  * entries held in memory only ran into the bound). Entries enqueued while degraded are lost if
  * the process dies before the disk recovers.
@@ -51,9 +68,11 @@ import {
   encodeDrop,
   encodeEntry,
   encodeHeader,
+  JournalFormatError,
   nodeFs,
-  parseJournal,
+  readJournal,
   writeAll,
+  type JournalRecord,
   type OutboxFs,
 } from './outbox-journal.ts';
 
@@ -77,6 +96,9 @@ export interface OutboxEntry extends OutboxMessage {
 
 export type DropReason = 'full' | 'disk-error';
 
+/** See DurableOutboxOptions.fsync. */
+export type FsyncPolicy = 'always' | 'never' | { batchMs: number };
+
 export interface DurableOutboxOptions {
   /** Most pending entries (default 10_000). */
   maxEntries?: number;
@@ -95,10 +117,12 @@ export interface DurableOutboxOptions {
    */
   compactEvery?: number;
   /**
-   * fsync every append and compaction (default false). Without it the journal survives a crash
-   * of the process (kill -9); with it, it also survives power loss.
+   * When the journal is synced to the disk (fdatasync), see the file comment: 'always' (the
+   * default) every write and compaction, before flush() resolves; { batchMs } at most batchMs
+   * after a write (and on flush() and close()); 'never' leaves it to the kernel. `true` and
+   * `false` mean 'always' and 'never'.
    */
-  fsync?: boolean;
+  fsync?: FsyncPolicy | boolean;
   /** While degraded, least ms between attempts to rewrite the journal (default 1000). */
   diskRetryMs?: number;
   /** Least ms between two drop warnings; drops in between are summarised (default 5000). */
@@ -112,8 +136,14 @@ export interface RecoveryReport {
   entries: number;
   /** 1 if the journal ended in a record cut short by a crash. */
   torn: number;
-  /** Unreadable records before the last one (skipped). */
+  /** Records before the last one that failed their checksum or could not be read (skipped). */
   corrupt: number;
+  /** Set when the journal was unreadable as a whole: where it was moved. */
+  movedAside?: string;
+  /** Why it was moved aside. */
+  movedAsideReason?: string;
+  /** Set when the journal existed but was zero bytes long (not written by tether). */
+  empty?: true;
 }
 
 const KINDS_BY_VICTIM_ORDER: readonly OutboxKind[] = ['telemetry', 'other', 'state'];
@@ -145,7 +175,8 @@ export class DurableOutbox extends EventEmitter {
   private readonly clock: Clock;
   private readonly wallClock: () => number;
   private readonly compactEvery: number;
-  private readonly fsyncEach: boolean;
+  private readonly fsyncPolicy: 'always' | 'never' | 'batch';
+  private readonly fsyncBatchMs: number;
   private readonly diskRetryMs: number;
   private readonly dropLogIntervalMs: number;
   private readonly io: OutboxFs;
@@ -168,7 +199,27 @@ export class DurableOutbox extends EventEmitter {
   private coalescedCount = 0;
 
   private fd: number | undefined;
+  /** Journal bytes, written or waiting to be: for the garbage estimate. */
   private journalBytes = 0;
+  /** Records waiting for the writer, each batch '\n'-terminated. */
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+  /** Bumped by every batch of records; the writer and syncer track how far they got. */
+  private seq = 0;
+  private writtenSeq = 0;
+  private syncedSeq = 0;
+  /** The I/O loop (writes and rewrites, one at a time) is running. */
+  private ioRunning = false;
+  private rewriteWanted = false;
+  private rewriting = false;
+  /** Rewrite attempts finished (ok or not), for compact()'s waiters. */
+  private rewritesDone = 0;
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
+  private syncTimer: TimerHandle | undefined;
+  private seqWaiters: Array<{ seq: number; resolve: () => void }> = [];
+  private rewriteWaiters: Array<{ after: number; resolve: () => void }> = [];
+  private idleWaiters: Array<() => void> = [];
   private removalsSinceCompact = 0;
   private isDegraded = false;
   private lastRepairAt = -Infinity;
@@ -200,7 +251,19 @@ export class DurableOutbox extends EventEmitter {
     this.logger = (options.logger ?? silentLogger).child({ component: 'outbox' });
     this.clock = options.clock ?? systemClock;
     this.wallClock = options.wallClock ?? Date.now;
-    this.fsyncEach = options.fsync ?? false;
+    const fsync = options.fsync ?? 'always';
+    if (fsync === true || fsync === 'always') {
+      this.fsyncPolicy = 'always';
+      this.fsyncBatchMs = 0;
+    } else if (fsync === false || fsync === 'never') {
+      this.fsyncPolicy = 'never';
+      this.fsyncBatchMs = 0;
+    } else if (typeof fsync === 'object' && Number.isSafeInteger(fsync.batchMs) && fsync.batchMs >= 1) {
+      this.fsyncPolicy = 'batch';
+      this.fsyncBatchMs = fsync.batchMs;
+    } else {
+      throw new RangeError(`fsync must be 'always', 'never' or { batchMs: integer >= 1 }, got ${JSON.stringify(fsync)}`);
+    }
     this.io = options.fs ?? nodeFs;
   }
 
@@ -208,14 +271,21 @@ export class DurableOutbox extends EventEmitter {
    * Opens the journal at `path`, creating it (and its directory) if missing, else replaying it:
    * the outbox then holds exactly the entries that were enqueued and not acked, dropped or
    * coalesced, in their order and with their ids. A torn last record (crash mid-write) is
-   * ignored and logged. The journal is then rewritten compactly; if that fails the outbox starts
+   * ignored and logged; a record failing its checksum is skipped, counted and logged. A file
+   * that is not an outbox journal of a known version is moved aside (never overwritten) and the
+   * outbox starts empty. The journal is then rewritten compactly; if that fails the outbox starts
    * degraded (see the file comment). Rejects only when the file cannot be read (other than
-   * missing) or is not an outbox journal of a known version, so that it is never overwritten.
+   * missing) or cannot be moved aside.
    */
   static async open(path: string, options: DurableOutboxOptions = {}): Promise<DurableOutbox> {
     const outbox = new DurableOutbox(path, options);
-    outbox.recover();
+    await outbox.recover();
     return outbox;
+  }
+
+  /** The fsync policy in force. */
+  get fsync(): FsyncPolicy {
+    return this.fsyncPolicy === 'batch' ? { batchMs: this.fsyncBatchMs } : this.fsyncPolicy;
   }
 
   /** Pending entries. */
@@ -257,8 +327,8 @@ export class DurableOutbox extends EventEmitter {
   }
 
   /**
-   * Queues `message` and returns its entry. The journal record is written before this returns
-   * (unless the disk fails: then the entry is held in memory, see the file comment). May drop
+   * Queues `message` and returns its entry. Its journal record is handed to the writer (see
+   * flush(); if the disk fails the entry is held in memory, see the file comment). May drop
    * older entries, or this one, to stay within bounds; may replace an older retained value.
    * Never throws for disk errors; throws for invalid messages or after close().
    */
@@ -337,34 +407,54 @@ export class DurableOutbox extends EventEmitter {
 
   /**
    * Rewrites the journal with only the pending entries (temp file, then an atomic rename over
-   * the journal). Also the way back from degraded. Never throws; on failure the old journal is
-   * kept (and stays in use if it was healthy).
+   * the journal). Also the way back from degraded. Never rejects; on failure the old journal is
+   * kept (and stays in use if it was healthy). Resolves when that rewrite has finished.
    */
-  compact(): void {
-    if (this.closed) return;
-    this.rewrite();
+  compact(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return this.requestRewrite();
   }
 
-  /** Writes what is left to write (a last repair attempt if degraded) and closes the journal. */
+  /**
+   * Resolves once every record of what was enqueued or acked before the call is written to the
+   * journal and, unless fsync is 'never', synced to the disk (in 'batch' mode this syncs now),
+   * and a compaction under way has finished. Never rejects: while degraded it resolves once the
+   * repair attempt under way (if any) has finished, with the outbox still `degraded` if it failed.
+   */
+  async flush(): Promise<void> {
+    const rewrite = this.rewriteWanted || this.rewriting ? this.rewriteDone(this.rewritesDone) : undefined;
+    const target = this.seq;
+    if (this.fsyncPolicy === 'batch' && this.writtenSeq > this.syncedSeq) this.startSync();
+    if (rewrite) await rewrite;
+    if (!this.isDurable(target) && !this.isDegraded && this.fd !== undefined) {
+      await new Promise<void>((resolve) => {
+        this.seqWaiters.push({ seq: target, resolve });
+        this.kick();
+      });
+    }
+    if (this.isDegraded) await this.whenIdle();
+  }
+
+  /**
+   * Writes and syncs what is left (a last repair attempt if degraded) and closes the journal.
+   * Leaves no timer or handle behind.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.isDegraded) this.rewrite();
     this.closed = true;
     this.flushDropLog();
+    if (this.isDegraded) this.rewriteWanted = true;
+    this.kick();
+    await this.whenIdle();
+    this.cancelSyncTimer();
+    if (this.fd !== undefined && this.fsyncPolicy !== 'never' && this.writtenSeq > this.syncedSeq) this.startSync();
+    await this.whenIdle();
     if (this.fd !== undefined) {
       const fd = this.fd;
       this.fd = undefined;
-      try {
-        if (this.fsyncEach) this.io.fsyncSync(fd);
-      } catch {
-        // Reported by the appends already, if at all.
-      }
-      try {
-        this.io.closeSync(fd);
-      } catch {
-        // Nothing left to do with it.
-      }
+      await this.io.close(fd).catch(() => {});
     }
+    this.settleWaiters(true);
   }
 
   // ---- queue bookkeeping ----
@@ -471,28 +561,176 @@ export class DurableOutbox extends EventEmitter {
   // ---- journal ----
 
   /**
-   * Appends `lines` (one write, so a crash tears at most the last of them). On failure the
-   * outbox becomes degraded; while degraded, nothing is appended (the file may end in a partial
-   * line) and the whole journal is rewritten from memory instead, at most once per diskRetryMs.
+   * Hands `lines` to the writer as one batch (one write, so a crash tears at most the last of
+   * them). While degraded nothing is appended (the file may end in a partial line): the whole
+   * journal is rewritten from memory instead, at most once per diskRetryMs.
    */
   private journal(lines: string[]): void {
-    if (this.isDegraded || this.fd === undefined) {
-      if (this.clock.now() - this.lastRepairAt >= this.diskRetryMs) this.rewrite();
+    if (this.closed) return;
+    // During a rewrite, records made after its snapshot must follow it into the new journal.
+    if (!this.rewriting && (this.isDegraded || this.fd === undefined)) {
+      if (this.clock.now() - this.lastRepairAt >= this.diskRetryMs) {
+        this.lastRepairAt = this.clock.now();
+        void this.requestRewrite();
+      }
       return;
     }
     const buffer = Buffer.from(lines.join('\n') + '\n');
+    this.queued.push(buffer);
+    this.queuedBytes += buffer.length;
+    this.journalBytes += buffer.length;
+    this.seq++;
+    this.kick();
+  }
+
+  private isDurable(seq: number): boolean {
+    return (this.fsyncPolicy === 'never' ? this.writtenSeq : this.syncedSeq) >= seq;
+  }
+
+  /** Starts the I/O loop unless it runs. */
+  private kick(): void {
+    if (this.ioRunning) return;
+    this.ioRunning = true;
+    void this.ioLoop();
+  }
+
+  /** Writes and rewrites, one at a time, until there is nothing left to do. */
+  private async ioLoop(): Promise<void> {
     try {
-      writeAll(this.io, this.fd, buffer);
-      if (this.fsyncEach) this.io.fsyncSync(this.fd);
-      this.journalBytes += buffer.length;
-    } catch (err) {
-      this.enterDegraded(err);
+      for (;;) {
+        if (this.rewriteWanted) {
+          this.rewriteWanted = false;
+          await this.rewrite();
+          this.rewritesDone++;
+          this.settleRewriteWaiters();
+          continue;
+        }
+        if (this.queued.length > 0 && !this.isDegraded && this.fd !== undefined) {
+          const batch = this.queued.length === 1 ? this.queued[0]! : Buffer.concat(this.queued);
+          const upTo = this.seq;
+          this.queued = [];
+          this.queuedBytes = 0;
+          try {
+            await writeAll(this.io, this.fd, batch);
+            this.writtenSeq = upTo;
+            this.afterWrite();
+          } catch (err) {
+            this.enterDegraded(err);
+          }
+          this.settleWaiters(false);
+          continue;
+        }
+        break;
+      }
+    } finally {
+      this.ioRunning = false;
+      if (this.isDegraded) {
+        this.queued = [];
+        this.queuedBytes = 0;
+      }
+      this.settleWaiters(false);
+      this.settleIdle();
     }
+  }
+
+  private afterWrite(): void {
+    if (this.fsyncPolicy === 'always' || (this.fsyncPolicy === 'batch' && this.seqWaiters.length > 0)) this.startSync();
+    else if (this.fsyncPolicy === 'batch' && this.syncTimer === undefined) {
+      this.syncTimer = this.clock.setTimeout(() => {
+        this.syncTimer = undefined;
+        this.startSync();
+      }, this.fsyncBatchMs);
+      (this.syncTimer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /**
+   * Syncs the journal (concurrently with the next write: a sync covers at least what was
+   * written before it started). A failed sync may have lost written pages: degraded, and the
+   * journal is rewritten from memory.
+   */
+  private startSync(): void {
+    this.cancelSyncTimer();
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    const fd = this.fd;
+    if (fd === undefined || this.isDegraded) return;
+    const target = this.writtenSeq;
+    this.syncing = this.io.sync(fd).then(
+      () => {
+        if (this.fd === fd) this.syncedSeq = Math.max(this.syncedSeq, target);
+      },
+      (err: unknown) => {
+        if (this.fd === fd) this.enterDegraded(err);
+      },
+    );
+    void this.syncing.finally(() => {
+      this.syncing = undefined;
+      const again = this.syncAgain || this.fsyncPolicy === 'always' || this.seqWaiters.length > 0;
+      this.syncAgain = false;
+      if (again && !this.isDegraded && this.fd !== undefined && this.writtenSeq > this.syncedSeq) this.startSync();
+      this.settleWaiters(false);
+      this.settleIdle();
+    });
+  }
+
+  private cancelSyncTimer(): void {
+    if (this.syncTimer === undefined) return;
+    this.clock.clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
+  }
+
+  private requestRewrite(): Promise<void> {
+    const done = this.rewriteDone(this.rewritesDone);
+    this.rewriteWanted = true;
+    this.kick();
+    return done;
+  }
+
+  /** Resolves when a rewrite attempt finishes after `after` had finished. */
+  private rewriteDone(after: number): Promise<void> {
+    return new Promise<void>((resolve) => this.rewriteWaiters.push({ after, resolve }));
+  }
+
+  private settleRewriteWaiters(): void {
+    const keep: typeof this.rewriteWaiters = [];
+    for (const w of this.rewriteWaiters) {
+      if (this.rewritesDone > w.after) w.resolve();
+      else keep.push(w);
+    }
+    this.rewriteWaiters = keep;
+  }
+
+  /** Resolves flush() waiters that are durable (or all of them when `all` or degraded). */
+  private settleWaiters(all: boolean): void {
+    if (this.seqWaiters.length === 0) return;
+    const everyone = all || this.isDegraded || this.fd === undefined;
+    const keep: typeof this.seqWaiters = [];
+    for (const w of this.seqWaiters) {
+      if (everyone || this.isDurable(w.seq)) w.resolve();
+      else keep.push(w);
+    }
+    this.seqWaiters = keep;
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.ioRunning && !this.syncing) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private settleIdle(): void {
+    if (this.ioRunning || this.syncing || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   private enterDegraded(err: unknown): void {
     this.diskErrorCount++;
     this.lastRepairAt = this.clock.now();
+    this.cancelSyncTimer();
     if (this.isDegraded) return;
     this.isDegraded = true;
     this.logger.error(
@@ -508,56 +746,65 @@ export class DurableOutbox extends EventEmitter {
    * entries churning): the journal stays within a few times maxBytes.
    */
   private maybeCompact(): void {
-    if (this.isDegraded) return;
+    if (this.closed || this.isDegraded || this.rewriteWanted) return;
     const garbage = this.journalBytes - this.liveLineBytes;
     const due =
       (this.removalsSinceCompact >= this.compactEvery && garbage >= this.liveLineBytes) ||
       garbage >= this.liveLineBytes + 2 * this.maxBytes;
-    if (due) this.rewrite();
+    if (due) void this.requestRewrite();
   }
 
-  /** Writes header + pending entries to a temp file and renames it over the journal. */
-  private rewrite(): boolean {
+  /**
+   * Writes header + pending entries to a temp file and renames it over the journal. The queue
+   * is snapshotted first (entries are immutable); records made while it runs wait and are
+   * appended to the new journal after the rename. Never throws.
+   */
+  private async rewrite(): Promise<boolean> {
     const tmp = `${this.path}.compact`;
+    const sync = this.fsyncPolicy !== 'never';
+    // The snapshot: what the queued records say is already in it, unless the rewrite fails.
+    const slots = [...this.slots.values()];
+    const nextId = this.nextId;
+    const snapshotSeq = this.seq;
+    const before = this.queued;
+    this.queued = [];
+    this.queuedBytes = 0;
+    const removalsBefore = this.removalsSinceCompact;
+    this.removalsSinceCompact = 0;
+    this.rewriting = true;
     let fd: number | undefined;
     try {
-      this.io.mkdirSync(dirname(this.path), { recursive: true });
-      fd = this.io.openSync(
-        tmp,
-        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND,
-        0o644,
-      );
+      await this.io.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+      fd = await this.io.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o600);
       let written = 0;
-      let chunk: string[] = [encodeHeader(this.nextId)];
+      let chunk: string[] = [encodeHeader(nextId)];
       let chunkLength = 0;
-      const flush = () => {
+      const flush = async () => {
         const buffer = Buffer.from(chunk.join('\n') + '\n');
-        writeAll(this.io, fd!, buffer);
-        written += buffer.length;
         chunk = [];
         chunkLength = 0;
+        await writeAll(this.io, fd!, buffer);
+        written += buffer.length;
       };
-      for (const slot of this.slots.values()) {
+      for (const slot of slots) {
         const line = encodeEntry(slot.entry);
         chunk.push(line);
         chunkLength += line.length;
-        if (chunkLength >= 1 << 20) flush();
+        if (chunkLength >= 1 << 18) await flush(); // small chunks: the encoding between writes stays short
       }
-      if (chunk.length > 0) flush();
-      if (this.fsyncEach) this.io.fsyncSync(fd);
-      this.io.renameSync(tmp, this.path);
-      if (this.fsyncEach) this.syncDirectory();
+      if (chunk.length > 0) await flush();
+      if (sync) await this.io.sync(fd);
+      await this.io.rename(tmp, this.path);
+      if (sync) await this.syncDirectory();
       const old = this.fd;
       this.fd = fd;
       fd = undefined;
-      this.journalBytes = written;
-      this.removalsSinceCompact = 0;
+      this.journalBytes = written + this.queuedBytes;
+      this.writtenSeq = Math.max(this.writtenSeq, snapshotSeq);
+      if (sync) this.syncedSeq = Math.max(this.syncedSeq, snapshotSeq);
       if (old !== undefined) {
-        try {
-          this.io.closeSync(old);
-        } catch {
-          // The old journal is replaced either way.
-        }
+        await this.syncing; // a sync of the old journal in flight must finish before its fd closes
+        await this.io.close(old).catch(() => {});
       }
       if (this.isDegraded) {
         this.isDegraded = false;
@@ -567,35 +814,33 @@ export class DurableOutbox extends EventEmitter {
       return true;
     } catch (err) {
       if (fd !== undefined) {
-        try {
-          this.io.closeSync(fd);
-        } catch {
-          // Already failing.
-        }
-        try {
-          this.io.unlinkSync(tmp);
-        } catch {
-          // Left for the next rewrite to truncate.
-        }
+        await this.io.close(fd).catch(() => {});
+        await this.io.unlink(tmp).catch(() => {}); // else left for the next rewrite to truncate
       }
+      this.removalsSinceCompact += removalsBefore;
       if (this.isDegraded || this.fd === undefined) {
         this.enterDegraded(err);
       } else {
-        // The old journal is intact and still appended to: nothing is at risk.
+        // The old journal is intact and still appended to: nothing is at risk. The records the
+        // snapshot would have covered still have to go to it.
+        this.queued = [...before, ...this.queued];
+        this.queuedBytes += before.reduce((n, b) => n + b.length, 0);
         this.diskErrorCount++;
         this.logger.warn({ err, code: errorCode(err), path: this.path }, 'outbox journal compaction failed');
       }
       return false;
+    } finally {
+      this.rewriting = false;
     }
   }
 
-  private syncDirectory(): void {
+  private async syncDirectory(): Promise<void> {
     try {
-      const dirFd = this.io.openSync(dirname(this.path), fsConstants.O_RDONLY);
+      const dirFd = await this.io.open(dirname(this.path), fsConstants.O_RDONLY);
       try {
-        this.io.fsyncSync(dirFd);
+        await this.io.sync(dirFd);
       } finally {
-        this.io.closeSync(dirFd);
+        await this.io.close(dirFd);
       }
     } catch {
       // Some filesystems refuse fsync on a directory; the rename is still atomic.
@@ -604,52 +849,54 @@ export class DurableOutbox extends EventEmitter {
 
   // ---- recovery ----
 
-  private recover(): void {
-    let data: Buffer | undefined;
-    try {
-      data = this.io.readFileSync(this.path);
-    } catch (err) {
-      if (errorCode(err) !== 'ENOENT') throw err;
-    }
-    if (data !== undefined) {
-      const parsed = parseJournal(data);
-      let maxId = parsed.headerNext - 1;
-      for (const record of parsed.records) {
-        switch (record.type) {
-          case 'entry': {
-            const { entry } = record;
-            maxId = Math.max(maxId, entry.id);
-            if (this.slots.has(entry.id)) {
-              parsed.corrupt++;
-              continue;
-            }
-            const slot: Slot = {
-              entry: Object.freeze(entry),
-              size: entrySize(entry),
-              lineBytes: Buffer.byteLength(encodeEntry(entry)) + 1,
-            };
-            this.insert(slot);
-            break;
+  private async recover(): Promise<void> {
+    let maxId = 0;
+    const apply = (record: JournalRecord) => {
+      switch (record.type) {
+        case 'entry': {
+          const { entry } = record;
+          maxId = Math.max(maxId, entry.id);
+          if (this.slots.has(entry.id)) {
+            duplicates++;
+            return;
           }
-          case 'ack':
-          case 'drop':
-          case 'coalesced': {
-            maxId = Math.max(maxId, record.id, record.type === 'coalesced' ? record.by : 0);
-            const slot = this.slots.get(record.id);
-            if (slot) this.remove(slot);
-            break;
-          }
+          this.insert({ entry: Object.freeze(entry), size: entrySize(entry), lineBytes: Buffer.byteLength(encodeEntry(entry)) + 1 });
+          return;
+        }
+        case 'ack':
+        case 'drop':
+        case 'coalesced': {
+          maxId = Math.max(maxId, record.id, record.type === 'coalesced' ? record.by : 0);
+          const slot = this.slots.get(record.id);
+          if (slot) this.remove(slot);
         }
       }
-      this.nextId = maxId + 1;
-      Object.assign(this.recovery, { entries: this.slots.size, torn: parsed.torn, corrupt: parsed.corrupt });
-      if (parsed.torn) {
+    };
+    let duplicates = 0;
+    let summary;
+    try {
+      // A record holds at most maxBytes of topic + payload, base64 grows it by 4/3.
+      summary = await readJournal(this.io, this.path, apply, { maxLineBytes: Math.ceil((this.maxBytes * 4) / 3) + 64 * 1024 });
+    } catch (err) {
+      if (!(err instanceof JournalFormatError)) throw err;
+      await this.moveAside(err.message);
+      summary = undefined;
+    }
+    if (summary !== undefined) {
+      this.nextId = Math.max(maxId, summary.headerNext - 1) + 1;
+      const corrupt = summary.corrupt + duplicates;
+      Object.assign(this.recovery, { entries: this.slots.size, torn: summary.torn, corrupt });
+      if (summary.bytes === 0) {
+        this.recovery.empty = true;
+        this.logger.warn({ path: this.path }, `outbox journal ${this.path} is empty (zero bytes; tether never writes that): starting with an empty outbox`);
+      }
+      if (summary.torn) {
         this.logger.warn({ path: this.path }, 'outbox journal ended in a torn record (crash mid-write); ignored it');
       }
-      if (parsed.corrupt) {
+      if (corrupt) {
         this.logger.error(
-          { path: this.path, corrupt: parsed.corrupt, lines: parsed.corruptLines },
-          'outbox journal had unreadable records; skipped them',
+          { path: this.path, corrupt, lines: summary.corruptLines },
+          `outbox journal ${this.path} had ${corrupt} damaged record(s) (bad checksum or unreadable); skipped them, never published`,
         );
       }
       this.logger.info(
@@ -658,7 +905,28 @@ export class DurableOutbox extends EventEmitter {
       );
     }
     this.enforceBoundsAfterReplay();
-    this.rewrite();
+    this.removalsSinceCompact = 0;
+    await this.requestRewrite();
+  }
+
+  /** Renames an unreadable journal out of the way, keeping it for a post-mortem. */
+  private async moveAside(reason: string): Promise<void> {
+    // Whatever replay inserted before the header turned out bad is not to be trusted.
+    for (const slot of [...this.slots.values()]) this.remove(slot);
+    const to = `${this.path}.corrupt-${new Date(this.wallClock()).toISOString().replace(/[:.]/g, '-')}`;
+    try {
+      await this.io.rename(this.path, to);
+    } catch (err) {
+      throw new Error(`outbox journal ${this.path} is unreadable (${reason}) and could not be moved aside to ${to}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.recovery.movedAside = to;
+    this.recovery.movedAsideReason = reason;
+    this.logger.error(
+      { path: this.path, movedTo: to, reason },
+      `outbox journal ${this.path} is unreadable (${reason}): moved it aside to ${to}; this device starts with an empty outbox`,
+    );
   }
 
   /** The bounds may have shrunk since the journal was written. */

@@ -2,13 +2,17 @@
  * The on-disk format of the durable outbox (see durable-outbox.ts), kept apart so the format
  * can be read and tested on its own.
  *
- * ## Format, version 1: UTF-8 JSON lines, each ended by '\n'
+ * ## Format, version 2: one record per line, each ended by '\n'
  *
- *   {"tether-outbox":1,"next":42}                                  header, always the first line
- *   {"id":42,"at":1718000000000,"kind":"telemetry","qos":1,"retain":false,"topic":"a/b","payload":"<base64>"}
- *   {"ack":42}                                                     delivered: no longer pending
- *   {"drop":42,"reason":"full"}                                    dropped by the overflow policy
- *   {"coalesced":41,"by":42}                                       retained value 41 superseded by 42
+ *   <crc> {"tether-outbox":2,"next":42}                             header, always the first line
+ *   <crc> {"id":42,"at":1718000000000,"kind":"telemetry","qos":1,"retain":false,"topic":"a/b","payload":"<base64>"}
+ *   <crc> {"ack":42}                                                delivered: no longer pending
+ *   <crc> {"drop":42,"reason":"full"}                               dropped by the overflow policy
+ *   <crc> {"coalesced":41,"by":42}                                  retained value 41 superseded by 42
+ *
+ * `<crc>` is the CRC-32 (IEEE) of the UTF-8 JSON after it, as 8 lowercase hex digits, then one
+ * space. A line whose checksum does not match is never used: a flipped bit in a payload, a topic
+ * or an ack id is detected, skipped and counted, never published or applied.
  *
  * - The header's `next` is the smallest id the writer may hand out next. Ids only grow: on
  *   replay the next id is max(header.next, 1 + every id named by any record).
@@ -16,56 +20,101 @@
  * - The journal is append-only between compactions. A compaction writes a header plus one entry
  *   line per pending entry to a temp file and renames it over the journal.
  * - Replay applies records in order; ack/drop/coalesced of an id that is not pending is a no-op.
- * - A crash in the middle of an append leaves a torn last line (a JSON object cut short, so it
- *   never parses). Replay ignores it and reports it as `torn`. A last line that is complete
- *   JSON but lacks only its '\n' is accepted. An unparseable line before the last one cannot
- *   come from a crash (the writer never appends after a failed write) and is reported as
- *   `corrupt`, skipped, and replay goes on.
- * - A first line that is a header with another version, or a first line that is not a header,
- *   makes the file unreadable (JournalFormatError): it is never overwritten.
+ * - A crash in the middle of an append leaves a torn last line (cut short, no '\n'). Replay
+ *   ignores it and reports it as `torn`. A last line that is complete and checks out but lacks
+ *   only its '\n' is accepted. A bad line before the last one cannot come from a crash and is
+ *   reported as `corrupt`, skipped, and replay goes on.
+ * - A header that is unreadable, fails its checksum or names an unknown version makes the file
+ *   unreadable as a whole (JournalFormatError); the outbox then moves it aside, never
+ *   overwriting it (see durable-outbox.ts).
+ *
+ * Version 1 (written by older tether: the same JSON lines without the `<crc> ` prefix, header
+ * `{"tether-outbox":1,...}`) is still read, so an upgrade keeps its queue; the outbox rewrites
+ * it as version 2 on open.
+ *
+ * Reading is streamed (JournalReader takes chunks), so a journal of any size (maxBytes may be
+ * 4 GiB) is replayed without holding it in memory as one string.
  */
 import * as fs from 'node:fs';
 import type { OutboxEntry, OutboxKind } from './durable-outbox.ts';
 
-export const JOURNAL_VERSION = 1;
+export const JOURNAL_VERSION = 2;
 const HEADER_KEY = 'tether-outbox';
 
+// ---- CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib's crc32 ----
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** CRC-32 of `data[start, end)`. */
+export function crc32(data: Uint8Array, start = 0, end = data.length): number {
+  let crc = 0xffffffff;
+  for (let i = start; i < end; i++) crc = CRC_TABLE[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}
+
+/** `<crc> <json>` for one record (no '\n'). */
+export function sealLine(json: string): string {
+  return `${hex8(crc32(Buffer.from(json)))} ${json}`;
+}
+
+// ---- file operations ----
+
 /**
- * The file operations the outbox uses, so tests can inject failures (ENOSPC, EIO): running as
- * root ignores permission bits, so an unwritable file is no way to test this.
+ * The file operations the outbox uses, all asynchronous (nothing blocks the event loop), so
+ * tests can inject failures (ENOSPC, EIO) and crashes: running as root ignores permission
+ * bits, so an unwritable file is no way to test this.
  */
 export interface OutboxFs {
-  openSync(path: string, flags: number, mode?: number): number;
-  writeSync(fd: number, buffer: Buffer, offset: number, length: number): number;
-  fsyncSync(fd: number): void;
-  closeSync(fd: number): void;
-  renameSync(from: string, to: string): void;
-  unlinkSync(path: string): void;
-  /** Throws ENOENT when there is no journal yet. */
-  readFileSync(path: string): Buffer;
-  mkdirSync(path: string, options: { recursive: true }): unknown;
+  open(path: string, flags: number, mode?: number): Promise<number>;
+  write(fd: number, buffer: Buffer, offset: number, length: number): Promise<number>;
+  /** Reads at `position` (null: the current offset). 0 at the end of the file. */
+  read(fd: number, buffer: Buffer, offset: number, length: number, position: number | null): Promise<number>;
+  /** fdatasync (or fsync): the data written so far survives power loss. */
+  sync(fd: number): Promise<void>;
+  close(fd: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, options: { recursive: true; mode?: number }): Promise<unknown>;
+}
+
+function cb<T>(run: (done: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value as T))));
 }
 
 export const nodeFs: OutboxFs = {
-  openSync: (path, flags, mode) => fs.openSync(path, flags, mode),
-  writeSync: (fd, buffer, offset, length) => fs.writeSync(fd, buffer, offset, length),
-  fsyncSync: (fd) => fs.fsyncSync(fd),
-  closeSync: (fd) => fs.closeSync(fd),
-  renameSync: (from, to) => fs.renameSync(from, to),
-  unlinkSync: (path) => fs.unlinkSync(path),
-  readFileSync: (path) => fs.readFileSync(path),
-  mkdirSync: (path, options) => fs.mkdirSync(path, options),
+  open: (path, flags, mode) => cb<number>((done) => fs.open(path, flags, mode, done)),
+  write: (fd, buffer, offset, length) => cb<number>((done) => fs.write(fd, buffer, offset, length, null, done)),
+  read: (fd, buffer, offset, length, position) => cb<number>((done) => fs.read(fd, buffer, offset, length, position, done)),
+  sync: (fd) => cb<void>((done) => fs.fdatasync(fd, done)),
+  close: (fd) => cb<void>((done) => fs.close(fd, done)),
+  rename: (from, to) => cb<void>((done) => fs.rename(from, to, done)),
+  unlink: (path) => cb<void>((done) => fs.unlink(path, done)),
+  mkdir: (path, options) => cb<unknown>((done) => fs.mkdir(path, options, done)),
 };
 
 /** Writes all of `buffer`, looping over short writes. */
-export function writeAll(io: OutboxFs, fd: number, buffer: Buffer): void {
+export async function writeAll(io: OutboxFs, fd: number, buffer: Buffer): Promise<void> {
   let offset = 0;
   while (offset < buffer.length) {
-    const n = io.writeSync(fd, buffer, offset, buffer.length - offset);
+    const n = await io.write(fd, buffer, offset, buffer.length - offset);
     if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     offset += n;
   }
 }
+
+// ---- records ----
 
 export type JournalRecord =
   | { type: 'entry'; entry: OutboxEntry }
@@ -74,31 +123,33 @@ export type JournalRecord =
   | { type: 'coalesced'; id: number; by: number };
 
 export function encodeHeader(nextId: number): string {
-  return JSON.stringify({ [HEADER_KEY]: JOURNAL_VERSION, next: nextId });
+  return sealLine(JSON.stringify({ [HEADER_KEY]: JOURNAL_VERSION, next: nextId }));
 }
 
 export function encodeEntry(e: OutboxEntry): string {
-  return JSON.stringify({
-    id: e.id,
-    at: e.enqueuedAt,
-    kind: e.kind,
-    qos: e.qos,
-    retain: e.retain,
-    topic: e.topic,
-    payload: e.payload.toString('base64'),
-  });
+  return sealLine(
+    JSON.stringify({
+      id: e.id,
+      at: e.enqueuedAt,
+      kind: e.kind,
+      qos: e.qos,
+      retain: e.retain,
+      topic: e.topic,
+      payload: e.payload.toString('base64'),
+    }),
+  );
 }
 
 export function encodeAck(id: number): string {
-  return `{"ack":${id}}`;
+  return sealLine(`{"ack":${id}}`);
 }
 
 export function encodeDrop(id: number, reason: string): string {
-  return JSON.stringify({ drop: id, reason });
+  return sealLine(JSON.stringify({ drop: id, reason }));
 }
 
 export function encodeCoalesced(id: number, by: number): string {
-  return `{"coalesced":${id},"by":${by}}`;
+  return sealLine(`{"coalesced":${id},"by":${by}}`);
 }
 
 /** The file is not an outbox journal this code can read; it must not be overwritten. */
@@ -106,16 +157,24 @@ export class JournalFormatError extends Error {
   override name = 'JournalFormatError';
 }
 
-export interface ParsedJournal {
+export interface JournalSummary {
+  /** 0 for an empty file, else the header's version (1 or 2). */
+  version: number;
   /** From the header (1 for an empty file); replay still raises it past every id seen. */
   headerNext: number;
-  records: JournalRecord[];
   /** 1 when the last line was cut short (crash mid-append), else 0. */
   torn: number;
-  /** Unparseable or malformed lines before the last one. */
+  /** Bad lines before the last one (checksum mismatch, unparseable, malformed): skipped. */
   corrupt: number;
   /** Line numbers (1-based) of the corrupt lines, at most 10, for the log. */
   corruptLines: number[];
+  /** Bytes read. */
+  bytes: number;
+}
+
+/** Everything a parse found, records included (for tests and small files). */
+export interface ParsedJournal extends JournalSummary {
+  records: JournalRecord[];
 }
 
 const KINDS: ReadonlySet<string> = new Set<OutboxKind>(['telemetry', 'state', 'other']);
@@ -124,14 +183,16 @@ function isId(v: unknown): v is number {
   return Number.isSafeInteger(v) && (v as number) > 0;
 }
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
 function decodeRecord(obj: unknown): JournalRecord | undefined {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return undefined;
   const r = obj as Record<string, unknown>;
   if ('id' in r) {
     const { id, at, kind, qos, retain, topic, payload } = r;
     if (!isId(id) || typeof at !== 'number' || typeof kind !== 'string' || !KINDS.has(kind)) return undefined;
-    if ((qos !== 0 && qos !== 1) || typeof retain !== 'boolean' || typeof topic !== 'string') return undefined;
-    if (typeof payload !== 'string') return undefined;
+    if ((qos !== 0 && qos !== 1) || typeof retain !== 'boolean' || typeof topic !== 'string' || topic === '') return undefined;
+    if (typeof payload !== 'string' || payload.length % 4 !== 0 || !BASE64.test(payload)) return undefined;
     return {
       type: 'entry',
       entry: { id, enqueuedAt: at, kind: kind as OutboxKind, qos, retain, topic, payload: Buffer.from(payload, 'base64') },
@@ -145,51 +206,180 @@ function decodeRecord(obj: unknown): JournalRecord | undefined {
   return undefined;
 }
 
-function tryParse(line: string): unknown {
+function tryParse(text: string): unknown {
   try {
-    return JSON.parse(line);
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
 }
 
-/** Parses a whole journal file. Throws JournalFormatError for a file that is not one. */
-export function parseJournal(data: Buffer): ParsedJournal {
-  const result: ParsedJournal = { headerNext: 1, records: [], torn: 0, corrupt: 0, corruptLines: [] };
-  if (data.length === 0) return result;
-  const lines = data.toString('utf8').split('\n');
-  // With a final '\n' the last element is ''; otherwise it is the unterminated last line.
-  const last = lines.length - 1;
-  const unterminated = lines[last] !== '';
+const HEX8 = /^[0-9a-f]{8}$/;
+const SPACE = 0x20;
+const NEWLINE = 0x0a;
 
-  const header = tryParse(lines[0]);
-  if (header === undefined || typeof header !== 'object' || header === null || !(HEADER_KEY in header)) {
-    // Only the header itself, cut short: the crash hit while the file was being created.
-    if (last === 0 && unterminated) {
-      result.torn = 1;
-      return result;
+/**
+ * The JSON of a version 2 line if its checksum matches, else undefined. Works on the bytes:
+ * a corrupted line may not even be valid UTF-8.
+ */
+function openSealed(line: Buffer): string | undefined {
+  if (line.length < 10 || line[8] !== SPACE) return undefined;
+  const crcText = line.toString('latin1', 0, 8);
+  if (!HEX8.test(crcText)) return undefined;
+  if (parseInt(crcText, 16) !== crc32(line, 9)) return undefined;
+  return line.toString('utf8', 9);
+}
+
+/**
+ * Parses a journal streamed in chunks: push() each chunk, then end(). Records go to `onRecord`
+ * as they are read. Throws JournalFormatError (from push() or end()) for a file that is not
+ * a journal of a known version.
+ */
+export class JournalReader {
+  readonly summary: JournalSummary = { version: 0, headerNext: 1, torn: 0, corrupt: 0, corruptLines: [], bytes: 0 };
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  /** A line longer than this is corrupt (its '\n' was lost): skipped up to the next '\n'. */
+  private readonly maxLineBytes: number;
+  private skipping = false;
+  private lineNo = 0;
+  private headerSeen = false;
+
+  constructor(
+    private readonly onRecord: (record: JournalRecord) => void,
+    options: { maxLineBytes?: number } = {},
+  ) {
+    this.maxLineBytes = options.maxLineBytes ?? Infinity;
+  }
+
+  push(chunk: Buffer): void {
+    this.summary.bytes += chunk.length;
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(NEWLINE, start);
+      if (nl < 0) break;
+      const piece = chunk.subarray(start, nl);
+      start = nl + 1;
+      if (this.skipping) {
+        this.skipping = false;
+        this.parts = [];
+        this.partBytes = 0;
+        continue; // already counted when it overflowed
+      }
+      const line = this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece]);
+      this.parts = [];
+      this.partBytes = 0;
+      this.line(line, true);
     }
-    throw new JournalFormatError('not a tether outbox journal (no header line)');
+    if (start < chunk.length && !this.skipping) {
+      const rest = chunk.subarray(start);
+      this.parts.push(Buffer.from(rest)); // a copy: the caller may reuse its buffer
+      this.partBytes += rest.length;
+      if (this.partBytes > this.maxLineBytes) {
+        this.lineNo++;
+        this.countCorrupt();
+        this.skipping = true;
+        this.parts = [];
+        this.partBytes = 0;
+      }
+    }
   }
-  const h = header as Record<string, unknown>;
-  if (h[HEADER_KEY] !== JOURNAL_VERSION) {
-    throw new JournalFormatError(`unsupported outbox journal version ${JSON.stringify(h[HEADER_KEY])}`);
-  }
-  if (isId(h.next)) result.headerNext = h.next;
 
-  for (let i = 1; i <= last; i++) {
-    const line = lines[i];
-    if (line === '') continue;
-    const parsed = tryParse(line);
-    const record = parsed === undefined ? undefined : decodeRecord(parsed);
-    if (record) {
-      result.records.push(record);
-    } else if (i === last && unterminated && parsed === undefined) {
-      result.torn = 1;
+  end(): JournalSummary {
+    if (!this.skipping && this.partBytes > 0) this.line(Buffer.concat(this.parts), false);
+    this.parts = [];
+    this.partBytes = 0;
+    return this.summary;
+  }
+
+  private countCorrupt(): void {
+    this.summary.corrupt++;
+    if (this.summary.corruptLines.length < 10) this.summary.corruptLines.push(this.lineNo);
+  }
+
+  private line(line: Buffer, terminated: boolean): void {
+    this.lineNo++;
+    if (!this.headerSeen) {
+      this.header(line, terminated);
+      return;
+    }
+    let parsed: unknown;
+    if (this.summary.version === 1) {
+      if (line.length === 0) return;
+      parsed = tryParse(line.toString('utf8'));
     } else {
-      result.corrupt++;
-      if (result.corruptLines.length < 10) result.corruptLines.push(i + 1);
+      const json = openSealed(line);
+      parsed = json === undefined ? undefined : tryParse(json);
     }
+    const record = parsed === undefined ? undefined : decodeRecord(parsed);
+    if (record) this.onRecord(record);
+    else if (!terminated) this.summary.torn = 1;
+    else this.countCorrupt();
   }
-  return result;
+
+  private header(line: Buffer, terminated: boolean): void {
+    const sealed = openSealed(line);
+    let header: unknown;
+    if (sealed !== undefined) {
+      header = tryParse(sealed);
+    } else if (line[0] === 0x7b /* { */) {
+      header = tryParse(line.toString('utf8')); // version 1 had no checksum
+    }
+    if (header === undefined || typeof header !== 'object' || header === null || !(HEADER_KEY in header)) {
+      // Only the header itself, cut short: the crash hit while the file was being created.
+      if (!terminated) {
+        this.summary.torn = 1;
+        this.headerSeen = true;
+        return;
+      }
+      const why = /^[0-9a-f]{8} /.test(line.toString('latin1', 0, 9)) ? 'header checksum mismatch' : 'no header line';
+      throw new JournalFormatError(`not a tether outbox journal (${why})`);
+    }
+    const h = header as Record<string, unknown>;
+    if (sealed !== undefined ? h[HEADER_KEY] !== JOURNAL_VERSION : h[HEADER_KEY] !== 1) {
+      throw new JournalFormatError(`unsupported outbox journal version ${JSON.stringify(h[HEADER_KEY])}`);
+    }
+    this.summary.version = h[HEADER_KEY] as number;
+    if (isId(h.next)) this.summary.headerNext = h.next;
+    this.headerSeen = true;
+  }
+}
+
+/** Parses a whole journal held in memory (tests, small files). Throws JournalFormatError. */
+export function parseJournal(data: Buffer): ParsedJournal {
+  const records: JournalRecord[] = [];
+  const reader = new JournalReader((r) => records.push(r));
+  reader.push(data);
+  return { ...reader.end(), records };
+}
+
+/**
+ * Streams the journal at `path` through a JournalReader, `chunkBytes` at a time. Resolves
+ * undefined when there is no file (ENOENT).
+ */
+export async function readJournal(
+  io: OutboxFs,
+  path: string,
+  onRecord: (record: JournalRecord) => void,
+  options: { chunkBytes?: number; maxLineBytes?: number } = {},
+): Promise<JournalSummary | undefined> {
+  let fd: number;
+  try {
+    fd = await io.open(path, fs.constants.O_RDONLY);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const reader = new JournalReader(onRecord, { maxLineBytes: options.maxLineBytes });
+    const buffer = Buffer.allocUnsafe(options.chunkBytes ?? 1 << 20);
+    for (;;) {
+      const n = await io.read(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      reader.push(buffer.subarray(0, n));
+    }
+    return reader.end();
+  } finally {
+    await io.close(fd).catch(() => {});
+  }
 }

@@ -122,13 +122,13 @@ describe('DurableOutbox across kill -9', () => {
     await outbox.close();
   });
 
-  it('killed by itself right after an enqueue() returned, that message is there', async () => {
+  it('killed by itself right after flush() confirmed an enqueue, that message is there', async () => {
     const report = await runAndKill([journal, '5000', '5', '100', '2345'], () => false);
     expect(report.done).toBe(false);
     expect(Math.max(...report.enqueued.values())).toBeLessThanOrEqual(2344);
     const outbox = await DurableOutbox.open(journal);
     const seqs = outbox.pending().map((e) => Number(e.payload.toString().split('|')[0]));
-    // 0..2345 with every 5th acked (an ack is written before the next enqueue starts)
+    // 0..2345 with every 5th acked (an ack is flushed with the next enqueue)
     const expected = Array.from({ length: 2346 }, (_, seq) => seq).filter((seq) => seq % 5 !== 4);
     expect(seqs).toEqual(expected);
     expect(outbox.recovery).toEqual({ entries: expected.length, torn: 0, corrupt: 0 });

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,7 +11,7 @@ import {
   type OutboxKind,
   type OutboxMessage,
 } from '../../host/mqtt/durable-outbox.ts';
-import { nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
+import { encodeHeader, nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import type { Clock, TimerHandle } from '../../host/time/clock.ts';
 
@@ -82,7 +82,8 @@ describe('DurableOutbox: journal round trip', () => {
     expect(o.size).toBe(0);
     expect(o.bytes).toBe(0);
     expect(o.pending()).toEqual([]);
-    expect(readFileSync(journal, 'utf8')).toBe('{"tether-outbox":1,"next":1}\n');
+    expect(readFileSync(journal, 'utf8')).toBe(`${encodeHeader(1)}\n`);
+    expect(readFileSync(journal, 'utf8')).toMatch(/^[0-9a-f]{8} \{"tether-outbox":2,"next":1\}\n$/);
   });
 
   it('creates the directory of the journal when missing', async () => {
@@ -115,10 +116,11 @@ describe('DurableOutbox: journal round trip', () => {
     expect(b.enqueue(msg('dev/temp', '22')).id).toBe(6);
   });
 
-  it('recovers without close(), as after kill -9 (records are written before enqueue/ack return)', async () => {
+  it('recovers without close(), as after kill -9 (records are written once flush() resolved)', async () => {
     const a = await open();
     for (let i = 0; i < 10; i++) a.enqueue(msg(`t/${i % 3}`, `v${i}`));
     a.ack(3);
+    await a.flush();
     // no close: read the file as another process would
     const b = await open();
     expect(b.pending().map((e) => e.id)).toEqual([1, 2, 4, 5, 6, 7, 8, 9, 10]);
@@ -136,9 +138,11 @@ describe('DurableOutbox: journal round trip', () => {
     const o = await open();
     const e = o.enqueue(msg('t', 'x'));
     o.ack(e.id);
+    await o.flush();
     const size = statSync(journal).size;
     o.ack(e.id);
     o.ack(999);
+    await o.flush();
     expect(statSync(journal).size).toBe(size);
     expect(o.size).toBe(0);
   });
@@ -166,6 +170,7 @@ describe('DurableOutbox: crash leftovers', () => {
     const a = await open();
     a.enqueue(msg('t', 'one'));
     a.enqueue(msg('t', 'two'));
+    await a.flush();
     appendFileSync(journal, '{"id":3,"at":1,"kind":"telemetry","qos":1,"retain":false,"topic":"t","payl');
     const logger = new RecordingLogger();
     const b = await open({ logger });
@@ -174,6 +179,7 @@ describe('DurableOutbox: crash leftovers', () => {
     expect(logger.records.some((r) => r.level === 'warn' && /torn/.test(r.msg ?? ''))).toBe(true);
     // The rewrite on open removed the torn bytes, so appending after it is safe.
     b.enqueue(msg('t', 'three'));
+    await b.flush();
     const c = await open();
     expect(c.recovery.torn).toBe(0);
     expect(c.pending().map((e) => e.payload.toString())).toEqual(['one', 'two', 'three']);
@@ -183,6 +189,7 @@ describe('DurableOutbox: crash leftovers', () => {
     const a = await open();
     a.enqueue(msg('t', 'one'));
     a.enqueue(msg('t', 'two'));
+    await a.flush();
     writeFileSync(journal, readFileSync(journal, 'utf8').replace(/\n$/, ''));
     const b = await open();
     expect(b.pending().map((e) => e.payload.toString())).toEqual(['one', 'two']);
@@ -219,13 +226,18 @@ describe('DurableOutbox: crash leftovers', () => {
     expect(o.enqueue(msg('t', 'd')).id).toBe(4);
   });
 
-  it('refuses (and leaves alone) a file that is not a journal, or of an unknown version', async () => {
+  it('moves aside (never overwrites) a file that is not a journal, or of an unknown version, and starts empty', async () => {
     writeFileSync(journal, 'hello world\nmore\n');
-    await expect(DurableOutbox.open(journal)).rejects.toThrow(/not a tether outbox/);
-    expect(readFileSync(journal, 'utf8')).toBe('hello world\nmore\n');
-    writeFileSync(journal, '{"tether-outbox":2}\n');
-    await expect(DurableOutbox.open(journal)).rejects.toThrow(/version 2/);
-    expect(readFileSync(journal, 'utf8')).toBe('{"tether-outbox":2}\n');
+    const a = await open();
+    expect(a.size).toBe(0);
+    expect(a.recovery.movedAsideReason).toMatch(/not a tether outbox/);
+    expect(readFileSync(a.recovery.movedAside!, 'utf8')).toBe('hello world\nmore\n');
+    await a.close();
+    rmSync(a.recovery.movedAside!);
+    writeFileSync(journal, '{"tether-outbox":3}\n');
+    const b = await open();
+    expect(b.recovery.movedAsideReason).toMatch(/version 3/);
+    expect(readFileSync(b.recovery.movedAside!, 'utf8')).toBe('{"tether-outbox":3}\n');
   });
 });
 
@@ -260,6 +272,7 @@ describe('DurableOutbox: bounds', () => {
     });
 
     // Drops are journaled: a reopened outbox does not bring them back.
+    await o.flush();
     const again = await open({ maxEntries: 4 });
     expect(again.pending().map((e) => e.payload.toString())).toEqual(['state1', 'other1', 'tel3', 'other2']);
   });
@@ -358,6 +371,7 @@ describe('DurableOutbox: retained state coalescing', () => {
     ]);
     expect(o.dropped).toBe(0);
     expect(drops).toEqual([]);
+    await o.flush();
     const b = await open();
     expect(b.pending().map((e) => `${e.topic}=${e.payload}`)).toEqual(o.pending().map((e) => `${e.topic}=${e.payload}`));
   });
@@ -394,12 +408,14 @@ describe('DurableOutbox: compaction', () => {
     const o = await open({ compactEvery: 1_000_000 });
     for (let i = 0; i < 200; i++) o.enqueue(msg('t', `value ${i}`));
     for (let id = 1; id <= 190; id++) o.ack(id);
+    await o.flush();
     const before = statSync(journal).size;
     const pending = o.pending().map(view);
-    o.compact();
+    await o.compact();
     expect(statSync(journal).size).toBeLessThan(before / 5);
     expect(o.pending().map(view)).toEqual(pending);
     o.enqueue(msg('t', 'after'));
+    await o.flush();
     const b = await open();
     expect(b.pending().map(view)).toEqual([...pending, { ...pending[0], id: 201, payload: 'after' }]);
     expect(parseJournal(readFileSync(journal)).records.filter((r) => r.type !== 'entry')).toEqual([]);
@@ -408,8 +424,8 @@ describe('DurableOutbox: compaction', () => {
   it('ids keep increasing after a compaction that left nothing', async () => {
     const o = await open();
     for (let i = 0; i < 3; i++) o.ack(o.enqueue(msg('t', 'x')).id);
-    o.compact();
-    expect(readFileSync(journal, 'utf8')).toBe('{"tether-outbox":1,"next":4}\n');
+    await o.compact();
+    expect(readFileSync(journal, 'utf8')).toBe(`${encodeHeader(4)}\n`);
     await o.close();
     const b = await open();
     expect(b.enqueue(msg('t', 'y')).id).toBe(4);
@@ -421,6 +437,7 @@ describe('DurableOutbox: compaction', () => {
     let peak = 0;
     for (let i = 0; i < 50; i++) {
       o.ack(o.enqueue(msg('t', 'x'.repeat(900))).id);
+      await o.flush();
       peak = Math.max(peak, statSync(journal).size);
     }
     expect(peak).toBeLessThan(2 * 1000 + 3 * 1300);
@@ -430,9 +447,11 @@ describe('DurableOutbox: compaction', () => {
   it('compacts by itself after compactEvery removals once the journal is mostly garbage', async () => {
     const o = await open({ compactEvery: 50 });
     for (let i = 0; i < 49; i++) o.ack(o.enqueue(msg('t', 'x'.repeat(100))).id);
+    await o.flush();
     const grown = statSync(journal).size;
     expect(grown).toBeGreaterThan(49 * 100);
     o.ack(o.enqueue(msg('t', 'x')).id);
+    await o.flush();
     expect(statSync(journal).size).toBeLessThan(100);
   });
 });
@@ -443,20 +462,20 @@ function faultyFs() {
   const fail = (code: string) => Object.assign(new Error(`${code}: simulated`), { code });
   const io: OutboxFs = {
     ...nodeFs,
-    openSync(path, flags, mode) {
-      if (state.failOpen) throw fail('ENOSPC');
-      return nodeFs.openSync(path, flags, mode);
+    async open(path, flags, mode) {
+      if (state.failOpen && flags & (fsConstants.O_WRONLY | fsConstants.O_CREAT)) throw fail('ENOSPC');
+      return nodeFs.open(path, flags, mode);
     },
-    writeSync(fd, buffer, offset, length) {
+    async write(fd, buffer, offset, length) {
       state.writes++;
       if (state.partial && length > 4) {
         // Half gets through, the rest fails: a torn record on disk.
         state.partial = false;
-        nodeFs.writeSync(fd, buffer, offset, Math.floor(length / 2));
+        await nodeFs.write(fd, buffer, offset, Math.floor(length / 2));
         throw fail('EIO');
       }
       if (state.failWrites) throw fail('ENOSPC');
-      return nodeFs.writeSync(fd, buffer, offset, length);
+      return nodeFs.write(fd, buffer, offset, length);
     },
   };
   return { io, state };
@@ -472,13 +491,16 @@ describe('DurableOutbox: disk errors', () => {
     o.on('degraded', () => events.push('degraded'));
     o.on('recovered', () => events.push('recovered'));
     o.enqueue(msg('t', 'before'));
+    await o.flush();
 
     state.failWrites = true;
     state.failOpen = true;
     const during = [o.enqueue(msg('t', 'd1')), o.enqueue(msg('t', 'd2'))];
+    await o.flush();
     o.ack(1);
     clock.advance(1000);
     o.enqueue(msg('t', 'd3')); // a retry, failing again
+    await o.flush();
     expect(o.degraded).toBe(true);
     expect(o.size).toBe(3);
     expect(o.diskErrors).toBe(2);
@@ -495,6 +517,7 @@ describe('DurableOutbox: disk errors', () => {
     expect(o.degraded).toBe(true);
     clock.advance(1000);
     o.enqueue(msg('t', 'after'));
+    await o.flush();
     expect(o.degraded).toBe(false);
     expect(events).toEqual(['degraded', 'recovered']);
     expect(logger.records.some((r) => r.level === 'info' && /writable again/.test(r.msg ?? ''))).toBe(true);
@@ -509,9 +532,10 @@ describe('DurableOutbox: disk errors', () => {
     const o = await open({ fs: io, clock: new ManualClock(), diskRetryMs: 60_000 });
     state.failWrites = true;
     o.enqueue(msg('t', 'x'));
+    await o.flush();
     expect(o.degraded).toBe(true);
     state.failWrites = false;
-    o.compact();
+    await o.compact();
     expect(o.degraded).toBe(false);
     expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['x']);
   });
@@ -520,9 +544,12 @@ describe('DurableOutbox: disk errors', () => {
     const { io, state } = faultyFs();
     const o = await open({ fs: io });
     o.enqueue(msg('t', 'one'));
+    await o.flush();
     state.partial = true;
     state.failWrites = true;
     expect(() => o.enqueue(msg('t', 'two-is-torn'))).not.toThrow();
+    await o.flush();
+    expect(o.degraded).toBe(true);
     // "Crash" now: another open reads the file as it is.
     const b = await open();
     expect(b.recovery.torn).toBe(1);
@@ -535,6 +562,7 @@ describe('DurableOutbox: disk errors', () => {
     const drops = recordDrops(o);
     state.failWrites = true;
     for (let i = 0; i < 3; i++) o.enqueue(msg('t', String(i)));
+    await o.flush();
     expect(drops).toEqual([]);
     o.enqueue(msg('t', '3'));
     expect(drops).toEqual([{ topic: 't', payload: '0', kind: 'telemetry', reason: 'disk-error' }]);
@@ -550,8 +578,10 @@ describe('DurableOutbox: disk errors', () => {
     expect(o.degraded).toBe(true);
     o.enqueue(msg('t', 'mem'));
     expect(o.size).toBe(1);
+    await o.flush();
     state.failOpen = false;
     o.enqueue(msg('t', 'disk'));
+    await o.flush();
     expect(o.degraded).toBe(false);
     expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['mem', 'disk']);
   });
@@ -562,11 +592,12 @@ describe('DurableOutbox: disk errors', () => {
     const o = await open({ fs: io, logger });
     o.enqueue(msg('t', 'a'));
     state.failOpen = true;
-    o.compact();
+    await o.compact();
     expect(o.degraded).toBe(false);
     expect(logger.records.some((r) => r.level === 'warn' && /compaction failed/.test(r.msg ?? ''))).toBe(true);
     state.failOpen = false;
     o.enqueue(msg('t', 'b'));
+    await o.flush();
     expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['a', 'b']);
   });
 });
@@ -675,6 +706,9 @@ describe('DurableOutbox: property', () => {
               case 'crash': {
                 // The next open reads whatever the file holds; close() of the old one comes after
                 // (it writes nothing when healthy) only to release its fd.
+                // What flush() confirmed is what a crash keeps (test/unit/outbox-crash-anywhere.test.ts
+                // crashes between any two operations, without flush()).
+                await o.flush();
                 const old = o;
                 o = await DurableOutbox.open(path, options);
                 await old.close();
