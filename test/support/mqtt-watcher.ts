@@ -1,4 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
+import { waitFor } from './wait-for.ts';
 
 export interface Received {
   topic: string;
@@ -42,15 +43,12 @@ export class MqttWatcher {
 
   async waitFor(topic: string, payload: string | ((p: string) => boolean), timeoutMs = 15_000, since = 0): Promise<Received> {
     const match = (r: Received) => r.topic === topic && (typeof payload === 'string' ? r.payload === payload : payload(r.payload));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.received.slice(since).find(match);
-      if (found) return found;
-      if (Date.now() > deadline) {
-        throw new Error(`no ${topic} = ${typeof payload === 'string' ? payload : '(predicate)'} within ${timeoutMs} ms; last: ${this.last(topic)}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    return await waitFor(() => this.received.slice(since).find(match), {
+      timeoutMs,
+      intervalMs: 20,
+      what: `${topic} = ${typeof payload === 'string' ? payload : '(predicate)'}`,
+      detail: () => `last: ${this.last(topic)}`,
+    });
   }
 
   async publish(topic: string, payload: string | Buffer): Promise<void> {
