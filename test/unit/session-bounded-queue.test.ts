@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BoundedQueue, type DropReason, type Priority } from '../../host/session/command-queue.ts';
+import { BoundedQueue, type DropReason, type Priority } from '../../host/session/bounded-queue.ts';
 
 function queue<T>(capacity: number, classify?: (item: T) => Priority) {
   const drops: Array<[T, DropReason]> = [];
