@@ -1,14 +1,11 @@
 /**
  * A bounded queue for writes meant for a sleeping device: they wait here until it wakes, then
  * go out in order. A board may sleep for minutes, so the queue must not grow without limit;
- * when it is full something is dropped, and every drop is reported (onDrop and the `dropped`
- * counter) so a lost command is never silent.
+ * when it is full the oldest item is dropped, and every drop is reported (onDrop and the
+ * `dropped` counter) so a lost command is never silent.
  */
 
-/** 'telemetry' items (polls, reports that will be superseded) are dropped before 'command' items. */
-export type Priority = 'command' | 'telemetry';
-
-/** 'overflow': pushed out by a newer item while full. 'cleared': removed by clear(). */
+/** Why an item left the queue other than through drain(): 'overflow': pushed out by a newer item while full; 'cleared': removed by clear(). */
 export type DropReason = 'overflow' | 'cleared';
 
 export interface BoundedQueueOptions<T> {
@@ -16,20 +13,10 @@ export interface BoundedQueueOptions<T> {
   capacity: number;
   /** Told about every item that leaves the queue other than through drain(). */
   onDrop?: (item: T, reason: DropReason) => void;
-  /** Priority of an item pushed without one. Default: every item is a 'command'. */
-  classify?: (item: T) => Priority;
-}
-
-interface Entry<T> {
-  item: T;
-  priority: Priority;
 }
 
 /**
- * FIFO with a capacity. When full, the victim is chosen among the queued items and the new
- * one together: the oldest telemetry item if there is any, else the oldest command. So
- * without telemetry it drops the oldest item, and a telemetry item pushed into a queue full
- * of commands is itself dropped rather than displacing a command.
+ * FIFO with a capacity: pushing into a full queue drops the oldest item.
  *
  * Invariant: every pushed item is eventually drained, dropped (reported), or still queued:
  * pushed = drained + dropped + size.
@@ -37,9 +24,7 @@ interface Entry<T> {
 export class BoundedQueue<T> {
   readonly capacity: number;
   private readonly onDrop: ((item: T, reason: DropReason) => void) | undefined;
-  private readonly classify: ((item: T) => Priority) | undefined;
-  private entries: Entry<T>[] = [];
-  private telemetryCount = 0;
+  private items: T[] = [];
   private droppedCount = 0;
 
   constructor(options: BoundedQueueOptions<T>) {
@@ -48,12 +33,11 @@ export class BoundedQueue<T> {
     }
     this.capacity = options.capacity;
     this.onDrop = options.onDrop;
-    this.classify = options.classify;
   }
 
   /** Items currently queued. */
   get size(): number {
-    return this.entries.length;
+    return this.items.length;
   }
 
   /** Items dropped (overflow or clear()) since construction. */
@@ -61,40 +45,28 @@ export class BoundedQueue<T> {
     return this.droppedCount;
   }
 
-  /**
-   * Appends `item` (priority: the argument, else `classify(item)`, else 'command'). When the
-   * queue is full, one item is dropped first (see the class comment) and reported.
-   */
-  push(item: T, priority: Priority = this.classify?.(item) ?? 'command'): void {
-    if (this.entries.length >= this.capacity) {
-      if (this.telemetryCount === 0 && priority === 'telemetry') {
-        this.drop(item, 'overflow');
-        return;
-      }
-      const index = this.telemetryCount > 0 ? this.entries.findIndex((e) => e.priority === 'telemetry') : 0;
-      const [victim] = this.entries.splice(index, 1);
-      if (victim.priority === 'telemetry') this.telemetryCount--;
+  /** Appends `item`. When the queue is full, the oldest item is dropped first and reported. */
+  push(item: T): void {
+    if (this.items.length >= this.capacity) {
+      const victim = this.items.shift() as T;
       // Make room before reporting so an onDrop that inspects the queue sees it consistent.
-      this.entries.push({ item, priority });
-      if (priority === 'telemetry') this.telemetryCount++;
-      this.drop(victim.item, 'overflow');
+      this.items.push(item);
+      this.drop(victim, 'overflow');
       return;
     }
-    this.entries.push({ item, priority });
-    if (priority === 'telemetry') this.telemetryCount++;
+    this.items.push(item);
   }
 
   /** Removes and returns every item, oldest first. */
   drain(): T[] {
-    const items = this.entries.map((e) => e.item);
-    this.entries = [];
-    this.telemetryCount = 0;
+    const items = this.items;
+    this.items = [];
     return items;
   }
 
   /** Oldest item without removing it, or undefined when empty. */
   peek(): T | undefined {
-    return this.entries[0]?.item;
+    return this.items[0];
   }
 
   /** Drops every queued item, reporting each with reason 'cleared'. Returns how many. */
