@@ -6,13 +6,13 @@
  */
 
 /** Why an item left the queue other than through drain(): 'overflow': pushed out by a newer item while full; 'cleared': removed by clear(). */
-export type DropReason = 'overflow' | 'cleared';
+export type QueueDropReason = 'overflow' | 'cleared';
 
 export interface BoundedQueueOptions<T> {
   /** Most items held at once (integer > 0). */
   capacity: number;
   /** Told about every item that leaves the queue other than through drain(). */
-  onDrop?: (item: T, reason: DropReason) => void;
+  onDrop?: (item: T, reason: QueueDropReason) => void;
 }
 
 /**
@@ -23,7 +23,7 @@ export interface BoundedQueueOptions<T> {
  */
 export class BoundedQueue<T> {
   readonly capacity: number;
-  private readonly onDrop: ((item: T, reason: DropReason) => void) | undefined;
+  private readonly onDrop: ((item: T, reason: QueueDropReason) => void) | undefined;
   private items: T[] = [];
   private droppedCount = 0;
 
@@ -76,7 +76,7 @@ export class BoundedQueue<T> {
     return items.length;
   }
 
-  private drop(item: T, reason: DropReason): void {
+  private drop(item: T, reason: QueueDropReason): void {
     this.droppedCount++;
     this.onDrop?.(item, reason);
   }

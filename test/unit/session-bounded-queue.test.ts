@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BoundedQueue, type DropReason } from '../../host/session/bounded-queue.ts';
+import { BoundedQueue, type QueueDropReason } from '../../host/session/bounded-queue.ts';
 
 function queue<T>(capacity: number) {
-  const drops: Array<[T, DropReason]> = [];
+  const drops: Array<[T, QueueDropReason]> = [];
   const q = new BoundedQueue<T>({ capacity, onDrop: (item, reason) => drops.push([item, reason]) });
   return { q, drops };
 }
