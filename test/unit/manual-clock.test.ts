@@ -11,6 +11,14 @@ describe('ManualClock', () => {
     expect(clock.now()).toBe(1250);
   });
 
+  it('wall-clock time moves with it, from the epoch given for its start', () => {
+    const clock = new ManualClock(1000, Date.UTC(2026, 5, 1));
+    expect(clock.wallNow()).toBe(Date.UTC(2026, 5, 1));
+    clock.advance(1500);
+    clock.block(500);
+    expect(clock.wallNow()).toBe(Date.UTC(2026, 5, 1) + 2000);
+  });
+
   it('runs timers in due order, same-time timers in the order they were set, each at its due time', () => {
     const clock = new ManualClock();
     const ran: Array<[string, number]> = [];
