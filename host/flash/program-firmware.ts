@@ -3,6 +3,7 @@ import type { ByteLink } from './byte-link.ts';
 import { FlashError } from './errors.ts';
 import type { FirmwareImage } from './firmware-image.ts';
 import { Stk500v1Programmer, type ProgrammerOptions } from './programmer.ts';
+import { systemClock } from '../time/clock.ts';
 
 export interface FlashProgress {
   phase: 'writing' | 'verifying';
@@ -36,7 +37,8 @@ export interface ProgramResult {
  */
 export async function programFirmware(link: ByteLink, image: FirmwareImage, options: ProgramOptions): Promise<ProgramResult> {
   const { board, verify = true, onProgress } = options;
-  const started = performance.now();
+  const clock = options.clock ?? systemClock;
+  const started = clock.now();
   const programmer = new Stk500v1Programmer(link, options);
   try {
     await programmer.sync();
@@ -72,7 +74,7 @@ export async function programFirmware(link: ByteLink, image: FirmwareImage, opti
       }
     }
     await programmer.leaveProgrammingMode();
-    return { bytes: total, pages: pages.length, verified: verify, durationMs: performance.now() - started };
+    return { bytes: total, pages: pages.length, verified: verify, durationMs: clock.now() - started };
   } catch (err) {
     // The bootloader still answers: let it start the application now rather than after its timeout.
     if (err instanceof FlashError && (err.code === 'wrong-signature' || err.code === 'verify-failed')) {

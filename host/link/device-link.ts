@@ -6,7 +6,7 @@ import { FirmataCommandTracker } from '../firmata/firmata-command-tracker.ts';
 import { isPinRecordEmpty, type PinRecord } from '../firmata/pin-record.ts';
 import { registerRuns, replayCommands } from '../firmata/replay.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
-import { BoundedQueue } from '../session/command-queue.ts';
+import { BoundedQueue } from '../session/bounded-queue.ts';
 import { DeviceSession, type DeviceSessionOptions, type Hello, type RebootInfo, type SessionState, type StateChange } from '../session/device-session.ts';
 import { LeaseRegistry, type Lease } from '../session/lease-registry.ts';
 import { systemClock, type Clock } from '../time/clock.ts';

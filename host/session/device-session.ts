@@ -3,7 +3,7 @@ import type { DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } 
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
-import { PingSequencer } from './sequence-tracker.ts';
+import { PingSequencer } from './ping-sequencer.ts';
 import { RttStats } from './rtt-stats.ts';
 import type { LeaseRegistry } from './lease-registry.ts';
 

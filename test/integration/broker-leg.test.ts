@@ -9,6 +9,7 @@ import { DaemonProcess } from '../support/daemon-process.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { MqttWatcher } from '../support/mqtt-watcher.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // The broker leg end to end: `tether daemon` (a real process) with emulated boards on ptys,
 // against a real Mosquitto and against Aedes, each started (and killed) by the test.
@@ -138,9 +139,8 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
 
       await watcher.publish('homie/5/dev-set/status/on/set', 'true');
       await watcher.waitFor('homie/5/dev-set/status/on', 'true');
-      const by = Date.now() + 3000; // the serial write may land just after the MQTT echo
-      while (uno.uno.digitalOutput(13) !== true && Date.now() < by) await sleep(10);
-      expect(uno.uno.digitalOutput(13)).toBe(true);
+      // The serial write may land just after the MQTT echo.
+      await waitFor(() => uno.uno.digitalOutput(13) === true, { timeoutMs: 3000, what: 'pin 13 high' });
     } catch (err) {
       console.log(daemon.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n'));
       throw err;
@@ -162,15 +162,11 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
     try {
       await watcher.waitFor('homie/5/dev-sleep/$state', 'sleeping', 20_000);
       // Johnny-Five's setup may wake it once more; wait until the MCU itself is asleep.
-      const asleepBy = Date.now() + 10_000;
-      while (uno.uno.runMode !== 'sleeping' && Date.now() < asleepBy) await sleep(10);
-      expect(uno.uno.runMode).toBe('sleeping');
+      await waitFor(() => uno.uno.runMode === 'sleeping', { timeoutMs: 10_000, what: 'the MCU asleep' });
       await watcher.publish('homie/5/dev-sleep/status/on/set', 'true');
       await watcher.waitFor('homie/5/dev-sleep/status/on', 'true', 10_000);
-      const deadline = Date.now() + 10_000;
-      while (uno.uno.digitalOutput(13) !== true && Date.now() < deadline) await sleep(20);
-      expect(uno.uno.digitalOutput(13)).toBe(true);
-      await sleep(1000);
+      await waitFor(() => uno.uno.digitalOutput(13) === true, { timeoutMs: 10_000, what: 'pin 13 high after the wake' });
+      await sleep(1000); // a fixed wait on purpose: time for a (wrong) second delivery to show
       expect(highs).toHaveLength(1);
       expect(uno.uno.stats.sleeps).toBeGreaterThanOrEqual(1);
     } finally {
@@ -196,24 +192,35 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
         uno.uno.setAnalogInput(0, volts);
         sent.push(volts);
       }, 300);
-      await sleep(2000);
+      const topic = 'homie/5/dev-tele/light/value';
+      await waitFor(() => watcher.received.length >= 3, { timeoutMs: 10_000, what: 'telemetry at the subscriber' });
       proxy.blackhole(true); // the daemon's broker link goes quiet with the broker
       await broker.kill9();
-      await sleep(10_000);
+      await sleep(10_000); // a fixed wait on purpose: the broker stays down for 10 s
       await broker.restart();
-      await sleep(2500); // let the watcher reconnect and resubscribe first
+      await watcher.resubscribed(); // the watcher is back first
+      const healedAt = daemon.logs.length;
       proxy.blackhole(false);
-      await sleep(3000);
+      // The daemon reconnects, and values sampled after that are queued too.
+      await waitFor(() => daemon.logs.slice(healedAt).some((l) => /connected to the MQTT broker/.test(l.msg ?? '')), {
+        timeoutMs: 15_000,
+        what: 'the daemon to reconnect',
+      });
+      const queuedBefore = queuedValues(daemon, topic).length;
+      await waitFor(() => queuedValues(daemon, topic).length >= queuedBefore + 3, { timeoutMs: 10_000, what: '3 more values queued after the reconnect' });
       clearInterval(ramp);
-      await sleep(500);
       // Every sensor value the daemon queued for the broker (its debug log) must arrive.
-      const queued = queuedValues(daemon, 'homie/5/dev-tele/light/value');
-      const deadline = Date.now() + 20_000;
+      const queued = queuedValues(daemon, topic);
       const missing = () => {
         const got = new Set(watcher.received.map((r) => r.payload));
         return queued.filter((v) => !got.has(v));
       };
-      while (missing().length > 0 && Date.now() < deadline) await sleep(200);
+      await waitFor(() => missing().length === 0, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+        what: 'every queued value at the subscriber',
+        detail: () => `missing ${missing().join(' ')}`,
+      });
       console.log(`${name}: ramp steps ${sent.length}, values queued ${queued.length}, messages received ${watcher.received.length}, missing ${missing().length}`);
       expect(queued.length).toBeGreaterThan(sent.length / 2);
       expect(missing()).toEqual([]);
@@ -239,28 +246,31 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
       proxy.blackhole(true);
       await broker.kill9();
       // Telemetry while the broker is away: queued in the daemon's durable outbox.
-      const sent: number[] = [];
+      const topic = 'homie/5/dev-crash/light/value';
       for (let step = 1; step <= 12; step++) {
-        const volts = 1 + step * 0.05;
-        uno.uno.setAnalogInput(0, volts);
-        sent.push(Math.round((volts / 5) * 1023));
-        await sleep(250);
+        const before = queuedValues(first, topic).length;
+        uno.uno.setAnalogInput(0, 1 + step * 0.05);
+        await waitFor(() => queuedValues(first, topic).length > before, { timeoutMs: 5000, what: `the value of step ${step} queued` });
       }
       await first.kill9();
       await broker.restart();
-      await sleep(2500); // the subscriber is back first
+      await watcher.resubscribed(); // the subscriber is back first
       proxy.blackhole(false);
       second = new DaemonProcess(config, first.dir);
       second.start();
       // What the first daemon queued after the broker went away must arrive via the second.
       const outage = first.logs.findIndex((l) => /MQTT connection lost|half-open/.test(l.msg ?? ''));
-      const queued = queuedValues(first, 'homie/5/dev-crash/light/value');
-      const deadline = Date.now() + 20_000;
+      const queued = queuedValues(first, topic);
       const missing = () => {
         const got = new Set(watcher.received.map((r) => r.payload));
         return queued.filter((v) => !got.has(v));
       };
-      while (missing().length > 0 && Date.now() < deadline) await sleep(200);
+      await waitFor(() => missing().length === 0, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+        what: 'every value the killed daemon queued at the subscriber',
+        detail: () => `missing ${missing().join(' ')}`,
+      });
       console.log(`${name}: values queued by the killed daemon ${queued.length} (outage logged: ${outage >= 0}), missing ${missing().length}`);
       expect(queued.length).toBeGreaterThanOrEqual(6);
       expect(missing()).toEqual([]);

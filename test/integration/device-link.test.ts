@@ -7,6 +7,7 @@ import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // The host link against the real firmware on an emulated Uno behind a real pty, in real time.
 
@@ -41,14 +42,6 @@ async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
 }
 
 
-async function until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 afterEach(async () => {
   for (const r of rigs.splice(0)) {
     await r.link.close();
@@ -60,7 +53,7 @@ describe('DeviceLink on the emulated Uno', () => {
   it('a frozen board is lost within the bound, then its watchdog reset brings it back ready with pins restored', async () => {
     const { board, link } = await rig();
     link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]);
-    await until(() => board.uno.digitalOutput(13) === true, 2000, 'pin 13 high');
+    await waitFor(() => board.uno.digitalOutput(13) === true, { timeoutMs: 2000, what: 'pin 13 high' });
 
     const lastSeenBefore = () => link.session.lastSeen!;
     board.uno.freeze();
@@ -90,14 +83,14 @@ describe('DeviceLink on the emulated Uno', () => {
     link.writeFirmata([0xf4, 9, 3, 0xe9, 100 & 0x7f, 0]); // pin 9 PWM 100
     link.writeFirmata([0xf4, 7, 1, 0x90, 0x00, 0x01]); // pin 7 OUTPUT high via port 0
     await link.writeState(0, Uint8Array.from([1, 2, 3, 200]));
-    await until(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, 2000, 'outputs high');
+    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs high' });
 
     const before = link.stats();
     const rebooted = new Promise((resolve) => link.once('reboot', resolve));
     board.uno.powerCycle();
     expect(await rebooted).toMatchObject({ causes: ['power-on'], stateSurvived: false });
     await link.nextState('ready', 10_000);
-    await until(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, 2000, 'outputs replayed');
+    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs replayed' });
     expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
     const stats = link.stats();
     expect(stats.reboots['power-on'] - before.reboots['power-on']).toBe(1);
@@ -109,18 +102,18 @@ describe('DeviceLink on the emulated Uno', () => {
       session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 } },
     });
     await link.nextState('sleeping', 5000);
-    await new Promise((r) => setTimeout(r, BOUND_MS * 3)); // well past the lost bound
+    await new Promise((r) => setTimeout(r, BOUND_MS * 3)); // a fixed wait on purpose: well past the lost bound, it must still be sleeping
     expect(link.state).toBe('sleeping');
     expect(board.uno.runMode).toBe('sleeping');
 
     link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]); // queued, and the board is woken for it
-    await until(() => board.uno.digitalOutput(13) === true, 5000, 'queued command delivered');
+    await waitFor(() => board.uno.digitalOutput(13) === true, { timeoutMs: 5000, what: 'queued command delivered' });
     expect(link.stats().queueDepth).toBe(0);
 
     const lease = link.acquireLease('dashboard open');
     await link.nextState('ready', 5000).catch(() => undefined);
     const sleepsBefore = board.uno.stats.sleeps;
-    await new Promise((r) => setTimeout(r, 2500));
+    await new Promise((r) => setTimeout(r, 2500)); // a fixed wait on purpose: longer than a sleep cycle, and no sleep
     expect(board.uno.stats.sleeps).toBe(sleepsBefore); // the emulator confirms: no sleep
     expect(link.state).toBe('ready');
     lease.release();

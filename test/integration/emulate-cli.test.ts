@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '../../host/index.ts';
 import { EmulateProcess } from '../support/emulate-process.ts';
 import { nodeOnlyEnv } from '../support/node-only-path.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
 
@@ -13,10 +14,13 @@ describe('tether emulate (CLI)', () => {
     try {
       // Booted: the watchdog is armed after HELLO. Counted in emulated time, which a loaded
       // machine stretches (the emulator slips rather than bursts).
-      for (let uptimeMs = 0; uptimeMs < 500; ) {
-        emulator.command('stats');
-        uptimeMs = (await emulator.nextEvent((e) => e.event === 'stats')).uptimeMs as number;
-      }
+      await waitFor(
+        async () => {
+          emulator.command('stats');
+          return ((await emulator.nextEvent((e) => e.event === 'stats')).uptimeMs as number) >= 500;
+        },
+        { timeoutMs: 20_000, intervalMs: 0, what: '500 ms of emulated uptime' },
+      );
       emulator.command('freeze');
       await emulator.nextEvent((e) => e.event === 'reset' && e.cause === 'watchdog', 10_000);
       emulator.command('reset');

@@ -8,6 +8,7 @@ import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { encodeFrame, KeepaliveFrameParser } from '../../shared/protocol/index.ts';
 import type { DeviceMessage } from '../../shared/protocol/messages.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 async function openClient(path: string) {
   const port = new SerialPort({ path, baudRate: 57600, autoOpen: false });
@@ -17,20 +18,14 @@ async function openClient(path: string) {
   parser.on('data', (event: { kind: string; message?: DeviceMessage }) => {
     if (event.kind === 'message') messages.push(event.message!);
   });
-  const waitFor = async <T extends DeviceMessage['type']>(type: T, timeoutMs = 5000): Promise<Extract<DeviceMessage, { type: T }>> => {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const found = messages.find((m) => m.type === type);
-      if (found) {
-        messages.splice(messages.indexOf(found), 1);
-        return found as Extract<DeviceMessage, { type: T }>;
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    throw new Error(`no ${type} within ${timeoutMs} ms`);
+  /** Takes the first message of `type` received (waiting for it if none yet). */
+  const take = async <T extends DeviceMessage['type']>(type: T, timeoutMs = 5000): Promise<Extract<DeviceMessage, { type: T }>> => {
+    const found = await waitFor(() => messages.find((m) => m.type === type), { timeoutMs, what: `a ${type} from the board` });
+    messages.splice(messages.indexOf(found), 1);
+    return found as Extract<DeviceMessage, { type: T }>;
   };
   const close = () => new Promise<void>((resolve) => port.close(() => resolve()));
-  return { port, waitFor, close };
+  return { port, take, close };
 }
 
 describe('emulated board on a pty (real time, real serialport)', () => {
@@ -42,9 +37,9 @@ describe('emulated board on a pty (real time, real serialport)', () => {
 
     const client = await openClient(ptyPath);
     client.port.write(encodeFrame({ type: 'hello-request' }));
-    const hello = await client.waitFor('hello');
+    const hello = await client.take('hello');
     client.port.write(encodeFrame({ type: 'ping', seq: 42, leaseMs: 1000 }));
-    const pong = await client.waitFor('pong');
+    const pong = await client.take('pong');
     expect(pong).toMatchObject({ type: 'pong', seq: 42, leaseActive: true });
     await client.close();
 
@@ -54,7 +49,7 @@ describe('emulated board on a pty (real time, real serialport)', () => {
     expect(existsSync(ptyPath)).toBe(true);
     const again = await openClient(ptyPath);
     again.port.write(encodeFrame({ type: 'hello-request' }));
-    const after = await again.waitFor('hello');
+    const after = await again.take('hello');
     expect(after.bootId).toBe(hello.bootId + 1);
     expect(after.resetCauses).toEqual(['power-on']);
     await again.close();

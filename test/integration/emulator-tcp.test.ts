@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const OPTIBOOT = fileURLToPath(new URL('../../firmware/bootloader/optiboot_atmega328.hex', import.meta.url));
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 /** A raw TCP client: what it received, and when it was closed. */
 function rawClient(port: number) {
@@ -107,12 +108,14 @@ describe('emulated board served over TCP (as ser2net serves a real one; no pty, 
       const sync = async () => {
         const client = rawClient(board.port);
         await client.connected;
-        const deadline = Date.now() + 3000;
-        while (!client.received().includes('\x14\x10')) {
-          if (Date.now() > deadline) throw new Error(`no sync within 3 s; got ${JSON.stringify(client.received())}`);
-          client.socket.write(Buffer.from([0x30, 0x20]));
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        await waitFor(
+          () => {
+            if (client.received().includes('\x14\x10')) return true;
+            client.socket.write(Buffer.from([0x30, 0x20]));
+            return false;
+          },
+          { timeoutMs: 3000, intervalMs: 100, what: 'INSYNC OK from Optiboot', detail: () => `got ${JSON.stringify(client.received())}` },
+        );
         client.socket.destroy();
         await client.closed;
       };

@@ -11,6 +11,7 @@ import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { SerialTransport } from '../../host/transport/serial-transport.ts';
 import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, MessageOf } from '../../shared/protocol/messages.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // `tether flash --board espruino` (the real CLI, as a child process) against an emulated
 // Espruino (the stand-in board running in this process, real time) on a pty.
@@ -68,13 +69,15 @@ async function helloFrom(ptyPath: string): Promise<MessageOf<'hello'>> {
   });
   await transport.open();
   try {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      transport.write(encodeFrame({ type: 'hello-request' }));
-      await new Promise((r) => setTimeout(r, 100));
-      const hello = messages.find((m): m is MessageOf<'hello'> => m.type === 'hello' && m.reply);
-      if (hello) return hello;
-    }
-    throw new Error(`no HELLO from ${ptyPath}`);
+    // Asked again every 100 ms until it answers.
+    return await waitFor(
+      () => {
+        const hello = messages.find((m): m is MessageOf<'hello'> => m.type === 'hello' && m.reply);
+        if (!hello) transport.write(encodeFrame({ type: 'hello-request' }));
+        return hello;
+      },
+      { timeoutMs: 2000, intervalMs: 100, what: `a HELLO from ${ptyPath}` },
+    );
   } finally {
     await transport.close();
   }

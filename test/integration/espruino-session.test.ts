@@ -6,6 +6,7 @@ import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.
 import type { RebootInfo } from '../../host/session/device-session.ts';
 import type { DeviceConfig } from '../../shared/protocol/messages.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // The host suite for sessions against the Espruino module: a real DeviceLink whose transport
 // is the Espruino stand-in behind the REPL framing, in real time with short intervals.
@@ -68,9 +69,8 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     const { link, consoleText } = await rig();
     expect(link.state).toBe('ready');
     expect(link.session.hello).toMatchObject({ name: 'tether-espruino PICO_R1_3', stateSize: 32 });
-    await sleep(PING_MS * 4);
+    await waitFor(() => link.stats().pongs >= 3, { timeoutMs: PING_MS * 4, what: '3 PONGs' });
     expect(link.state).toBe('ready');
-    expect(link.stats().pongs).toBeGreaterThanOrEqual(3);
     expect(link.session.counters.deviceErrors).toBe(0);
     // Nothing but frames reached the session (no Firmata fallback from REPL text).
     expect(link.session.protocol).toBe('tether');
@@ -81,7 +81,10 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     const { board, link } = await rig({
       session: { deviceConfig: { watchdogMs: 1000, policy: 'stay', hostTimeoutMs: 0, sleepMs: 8000, awakeMs: 1000 } },
     });
-    await sleep(PING_MS * 2); // the CONFIG_SET (1 s watchdog) is applied
+    await waitFor(() => board.stats.watchdog.enabled && board.stats.watchdog.timeoutMs === 1000, {
+      timeoutMs: 2000,
+      what: 'the 1 s watchdog of the CONFIG_SET on the board',
+    });
     board.freeze();
     const lost = await link.nextState('lost', 3000);
     expect(lost.at - link.session.lastSeen!).toBeLessThanOrEqual(BOUND_MS + 50);
@@ -93,7 +96,7 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
   it('a sleeping board is sleeping, not lost; writeState meanwhile is delivered after it wakes', async () => {
     const { board, link } = await rig({ session: { deviceConfig: SLEEPY } });
     await link.nextState('sleeping', 3000);
-    await sleep(BOUND_MS * 2); // well past the lost bound
+    await sleep(BOUND_MS * 2); // a fixed wait on purpose: well past the lost bound, it must still be sleeping
     expect(link.state).toBe('sleeping');
     expect(board.runMode).toBe('sleeping');
 
@@ -109,7 +112,7 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     const lease = link.acquireLease('dashboard open');
     if (link.state !== 'ready') await link.nextState('ready', 3000);
     const sleepsBefore = board.stats.sleeps;
-    await sleep(1500);
+    await sleep(1500); // a fixed wait on purpose: longer than an awake period, and no sleep
     expect(board.stats.sleeps).toBe(sleepsBefore);
     expect(link.state).toBe('ready');
     lease.release();

@@ -10,6 +10,7 @@ import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { loadIntelHex } from '../../host/flash/intel-hex.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { FrameSplitter, type Message } from '../../shared/protocol/index.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // `tether flash` (the real CLI, as a child process) against an emulated Uno running the
 // Optiboot built by firmware/bootloader/build-optiboot.sh, on a pty.
@@ -108,6 +109,7 @@ describe('the pty auto-reset (a pty has no DTR)', () => {
       const port = new SerialPort({ path: board.bridge.linkPath, baudRate: 115200, autoOpen: false });
       await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
       const send = (bytes: number[]) => new Promise<void>((resolve) => port.write(Buffer.from(bytes), () => resolve()));
+      // Fixed pauses on purpose: how long the client stays silent is what the auto-reset decides on.
       const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
       try {
         await pause(1100);
@@ -118,7 +120,11 @@ describe('the pty auto-reset (a pty has no DTR)', () => {
         await send([0xf9]); // Firmata REPORT_VERSION after silence: not a programmer
         await pause(1100);
         await send([0x30, 0x20]); // a new programmer session: reset
-        await pause(200);
+        await waitFor(() => board.autoResets >= 2 && board.uno.stats.resets.external >= 2, {
+          timeoutMs: 2000,
+          what: 'the second auto-reset',
+          detail: () => `autoResets ${board.autoResets}, external resets ${board.uno.stats.resets.external}; ${arrivals.join(', ')}`,
+        });
         expect({ autoResets: board.autoResets, external: board.uno.stats.resets.external }, arrivals.join(', ')).toEqual({
           autoResets: 2,
           external: 2,
@@ -153,8 +159,7 @@ describe('tether flash through an emulated Optiboot', () => {
       expect(board.uno.flash.subarray(APP_BYTES)).toEqual(bootSection);
 
       // LEAVE_PROGMODE makes Optiboot start the application (by its watchdog): our firmware says HELLO.
-      const deadline = Date.now() + 5000;
-      while (!messages.some((m) => m.type === 'hello') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => messages.some((m) => m.type === 'hello'), { timeoutMs: 5000, what: 'HELLO from the new firmware' });
       expect(messages.find((m) => m.type === 'hello')).toMatchObject({ type: 'hello', name: 'tether' });
     });
   });

@@ -9,6 +9,7 @@ import { FIRMWARE_HEX_PATH, PACKAGE_ROOT } from '../../host/paths.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';
 import { freePort } from '../support/free-port.ts';
 import { MqttWatcher } from '../support/mqtt-watcher.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
 const OPTIBOOT = join(PACKAGE_ROOT, 'firmware/bootloader/optiboot_atmega328.hex');
@@ -50,13 +51,11 @@ describe('tether flash through a running daemon', () => {
       expect(board.uno.stats.flashPagesWritten - pagesBefore).toBeGreaterThanOrEqual(60);
 
       const states = () => watcher!.received.slice(mark).filter((r) => r.topic === 'homie/5/uno/$state').map((r) => r.payload);
-      const deadline = Date.now() + 15_000;
-      while (states().at(-1) !== 'ready' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => states().at(-1) === 'ready', { timeoutMs: 15_000, what: "$state 'ready' after the flash", detail: () => `states: ${states().join(', ')}` });
       expect(states()).toContain('init');
       expect(states().at(-1)).toBe('ready');
       expect(states()).not.toContain('lost');
-      const pinDeadline = Date.now() + 5000;
-      while (board.uno.digitalOutput(13) !== true && Date.now() < pinDeadline) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => board.uno.digitalOutput(13) === true, { timeoutMs: 5000, what: 'pin 13 high again' });
       expect(board.uno.digitalOutput(13)).toBe(true); // the LED the program had on is on again
     } finally {
       await watcher?.close();

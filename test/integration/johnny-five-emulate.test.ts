@@ -3,6 +3,7 @@ import { SerialPort } from 'serialport';
 import five from 'johnny-five';
 import firmataIo from 'firmata-io';
 import { EmulateProcess } from '../support/emulate-process.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // Unmodified Johnny-Five + firmata.js over real serialport on the pty of `tether emulate`.
 
@@ -48,8 +49,11 @@ describe('Johnny-Five on tether emulate', () => {
   });
 
   it('a Button on pin 2 reports a press injected on the emulated pin', async () => {
+    // The board answers the report request with the pin's level at once: then reporting has started.
+    let reporting = false;
+    (board.io as unknown as NodeJS.EventEmitter).once('digital-read-2', () => (reporting = true));
     const button = new five.Button({ pin: 2, board });
-    await new Promise((r) => setTimeout(r, 200)); // let reporting start
+    await waitFor(() => reporting, { what: 'the first report of pin 2' });
     const pressed = new Promise<void>((resolve) => button.on('press', () => resolve()));
     emulator.command('pin 2 1');
     await pressed;

@@ -10,11 +10,10 @@ import { SystemdExtension } from '../../host/systemd/systemd-extension.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // The Prometheus endpoint of a real Gateway (in process): an emulated board on a pty, the
 // embedded broker on a free loopback port, metrics on a free loopback port.
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function samples(text: string): Map<string, number> {
   const out = new Map<string, number>();
@@ -54,12 +53,13 @@ describe('metrics endpoint', () => {
       expect(gateway.extension(SystemdExtension)!.watchdog).toBeNull(); // no NOTIFY_SOCKET
 
       let m = new Map<string, number>();
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline) {
-        m = samples(await (await fetch(url)).text());
-        if (m.get('tether_device_state{device="dev-a",state="ready"}') === 1 && (m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}') ?? 0) >= 3) break;
-        await sleep(200);
-      }
+      await waitFor(
+        async () => {
+          m = samples(await (await fetch(url)).text());
+          return m.get('tether_device_state{device="dev-a",state="ready"}') === 1 && (m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}') ?? 0) >= 3;
+        },
+        { timeoutMs: 20_000, intervalMs: 200, what: 'dev-a ready with 3 RTT samples in the metrics' },
+      );
       expect(m.get('tether_device_state{device="dev-a",state="ready"}')).toBe(1);
       expect(m.get('tether_device_state{device="dev-a",state="lost"}')).toBe(0);
       expect(m.get('tether_device_state{device="dev-a",state="init"}')).toBe(0);

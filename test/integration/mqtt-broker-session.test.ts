@@ -11,6 +11,7 @@ import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 /** A broker the suite runs against, with a way to crash it and bring it back on the same port. */
 interface BrokerFixture {
@@ -68,7 +69,8 @@ let idCounter = 0;
 const uniqueId = (what: string) => `${what}-${process.pid}-${Date.now().toString(36)}-${idCounter++}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function waitFor<T extends unknown[]>(emitter: NodeJS.EventEmitter, event: string, ms: number): Promise<T> {
+/** The next `event` from `emitter` (its arguments), or an error after `ms`. */
+function nextEvent<T extends unknown[]>(emitter: NodeJS.EventEmitter, event: string, ms: number): Promise<T> {
   return (once(emitter, event, { signal: AbortSignal.timeout(ms) }) as Promise<T>).catch((err: unknown) => {
     throw new Error(`no '${event}' event within ${ms} ms`, { cause: err });
   });
@@ -79,14 +81,6 @@ function collect(client: MqttClient) {
   const got: Array<{ topic: string; payload: string; retain: boolean }> = [];
   client.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), retain: packet.retain }));
   return got;
-}
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, start }) => {
@@ -130,12 +124,12 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     const messages: Array<[string, string, MessageInfo]> = [];
     s.on('message', (t, payload, info) => messages.push([t, payload.toString(), info]));
     s.start();
-    const [up] = await waitFor<[{ sessionPresent: boolean }]>(s, 'up', 3000);
+    const [up] = await nextEvent<[{ sessionPresent: boolean }]>(s, 'up', 3000);
     expect(up.sessionPresent).toBe(false);
     expect(s.connected).toBe(true);
     await s.publish(topic, 'one', { qos: 1, retain: false });
     await s.publish(topic, Buffer.from('two'), { qos: 0, retain: false });
-    await until(() => messages.length === 2, 2000, 'both messages');
+    await waitFor(() => messages.length === 2, { timeoutMs: 2000, what: 'both messages' });
     expect(messages).toEqual([
       [topic, 'one', { retain: false, qos: 1, dup: false }],
       [topic, 'two', { retain: false, qos: 0, dup: false }],
@@ -153,11 +147,11 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     await watcher.subscribeAsync(willTopic, { qos: 1 });
     const s = session({ will: { topic: willTopic, payload: 'lost', qos: 1, retain: false } });
     s.start();
-    await waitFor(s, 'up', 3000);
-    const down = waitFor<[string]>(s, 'down', 2000);
+    await nextEvent(s, 'up', 3000);
+    const down = nextEvent<[string]>(s, 'down', 2000);
     s.kill();
     expect((await down)[0]).toMatch(/killed/);
-    await until(() => got.length > 0, 3000, 'the will');
+    await waitFor(() => got.length > 0, { timeoutMs: 3000, what: 'the will' });
     expect(got).toEqual([{ topic: willTopic, payload: 'lost', retain: false }]);
     expect(s.connected).toBe(false);
   });
@@ -169,19 +163,19 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     await watcher.subscribeAsync(stateTopic, { qos: 1 });
     const s = session({ will: { topic: stateTopic, payload: 'lost', qos: 1, retain: true } });
     s.start();
-    await waitFor(s, 'up', 3000);
+    await nextEvent(s, 'up', 3000);
     await s.publish(stateTopic, 'ready', { qos: 1, retain: true });
     const downReasons: string[] = [];
     s.on('down', (r) => downReasons.push(r));
     await s.stop({ finalPublish: { topic: stateTopic, payload: 'disconnected', qos: 1, retain: true } });
-    await sleep(500); // time for a (wrong) will to arrive
+    await sleep(500); // a fixed wait on purpose: time for a (wrong) will to arrive, which must not
     expect(got.map((m) => m.payload)).toEqual(['ready', 'disconnected']);
     expect(downReasons).toEqual(['stopped']);
     // The retained state is the final message, not the will.
     const late = await observer();
     const lateGot = collect(late);
     await late.subscribeAsync(stateTopic, { qos: 1 });
-    await until(() => lateGot.length > 0, 2000, 'the retained state');
+    await waitFor(() => lateGot.length > 0, { timeoutMs: 2000, what: 'the retained state' });
     expect(lateGot).toEqual([{ topic: stateTopic, payload: 'disconnected', retain: true }]);
     await late.publishAsync(stateTopic, '', { qos: 1, retain: true }); // clear the retained message
   });
@@ -191,7 +185,7 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     const topic = `tether-test/${clientId}/set`;
     const first = session({ clientId });
     first.start();
-    const [up1] = await waitFor<[{ sessionPresent: boolean }]>(first, 'up', 3000);
+    const [up1] = await nextEvent<[{ sessionPresent: boolean }]>(first, 'up', 3000);
     expect(up1.sessionPresent).toBe(false);
     await first.subscribe(topic, 1);
     await first.stop();
@@ -204,9 +198,9 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     const messages: Array<[string, string]> = [];
     second.on('message', (t, payload) => messages.push([t, payload.toString()]));
     second.start();
-    const [up2] = await waitFor<[{ sessionPresent: boolean }]>(second, 'up', 3000);
+    const [up2] = await nextEvent<[{ sessionPresent: boolean }]>(second, 'up', 3000);
     expect(up2.sessionPresent).toBe(true);
-    await until(() => messages.length > 0, 3000, 'the queued message');
+    await waitFor(() => messages.length > 0, { timeoutMs: 3000, what: 'the queued message' });
     expect(messages).toEqual([[topic, 'while-away']]);
   });
 
@@ -229,9 +223,9 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       const falseAlarms: unknown[] = [];
       s.on('half-open', (info) => falseAlarms.push(info));
       s.start();
-      await waitFor(s, 'up', 3000);
+      await nextEvent(s, 'up', 3000);
       // Healthy but idle for longer than the bound: PINGREQ/PINGRESP keep it up, no false alarm.
-      await sleep(boundMs + 300);
+      await sleep(boundMs + 300); // a fixed wait on purpose: the point is that this time passes
       expect(falseAlarms).toEqual([]);
       expect(s.stats.lastPingRttMs).not.toBeNull();
       expect(s.stats.lastPingRttMs!).toBeLessThan(pingRespTimeoutMs);
@@ -248,8 +242,8 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
         silentForMs = info.silentForMs;
         proxy.blackhole(false); // heal before the reconnect attempt
       });
-      const down = waitFor<[string]>(s, 'down', boundMs + 2000);
-      const reconnected = waitFor(s, 'up', boundMs + 6000);
+      const down = nextEvent<[string]>(s, 'down', boundMs + 2000);
+      const reconnected = nextEvent(s, 'up', boundMs + 6000);
       const [reason] = await down;
       const measuredMs = detectedAt - lastReceivedAt;
       console.log(
@@ -269,7 +263,7 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       const messages: string[] = [];
       s.on('message', (_t, payload) => messages.push(payload.toString()));
       await s.publish(topic, 'after', { qos: 1, retain: false });
-      await until(() => messages.includes('after'), 2000, 'traffic after healing');
+      await waitFor(() => messages.includes('after'), { timeoutMs: 2000, what: 'traffic after healing' });
     },
     15_000,
   );
@@ -281,15 +275,16 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       const topic = `tether-test/${uniqueId('crash')}/in`;
       const s = session({ logger, backoff: { initialMs: 100, maxMs: 400 }, subscriptions: [{ topic, qos: 1 }] });
       s.start();
-      await waitFor(s, 'up', 3000);
-      const down = waitFor<[string]>(s, 'down', 3000);
+      await nextEvent(s, 'up', 3000);
+      const down = nextEvent<[string]>(s, 'down', 3000);
       await broker.crash();
       await down;
       expect(s.connected).toBe(false);
       await expect(s.publish(topic, 'x', { qos: 1, retain: false })).rejects.toThrow(/not connected/);
-      await sleep(1200); // several failed attempts
+      const retriesLogged = () => logger.records.filter((r) => r.msg?.startsWith('MQTT reconnect in')).length;
+      await waitFor(() => retriesLogged() >= 3, { timeoutMs: 5000, what: 'three failed reconnect attempts' });
       // Listen first: the session may well connect before revive() has seen the port open.
-      const up = waitFor(s, 'up', 5000);
+      const up = nextEvent(s, 'up', 5000);
       await broker.revive();
       await up;
       expect(s.stats).toMatchObject({ connects: 2, reconnects: 1 });
@@ -309,17 +304,17 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
       s.on('message', (_t, payload) => messages.push(payload.toString()));
       const publisher = await observer();
       await publisher.publishAsync(topic, 'after-restart', { qos: 1 });
-      await until(() => messages.includes('after-restart'), 3000, 'a message after the restart');
+      await waitFor(() => messages.includes('after-restart'), { timeoutMs: 3000, what: 'a message after the restart' });
 
       // Backoff was reset by the successful connect: the next outage starts at attempt 1 again.
       const before = logger.records.length;
-      const down2 = waitFor(s, 'down', 3000);
+      const down2 = nextEvent(s, 'down', 3000);
       await broker.crash();
       await down2;
-      await until(() => logger.records.slice(before).some((r) => r.msg?.startsWith('MQTT reconnect in')), 2000, 'a retry');
+      await waitFor(() => logger.records.slice(before).some((r) => r.msg?.startsWith('MQTT reconnect in')), { timeoutMs: 2000, what: 'a retry' });
       const next = logger.records.slice(before).find((r) => r.msg?.startsWith('MQTT reconnect in'))!.obj as { attempt: number };
       expect(next.attempt).toBe(1);
-      const up2 = waitFor(s, 'up', 5000);
+      const up2 = nextEvent(s, 'up', 5000);
       await broker.revive();
       await up2;
     },
@@ -330,14 +325,14 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     const baseline = activeResources();
     const s = session();
     s.start();
-    await waitFor(s, 'up', 3000);
+    await nextEvent(s, 'up', 3000);
     await s.publish('tether-test/leak', 'x', { qos: 1, retain: false });
     await s.stop();
     expect(await leakedSince(baseline)).toEqual({});
 
     const k = session();
     k.start();
-    await waitFor(k, 'up', 3000);
+    await nextEvent(k, 'up', 3000);
     k.kill();
     expect(await leakedSince(baseline)).toEqual({});
 
@@ -348,9 +343,10 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
         server.close(() => resolve(port));
       });
     });
-    const r = session({ url: `mqtt://127.0.0.1:${deadPort}`, backoff: { initialMs: 50, maxMs: 100 } });
+    const retrying = new RecordingLogger();
+    const r = session({ url: `mqtt://127.0.0.1:${deadPort}`, backoff: { initialMs: 50, maxMs: 100 }, logger: retrying });
     r.start();
-    await sleep(300);
+    await waitFor(() => retrying.records.filter((rec) => rec.msg?.startsWith('MQTT reconnect in')).length >= 2, { what: 'two reconnect attempts to a dead port' });
     expect(r.connected).toBe(false);
     await r.stop();
     expect(await leakedSince(baseline)).toEqual({});

@@ -26,6 +26,7 @@ print(json.dumps({'listening': True}), flush=True)
 while True:
     print(json.dumps(s.recv(65536).decode('utf-8', 'replace')), flush=True)
 `;
+import { waitFor } from '../support/wait-for.ts';
 
 interface Datagram {
   at: number;
@@ -187,7 +188,7 @@ describe('tether daemon under a (test) systemd: READY, WATCHDOG only while healt
 
       // Healthy: WATCHDOG=1 every second (WATCHDOG_USEC / 2).
       const healthyFrom = performance.now();
-      await sleep(3500);
+      await waitFor(() => listener.with('WATCHDOG=1', healthyFrom).length >= 3, { timeoutMs: 3500, what: '3 WATCHDOG=1 while healthy' });
       const healthy = listener.with('WATCHDOG=1', healthyFrom);
       expect(healthy.length).toBeGreaterThanOrEqual(3);
       expect(maxGap(healthy)).toBeLessThan(1600);
@@ -207,7 +208,7 @@ describe('tether daemon under a (test) systemd: READY, WATCHDOG only while healt
       expect(unhealthyAt - wedgedAt).toBeLessThan(9000);
       await listener.waitFor((d) => /UNHEALTHY: broker session/.test(d.text), 5000, wedgedAt);
       // A clear window: no WATCHDOG=1 at all for 4 s (two watchdog periods of 2 s).
-      await sleep(4000);
+      await sleep(4000); // a fixed wait on purpose: the window that must stay clear
       const during = listener.with('WATCHDOG=1', unhealthyAt + 200);
       expect(during).toEqual([]);
 
@@ -218,7 +219,7 @@ describe('tether daemon under a (test) systemd: READY, WATCHDOG only while healt
       const resumed = await listener.waitFor(has('WATCHDOG=1'), 10_000, healedAt);
       console.log(`healed: WATCHDOG=1 again ${Math.round(resumed.at - healedAt)} ms after the proxy passed traffic`);
       await listener.waitFor((d) => /^STATUS=1 device: 1 ready; broker connected$/m.test(d.text), 10_000, healedAt);
-      await sleep(2500);
+      await waitFor(() => listener.with('WATCHDOG=1', resumed.at).length >= 3, { timeoutMs: 2500, what: '3 WATCHDOG=1 after healing' });
       const after = listener.with('WATCHDOG=1', resumed.at);
       expect(after.length).toBeGreaterThanOrEqual(3);
       expect(maxGap(after)).toBeLessThan(1600);
@@ -233,7 +234,7 @@ describe('tether daemon under a (test) systemd: READY, WATCHDOG only while healt
       expect(await daemon.stop()).toBe(0);
       await listener.waitFor(has('STOPPING=1'), 5000, stopAt);
       expect(listener.with('READY=1')).toHaveLength(1);
-      await sleep(1500);
+      await sleep(1500); // a fixed wait on purpose: time for a (wrong) late WATCHDOG=1 to arrive
       const stopping = listener.with('STOPPING=1')[0]!;
       expect(listener.with('WATCHDOG=1', stopping.at + 100)).toEqual([]);
     } catch (err) {

@@ -9,6 +9,7 @@ import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // A board that speaks only Firmata (our firmware built without the keepalive extension,
 // standing in for StandardFirmata) still works through TetherIO, with Firmata-query liveness.
@@ -38,8 +39,7 @@ describe('TetherIO with a plain Firmata board', () => {
   });
 
   it('is ready with liveness from Firmata version queries, and the log says so', async () => {
-    const deadline = Date.now() + 5000;
-    while (io.link.state !== 'ready' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => io.link.state === 'ready', { timeoutMs: 5000, what: 'the plain Firmata board to be ready' });
     expect(io.link.session.protocol).toBe('firmata');
     expect(io.link.state).toBe('ready');
     expect(logger.records.some((r) => r.level === 'warn' && /plain Firmata/.test(r.msg ?? ''))).toBe(true);

@@ -7,6 +7,7 @@ import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // An unmodified Johnny-Five program on TetherIO, across an unplug/replug of the emulated board.
 
@@ -44,19 +45,17 @@ describe('TetherIO with Johnny-Five', () => {
     const led = new five.Led({ pin: 13, board: j5 });
     const button = new five.Button({ pin: 2, board: j5 });
     led.blink(100);
-    await new Promise((r) => setTimeout(r, 800));
-    expect(toggles(0)).toBeGreaterThanOrEqual(4);
+    await waitFor(() => toggles(0) >= 4, { timeoutMs: 800, what: '4 toggles of pin 13' });
 
     const lost = new Promise<void>((resolve) => io.once('lost', () => resolve()));
     await board.unplug();
     await lost;
-    await new Promise((r) => setTimeout(r, 1000)); // the program keeps running, blinking into the void
+    await new Promise((r) => setTimeout(r, 1000)); // a fixed wait on purpose: the program keeps running, blinking into the void
     const back = new Promise<void>((resolve) => io.once('ready', () => resolve()));
     const replugAt = performance.now();
     await board.replug();
     await back;
-    await new Promise((r) => setTimeout(r, 800));
-    expect(toggles(replugAt)).toBeGreaterThanOrEqual(4);
+    await waitFor(() => toggles(replugAt) >= 4, { timeoutMs: 800, what: '4 toggles of pin 13 after the replug' });
     expect(states.map((s) => s.to)).toContain('lost');
     expect(io.link.stats().replays).toBeGreaterThanOrEqual(1);
 

@@ -8,14 +8,8 @@ import { ReconnectingTransport } from '../../host/transport/reconnecting-transpo
 import { SerialTransport } from '../../host/transport/serial-transport.ts';
 import { TransportError } from '../../host/transport/transport.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
-const until = async (cond: () => boolean, ms = 3000, what = 'condition') => {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 /** The transport's next close event, or a failure after `ms` (not the 60 s test timeout). */
 const nextClose = (t: SerialTransport, ms = 3000) =>
@@ -58,7 +52,7 @@ describe('SerialTransport on a pty (real serialport)', () => {
     t.on('data', (d) => (fromBoard += d.toString()));
     board.write(Buffer.from('from-board'));
     expect(t.write(Buffer.from('to-board'))).toBe(true);
-    await until(() => fromBoard === 'from-board' && toBoard === 'to-board', 3000, 'bytes both ways');
+    await waitFor(() => fromBoard === 'from-board' && toBoard === 'to-board', { timeoutMs: 3000, what: 'bytes both ways' });
 
     const closed = nextClose(t);
     await t.close();
@@ -96,7 +90,7 @@ describe('SerialTransport on a pty (real serialport)', () => {
     let got = '';
     t.on('data', (d) => (got += d.toString()));
     board.write(Buffer.from('x'));
-    await until(() => got === 'x', 3000, 'data'); // serialport is now waiting for input
+    await waitFor(() => got === 'x', { timeoutMs: 3000, what: 'data' }); // serialport is now waiting for input
     const closed = nextClose(t);
     await board.close();
     const err = await closed;
@@ -162,25 +156,25 @@ describe('ReconnectingTransport over SerialTransport (real pty, real time)', () 
     rt.on('data', (d) => (fromBoard += d.toString()));
 
     rt.start();
-    await until(() => rt.isUp, 3000, 'first up');
+    await waitFor(() => rt.isUp, { timeoutMs: 3000, what: 'first up' });
     board.write(Buffer.from('one'));
-    await until(() => fromBoard === 'one', 3000, 'data before unplug');
+    await waitFor(() => fromBoard === 'one', { timeoutMs: 3000, what: 'data before unplug' });
 
     await board.close(); // unplug
-    await until(() => events.includes('down:closed'), 3000, 'down');
+    await waitFor(() => events.includes('down:closed'), { timeoutMs: 3000, what: 'down' });
     expect(rt.write(Buffer.from('lost'))).toBe(false);
-    await until(() => logger.records.filter((r) => r.level === 'warn').length >= 3, 3000, 'retries');
+    await waitFor(() => logger.records.filter((r) => r.level === 'warn').length >= 3, { timeoutMs: 3000, what: 'retries' });
     // While unplugged, each try fails because the device path is gone.
     expect(logger.records.filter((r) => r.level === 'warn').slice(1).every((r) => (r.obj as { code: string }).code === 'not-found')).toBe(
       true,
     );
 
     await board.open(); // replug on the same path
-    await until(() => rt.isUp, 3000, 'up again');
+    await waitFor(() => rt.isUp, { timeoutMs: 3000, what: 'up again' });
     expect(events).toEqual(['up', 'down:closed', 'up']);
     board.write(Buffer.from('two'));
     expect(rt.write(Buffer.from('hello again'))).toBe(true);
-    await until(() => fromBoard === 'onetwo' && toBoard === 'hello again', 3000, 'data after replug');
+    await waitFor(() => fromBoard === 'onetwo' && toBoard === 'hello again', { timeoutMs: 3000, what: 'data after replug' });
 
     await rt.stop();
     await board.close();

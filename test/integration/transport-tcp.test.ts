@@ -6,6 +6,7 @@ import { ReconnectingTransport } from '../../host/transport/reconnecting-transpo
 import { TcpTransport } from '../../host/transport/tcp-transport.ts';
 import { TransportError } from '../../host/transport/transport.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 /** A loopback "bridge": keeps its accepted sockets so a test can cut them. */
 class Bridge {
@@ -49,13 +50,6 @@ class Bridge {
   }
 }
 
-const until = async (cond: () => boolean, ms = 3000, what = 'condition') => {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 const nextClose = (t: TcpTransport) => new Promise<TransportError | null>((r) => t.once('close', r));
 
 /** Linux: whether the kernel runs the keepalive timer (timer_active 2) for a local port, from /proc/net/tcp. */
@@ -95,7 +89,7 @@ describe('TcpTransport against a loopback server (real sockets)', () => {
     t.on('data', (d) => (got += d.toString()));
     server.write('from-board');
     expect(t.write(Buffer.from('to-board'))).toBe(true);
-    await until(() => got === 'from-board' && bridge.received === 'to-board', 3000, 'bytes both ways');
+    await waitFor(() => got === 'from-board' && bridge.received === 'to-board', { timeoutMs: 3000, what: 'bytes both ways' });
 
     const serverSawEnd = new Promise<void>((r) => server.once('end', () => r()));
     const closeEvents: Array<TransportError | null> = [];
@@ -195,26 +189,26 @@ describe('ReconnectingTransport over TcpTransport (real sockets, real time)', ()
     let conn = bridge.nextConnection();
     rt.start();
     let server = await conn;
-    await until(() => rt.isUp, 3000, 'first up');
+    await waitFor(() => rt.isUp, { timeoutMs: 3000, what: 'first up' });
     server.write('one');
-    await until(() => got === 'one', 3000, 'data before the outage');
+    await waitFor(() => got === 'one', { timeoutMs: 3000, what: 'data before the outage' });
 
     await bridge.shutdown(); // bridge reboots: connection cut, port closed
-    await until(() => events.includes('down:closed'), 3000, 'down');
+    await waitFor(() => events.includes('down:closed'), { timeoutMs: 3000, what: 'down' });
     expect(rt.write(Buffer.from('lost'))).toBe(false);
     // Let a few refused tries happen.
-    await until(() => logger.records.filter((r) => r.level === 'warn').length >= 3, 3000, 'retries');
+    await waitFor(() => logger.records.filter((r) => r.level === 'warn').length >= 3, { timeoutMs: 3000, what: 'retries' });
     expect(logger.records.filter((r) => r.level === 'warn').slice(1).every((r) => (r.obj as { code: string }).code === 'refused')).toBe(true);
 
     const back = newBridge();
     await back.listen(port);
     conn = back.nextConnection();
     server = await conn;
-    await until(() => rt.isUp, 3000, 'up again');
+    await waitFor(() => rt.isUp, { timeoutMs: 3000, what: 'up again' });
     expect(events).toEqual(['up', 'down:closed', 'up']);
     server.write('two');
     expect(rt.write(Buffer.from('hello again'))).toBe(true);
-    await until(() => got === 'onetwo' && back.received === 'hello again', 3000, 'data after reconnect');
+    await waitFor(() => got === 'onetwo' && back.received === 'hello again', { timeoutMs: 3000, what: 'data after reconnect' });
 
     await rt.stop();
     await back.shutdown();

@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './free-port.ts';
+import { waitFor } from './wait-for.ts';
 
 export interface MosquittoOptions {
   /** Loopback port; a free one is picked when omitted. */
@@ -113,15 +114,21 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
     };
     proc.stdout!.on('data', collect);
     proc.stderr!.on('data', collect);
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      if (hasExited) throw new Error(`mosquitto exited at start (port ${port}): ${output.trim()}`);
-      if (await canConnect(port)) return;
-      await sleep(25);
+    try {
+      await waitFor(
+        async () => {
+          if (hasExited) throw new Error(`mosquitto exited at start (port ${port}): ${output.trim()}`);
+          return await canConnect(port);
+        },
+        { timeoutMs: 5000, intervalMs: 25, what: `mosquitto to accept connections on port ${port}`, detail: () => output.trim() },
+      );
+    } catch (err) {
+      if (!hasExited) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      throw err;
     }
-    proc.kill('SIGKILL');
-    await exited;
-    throw new Error(`mosquitto did not accept connections on port ${port} within 5 s: ${output.trim()}`);
   }
 
   async function start(): Promise<void> {

@@ -1,16 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import { DeviceLink } from '../../host/link/device-link.ts';
 import type { Transport, TransportEvents } from '../../host/transport/transport.ts';
-import type { Clock } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
-
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
 
 /** A scripted device behind a fake transport: answers HELLO_REQUEST and PING, with noise. */
 class FakeDevice extends EventEmitter<TransportEvents> implements Transport {
@@ -22,6 +16,10 @@ class FakeDevice extends EventEmitter<TransportEvents> implements Transport {
   split = false;
   bootId = 5;
   private readonly splitter = new FrameSplitter({ from: 'host' });
+
+  constructor(private readonly clock: ManualClock) {
+    super();
+  }
 
   async open(): Promise<void> {
     this.isOpen = true;
@@ -44,36 +42,34 @@ class FakeDevice extends EventEmitter<TransportEvents> implements Transport {
   }
   reply(message: DeviceMessage): void {
     const frame = [...this.noise(), ...encodeFrame(message), ...this.noise()];
-    setTimeout(() => {
+    this.clock.setTimeout(() => {
       if (!this.split) return this.emit('data', Buffer.from(frame));
       // Byte by byte, as a slow serial line delivers it.
-      frame.forEach((b, i) => setTimeout(() => this.emit('data', Buffer.from([b])), i));
+      frame.forEach((b, i) => this.clock.setTimeout(() => this.emit('data', Buffer.from([b])), i));
     }, 5);
   }
 }
 
 describe('DeviceLink (fake transport, fake time)', () => {
-  beforeEach(() => vi.useFakeTimers());
-  afterEach(() => vi.useRealTimers());
-
   function make() {
-    const device = new FakeDevice();
+    const clock = new ManualClock();
+    const device = new FakeDevice(clock);
     const link = new DeviceLink({ target: 'fake', clock, transportFactory: () => device, session: { pingIntervalMs: 100, misses: 3 } });
     const states: string[] = [];
     const firmata: number[] = [];
     link.on('state', (c) => states.push(c.to));
     link.on('firmata', (b) => firmata.push(...b));
-    return { device, link, states, firmata };
+    return { clock, device, link, states, firmata };
   }
 
   it('gets ready and stays ready with garbage between frames and frames split byte by byte', async () => {
-    const { device, link, states, firmata } = make();
+    const { clock, device, link, states, firmata } = make();
     let n = 0;
     // Firmata-looking noise and stray bytes around every frame (no 0xF0, so frames stay whole).
     device.noise = () => [0x90 | (n++ % 3), 0x7f, 0x01, 0x33, 0xf9, 0x02];
     device.split = true;
     link.start();
-    await vi.advanceTimersByTimeAsync(5_000);
+    await clock.advanceAsync(5_000);
     expect(states).toEqual(['ready']);
     expect(link.stats().pongs).toBeGreaterThan(20);
     expect(firmata.length).toBeGreaterThan(0); // the noise went to the Firmata side, not into the session
@@ -81,17 +77,17 @@ describe('DeviceLink (fake transport, fake time)', () => {
   });
 
   it('records writes and replays them after a reboot that lost state', async () => {
-    const { device, link } = make();
+    const { clock, device, link } = make();
     link.start();
-    await vi.advanceTimersByTimeAsync(500);
+    await clock.advanceAsync(500);
     link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]);
     const writeDone = link.writeState(2, Uint8Array.from([7, 8]));
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     await writeDone;
     device.raw.length = 0;
     device.bootId = 6;
     device.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 6, resetCauses: ['power-on'], stateSurvived: false, pinsRestored: false, reply: false, watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true }, stateSize: 32, name: 'tether' });
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200);
     const replayed = device.raw;
     expect(indexOfSeq(replayed, [0xf4, 13, 1])).toBeGreaterThanOrEqual(0);
     expect(indexOfSeq(replayed, [0x91, 0x20, 0x00])).toBeGreaterThanOrEqual(0); // pin 13 high on port 1
@@ -109,12 +105,12 @@ describe('DeviceLink (fake transport, fake time)', () => {
   });
 
   it('close() leaves no timers behind', async () => {
-    const { link } = make();
+    const { clock, link } = make();
     link.start();
-    await vi.advanceTimersByTimeAsync(1_000);
+    await clock.advanceAsync(1_000);
     await link.close();
-    await vi.advanceTimersByTimeAsync(50);
-    expect(vi.getTimerCount()).toBe(0);
+    await clock.advanceAsync(50);
+    expect(clock.pending).toBe(0);
     expect(link.state).toBe('disconnected');
   });
 });

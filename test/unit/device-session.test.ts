@@ -1,15 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { DeviceSession, type Hello, type StateChange } from '../../host/session/device-session.ts';
 import { LeaseRegistry } from '../../host/session/lease-registry.ts';
 import { PhiAccrualDetector } from '../../host/session/phi-accrual-detector.ts';
-import type { Clock } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import type { HostMessage } from '../../shared/protocol/messages.ts';
 
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
+let clock: ManualClock;
 
 function hello(overrides: Partial<Hello> = {}): Hello {
   return {
@@ -50,11 +46,11 @@ function harness(options: { restore?: (h: Hello, rebooted: boolean) => Promise<v
       sent.push(m);
       if (!answer) return;
       if (m.type === 'ping') {
-        setTimeout(() => {
+        clock.setTimeout(() => {
           if (answer) session.receive({ type: 'pong', seq: m.seq, uptimeMs: 1, bootId, leaseActive: m.leaseMs > 0, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: m.leaseMs });
         }, rttMs);
       }
-      if (m.type === 'hello-request') setTimeout(() => answer && session.receive(hello({ bootId })), rttMs);
+      if (m.type === 'hello-request') clock.setTimeout(() => answer && session.receive(hello({ bootId })), rttMs);
     },
     sendRaw: (b) => raw.push(b),
     restore: async (h, rebooted) => {
@@ -83,15 +79,16 @@ function harness(options: { restore?: (h: Hello, rebooted: boolean) => Promise<v
 }
 
 describe('DeviceSession', () => {
-  beforeEach(() => vi.useFakeTimers());
-  afterEach(() => vi.useRealTimers());
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
 
   it('handshakes: HELLO_REQUEST, HELLO, restore, PING, PONG -> ready', async () => {
     const h = harness();
     h.session.linkUp();
     expect(h.session.state).toBe('init');
     expect(h.sent[0]).toEqual({ type: 'hello-request' });
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(h.restores).toEqual([[10, false]]);
     expect(h.session.state).toBe('ready');
     expect(h.changes.map((c) => `${c.from}->${c.to}`)).toEqual(['init->ready']);
@@ -102,7 +99,7 @@ describe('DeviceSession', () => {
   it('stays ready while PONGs come, for a long time', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(60_000);
+    await clock.advanceAsync(60_000);
     expect(h.session.state).toBe('ready');
     expect(h.pings().length).toBeGreaterThanOrEqual(59);
     h.session.close();
@@ -111,10 +108,10 @@ describe('DeviceSession', () => {
   it('is lost no later than interval x misses after the last PONG', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(5_250);
+    await clock.advanceAsync(5_250);
     const lastPong = h.session.lastSeen!;
     h.answer = false;
-    await vi.advanceTimersByTimeAsync(10_000);
+    await clock.advanceAsync(10_000);
     const lost = h.changes.find((c) => c.to === 'lost')!;
     expect(lost).toBeDefined();
     expect(lost.at - lastPong).toBeLessThanOrEqual(3000);
@@ -126,12 +123,12 @@ describe('DeviceSession', () => {
   it('comes back from lost when the device answers again', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(2_000);
+    await clock.advanceAsync(2_000);
     h.answer = false;
-    await vi.advanceTimersByTimeAsync(5_000);
+    await clock.advanceAsync(5_000);
     expect(h.session.state).toBe('lost');
     h.answer = true;
-    await vi.advanceTimersByTimeAsync(3_000);
+    await clock.advanceAsync(3_000);
     expect(h.session.state).toBe('ready');
     expect(h.changes.map((c) => c.to)).toEqual(['ready', 'lost', 'ready']);
     h.session.close();
@@ -140,7 +137,7 @@ describe('DeviceSession', () => {
   it('ignores PONGs with unknown or duplicated sequence numbers for RTT but counts them', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     const before = h.session.rtt.count;
     const pong = { type: 'pong' as const, uptimeMs: 1, bootId: 10, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 };
     h.session.receive({ ...pong, seq: 9999 }); // never sent
@@ -155,17 +152,17 @@ describe('DeviceSession', () => {
   it('is sleeping (not lost) while the device sleeps, ready after AWAKE', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_000);
+    await clock.advanceAsync(1_000);
     h.answer = false;
     h.session.receive({ type: 'sleeping', durationMs: 8000, wakeSources: ['timer', 'serial'] });
     expect(h.session.state).toBe('sleeping');
     const pingsBefore = h.pings().length;
-    await vi.advanceTimersByTimeAsync(7_000);
+    await clock.advanceAsync(7_000);
     expect(h.session.state).toBe('sleeping');
     expect(h.pings().length).toBe(pingsBefore); // no pings into a sleeping device
     h.answer = true;
     h.session.receive({ type: 'awake', sleptMs: 7000, wakeCauses: ['timer'] });
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(h.session.state).toBe('ready');
     expect(h.session.counters.asleepMs).toBe(7000);
     h.session.close();
@@ -174,11 +171,11 @@ describe('DeviceSession', () => {
   it('a device that oversleeps its announced wake time plus grace is lost', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_000);
+    await clock.advanceAsync(1_000);
     h.answer = false;
-    const sleptAt = Date.now();
+    const sleptAt = clock.now();
     h.session.receive({ type: 'sleeping', durationMs: 3000, wakeSources: ['timer'] });
-    await vi.advanceTimersByTimeAsync(10_000);
+    await clock.advanceAsync(10_000);
     const lost = h.changes.find((c) => c.to === 'lost')!;
     expect(lost.cause).toMatch(/overslept/);
     expect(lost.at - sleptAt).toBe(3000 + 2000);
@@ -189,12 +186,12 @@ describe('DeviceSession', () => {
     const leases = new LeaseRegistry({ clock });
     const h = harness({ leases });
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     expect(h.pings().every((p) => p.leaseMs === 0)).toBe(true);
     const lease = leases.acquire('dashboard open');
     expect(h.pings().at(-1)!.leaseMs).toBe(4000); // sent at once, not at the next tick
     lease.release();
-    await vi.advanceTimersByTimeAsync(1_000);
+    await clock.advanceAsync(1_000);
     expect(h.pings().at(-1)!.leaseMs).toBe(0);
     h.session.receive({ type: 'sleeping', durationMs: 8000, wakeSources: ['timer', 'serial'] });
     leases.acquire('user command');
@@ -207,16 +204,16 @@ describe('DeviceSession', () => {
     const leases = new LeaseRegistry({ clock });
     const h = harness({ leases });
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     h.answer = false;
     h.session.receive({ type: 'sleeping', durationMs: 8000, wakeSources: ['timer', 'serial'] });
     leases.acquire('user command');
-    await vi.advanceTimersByTimeAsync(3_050);
+    await clock.advanceAsync(3_050);
     expect(h.raw.length).toBeGreaterThanOrEqual(4); // at once, then every 1 s
     h.answer = true;
     h.session.receive({ type: 'awake', sleptMs: 3000, wakeCauses: ['serial'] });
     const after = h.raw.length;
-    await vi.advanceTimersByTimeAsync(3_000);
+    await clock.advanceAsync(3_000);
     expect(h.raw.length).toBe(after); // awake: no more wake bytes
     h.session.close();
     leases.close();
@@ -225,11 +222,11 @@ describe('DeviceSession', () => {
   it('a reboot while ready goes through init, restore (rebooted) and back to ready, counted by cause', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     h.bootId = 11;
     h.session.receive(hello({ bootId: 11, reply: false, resetCauses: ['watchdog'], stateSurvived: true, pinsRestored: true }));
     expect(h.session.state).toBe('init');
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(h.session.state).toBe('ready');
     expect(h.restores.at(-1)).toEqual([11, true]);
     expect(h.session.counters.reboots.watchdog).toBe(1);
@@ -240,9 +237,9 @@ describe('DeviceSession', () => {
   it('asks for HELLO again when a PONG shows a boot id it has not seen', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     h.bootId = 12; // rebooted while we were not looking; its boot HELLO was lost
-    await vi.advanceTimersByTimeAsync(2_000);
+    await clock.advanceAsync(2_000);
     expect(h.sent.filter((m) => m.type === 'hello-request').length).toBe(2);
     expect(h.restores.at(-1)).toEqual([12, true]);
     expect(h.session.bootId).toBe(12);
@@ -252,14 +249,14 @@ describe('DeviceSession', () => {
   it('link down is lost at once; link up starts a new handshake', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     h.session.linkDown('pty closed');
     expect(h.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'link down: pty closed' });
     const sentBefore = h.sent.length;
-    await vi.advanceTimersByTimeAsync(5_000);
+    await clock.advanceAsync(5_000);
     expect(h.sent.length).toBe(sentBefore); // nothing sent into a closed link
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(h.session.state).toBe('ready');
     h.session.close();
   });
@@ -269,7 +266,7 @@ describe('DeviceSession', () => {
     h.answer = false;
     h.session.linkUp();
     h.session.firmataActivity(); // e.g. its REPORT_VERSION at boot
-    await vi.advanceTimersByTimeAsync(3_500);
+    await clock.advanceAsync(3_500);
     expect(h.session.protocol).toBe('firmata');
     expect(h.raw.at(-1)).toEqual([0xf9]);
     h.session.firmataActivity();
@@ -286,7 +283,7 @@ describe('DeviceSession', () => {
       for (let i = 0; i < 120; i++) {
         s = (Math.imul(s, 1103515245) + 12345) >>> 0;
         h.rtt = 20 + (s % 2500);
-        await vi.advanceTimersByTimeAsync(1_000);
+        await clock.advanceAsync(1_000);
       }
       h.session.close();
       return h.changes.filter((c) => c.to === 'lost').length;
@@ -301,9 +298,9 @@ describe('DeviceSession', () => {
     const h = harness();
     h.answer = false;
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(2_999);
+    await clock.advanceAsync(2_999);
     expect(h.session.state).toBe('init'); // an Uno reset by DTR is still in its bootloader
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expect(h.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'no answer since the link came up' });
     expect(h.sent.filter((m) => m.type === 'hello-request').length).toBeGreaterThanOrEqual(3);
     h.session.close();
@@ -312,11 +309,11 @@ describe('DeviceSession', () => {
   it('close() ends in disconnected and leaves no timers', async () => {
     const h = harness();
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     h.session.close();
     expect(h.session.state).toBe('disconnected');
-    await vi.advanceTimersByTimeAsync(100); // let scripted replies in flight land (ignored)
-    expect(vi.getTimerCount()).toBe(0);
+    await clock.advanceAsync(100); // let scripted replies in flight land (ignored)
+    expect(clock.pending).toBe(0);
     expect(h.session.state).toBe('disconnected');
   });
 });

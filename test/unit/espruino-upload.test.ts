@@ -7,6 +7,7 @@ import type { Transport, TransportEvents } from '../../host/transport/transport.
 import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import type { DeviceMessage } from '../../shared/protocol/messages.ts';
 import { replLineForFrame } from '../../host/espruino/espruino-repl-transport.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // The uploader against the stand-in's REPL (real time): the board evaluates what it receives in
 // its vm context, says XOFF when its RX buffer fills, and save() keeps the program in flash.
@@ -60,9 +61,9 @@ describe('uploading the module over the Espruino REPL', () => {
     // Power cycle: the saved program starts by itself and answers.
     const frames = framesFrom(port);
     board.powerCycle();
-    await sleep(20);
+    await waitFor(() => frames.length >= 1, { timeoutMs: 1000, what: 'the boot HELLO of the saved program' });
     port.write(Buffer.from(replLineForFrame(encodeFrame({ type: 'ping', seq: 77, leaseMs: 0 })), 'latin1'));
-    await sleep(50);
+    await waitFor(() => frames.length >= 2, { timeoutMs: 1000, what: 'the answer to a PING' });
     expect(frames.map((m) => m.type)).toEqual(['hello', 'pong']);
     expect(frames[0]).toMatchObject({ reply: false, bootId: result.hello.bootId + 1, resetCauses: ['power-on'] });
   });
@@ -77,20 +78,18 @@ describe('uploading the module over the Espruino REPL', () => {
         'latin1',
       ),
     );
-    await sleep(400);
-    expect(board.runMode).toBe('sleeping');
+    await waitFor(() => board.runMode === 'sleeping', { timeoutMs: 2000, what: 'the module to put the board to sleep' });
     const result = await uploadToEspruino(port, MODULE, fast);
     expect(result.hello.reply).toBe(true);
     expect(board.stats.rxDropped).toBe(0);
-    await sleep(700); // longer than the 500 ms watchdog
+    await sleep(700); // a fixed wait on purpose: longer than the 500 ms watchdog, and no reset
     expect(board.stats.resets.watchdog).toBe(0);
   });
 
   it('without flow control the board loses bytes (what XON/XOFF is for)', async () => {
     const { board, port } = await fresh();
     port.write(Buffer.from(moduleLines(MODULE).map((l) => `\x10${l}\n`).join(''), 'latin1'));
-    await sleep(100);
-    expect(board.stats.rxDropped).toBeGreaterThan(0);
+    await waitFor(() => board.stats.rxDropped > 0, { timeoutMs: 1000, what: 'bytes dropped by the board' });
   });
 
   it('fails with code-error when the board rejects the code, and no-repl when nothing answers', async () => {

@@ -1,7 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { BOARDS, describeSignature } from '../../host/flash/boards.ts';
 import type { ByteLink } from '../../host/flash/byte-link.ts';
 import { FlashError, type FlashErrorCode } from '../../host/flash/errors.ts';
@@ -10,6 +11,9 @@ import { pagesOf, programFirmware, type FlashProgress } from '../../host/flash/p
 import * as stk from '../../host/flash/stk500v1.ts';
 
 const uno = BOARDS.uno!;
+
+/** The fake time of the programmer and the scripted board, new for each test. */
+let clock: ManualClock;
 
 /**
  * A scripted Optiboot on the other end of a ByteLink: it answers each command (one write =
@@ -98,14 +102,14 @@ class FakeOptiboot implements ByteLink {
 
   private send(bytes: number[], delayMs = 0): void {
     if (bytes.length === 0) return;
-    const now = Date.now();
+    const now = clock.now();
     const at = Math.max(now + delayMs, this.nextFreeAt);
     this.nextFreeAt = at;
     const deliver = () => {
       for (const l of this.listeners) l(Uint8Array.from(bytes));
     };
     if (at <= now) queueMicrotask(deliver);
-    else setTimeout(deliver, at - now);
+    else clock.setTimeout(deliver, at - now);
   }
 }
 
@@ -113,13 +117,13 @@ function imageOf(bytes: number[]): FirmwareImage {
   return { bytes: Uint8Array.from(bytes), source: 'test image' };
 }
 
-/** Runs a flash to completion under fake timers; resolves with its result or FlashError. */
+/** Runs a flash to completion in fake time; resolves with its result or FlashError. */
 async function settle<T>(promise: Promise<T>, ms = 60_000): Promise<T | FlashError> {
   const outcome = promise.then(
     (v) => v,
     (e: unknown) => e as FlashError,
   );
-  await vi.advanceTimersByTimeAsync(ms);
+  await clock.advanceAsync(ms);
   return await outcome;
 }
 
@@ -184,18 +188,16 @@ describe('STK500v1 codec', () => {
 
 describe('programFirmware against a scripted Optiboot', () => {
   beforeEach(() => {
-    vi.useFakeTimers();
-  });
-  afterEach(() => {
-    vi.useRealTimers();
+    clock = new ManualClock();
   });
 
   it('sends the expected bytes: sync, signature, progmode, pages, read-back, leave', async () => {
     const board = new FakeOptiboot();
     const bytes = Array.from({ length: 200 }, (_, i) => i & 0xff);
     const progress: FlashProgress[] = [];
-    const result = await settle(programFirmware(board, imageOf(bytes), { board: uno, onProgress: (p) => progress.push(p) }));
-    expect(result).toMatchObject({ bytes: 200, pages: 2, verified: true });
+    const result = await settle(programFirmware(board, imageOf(bytes), { clock, board: uno, onProgress: (p) => progress.push(p) }));
+    // The board answers at once: the only time spent is the 50 ms wait for late sync answers.
+    expect(result).toMatchObject({ bytes: 200, pages: 2, verified: true, durationMs: 50 });
 
     const page1 = [...bytes.slice(128), ...new Array(56).fill(0xff)];
     expect(board.writes).toEqual([
@@ -225,7 +227,7 @@ describe('programFirmware against a scripted Optiboot', () => {
 
   it('skips the read-back with verify: false', async () => {
     const board = new FakeOptiboot();
-    const result = await settle(programFirmware(board, imageOf([1, 2]), { board: uno, verify: false }));
+    const result = await settle(programFirmware(board, imageOf([1, 2]), { clock, board: uno, verify: false }));
     expect(result).toMatchObject({ verified: false, pages: 1 });
     expect(board.writes.some((w) => w[0] === stk.STK.READ_PAGE)).toBe(false);
   });
@@ -234,7 +236,7 @@ describe('programFirmware against a scripted Optiboot', () => {
     const board = new FakeOptiboot();
     board.ignoreSyncs = 3;
     board.noiseBeforeSync = [0xf0, 0x0d, 0x01, 0xf7];
-    const result = await settle(programFirmware(board, imageOf([1, 2, 3, 4]), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf([1, 2, 3, 4]), { clock, board: uno }));
     expect(result).toMatchObject({ verified: true });
     expect(board.writes.filter((w) => w[0] === stk.STK.GET_SYNC)).toHaveLength(4);
   });
@@ -245,7 +247,7 @@ describe('programFirmware against a scripted Optiboot', () => {
     // the first (late) answer and two more INSYNC OK pairs are still on their way.
     board.slowSyncs = { count: 3, delayMs: 450 };
     const bytes = Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff);
-    const result = await settle(programFirmware(board, imageOf(bytes), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf(bytes), { clock, board: uno }));
     expect(result).toMatchObject({ bytes: 300, verified: true });
     expect(board.writes.filter((w) => w[0] === stk.STK.GET_SYNC)).toHaveLength(3);
     expect([...board.flash.subarray(0, 300)]).toEqual(bytes);
@@ -255,14 +257,14 @@ describe('programFirmware against a scripted Optiboot', () => {
     const board = new FakeOptiboot();
     board.silent = true;
     let outcome: unknown = 'pending';
-    programFirmware(board, imageOf([1, 2]), { board: uno, syncAttempts: 5, syncTimeoutMs: 300 }).then(
+    programFirmware(board, imageOf([1, 2]), { clock, board: uno, syncAttempts: 5, syncTimeoutMs: 300 }).then(
       (v) => (outcome = v),
       (e: unknown) => (outcome = e),
     );
-    await vi.advanceTimersByTimeAsync(5 * 300 - 1);
+    await clock.advanceAsync(5 * 300 - 1);
     expect(outcome).toBe('pending');
     expect(board.writes).toHaveLength(5);
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expectFlashError(outcome, 'no-sync', /5 GET_SYNC attempts/);
     expect(board.writes).toHaveLength(5);
   });
@@ -270,14 +272,14 @@ describe('programFirmware against a scripted Optiboot', () => {
   it('says when the port talks but not STK500 (an application, wrong baud)', async () => {
     const board = new FakeOptiboot();
     board.applicationOnly = [0xf0, 0x0d, 0xf7];
-    const result = await settle(programFirmware(board, imageOf([1, 2]), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf([1, 2]), { clock, board: uno }));
     expectFlashError(result, 'no-sync', /10 GET_SYNC attempts .*sent 30 other byte\(s\), so something else is running there/);
   });
 
   it("refuses a chip that is not an ATmega328P with 'wrong-signature', before writing", async () => {
     const board = new FakeOptiboot();
     board.signature = [0x1e, 0x95, 0x14];
-    const result = await settle(programFirmware(board, imageOf([1, 2]), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf([1, 2]), { clock, board: uno }));
     expectFlashError(result, 'wrong-signature', /1E 95 14 \(ATmega328\).*1E 95 0F \(ATmega328P\)/);
     expect(board.writes.some((w) => w[0] === stk.STK.PROG_PAGE)).toBe(false);
     expect(board.writes.at(-1)).toEqual([0x51, 0x20]); // LEAVE_PROGMODE: the old application starts again
@@ -287,7 +289,7 @@ describe('programFirmware against a scripted Optiboot', () => {
     const board = new FakeOptiboot();
     board.stuckAt = 0x85;
     const bytes = new Array(256).fill(0x55);
-    const result = await settle(programFirmware(board, imageOf(bytes), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf(bytes), { clock, board: uno }));
     expectFlashError(result, 'verify-failed', /verify failed at 0x0085: wrote 0x55, read back 0x54/);
     expect(board.writes.at(-2)![0]).toBe(stk.STK.READ_PAGE);
     expect(board.writes.at(-1)).toEqual([0x51, 0x20]);
@@ -297,34 +299,34 @@ describe('programFirmware against a scripted Optiboot', () => {
     const board = new FakeOptiboot();
     board.stall = { command: stk.STK.PROG_PAGE, nth: 2 };
     let outcome: unknown = 'pending';
-    programFirmware(board, imageOf(new Array(300).fill(1)), { board: uno, commandTimeoutMs: 700 }).then(
+    programFirmware(board, imageOf(new Array(300).fill(1)), { clock, board: uno, commandTimeoutMs: 700 }).then(
       (v) => (outcome = v),
       (e: unknown) => (outcome = e),
     );
-    await vi.advanceTimersByTimeAsync(50 + 699); // sync settle + almost the timeout
+    await clock.advanceAsync(50 + 699); // sync settle + almost the timeout
     expect(outcome).toBe('pending');
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expectFlashError(outcome, 'timeout', /no answer to PROG_PAGE 0x0080 within 700 ms/);
   });
 
   it('says how much of a cut-off answer arrived', async () => {
     const board = new FakeOptiboot();
     board.stall = { command: stk.STK.READ_SIGN, nth: 1, prefix: [0x14, 0x1e] };
-    const result = await settle(programFirmware(board, imageOf([1, 2]), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf([1, 2]), { clock, board: uno }));
     expectFlashError(result, 'timeout', /READ_SIGN .*got 2 of 5 bytes: 14 1e/);
   });
 
   it("turns a NOSYNC answer into a 'protocol' error", async () => {
     const board = new FakeOptiboot();
     board.nosyncTo = stk.STK.ENTER_PROGMODE;
-    const result = await settle(programFirmware(board, imageOf([1, 2]), { board: uno }));
+    const result = await settle(programFirmware(board, imageOf([1, 2]), { clock, board: uno }));
     expectFlashError(result, 'protocol', /lost sync at ENTER_PROGMODE/);
   });
 
   it("turns a failing write into a 'port-error'", async () => {
     const board = new FakeOptiboot();
     const broken: ByteLink = { onData: (l) => board.onData(l), write: () => Promise.reject(new Error('EIO')) };
-    const result = await settle(programFirmware(broken, imageOf([1, 2]), { board: uno }));
+    const result = await settle(programFirmware(broken, imageOf([1, 2]), { clock, board: uno }));
     expectFlashError(result, 'port-error', /cannot send GET_SYNC: EIO/);
   });
 });

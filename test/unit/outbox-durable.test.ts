@@ -13,7 +13,7 @@ import {
 } from '../../host/mqtt/durable-outbox.ts';
 import { encodeHeader, nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
-import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
 let dir: string;
 let journal: string;
@@ -42,30 +42,6 @@ function msg(topic: string, payload: string, kind: OutboxKind = 'telemetry', ret
 /** What identifies an entry, payload as text. */
 function view(e: OutboxEntry) {
   return { id: e.id, topic: e.topic, payload: e.payload.toString(), kind: e.kind, retain: e.retain, qos: e.qos };
-}
-
-class ManualClock implements Clock {
-  t = 0;
-  private timers: Array<{ at: number; cb: () => void; handle: number }> = [];
-  private nextHandle = 1;
-  now = () => this.t;
-  setTimeout = (cb: () => void, ms: number): TimerHandle => {
-    const handle = this.nextHandle++;
-    this.timers.push({ at: this.t + ms, cb, handle });
-    return handle as unknown as TimerHandle;
-  };
-  clearTimeout = (h: TimerHandle): void => {
-    this.timers = this.timers.filter((t) => t.handle !== (h as unknown as number));
-  };
-  advance(ms: number): void {
-    this.t += ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.at <= this.t).sort((a, b) => a.at - b.at)[0];
-      if (!due) return;
-      this.timers = this.timers.filter((t) => t !== due);
-      due.cb();
-    }
-  }
 }
 
 function recordDrops(o: DurableOutbox) {

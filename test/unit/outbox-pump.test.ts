@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { DurableOutbox, type OutboxKind } from '../../host/mqtt/durable-outbox.ts';
 import { OutboxPump, type Publisher } from '../../host/mqtt/outbox-pump.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
-import type { Clock, TimerHandle } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
 let dir: string;
 let n = 0;
@@ -77,27 +77,6 @@ class ManualPublisher extends EventEmitter implements Publisher {
   }
   sent(): string[] {
     return this.calls.map((c) => c.payload);
-  }
-}
-
-class ManualClock implements Clock {
-  t = 0;
-  timers = new Map<number, { at: number; cb: () => void }>();
-  private next = 1;
-  now = () => this.t;
-  setTimeout = (cb: () => void, ms: number): TimerHandle => {
-    const h = this.next++;
-    this.timers.set(h, { at: this.t + ms, cb });
-    return h as unknown as TimerHandle;
-  };
-  clearTimeout = (h: TimerHandle) => void this.timers.delete(h as unknown as number);
-  advance(ms: number): void {
-    this.t += ms;
-    for (const [h, timer] of [...this.timers].sort((a, b) => a[1].at - b[1].at)) {
-      if (timer.at > this.t) continue;
-      this.timers.delete(h);
-      timer.cb();
-    }
   }
 }
 
@@ -269,7 +248,7 @@ describe('OutboxPump', () => {
     pub.up(); // a fresh connection: resend now
     await settle();
     expect(pub.calls.length).toBe(5);
-    expect(clock.timers.size).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('a publish that throws synchronously counts as a failure', async () => {
@@ -455,14 +434,15 @@ describe('OutboxPump: property', () => {
               });
             }
           })();
-          const clock: Clock = {
-            now: () => 0,
-            setTimeout: (cb) => {
-              const timer = { cancelled: false };
-              void s.schedule(Promise.resolve(), 'retry timer').then(() => timer.cancelled || cb());
-              return timer as unknown as TimerHandle;
-            },
-            clearTimeout: (h) => void ((h as unknown as { cancelled: boolean }).cancelled = true),
+          // Time passes when the scheduler says: each timer set gets a scheduled step that
+          // moves the clock to its due time, so retries fire in any order with the rest.
+          const clock = new ManualClock();
+          const setTimer = clock.setTimeout.bind(clock);
+          clock.setTimeout = (cb, ms) => {
+            const handle = setTimer(cb, ms);
+            const due = clock.now() + ms;
+            void s.schedule(Promise.resolve(), 'retry timer').then(() => clock.advance(Math.max(0, due - clock.now())));
+            return handle;
           };
           const pump = new OutboxPump(o, pub, { inflight, clock });
           const ids: Array<{ topic: string; id: number }> = [];

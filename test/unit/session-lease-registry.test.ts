@@ -1,32 +1,19 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Clock } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { LeaseRegistry, type Lease } from '../../host/session/lease-registry.ts';
 
-// Resolved at call time so vitest's fake timers (installed per test) are the ones used.
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle),
-};
-
 function registry() {
+  const clock = new ManualClock();
   const leases = new LeaseRegistry({ clock });
   const changes: boolean[] = [];
   const expired: string[] = [];
   leases.on('change', (held) => changes.push(held));
   leases.on('expire', (name) => expired.push(name));
-  return { leases, changes, expired };
+  return { clock, leases, changes, expired };
 }
 
 describe('LeaseRegistry', () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
-
   it('holds while a lease is active and emits change only when held flips', () => {
     const { leases, changes } = registry();
     expect(leases.held).toBe(false);
@@ -86,12 +73,12 @@ describe('LeaseRegistry', () => {
   });
 
   it('a lease with a ttl expires by itself, emitting expire then change', () => {
-    const { leases, changes, expired } = registry();
+    const { clock, leases, changes, expired } = registry();
     const lease = leases.acquire('command', { ttlMs: 5000 });
-    vi.advanceTimersByTime(4999);
+    clock.advance(4999);
     expect(leases.held).toBe(true);
     expect(lease.active).toBe(true);
-    vi.advanceTimersByTime(1);
+    clock.advance(1);
     expect(leases.held).toBe(false);
     expect(lease.active).toBe(false);
     expect(expired).toEqual(['command']);
@@ -101,35 +88,35 @@ describe('LeaseRegistry', () => {
   });
 
   it('releasing a ttl lease early cancels its timer', () => {
-    const { leases, expired } = registry();
+    const { clock, leases, expired } = registry();
     const lease = leases.acquire('command', { ttlMs: 5000 });
-    expect(vi.getTimerCount()).toBe(1);
+    expect(clock.pending).toBe(1);
     lease.release();
-    expect(vi.getTimerCount()).toBe(0);
-    vi.advanceTimersByTime(10_000);
+    expect(clock.pending).toBe(0);
+    clock.advance(10_000);
     expect(expired).toEqual([]);
   });
 
   it('ttl expiry of one handle leaves the other handles of the name held', () => {
-    const { leases, changes } = registry();
+    const { clock, leases, changes } = registry();
     leases.acquire('dashboard');
     leases.acquire('dashboard', { ttlMs: 100 });
-    vi.advanceTimersByTime(100);
+    clock.advance(100);
     expect(leases.count('dashboard')).toBe(1);
     expect(changes).toEqual([true]);
   });
 
   it('close() clears all timers and forgets leases silently; later calls are safe or rejected', () => {
-    const { leases, changes, expired } = registry();
+    const { clock, leases, changes, expired } = registry();
     const lease = leases.acquire('a', { ttlMs: 1000 });
     leases.acquire('b', { ttlMs: 2000 });
     leases.acquire('c');
-    expect(vi.getTimerCount()).toBe(2);
+    expect(clock.pending).toBe(2);
     leases.close();
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
     expect(leases.held).toBe(false);
     expect(leases.names()).toEqual([]);
-    vi.advanceTimersByTime(5000);
+    clock.advance(5000);
     lease.release();
     expect(changes).toEqual([true]);
     expect(expired).toEqual([]);
@@ -143,10 +130,10 @@ describe('LeaseRegistry', () => {
   });
 
   it.each([[0], [-1], [Number.NaN], [Infinity]])('rejects ttlMs %o', (ttlMs) => {
-    const { leases } = registry();
+    const { clock, leases } = registry();
     expect(() => leases.acquire('x', { ttlMs })).toThrow(/ttlMs must be a finite number > 0/);
     expect(leases.held).toBe(false);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('held always equals "some handle is active", and change events alternate (property)', () => {
@@ -158,13 +145,12 @@ describe('LeaseRegistry', () => {
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-        vi.clearAllTimers();
-        const { leases, changes } = registry();
+        const { clock, leases, changes } = registry();
         const handles: Lease[] = [];
         for (const o of ops) {
           if (o.kind === 'acquire') handles.push(leases.acquire(o.name, o.ttlMs === undefined ? {} : { ttlMs: o.ttlMs }));
           else if (o.kind === 'release') handles[o.index % Math.max(1, handles.length)]?.release();
-          else vi.advanceTimersByTime(o.ms);
+          else clock.advance(o.ms);
           const active = handles.filter((h) => h.active);
           expect(leases.held).toBe(active.length > 0);
           expect(leases.size).toBe(active.length);
@@ -173,7 +159,7 @@ describe('LeaseRegistry', () => {
           expect(changes.length % 2 === 1).toBe(leases.held);
         }
         leases.close();
-        expect(vi.getTimerCount()).toBe(0);
+        expect(clock.pending).toBe(0);
       }),
     );
   });

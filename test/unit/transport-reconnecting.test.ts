@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import type { Clock } from '../../host/time/clock.ts';
 import { ReconnectingTransport, type RetryInfo } from '../../host/transport/reconnecting-transport.ts';
 import { TransportError, type Transport, type TransportEvents } from '../../host/transport/transport.ts';
@@ -72,16 +73,12 @@ class FakeLink {
   }
 }
 
-const fakeClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (cb, ms) => setTimeout(cb, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
+let clock: ManualClock;
 
 function setup(backoff = { initialMs: 100, maxMs: 1000, factor: 2, jitter: 'none' as const }) {
-  const link = new FakeLink(fakeClock);
+  const link = new FakeLink(clock);
   const logger = new RecordingLogger();
-  const rt = new ReconnectingTransport(link.factory, { backoff, clock: fakeClock, logger });
+  const rt = new ReconnectingTransport(link.factory, { backoff, clock: clock, logger });
   const events: string[] = [];
   const downs: TransportError[] = [];
   const retries: RetryInfo[] = [];
@@ -100,14 +97,11 @@ function setup(backoff = { initialMs: 100, maxMs: 1000, factor: 2, jitter: 'none
 }
 
 /** Lets promise callbacks run without moving the clock. */
-const settle = () => vi.advanceTimersByTimeAsync(0);
+const settle = () => clock.advanceAsync(0);
 
 describe('ReconnectingTransport (fake transport, fake time)', () => {
   beforeEach(() => {
-    vi.useFakeTimers({ now: 0 });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
+    clock = new ManualClock();
   });
 
   it('comes up on start and passes data both ways', async () => {
@@ -128,7 +122,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     const { link, rt, events, retries } = setup();
     link.behaviour = 'fail';
     rt.start();
-    await vi.advanceTimersByTimeAsync(100 + 200 + 400 + 800 + 1000 + 1000 - 1);
+    await clock.advanceAsync(100 + 200 + 400 + 800 + 1000 + 1000 - 1);
     // Opens at 0, 100, 300, 700, 1500, 2500; the next is due at 3500.
     expect(link.openTimes).toEqual([0, 100, 300, 700, 1500, 2500]);
     expect(retries.map((r) => r.delayMs)).toEqual([100, 200, 400, 800, 1000, 1000]);
@@ -136,7 +130,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     expect(retries.every((r) => r.error.code === 'not-found')).toBe(true);
     expect(rt.isUp).toBe(false);
     link.behaviour = 'ok';
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expect(link.openTimes.at(-1)).toBe(3500);
     expect(rt.isUp).toBe(true);
     expect(events.filter((e) => e === 'up')).toHaveLength(1);
@@ -147,7 +141,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     const { link, rt, logger } = setup();
     link.behaviour = 'fail';
     rt.start();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     const warns = logger.records.filter((r) => r.level === 'warn');
     expect(warns).toHaveLength(2);
     expect(warns[0]).toEqual({
@@ -165,7 +159,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     expect(warns[1]!.obj).toMatchObject({ attempt: 2, delayMs: 200 });
 
     link.behaviour = 'ok';
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200);
     const info = logger.records.filter((r) => r.level === 'info' && r.msg === 'link up');
     expect(info).toHaveLength(1);
     expect(info[0]!.obj).toMatchObject({ target: 'fake://board' });
@@ -178,13 +172,13 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     await settle();
     link.behaviour = 'fail';
     link.last.drop();
-    await vi.advanceTimersByTimeAsync(100 + 200 + 400);
+    await clock.advanceAsync(100 + 200 + 400);
     expect(events).toEqual(['up', 'down:closed', 'retry:1:100', 'retry:2:200', 'retry:3:400', 'retry:4:800']);
     expect(downs[0]!.message).toBe('fake://board: device disconnected');
     expect(rt.isUp).toBe(false);
 
     link.behaviour = 'ok';
-    await vi.advanceTimersByTimeAsync(800);
+    await clock.advanceAsync(800);
     expect(events.slice(-1)).toEqual(['up']);
     expect(rt.isUp).toBe(true);
 
@@ -210,14 +204,14 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     const { link, rt, retries } = setup();
     link.behaviour = 'fail';
     rt.start();
-    await vi.advanceTimersByTimeAsync(100 + 200 + 400); // 4 failures: delays 100, 200, 400, 800
+    await clock.advanceAsync(100 + 200 + 400); // 4 failures: delays 100, 200, 400, 800
     link.behaviour = 'ok';
-    await vi.advanceTimersByTimeAsync(800);
+    await clock.advanceAsync(800);
     expect(rt.isUp).toBe(true);
     link.last.drop();
     await settle();
     expect(retries.at(-1)).toMatchObject({ attempt: 1, delayMs: 100 });
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(rt.isUp).toBe(true);
     await rt.stop();
   });
@@ -233,7 +227,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     expect(rt.write(Buffer.from('lost'))).toBe(false);
     expect(first.written).toEqual([]);
     link.behaviour = 'ok';
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(rt.write(Buffer.from('after'))).toBe(true);
     expect(link.last).not.toBe(first);
     expect(link.last.written.map(String)).toEqual(['after']);
@@ -258,11 +252,11 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     link.behaviour = 'fail';
     rt.start();
     await settle();
-    expect(vi.getTimerCount()).toBe(1);
+    expect(clock.pending).toBe(1);
     await rt.stop();
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
     link.behaviour = 'ok';
-    await vi.advanceTimersByTimeAsync(60_000);
+    await clock.advanceAsync(60_000);
     expect(link.made).toHaveLength(1);
     expect(events).not.toContain('up');
   });
@@ -278,7 +272,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     expect(rt.isUp).toBe(false);
     expect(rt.write(Buffer.from('x'))).toBe(false);
     expect(events).toEqual(['up']);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('stop() during a pending open leaves nothing open, even if the open completes', async () => {
@@ -308,7 +302,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     expect(t.isOpen).toBe(false);
     expect(events).toEqual([]);
     expect(rt.isUp).toBe(false);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('can be started again after stop()', async () => {
@@ -324,7 +318,7 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
   });
 
   it('a throwing listener or factory does not break the retry loop', async () => {
-    const link = new FakeLink(fakeClock);
+    const link = new FakeLink(clock);
     const logger = new RecordingLogger();
     let factoryThrows = true;
     const rt = new ReconnectingTransport(
@@ -332,19 +326,19 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
         if (factoryThrows) throw new Error('cannot make transport');
         return link.factory();
       },
-      { backoff: { initialMs: 100, jitter: 'none' }, clock: fakeClock, logger },
+      { backoff: { initialMs: 100, jitter: 'none' }, clock: clock, logger },
     );
     rt.on('down', () => {
       throw new Error('listener bug');
     });
     const ups: number[] = [];
-    rt.on('up', () => ups.push(Date.now()));
+    rt.on('up', () => ups.push(clock.now()));
     rt.start();
     await settle();
     expect(logger.records.some((r) => r.level === 'error' && /'down' listener threw/.test(r.msg ?? ''))).toBe(true);
     expect(logger.records.find((r) => r.level === 'warn')!.obj).toMatchObject({ code: 'io', reason: 'cannot make transport' });
     factoryThrows = false;
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(ups).toEqual([100]);
     await rt.stop();
   });
@@ -359,8 +353,8 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     rt.start();
     await settle();
     await stopped;
-    expect(vi.getTimerCount()).toBe(0);
-    await vi.advanceTimersByTimeAsync(10_000);
+    expect(clock.pending).toBe(0);
+    await clock.advanceAsync(10_000);
     expect(link.made).toHaveLength(1);
   });
 });

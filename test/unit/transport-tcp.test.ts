@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { Clock } from '../../host/time/clock.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { TcpTransport } from '../../host/transport/tcp-transport.ts';
 import { TransportError } from '../../host/transport/transport.ts';
 
@@ -31,39 +31,36 @@ class FakeSocket extends EventEmitter {
   }
 }
 
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (cb, ms) => setTimeout(cb, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
+let clock: ManualClock;
 
 describe('TcpTransport connect (fake socket, fake time)', () => {
-  beforeEach(() => vi.useFakeTimers({ now: 0 }));
-  afterEach(() => vi.useRealTimers());
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
 
   it("gives up after connectTimeoutMs with 'timeout', destroys the socket and leaves no timer", async () => {
     const socket = new FakeSocket();
     const t = new TcpTransport('10.0.0.5', 2000, { connectTimeoutMs: 3000, clock, createSocket: () => socket as unknown as Socket });
     const opened = t.open().catch((e: unknown) => e);
-    await vi.advanceTimersByTimeAsync(2999);
+    await clock.advanceAsync(2999);
     expect(socket.destroyed).toBe(false);
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     const err = (await opened) as TransportError;
     expect(err).toBeInstanceOf(TransportError);
     expect(err.code).toBe('timeout');
     expect(err.message).toBe('tcp://10.0.0.5:2000: no connection within 3000 ms');
     expect(socket.destroyed).toBe(true);
     expect(t.isOpen).toBe(false);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('defaults to a 5000 ms connect timeout', async () => {
     const socket = new FakeSocket();
     const t = new TcpTransport('h', 1, { clock, createSocket: () => socket as unknown as Socket });
     const opened = t.open().catch((e: TransportError) => e.code);
-    await vi.advanceTimersByTimeAsync(4999);
+    await clock.advanceAsync(4999);
     expect(socket.destroyed).toBe(false);
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expect(await opened).toBe('timeout');
   });
 
@@ -75,8 +72,8 @@ describe('TcpTransport connect (fake socket, fake time)', () => {
       socket.emit('connect');
       await opened;
       expect(socket.calls).toEqual(['connect h:1', `keepalive true ${delay}`, 'nodelay true']);
-      expect(vi.getTimerCount()).toBe(0);
-      await vi.advanceTimersByTimeAsync(10_000);
+      expect(clock.pending).toBe(0);
+      await clock.advanceAsync(10_000);
       expect(t.isOpen).toBe(true);
     }
   });
@@ -88,7 +85,7 @@ describe('TcpTransport connect (fake socket, fake time)', () => {
     await t.close();
     expect(await opened).toBe('closed');
     expect(socket.destroyed).toBe(true);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('open() twice is refused', async () => {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BoundedQueue, type DropReason, type Priority } from '../../host/session/command-queue.ts';
+import { BoundedQueue, type QueueDropReason } from '../../host/session/bounded-queue.ts';
 
-function queue<T>(capacity: number, classify?: (item: T) => Priority) {
-  const drops: Array<[T, DropReason]> = [];
-  const q = new BoundedQueue<T>({ capacity, onDrop: (item, reason) => drops.push([item, reason]), classify });
+function queue<T>(capacity: number) {
+  const drops: Array<[T, QueueDropReason]> = [];
+  const q = new BoundedQueue<T>({ capacity, onDrop: (item, reason) => drops.push([item, reason]) });
   return { q, drops };
 }
 
@@ -55,40 +55,6 @@ describe('BoundedQueue', () => {
     expect(q.dropped).toBe(2);
   });
 
-  it('when full drops the oldest telemetry first, keeping commands and order', () => {
-    const { q, drops } = queue<string>(4);
-    q.push('cmd1');
-    q.push('tel1', 'telemetry');
-    q.push('cmd2');
-    q.push('tel2', 'telemetry');
-    q.push('cmd3');
-    expect(drops).toEqual([['tel1', 'overflow']]);
-    q.push('cmd4');
-    expect(drops.map(([item]) => item)).toEqual(['tel1', 'tel2']);
-    // No telemetry left: the oldest command goes.
-    q.push('cmd5');
-    expect(drops.map(([item]) => item)).toEqual(['tel1', 'tel2', 'cmd1']);
-    expect(q.drain()).toEqual(['cmd2', 'cmd3', 'cmd4', 'cmd5']);
-  });
-
-  it('a telemetry item pushed into a queue full of commands is itself dropped', () => {
-    const { q, drops } = queue<string>(2);
-    q.push('cmd1');
-    q.push('cmd2');
-    q.push('tel', 'telemetry');
-    expect(drops).toEqual([['tel', 'overflow']]);
-    expect(q.drain()).toEqual(['cmd1', 'cmd2']);
-  });
-
-  it('takes priorities from classify() when push() is not given one', () => {
-    const { q, drops } = queue<{ kind: string }>(2, (item) => (item.kind === 'poll' ? 'telemetry' : 'command'));
-    const poll = { kind: 'poll' };
-    q.push(poll);
-    q.push({ kind: 'write' });
-    q.push({ kind: 'write' });
-    expect(drops).toEqual([[poll, 'overflow']]);
-  });
-
   it('onDrop sees the queue already consistent', () => {
     const seen: number[] = [];
     const q: BoundedQueue<number> = new BoundedQueue<number>({ capacity: 2, onDrop: () => seen.push(q.size) });
@@ -104,31 +70,27 @@ describe('BoundedQueue', () => {
   });
 
   it('never exceeds capacity, loses nothing silently, and matches a reference model (property)', () => {
-    type Op = { kind: 'push'; priority: Priority } | { kind: 'drain' } | { kind: 'clear' };
+    type Op = { kind: 'push' } | { kind: 'drain' } | { kind: 'clear' };
     const op: fc.Arbitrary<Op> = fc.oneof(
-      { weight: 8, arbitrary: fc.record({ kind: fc.constant('push' as const), priority: fc.constantFrom<Priority>('command', 'telemetry') }) },
+      { weight: 8, arbitrary: fc.constant({ kind: 'push' as const }) },
       { weight: 1, arbitrary: fc.constant({ kind: 'drain' as const }) },
       { weight: 1, arbitrary: fc.constant({ kind: 'clear' as const }) },
     );
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 80 }), (capacity, ops) => {
         const { q, drops } = queue<number>(capacity);
-        let model: Array<{ id: number; priority: Priority }> = [];
+        let model: number[] = [];
         let pushed = 0;
         let drained = 0;
         for (const o of ops) {
           if (o.kind === 'push') {
             const id = pushed++;
-            q.push(id, o.priority);
-            model.push({ id, priority: o.priority });
-            if (model.length > capacity) {
-              // The model's rule: oldest telemetry among all (new one included), else oldest.
-              const t = model.findIndex((e) => e.priority === 'telemetry');
-              model.splice(t >= 0 ? t : 0, 1);
-            }
+            q.push(id);
+            model.push(id);
+            if (model.length > capacity) model.shift(); // the model's rule: the oldest goes
           } else if (o.kind === 'drain') {
             const out = q.drain();
-            expect(out).toEqual(model.map((e) => e.id));
+            expect(out).toEqual(model);
             drained += out.length;
             model = [];
           } else {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { PingSequencer, SEQ_MODULUS, type PongMatch } from '../../host/session/sequence-tracker.ts';
+import { PingSequencer, SEQ_MODULUS, type PongMatch } from '../../host/session/ping-sequencer.ts';
 
 describe('PingSequencer', () => {
   it('issues consecutive seqs and matches PONGs with their RTT', () => {

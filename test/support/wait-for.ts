@@ -1,0 +1,34 @@
+export interface WaitForOptions {
+  /** What is awaited, for the failure message: "the board to be ready". */
+  what: string;
+  /** Deadline from the call. Default 5000 ms. */
+  timeoutMs?: number;
+  /** Pause between checks. Default 10 ms. */
+  intervalMs?: number;
+  /** What the failure message adds about the current state: "states: init, lost". */
+  detail?: () => string;
+}
+
+type Met<T> = Exclude<T, false | 0 | '' | null | undefined>;
+
+/**
+ * The one way tests wait for a condition in real time: calls `check` at once and then every
+ * `intervalMs` until it returns a truthy value (which it resolves with), or rejects once
+ * `timeoutMs` have passed, naming `what` and the deadline. `check` may be async; if it throws,
+ * waitFor rejects with that error at once (a check can fail fast, e.g. "the process exited").
+ *
+ * Unit tests on fake time do not need this: they advance a ManualClock.
+ */
+export async function waitFor<T>(check: () => T | Promise<T>, options: WaitForOptions): Promise<Met<T>> {
+  const { what, timeoutMs = 5000, intervalMs = 10, detail } = options;
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as Met<T>;
+    if (performance.now() >= deadline) {
+      const extra = detail ? ` (${detail()})` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${extra}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(intervalMs, deadline - performance.now()))));
+  }
+}
