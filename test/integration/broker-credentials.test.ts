@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait-for.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';
 import { startMosquitto, type RunningMosquitto } from '../support/mosquitto.ts';
@@ -39,7 +40,7 @@ describe('broker credentials', () => {
       const seen: string[] = [];
       client.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`));
       await client.subscribeAsync('homie/5/cred-dev/$state', { qos: 1 });
-      await vi.waitFor(() => expect(seen).toContain('homie/5/cred-dev/$state ready'), { timeout: 15_000, interval: 50 });
+      await waitFor(() => seen.includes('homie/5/cred-dev/$state ready'), { what: 'seen toContain \'homie/5/cred-dev/$state ready\'', timeoutMs: 15_000 });
     } finally {
       await client.endAsync();
     }

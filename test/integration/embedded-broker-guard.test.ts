@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait-for.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -34,7 +35,7 @@ describe('the embedded broker', () => {
     const log = new RecordingLogger();
     const gateway = await Gateway.start(config, log, { env: {} });
     closers.push(() => gateway.stop());
-    await vi.waitFor(() => expect(gateway.devices[0]!.mqtt.connected && gateway.mqtt.connected).toBe(true), { timeout: 10_000, interval: 20 });
+    await waitFor(() => gateway.devices[0]!.mqtt.connected && gateway.mqtt.connected === true, { what: 'gateway.devices[0]!.mqtt.connected && gateway.mqtt.connected toBe true', timeoutMs: 10_000 });
 
     await expect(mqtt.connectAsync(gateway.brokerUrl, { reconnectPeriod: 0, clientId: 'stranger' })).rejects.toThrow(/Not authorized|Bad username or password/i);
     await expect(mqtt.connectAsync(gateway.brokerUrl, { reconnectPeriod: 0, username: 'tether', password: 'wrong' })).rejects.toThrow(/Not authorized|Bad username or password/i);

@@ -3,7 +3,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait-for.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -65,7 +66,7 @@ describe('Gateway: a controller with extensions', () => {
     const control = gateway.extension(ControlSocketExtension)!.path!;
     expect(existsSync(control)).toBe(true);
     expect(statSync(control).mode & 0o777).toBe(0o600); // only the daemon's user may request a flash
-    await vi.waitFor(() => expect(gateway.devices[0]!.link.state).toBe('ready'), { timeout: 10_000, interval: 50 });
+    await waitFor(() => gateway.devices[0]!.link.state === 'ready', { what: 'gateway.devices[0]!.link.state toBe \'ready\'', timeoutMs: 10_000 });
     await gateway.stop();
     expect(gateway.devices[0]!.link.state).toBe('disconnected');
     expect(existsSync(control)).toBe(false);
@@ -100,7 +101,7 @@ describe('Gateway: a controller with extensions', () => {
     expect(off.extension(SetCommandsExtension)).toBeUndefined();
     expect(off.extension(ControlSocketExtension)).toBeUndefined();
     const quiet = await watch(off.brokerUrl);
-    await vi.waitFor(() => expect(off.devices[0]!.link.state).toBe('ready'), { timeout: 10_000, interval: 50 });
+    await waitFor(() => off.devices[0]!.link.state === 'ready', { what: 'off.devices[0]!.link.state toBe \'ready\'', timeoutMs: 10_000 });
     await off.stop();
     await quiet.close();
     expect(quiet.seen.filter(([t]) => t.startsWith('homie/5/dev-a/'))).toEqual([]);
@@ -108,11 +109,11 @@ describe('Gateway: a controller with extensions', () => {
     const b2 = await board();
     const on = await Gateway.start(config(b2.target), new RecordingLogger(), { env: {} });
     const loud = await watch(on.brokerUrl);
-    await vi.waitFor(() => expect(loud.seen).toContainEqual(['homie/5/dev-a/$state', 'ready']), { timeout: 10_000, interval: 50 });
+    await waitFor(() => loud.seen.some((x) => JSON.stringify(x) === JSON.stringify(['homie/5/dev-a/$state', 'ready'])), { what: 'loud.seen toContainEqual [\'homie/5/dev-a/$state\', \'ready\']', timeoutMs: 10_000 });
     expect(loud.seen.some(([t]) => t === 'homie/5/dev-a/$description')).toBe(true);
     expect(loud.seen).toContainEqual(['homie/5/gw/$state', 'ready']);
     await on.stop();
-    await vi.waitFor(() => expect(loud.seen).toContainEqual(['homie/5/dev-a/$state', 'disconnected']), { timeout: 5000, interval: 50 });
+    await waitFor(() => loud.seen.some((x) => JSON.stringify(x) === JSON.stringify(['homie/5/dev-a/$state', 'disconnected'])), { what: 'loud.seen toContainEqual [\'homie/5/dev-a/$state\', \'disconnected\']', timeoutMs: 5000 });
     await loud.close();
   });
 
@@ -122,18 +123,18 @@ describe('Gateway: a controller with extensions', () => {
     const gateway = await Gateway.start(config(b.target), log, { env: {} });
     const client = await mqtt.connectAsync(gateway.brokerUrl, { reconnectPeriod: 0 });
     try {
-      await vi.waitFor(() => expect(gateway.devices[0]!.mqtt.connected).toBe(true), { timeout: 10_000, interval: 20 });
+      await waitFor(() => gateway.devices[0]!.mqtt.connected === true, { what: 'gateway.devices[0]!.mqtt.connected toBe true', timeoutMs: 10_000 });
       // The subscription goes out right after CONNACK: wait until one command gets through.
-      await vi.waitFor(
+      await waitFor(
         async () => {
           await client.publishAsync('homie/5/dev-a/nope/x/set', 'true', { qos: 1 });
-          expect(gateway.devices[0]!.counters.setsRejected).toBeGreaterThan(0);
+          return gateway.devices[0]!.counters.setsRejected > 0;
         },
-        { timeout: 10_000, interval: 100 },
+        { what: 'a first /set to reach the extension', timeoutMs: 10_000, intervalMs: 100 },
       );
       const before = gateway.devices[0]!.counters.setsRejected;
       for (let i = 0; i < 200; i++) await client.publishAsync(`homie/5/dev-a/nope/x${i}/set`, 'true', { qos: 1 });
-      await vi.waitFor(() => expect(gateway.devices[0]!.counters.setsRejected).toBe(before + 200), { timeout: 10_000, interval: 20 });
+      await waitFor(() => gateway.devices[0]!.counters.setsRejected === before + 200, { what: 'gateway.devices[0]!.counters.setsRejected toBe before + 200', timeoutMs: 10_000 });
       const lines = log.records.filter((r) => r.level === 'warn' && /^rejected \/set/.test(r.msg ?? ''));
       expect(lines).toHaveLength(10);
     } finally {

@@ -2,7 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait-for.ts';
 import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -70,23 +71,23 @@ describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) 
   it('is ignored after a reconnect (logged once with how to clear it); fresh commands still work', async () => {
     const uno = board.uno;
     const device = gateway.devices[0]!;
-    await vi.waitFor(() => expect(device.board?.isReady).toBe(true), { timeout: 20_000, interval: 50 });
+    await waitFor(() => device.board?.isReady === true, { what: 'device.board?.isReady toBe true', timeoutMs: 20_000 });
 
     // A retained command reaches the live subscriber as a fresh one (retain flag cleared): applied.
     await client.publishAsync(relayTopic, 'true', { qos: 1, retain: true });
-    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(true), { timeout: 10_000, interval: 20 });
+    await waitFor(() => uno.digitalOutput(8) === true, { what: 'uno.digitalOutput(8) toBe true', timeoutMs: 10_000 });
     await client.publishAsync(relayTopic, 'false', { qos: 1 });
-    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(false), { timeout: 10_000, interval: 20 });
+    await waitFor(() => uno.digitalOutput(8) === false, { what: 'uno.digitalOutput(8) toBe false', timeoutMs: 10_000 });
     const applied = device.counters.setsApplied;
 
     // One reconnect: the broker resubscribes the session and may re-send the retained `true`.
     const reconnects = device.mqtt.stats.reconnects;
     proxy.cut();
-    await vi.waitFor(() => expect(device.mqtt.stats.reconnects).toBeGreaterThan(reconnects), { timeout: 15_000, interval: 20 });
-    await vi.waitFor(() => expect(device.mqtt.connected).toBe(true), { timeout: 15_000, interval: 20 });
+    await waitFor(() => device.mqtt.stats.reconnects > reconnects, { what: 'device.mqtt.stats.reconnects toBeGreaterThan reconnects', timeoutMs: 15_000 });
+    await waitFor(() => device.mqtt.connected === true, { what: 'device.mqtt.connected toBe true', timeoutMs: 15_000 });
     // A fresh command published after the resubscribe arrives after anything the broker re-sent then.
     await client.publishAsync('homie/5/dev-r/status/on/set', 'true', { qos: 1 });
-    await vi.waitFor(() => expect(uno.digitalOutput(13)).toBe(true), { timeout: 10_000, interval: 20 });
+    await waitFor(() => uno.digitalOutput(13) === true, { what: 'uno.digitalOutput(13) toBe true', timeoutMs: 10_000 });
 
     expect(uno.digitalOutput(8)).toBe(false); // the relay did not close by itself
     expect(device.counters.setsApplied).toBe(applied + 1); // only the LED command
@@ -101,6 +102,6 @@ describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) 
     // Cleared as the warning says, and a fresh command moves the relay again.
     await client.publishAsync(relayTopic, '', { qos: 1, retain: true });
     await client.publishAsync(relayTopic, 'true', { qos: 1 });
-    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(true), { timeout: 10_000, interval: 20 });
+    await waitFor(() => uno.digitalOutput(8) === true, { what: 'uno.digitalOutput(8) toBe true', timeoutMs: 10_000 });
   });
 });
