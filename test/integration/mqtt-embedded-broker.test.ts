@@ -1,5 +1,6 @@
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait-for.ts';
 import { BrokerSession } from '../../host/mqtt/broker-session.ts';
 import { startEmbeddedBroker } from '../../host/mqtt/embedded-broker.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
@@ -16,7 +17,7 @@ describe('startEmbeddedBroker', () => {
     const b = await mqtt.connectAsync(broker.url, { protocolVersion: 4, reconnectPeriod: 0 });
     expect(broker.clientCount()).toBe(2);
     await a.endAsync();
-    await expect.poll(() => broker.clientCount()).toBe(1);
+    await waitFor(() => broker.clientCount() === 1, { what: 'one client connected' });
     const closed = new Promise<void>((resolve) => b.once('close', () => resolve()));
     await broker.close();
     await closed; // the broker dropped the remaining client
@@ -42,7 +43,7 @@ describe('startEmbeddedBroker', () => {
     session.on('up', () => ups++);
     try {
       session.start();
-      await expect.poll(() => logger.records.filter((r) => r.msg?.startsWith('MQTT reconnect in')).length).toBeGreaterThanOrEqual(2);
+      await waitFor(() => logger.records.filter((r) => r.msg?.startsWith('MQTT reconnect in')).length >= 2, { what: 'two reconnect attempts logged' });
       const retry = logger.records.find((r) => r.msg?.startsWith('MQTT reconnect in'))!.obj as { reason: string };
       expect(retry.reason).toMatch(/protocol version.*set protocolVersion 4/i);
       expect(ups).toBe(0);
