@@ -25,6 +25,8 @@ export interface HalfOpenInfo {
   silentForMs: number;
   /** How long the unanswered PINGREQ has been outstanding. */
   pingOutstandingForMs: number;
+  /** The silence (both ways) after which that PINGREQ was sent: the path was dead by then. */
+  pingIdleMs: number;
 }
 
 /**
@@ -111,7 +113,7 @@ export class KeepaliveProbe {
     this.lastReceivedAt = now;
     this.lastSentAt = now;
     this.pingSentAt = null;
-    this.arm(now + this.keepaliveMs);
+    this.arm(now + this.intervalMs);
   }
 
   /** Stops all timing; nothing fires afterwards. */
@@ -134,6 +136,8 @@ export class KeepaliveProbe {
       this.rttMs = rttMs;
       this.pingSentAt = null;
       this.answered++;
+      // The timer waits for the answer deadline; with an interval shorter than that, the next PINGREQ is due sooner.
+      this.arm(Math.min(this.lastReceivedAt, this.lastSentAt) + this.intervalMs);
       this.onPingAnswered?.({ idleMs: this.pingIdleMs, rttMs });
     }
   }
@@ -192,7 +196,7 @@ export class KeepaliveProbe {
         this.arm(answerBy);
         return;
       }
-      const info: HalfOpenInfo = { silentForMs: now - this.lastReceivedAt, pingOutstandingForMs: now - this.pingSentAt };
+      const info: HalfOpenInfo = { silentForMs: now - this.lastReceivedAt, pingOutstandingForMs: now - this.pingSentAt, pingIdleMs: this.pingIdleMs };
       this.stop();
       this.onHalfOpen(info);
       return;
