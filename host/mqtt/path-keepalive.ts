@@ -72,6 +72,8 @@ export class PathKeepalive implements KeepaliveTraffic {
   private probing: AbortController | null = null;
   private running = false;
   private saving: Promise<void> = Promise.resolve();
+  /** The learner had nothing left to search for at the last look (for the one 'learned' line). */
+  private wasLearned = true;
 
   constructor(options: PathKeepaliveOptions) {
     this.options = options;
@@ -150,6 +152,7 @@ export class PathKeepalive implements KeepaliveTraffic {
   survived(idleMs: number): void {
     if (!this.learning) return;
     this.apply(this.learner.survived(idleMs, this.clock.wallNow()), null);
+    this.noteLearned();
   }
 
   cut(idleMs: number, cause: DropCause): void {
@@ -157,6 +160,7 @@ export class PathKeepalive implements KeepaliveTraffic {
     if (!this.learning) return this.emitChange();
     const change = this.learner.cut(idleMs, cause, this.clock.wallNow());
     this.apply(change, { idleMs, cause });
+    this.noteLearned();
     if (!change) this.emitChange();
     // Something to confirm or search: the probe starts now rather than at its next check.
     if (this.running && !this.probing) this.schedule(0);
@@ -181,6 +185,21 @@ export class PathKeepalive implements KeepaliveTraffic {
     for (const l of this.listeners) l(change.intervalMs);
     this.emitChange();
     this.save();
+  }
+
+  /** One info line when the search ends (the timeout confirmed or known within the resolution). */
+  private noteLearned(): void {
+    const learned = this.learner.converged;
+    if (learned && !this.wasLearned) {
+      const { timeoutMs } = this.learner;
+      this.log.info(
+        { intervalMs: this.intervalMs, observedTimeoutMs: timeoutMs, exact: this.learner.exact, probes: this.probes },
+        timeoutMs === null
+          ? `learned: ${this.key} keeps idle connections; PINGREQ every ${sec(this.intervalMs)}`
+          : `learned the idle timeout of ${this.key}: ${this.learner.exact ? '' : 'at most '}${sec(timeoutMs)}; PINGREQ every ${sec(this.intervalMs)}`,
+      );
+    }
+    this.wasLearned = learned;
   }
 
   private emitChange(): void {
@@ -226,6 +245,7 @@ export class PathKeepalive implements KeepaliveTraffic {
     this.log.debug({ idleMs, result }, `probe connection: ${result.outcome} after ${sec(result.idleMs)} idle`);
     const change = this.learner.probed(result, this.clock.wallNow());
     this.apply(change, null);
+    this.noteLearned();
     if (!change) {
       this.emitChange();
       this.save();
