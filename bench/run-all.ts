@@ -5,6 +5,7 @@ import { brokerLeg } from './broker-leg.bench.ts';
 import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
+import { middleboxKeepalive } from './middlebox-keepalive.bench.ts';
 import { outboxJournal } from './outbox-journal.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
 import { serialThroughput } from './serial-throughput.bench.ts';
@@ -19,6 +20,7 @@ for (const [name, bench] of [
   ['detection latency', detectionLatency],
   ['broker leg', brokerLeg],
   ['outbox journal', outboxJournal],
+  ['keepalive through middleboxes', middleboxKeepalive],
   ['fleet scale', fleetScale],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);

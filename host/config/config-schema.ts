@@ -141,6 +141,27 @@ export const brokerSchema = z
     pingRespTimeoutMs: ms(100, 120_000).default(5000),
     protocolVersion: z.union([z.literal(5), z.literal(4)]).default(5),
     sessionExpirySec: z.number().int().min(0).max(0xffffffff).default(86400),
+    /**
+     * MQTT 5 Will Delay Interval: a session cut and taken over again (reconnected) within this
+     * many seconds publishes no Last Will, so subscribers see no `lost` for a cut that heals.
+     * 0: the will goes at once. Ignored on MQTT 3.1.1.
+     */
+    willDelaySec: z.number().int().min(0).max(86_400).default(5),
+    /**
+     * PINGREQ traffic that keeps the middleboxes on the path (NAT, proxies, load balancers)
+     * awake, independently of keepaliveSec: learned per path by default (see the README,
+     * "Behind NAT, proxies and load balancers"), or a fixed interval.
+     */
+    keepaliveTraffic: z
+      .strictObject({
+        /** Learn the path's idle timeout and ping below it (a probe connection searches; kept under queue.dir). */
+        learn: z.boolean().default(true),
+        /** A fixed PINGREQ interval (s) instead; learning is then off. */
+        intervalSec: z.number().min(1).max(65535).optional(),
+        /** The shortest interval learning may choose (s). */
+        minIntervalSec: z.number().min(0.5).max(3600).default(2),
+      })
+      .default({ learn: true, minIntervalSec: 2 }),
     username: z.string().optional(),
     /** Prefer passwordFile or the TETHER_BROKER_PASSWORD environment variable: a config file is often readable by many. */
     password: z.string().optional(),

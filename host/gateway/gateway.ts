@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { TetherConfig } from '../config/config-schema.ts';
 import { createExtensions } from '../extensions/create-extensions.ts';
 import type { Extension } from '../extensions/extension.ts';
@@ -9,6 +10,9 @@ import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
 import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { resolveBrokerCredentials, type BrokerCredentials } from '../mqtt/broker-credentials.ts';
 import { lockQueueDir } from '../mqtt/queue-lock.ts';
+import { readTls } from '../mqtt/broker-session.ts';
+import { probeIdle } from '../mqtt/idle-probe.ts';
+import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { createBrokerSession } from './create-broker-session.ts';
@@ -44,6 +48,7 @@ export class Gateway {
   private url: string | null = null;
   private session: BrokerSession | null = null;
   private credentials: BrokerCredentials = {};
+  private path: PathKeepalive | null = null;
   /** What start() did, undone in reverse by stop(). */
   private readonly teardown: Array<{ what: string; undo: () => Promise<void> }> = [];
   private stopping: Promise<void> | null = null;
@@ -101,6 +106,15 @@ export class Gateway {
     return this.session;
   }
 
+  /**
+   * The keepalive traffic of the broker path (every session's PINGREQ interval, what was
+   * learned about the path's idle timeout); known once started.
+   */
+  get pathKeepalive(): PathKeepalive {
+    if (!this.path) throw new Error('the gateway has not started');
+    return this.path;
+  }
+
   /** The running extension of this class, if enabled. */
   extension<T extends Extension>(type: abstract new (...args: never[]) => T): T | undefined {
     return this.extensions.find((e): e is T => e instanceof type);
@@ -133,10 +147,20 @@ export class Gateway {
         log.info({ url: this.url }, `no broker configured: started the embedded MQTT broker on ${this.url} (set broker.url to use your own)`);
         return () => embedded.close();
       });
+      await this.step('path keepalive', async () => {
+        const path = this.createPathKeepalive();
+        this.path = path;
+        await path.start();
+        return async () => {
+          path.stop();
+          await path.flushed();
+        };
+      });
       this.session = createBrokerSession(this.brokerSettings(), {
         credentials: this.credentials,
         url: this.brokerUrl,
         clientId: `tether-${this.id}`,
+        keepaliveTraffic: this.pathKeepalive,
         will: { topic: homieTopics.state(this.id), payload: 'lost', qos: 1, retain: true },
         clock: this.clock,
         logger: log.child({ device: this.id }),
@@ -229,10 +253,43 @@ export class Gateway {
     return this.embeddedBroker ? { ...this.config.broker, protocolVersion: 4 } : this.config.broker;
   }
 
+  /** One per gateway: every session goes to the same broker URL, through the same path. */
+  private createPathKeepalive(): PathKeepalive {
+    const broker = this.brokerSettings();
+    const traffic = broker.keepaliveTraffic;
+    const keepaliveMs = broker.keepaliveSec * 1000;
+    const url = this.brokerUrl;
+    const { username, password } = this.credentials;
+    const tls = readTls(broker.tls);
+    return new PathKeepalive({
+      url,
+      keepaliveMs,
+      fixedIntervalMs: traffic.intervalSec !== undefined ? traffic.intervalSec * 1000 : traffic.learn ? undefined : keepaliveMs,
+      minIntervalMs: traffic.minIntervalSec * 1000,
+      storeFile: join(this.config.queue.dir, 'keepalive-paths.json'),
+      probe: (idleMs, signal) =>
+        probeIdle({
+          url,
+          clientId: `tether-${this.id}-probe`,
+          protocolVersion: broker.protocolVersion,
+          keepaliveSec: broker.keepaliveSec,
+          idleMs,
+          pingRespTimeoutMs: broker.pingRespTimeoutMs,
+          connectTimeoutMs: keepaliveMs + broker.pingRespTimeoutMs,
+          connectOptions: { username, password, ...tls },
+          clock: this.clock,
+          signal,
+        }),
+      clock: this.clock,
+      logger: this.log,
+    });
+  }
+
   private deviceSession(id: string): BrokerSession {
     return createBrokerSession(this.brokerSettings(), {
       credentials: this.credentials,
       url: this.brokerUrl,
+      keepaliveTraffic: this.pathKeepalive,
       clientId: `tether-${this.id}-${id}`,
       will: { topic: homieTopics.state(id), payload: 'lost', qos: 1, retain: true },
       clock: this.clock,

@@ -59,3 +59,19 @@ export const keepaliveNode: HomieNode = {
     'asleep-time': { name: 'Time asleep', datatype: 'float', unit: 's', retained: true },
   },
 };
+
+/**
+ * The gateway's broker path (node `broker` of the gateway device): the PINGREQ interval its
+ * sessions use, the idle timeout learned for the path, drops by cause, keepalive bytes.
+ */
+export const brokerPathNode: HomieNode = {
+  name: 'Broker path',
+  type: 'tether-broker-path',
+  properties: {
+    'ping-interval': { name: 'PINGREQ interval', datatype: 'float', unit: 's', retained: true },
+    'idle-timeout': { name: 'Idle timeout learned for the path (0: none seen)', datatype: 'float', unit: 's', retained: true },
+    'drops-closed': { name: 'Connections closed by the path or the broker', datatype: 'integer', retained: true },
+    'drops-half-open': { name: 'Connections found half-open', datatype: 'integer', retained: true },
+    'keepalive-bytes-per-day': { name: 'Keepalive bytes a day per idle session', datatype: 'integer', unit: 'B', retained: true },
+  },
+};

@@ -3,7 +3,7 @@ import type { Gateway } from '../gateway/gateway.ts';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { RebootInfo } from '../session/device-session.ts';
 import { every } from '../time/clock.ts';
-import { describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
+import { brokerPathNode, describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
 import { homieTopics } from './homie-topics.ts';
 import { KeepaliveFacts } from './keepalive-facts.ts';
 
@@ -27,6 +27,8 @@ export class HomieExtension implements Extension {
   private readonly descriptions = new Map<string, HomieDescription>();
   private readonly facts = new Map<string, KeepaliveFacts>();
   private stopTimer: (() => void) | null = null;
+  private stopPathWatch: (() => void) | null = null;
+  private lastPathValues = new Map<string, string>();
   private stopping = false;
 
   constructor(
@@ -53,6 +55,7 @@ export class HomieExtension implements Extension {
     on('deviceReboot', (device, info) => this.publishKeepalive(device, { reboot: info }));
     on('componentValue', (device, v) => device.publish(homieTopics.property(device.id, v.component, v.property), v.value, v.kind));
     on('brokerUp', (device) => (device ? this.republish(device) : this.announceGateway()));
+    this.stopPathWatch = gateway.pathKeepalive.onChange(() => this.publishPath(false));
     this.stopTimer = every(gateway.clock, this.options.factsCheckMs ?? 5000, () => {
       for (const device of gateway.devices) this.publishKeepalive(device);
     });
@@ -69,6 +72,8 @@ export class HomieExtension implements Extension {
   async stop(): Promise<void> {
     this.stopTimer?.();
     this.stopTimer = null;
+    this.stopPathWatch?.();
+    this.stopPathWatch = null;
     this.subscriptions.clear();
   }
 
@@ -90,10 +95,40 @@ export class HomieExtension implements Extension {
       name: gateway.config.gateway.name,
       type: 'tether-gateway',
       children: gateway.devices.map((d) => d.id),
-      nodes: {},
+      nodes: { broker: brokerPathNode },
     });
     void gateway.mqtt.publish(homieTopics.description(gateway.id), JSON.stringify(description), { qos: 1, retain: true }).catch(() => {});
     void gateway.mqtt.publish(homieTopics.state(gateway.id), 'ready', { qos: 1, retain: true }).catch(() => {});
+    this.publishPath(true);
+  }
+
+  /**
+   * The broker path's facts on the gateway device (node `broker`), on its own session: what
+   * changed, or everything after a (re)connect. Drops are summed over the gateway's sessions.
+   */
+  private publishPath(all: boolean): void {
+    const { gateway } = this;
+    if (this.stopping || !gateway.mqtt.connected) return;
+    const path = gateway.pathKeepalive.stats;
+    const sessions = new Set([gateway.mqtt, ...gateway.devices.map((d) => d.mqtt)]);
+    let closed = 0;
+    let halfOpen = 0;
+    for (const session of sessions) {
+      closed += session.stats.drops.closed;
+      halfOpen += session.stats.drops['half-open'];
+    }
+    const values: Record<string, string> = {
+      'ping-interval': (path.intervalMs / 1000).toFixed(1),
+      'idle-timeout': ((path.timeoutMs ?? 0) / 1000).toFixed(1),
+      'drops-closed': String(closed),
+      'drops-half-open': String(halfOpen),
+      'keepalive-bytes-per-day': String(gateway.mqtt.stats.keepaliveBytesPerDay),
+    };
+    for (const [property, value] of Object.entries(values)) {
+      if (!all && this.lastPathValues.get(property) === value) continue;
+      this.lastPathValues.set(property, value);
+      void gateway.mqtt.publish(homieTopics.property(gateway.id, 'broker', property), value, { qos: 1, retain: true }).catch(() => {});
+    }
   }
 
   private republish(device: GatewayDevice): void {

@@ -27,6 +27,13 @@ import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.t
  *   tether_broker_connected                1 while connected
  *   tether_broker_reconnects_total         successful connects after the first
  *   tether_broker_half_open_total          connections dropped as half-open (no PINGRESP in time)
+ *   tether_broker_drops_total{cause}       connections ended without our doing: closed (by the path or the broker) or half-open
+ *   tether_broker_ping_interval_seconds    the PINGREQ interval in use (learned per path, at most the keepalive)
+ *   tether_broker_keepalive_bytes_total    PINGREQ/PINGRESP bytes sent and received (MQTT + WebSocket framing)
+ *   tether_broker_keepalive_bytes_per_day  what an idle session spends on them a day at the current interval
+ * Per broker path (label `path`, the broker URL without credentials):
+ *   tether_broker_path_idle_timeout_seconds  the idle timeout learned for the path (upper bound; 0: none seen)
+ *   tether_broker_path_learned             1 when nothing is left to search for (the probe connection is idle)
  *
  * Heartbeat misses: DeviceSession counts PINGs sent and PONGs matched; at most one PING is
  * normally in flight (RTT << interval). A scrape sees `pingsSent - pongs - 1` PINGs that were
@@ -56,12 +63,21 @@ export interface DeviceMetricsInput {
 export interface BrokerMetricsInput {
   client: string;
   connected: boolean;
-  stats: Pick<BrokerSessionStats, 'reconnects' | 'halfOpenDetections'>;
+  stats: Pick<BrokerSessionStats, 'reconnects' | 'halfOpenDetections'> &
+    Partial<Pick<BrokerSessionStats, 'drops' | 'pingIntervalMs' | 'keepaliveBytes' | 'keepaliveBytesPerDay'>>;
+}
+
+export interface PathMetricsInput {
+  path: string;
+  timeoutMs: number | null;
+  learned: boolean;
 }
 
 export interface MetricsSource {
   devices(): DeviceMetricsInput[];
   brokers(): BrokerMetricsInput[];
+  /** The broker path's learned idle timeout (absent: not reported). */
+  paths?(): PathMetricsInput[];
 }
 
 export const DEVICE_STATES = ['init', 'ready', 'sleeping', 'lost', 'disconnected'] as const;
@@ -167,6 +183,29 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
     for (const b of source.brokers()) set({ client: b.client }, b.stats.halfOpenDetections);
   });
 
+  counter(registers, 'tether_broker_drops_total', 'MQTT connections ended without our doing, by cause: closed (by the path or the broker) or half-open', ['client', 'cause'], (set) => {
+    for (const b of source.brokers()) {
+      if (!b.stats.drops) continue;
+      set({ client: b.client, cause: 'closed' }, b.stats.drops.closed);
+      set({ client: b.client, cause: 'half-open' }, b.stats.drops['half-open']);
+    }
+  });
+  gauge(registers, 'tether_broker_ping_interval_seconds', 'PINGREQ interval in use (learned per path, at most the keepalive)', ['client'], (set) => {
+    for (const b of source.brokers()) if (b.stats.pingIntervalMs !== undefined) set({ client: b.client }, b.stats.pingIntervalMs / 1000);
+  });
+  counter(registers, 'tether_broker_keepalive_bytes_total', 'PINGREQ and PINGRESP bytes sent and received (MQTT and WebSocket framing, not TCP/IP headers)', ['client'], (set) => {
+    for (const b of source.brokers()) if (b.stats.keepaliveBytes !== undefined) set({ client: b.client }, b.stats.keepaliveBytes);
+  });
+  gauge(registers, 'tether_broker_keepalive_bytes_per_day', 'Keepalive bytes an idle session spends a day at the current PINGREQ interval', ['client'], (set) => {
+    for (const b of source.brokers()) if (b.stats.keepaliveBytesPerDay !== undefined) set({ client: b.client }, b.stats.keepaliveBytesPerDay);
+  });
+  gauge(registers, 'tether_broker_path_idle_timeout_seconds', 'Idle timeout learned for the broker path (an upper bound; 0: no cut seen)', ['path'], (set) => {
+    for (const p of source.paths?.() ?? []) set({ path: p.path }, (p.timeoutMs ?? 0) / 1000);
+  });
+  gauge(registers, 'tether_broker_path_learned', '1 when nothing is left to search for on the broker path', ['path'], (set) => {
+    for (const p of source.paths?.() ?? []) set({ path: p.path }, p.learned ? 1 : 0);
+  });
+
   return {
     registry,
     close() {
@@ -209,6 +248,7 @@ function gauge(registers: Registry[], name: string, help: string, labelNames: st
 /** The parts of a Gateway the metrics read (structural, so tests can pass fakes). */
 export interface GatewayMetricsView {
   readonly mqtt: Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>;
+  readonly pathKeepalive?: { readonly stats: PathMetricsInput };
   readonly devices: ReadonlyArray<Pick<GatewayDevice, 'id' | 'link' | 'outbox' | 'counters' | 'mqtt'>>;
 }
 
@@ -230,5 +270,6 @@ export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource
       for (const d of gateway.devices) sessions.add(d.mqtt);
       return [...sessions].map((s) => ({ client: s.clientId, connected: s.connected, stats: s.stats }));
     },
+    paths: () => (gateway.pathKeepalive ? [gateway.pathKeepalive.stats] : []),
   };
 }

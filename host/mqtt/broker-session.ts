@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../log/logger.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { ExponentialBackoff } from '../transport/backoff.ts';
+import type { DropCause, KeepaliveTraffic } from './keepalive-traffic.ts';
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
 
 export type QoS = 0 | 1;
@@ -37,6 +38,17 @@ export interface BrokerSessionOptions {
   protocolVersion?: 5 | 4;
   /** MQTT 5 Session Expiry Interval; default 86400 (a persistent session). */
   sessionExpirySec?: number;
+  /**
+   * MQTT 5 Will Delay Interval (default 0): the broker holds the will this long after the
+   * connection dies and drops it if the session is taken over (we reconnect) first, so a
+   * cut that heals within it publishes no `lost`. Capped by the session expiry.
+   */
+  willDelaySec?: number;
+  /**
+   * The PINGREQ schedule shared by the sessions of this path (PathKeepalive): pings go out after
+   * its interval of silence, independently of keepaliveSec. Without it: after keepaliveSec.
+   */
+  keepaliveTraffic?: KeepaliveTraffic;
   username?: string;
   password?: string;
   /** PEM contents, or paths to PEM files (a string without "-----BEGIN" is read as a path). */
@@ -66,7 +78,15 @@ export interface BrokerSessionStats {
   /** Successful connects after the first. */
   reconnects: number;
   halfOpenDetections: number;
+  /** Connections that ended without our doing, by cause: closed by the path or the broker, or found half-open. */
+  drops: Record<DropCause, number>;
   lastPingRttMs: number | null;
+  /** The PINGREQ interval in use (ms). */
+  pingIntervalMs: number;
+  /** Bytes of PINGREQ/PINGRESP sent and received so far (MQTT and WebSocket framing; not TCP/IP headers). */
+  keepaliveBytes: number;
+  /** What an idle session spends on them a day at the current interval (same bytes as keepaliveBytes). */
+  keepaliveBytesPerDay: number;
 }
 
 export type BrokerSessionEvents = {
@@ -131,6 +151,14 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private everConnected = false;
   private attempt = 0;
   private readonly counters = { connects: 0, reconnects: 0, halfOpenDetections: 0 };
+  private readonly drops: Record<DropCause, number> = { closed: 0, 'half-open': 0 };
+  private readonly traffic: KeepaliveTraffic | undefined;
+  private unsubscribeTraffic: (() => void) | null = null;
+  /** The idle age at which the current connection's unanswered PINGREQ went out (set with a half-open verdict). */
+  private halfOpenIdleMs: number | null = null;
+  private keepaliveBytes = 0;
+  /** PINGREQ + PINGRESP on the stream: 2 + 2 bytes of MQTT; over WebSocket each is a frame (6 bytes of header masked from us, 2 to us). */
+  private readonly bytesPerPing: { sent: number; received: number };
   private clientClosed: Promise<void> = Promise.resolve();
   private lastRtt: number | null = null;
 
@@ -159,6 +187,15 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.backoff = new ExponentialBackoff({ initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 });
     for (const { topic, qos } of options.subscriptions ?? []) this.subscriptions.set(topic, qos);
     this.tlsOptions = readTls(options.tls);
+    this.traffic = options.keepaliveTraffic;
+    const ws = /^wss?:/i.test(options.url);
+    this.bytesPerPing = { sent: ws ? 8 : 2, received: ws ? 4 : 2 };
+  }
+
+  /** The PINGREQ interval in use (ms): the path's (keepaliveTraffic), at most the keepalive in force. */
+  get pingIntervalMs(): number {
+    const keepaliveMs = this.probe?.keepaliveMs ?? this.keepaliveSec * 1000;
+    return Math.min(this.traffic?.intervalMs ?? keepaliveMs, keepaliveMs);
   }
 
   get connected(): boolean {
@@ -166,12 +203,22 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   }
 
   get stats(): BrokerSessionStats {
-    return { ...this.counters, lastPingRttMs: this.probe?.lastPingRttMs ?? this.lastRtt };
+    const pingIntervalMs = this.pingIntervalMs;
+    const perPing = this.bytesPerPing.sent + this.bytesPerPing.received;
+    return {
+      ...this.counters,
+      drops: { ...this.drops },
+      lastPingRttMs: this.probe?.lastPingRttMs ?? this.lastRtt,
+      pingIntervalMs,
+      keepaliveBytes: this.keepaliveBytes,
+      keepaliveBytesPerDay: Math.round((86_400_000 / pingIntervalMs) * perPing),
+    };
   }
 
   start(): void {
     if (this.state !== 'idle') throw new Error(`BrokerSession ${this.clientId}: start() called twice (state ${this.state})`);
     this.state = 'running';
+    this.unsubscribeTraffic = this.traffic?.onIntervalChange((ms) => this.probe?.setPingInterval(ms)) ?? null;
     this.log.info({ url: redactUrl(this.url), keepaliveSec: this.keepaliveSec, protocolVersion: this.protocolVersion }, 'connecting to the MQTT broker');
     this.startClient();
   }
@@ -197,6 +244,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       }
     }
     this.closeReason ??= 'stopped';
+    this.stopTraffic();
     this.probe?.stop();
     if (this.client === client && client?.connected) {
       // end(false) sends DISCONNECT and half-closes; the broker then closes. Bounded: a dead link must not hang stop().
@@ -224,6 +272,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.state = 'stopped';
     this.clearReconnect();
     this.closeReason ??= 'killed';
+    this.stopTraffic();
     this.probe?.stop();
     const client = this.client;
     if (client) {
@@ -255,9 +304,15 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     return this.sendSubscriptions(client, [topic]);
   }
 
+  private stopTraffic(): void {
+    this.unsubscribeTraffic?.();
+    this.unsubscribeTraffic = null;
+  }
+
   private startClient(): void {
     this.attempt++;
     this.closeReason = null;
+    this.halfOpenIdleMs = null;
     const { options } = this;
     const v5 = this.protocolVersion === 5;
     const client = mqtt.connect(this.url, {
@@ -277,7 +332,13 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       // Nothing is queued inside mqtt.js while offline: the caller keeps the durable queue.
       queueQoSZero: false,
       will: options.will
-        ? { topic: options.will.topic, payload: toBuffer(options.will.payload), qos: options.will.qos, retain: options.will.retain }
+        ? {
+            topic: options.will.topic,
+            payload: toBuffer(options.will.payload),
+            qos: options.will.qos,
+            retain: options.will.retain,
+            properties: v5 && (options.willDelaySec ?? 0) > 0 ? { willDelayInterval: options.willDelaySec } : undefined,
+          }
         : undefined,
       username: options.username,
       password: options.password,
@@ -287,8 +348,14 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     let resolveClosed!: () => void;
     this.clientClosed = new Promise((resolve) => (resolveClosed = resolve));
 
-    client.on('packetreceive', (packet) => this.probe?.packetReceived(packet.cmd));
-    client.on('packetsend', () => this.probe?.packetSent());
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'pingresp') this.keepaliveBytes += this.bytesPerPing.received;
+      this.probe?.packetReceived(packet.cmd);
+    });
+    client.on('packetsend', (packet) => {
+      if (packet.cmd === 'pingreq') this.keepaliveBytes += this.bytesPerPing.sent;
+      this.probe?.packetSent();
+    });
     client.on('connect', (connack) => this.onConnect(client, connack.sessionPresent));
     client.on('message', (topic, payload, packet) => {
       if (client !== this.client) return;
@@ -331,16 +398,18 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     const keepaliveMs = (client.keepalive || this.keepaliveSec) * 1000;
     this.probe = new KeepaliveProbe({
       keepaliveMs,
+      pingIntervalMs: this.traffic?.intervalMs,
       pingRespTimeoutMs: this.pingRespTimeoutMs,
+      onPingAnswered: ({ idleMs }) => this.traffic?.survived(idleMs),
       clock: this.clock,
       // MqttClient.sendPing() is public: it writes a PINGREQ (we only call it while connected, so it is never queued).
       sendPing: () => {
         if (client.connected) client.sendPing();
       },
-      onHalfOpen: ({ silentForMs, pingOutstandingForMs }) => this.onHalfOpen(client, silentForMs, pingOutstandingForMs),
+      onHalfOpen: ({ silentForMs, pingOutstandingForMs, pingIdleMs }) => this.onHalfOpen(client, silentForMs, pingOutstandingForMs, pingIdleMs),
     });
     this.probe.start();
-    this.log.info({ sessionPresent, keepaliveMs }, 'connected to the MQTT broker');
+    this.log.info({ sessionPresent, keepaliveMs, pingIntervalMs: this.probe.pingIntervalMs }, 'connected to the MQTT broker');
 
     // Resubscribe everything on every connect, even when the broker says the session is
     // present: a broker that crashed between two saves of its database can resume the session
@@ -359,9 +428,10 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.emit('up', { sessionPresent });
   }
 
-  private onHalfOpen(client: MqttClient, silentForMs: number, pingOutstandingForMs: number): void {
+  private onHalfOpen(client: MqttClient, silentForMs: number, pingOutstandingForMs: number, pingIdleMs: number): void {
     if (client !== this.client) return;
     this.counters.halfOpenDetections++;
+    this.halfOpenIdleMs = pingIdleMs;
     this.closeReason = `half-open: no PINGRESP ${pingOutstandingForMs} ms after PINGREQ, nothing received for ${silentForMs} ms`;
     this.log.warn({ silentForMs, pingOutstandingForMs, boundMs: this.keepaliveSec * 1000 + this.pingRespTimeoutMs }, 'MQTT link is half-open: dropping it');
     this.emit('half-open', { silentForMs });
@@ -371,6 +441,18 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private onClose(client: MqttClient): void {
     if (client !== this.client) return;
     this.client = null;
+    // A connection that was up and ended without our doing, nor a DISCONNECT from the broker:
+    // the path (or the broker's host) cut it. Its idle age tells the path's idle timeout.
+    if (this.isUp && this.state === 'running' && this.probe && !this.closeReason?.startsWith('broker sent DISCONNECT')) {
+      const cause: DropCause = this.halfOpenIdleMs !== null ? 'half-open' : 'closed';
+      const idleMs = this.halfOpenIdleMs ?? this.probe.idleMs;
+      this.drops[cause]++;
+      try {
+        this.traffic?.cut(idleMs, cause);
+      } catch (err) {
+        this.log.error({ err: errorText(err) }, 'the keepalive traffic policy threw');
+      }
+    }
     if (this.probe) {
       this.lastRtt = this.probe.lastPingRttMs ?? this.lastRtt;
       this.probe.stop();
@@ -450,7 +532,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   }
 }
 
-function readTls(tls: BrokerSessionOptions['tls']): Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
+/** TLS options from PEM contents or file paths (also used by the probe connection). */
+export function readTls(tls: BrokerSessionOptions['tls']): Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
   if (!tls) return {};
   const load = (value: string | Buffer | undefined, what: string): Buffer | string | undefined => {
     if (value === undefined || Buffer.isBuffer(value) || value.includes('-----BEGIN')) return value;

@@ -5,6 +5,14 @@ export interface KeepaliveProbeOptions {
   keepaliveMs: number;
   /** How long a PINGREQ may go unanswered before the link is declared half-open. */
   pingRespTimeoutMs: number;
+  /**
+   * Longest silence (in either direction) before a PINGREQ goes out, to keep the middleboxes
+   * on the path awake; default and at most keepaliveMs. Independent of the keepalive sent in
+   * CONNECT, which stays the detection bound (MQTT lets a client send PINGREQ at any time).
+   */
+  pingIntervalMs?: number;
+  /** A PINGREQ sent after `idleMs` of silence both ways was answered: the path survived that idle time. */
+  onPingAnswered?: (info: { idleMs: number; rttMs: number }) => void;
   clock: Clock;
   /** Writes a PINGREQ (the probe does no I/O itself). */
   sendPing: () => void;
@@ -17,6 +25,8 @@ export interface HalfOpenInfo {
   silentForMs: number;
   /** How long the unanswered PINGREQ has been outstanding. */
   pingOutstandingForMs: number;
+  /** The silence (both ways) after which that PINGREQ was sent: the path was dead by then. */
+  pingIdleMs: number;
 }
 
 /**
@@ -24,7 +34,7 @@ export interface HalfOpenInfo {
  * and callbacks so it can be driven with a fake clock.
  *
  * Rules, while started:
- * - A PINGREQ is due keepaliveMs after the last packet received or the last packet sent,
+ * - A PINGREQ is due pingIntervalMs (at most keepaliveMs) after the last packet received or the last packet sent,
  *   whichever is older. "Received" keeps us honest about the link; "sent" keeps the
  *   broker's own keepalive (1.5 x keepalive of silence from us) satisfied even when we only
  *   receive. Any packet received (or sent) before that moment defers the PINGREQ.
@@ -32,8 +42,9 @@ export interface HalfOpenInfo {
  *   half-open (other packets arriving meanwhile do not excuse a missing PINGRESP: then our
  *   direction is the dead one, and the broker will not hear us either).
  *
- * Bound: the PINGREQ goes out no later than lastReceived + keepaliveMs, so half-open is
- * declared no later than lastReceived + keepaliveMs + pingRespTimeoutMs.
+ * Bound: the PINGREQ goes out no later than lastReceived + keepaliveMs (pingIntervalMs is
+ * never longer), so half-open is declared no later than lastReceived + keepaliveMs +
+ * pingRespTimeoutMs, whatever the interval.
  *
  * One timer at a time, moved lazily: packets only move deadlines later, so a timer that
  * fires early simply re-arms for the new deadline (no timer churn per packet).
@@ -44,6 +55,10 @@ export class KeepaliveProbe {
   private readonly clock: Clock;
   private readonly sendPing: () => void;
   private readonly onHalfOpen: (info: HalfOpenInfo) => void;
+  private readonly onPingAnswered: ((info: { idleMs: number; rttMs: number }) => void) | undefined;
+  private intervalMs: number;
+  private pingIdleMs = 0;
+  private answered = 0;
   private timer: TimerHandle | null = null;
   private running = false;
   private lastReceivedAt = 0;
@@ -65,6 +80,29 @@ export class KeepaliveProbe {
     this.clock = options.clock;
     this.sendPing = options.sendPing;
     this.onHalfOpen = options.onHalfOpen;
+    this.onPingAnswered = options.onPingAnswered;
+    this.intervalMs = this.clampInterval(options.pingIntervalMs ?? keepaliveMs);
+  }
+
+  /** The silence after which a PINGREQ goes out now (at most keepaliveMs). */
+  get pingIntervalMs(): number {
+    return this.intervalMs;
+  }
+
+  /** Changes the PINGREQ interval at once: a PINGREQ that is now overdue goes out immediately. */
+  setPingInterval(ms: number): void {
+    this.intervalMs = this.clampInterval(ms);
+    if (this.running && this.pingSentAt === null) this.arm(Math.min(this.lastReceivedAt, this.lastSentAt) + this.intervalMs);
+  }
+
+  /** Time since the older of the last packet received and the last packet sent (silence both ways). */
+  get idleMs(): number {
+    return this.clock.now() - Math.min(this.lastReceivedAt, this.lastSentAt);
+  }
+
+  private clampInterval(ms: number): number {
+    if (!Number.isFinite(ms) || ms <= 0) throw new RangeError(`pingIntervalMs must be a finite number > 0, got ${ms}`);
+    return Math.min(ms, this.keepaliveMs);
   }
 
   /** Call when the connection is up (CONNACK received): it counts as a packet received and sent now. */
@@ -75,7 +113,7 @@ export class KeepaliveProbe {
     this.lastReceivedAt = now;
     this.lastSentAt = now;
     this.pingSentAt = null;
-    this.arm(now + this.keepaliveMs);
+    this.arm(now + this.intervalMs);
   }
 
   /** Stops all timing; nothing fires afterwards. */
@@ -94,8 +132,13 @@ export class KeepaliveProbe {
     const now = this.clock.now();
     this.lastReceivedAt = now;
     if (cmd === 'pingresp' && this.pingSentAt !== null) {
-      this.rttMs = now - this.pingSentAt;
+      const rttMs = now - this.pingSentAt;
+      this.rttMs = rttMs;
       this.pingSentAt = null;
+      this.answered++;
+      // The timer waits for the answer deadline; with an interval shorter than that, the next PINGREQ is due sooner.
+      this.arm(Math.min(this.lastReceivedAt, this.lastSentAt) + this.intervalMs);
+      this.onPingAnswered?.({ idleMs: this.pingIdleMs, rttMs });
     }
   }
 
@@ -123,11 +166,16 @@ export class KeepaliveProbe {
     return this.pings;
   }
 
+  /** PINGRESPs matched to a PINGREQ since construction. */
+  get pingsAnswered(): number {
+    return this.answered;
+  }
+
   /** The latest moment (clock time) at which a dead link will have been declared, given what was seen so far. */
   get deadlineAt(): number {
     return this.pingSentAt !== null
       ? this.pingSentAt + this.pingRespTimeoutMs
-      : Math.min(this.lastReceivedAt, this.lastSentAt) + this.keepaliveMs + this.pingRespTimeoutMs;
+      : Math.min(this.lastReceivedAt, this.lastSentAt) + this.intervalMs + this.pingRespTimeoutMs;
   }
 
   private arm(at: number): void {
@@ -148,16 +196,18 @@ export class KeepaliveProbe {
         this.arm(answerBy);
         return;
       }
-      const info: HalfOpenInfo = { silentForMs: now - this.lastReceivedAt, pingOutstandingForMs: now - this.pingSentAt };
+      const info: HalfOpenInfo = { silentForMs: now - this.lastReceivedAt, pingOutstandingForMs: now - this.pingSentAt, pingIdleMs: this.pingIdleMs };
       this.stop();
       this.onHalfOpen(info);
       return;
     }
-    const pingAt = Math.min(this.lastReceivedAt, this.lastSentAt) + this.keepaliveMs;
+    const quietSince = Math.min(this.lastReceivedAt, this.lastSentAt);
+    const pingAt = quietSince + this.intervalMs;
     if (now < pingAt) {
       this.arm(pingAt);
       return;
     }
+    this.pingIdleMs = now - quietSince;
     this.pingSentAt = now;
     this.lastSentAt = now;
     this.pings++;

@@ -13,6 +13,8 @@ export interface MosquittoOptions {
   persistenceDir?: string;
   /** Users and passwords (a password_file made with mosquitto_passwd); anonymous clients are then refused. */
   users?: Record<string, string>;
+  /** A second loopback listener speaking MQTT over WebSocket (`protocol websockets`) on this port. */
+  websocketsPort?: number;
 }
 
 export interface RunningMosquitto {
@@ -69,6 +71,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
   const lines = [
     `listener ${port} 127.0.0.1`,
     ...passwordLines(confDir, options.users),
+    ...(options.websocketsPort !== undefined ? [`listener ${options.websocketsPort} 127.0.0.1`, 'protocol websockets'] : []),
     // As root Mosquitto drops to user "mosquitto", which may not write the persistence dir.
     ...(process.getuid?.() === 0 ? ['user root'] : []),
     'log_dest stderr',

@@ -26,7 +26,7 @@ describe('BrokerSession (no broker)', () => {
     await s.stop();
     await expect(s.publish('a/b', 'x', { qos: 0, retain: false })).rejects.toThrow(/not connected/);
     expect(() => s.start()).toThrow(/start\(\)/);
-    expect(s.stats).toEqual({ connects: 0, reconnects: 0, halfOpenDetections: 0, lastPingRttMs: null });
+    expect(s.stats).toMatchObject({ connects: 0, reconnects: 0, halfOpenDetections: 0, lastPingRttMs: null, drops: { closed: 0, 'half-open': 0 }, keepaliveBytes: 0, pingIntervalMs: 30_000 });
   });
 
   it('subscribe() while not connected is remembered and resolves', async () => {

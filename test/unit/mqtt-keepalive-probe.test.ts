@@ -44,7 +44,7 @@ describe('KeepaliveProbe', () => {
     expect(pings).toHaveLength(1);
     expect(halfOpen).toEqual([]);
     clock.advance(1);
-    expect(halfOpen).toEqual([{ at: t0 + K + T, silentForMs: K + T, pingOutstandingForMs: T }]);
+    expect(halfOpen).toEqual([{ at: t0 + K + T, silentForMs: K + T, pingOutstandingForMs: T, pingIdleMs: K }]);
     // Declared once; the probe stopped itself and left no timer.
     expect(probe.isRunning).toBe(false);
     expect(clock.pending).toBe(0);
@@ -112,7 +112,7 @@ describe('KeepaliveProbe', () => {
     clock.advance(T / 2);
     probe.packetReceived('publish');
     clock.advance(T / 2);
-    expect(halfOpen).toEqual([{ at: t0 + K + T, silentForMs: T / 2, pingOutstandingForMs: T }]);
+    expect(halfOpen).toEqual([{ at: t0 + K + T, silentForMs: T / 2, pingOutstandingForMs: T, pingIdleMs: K }]);
   });
 
   it('stop() cancels everything; start() begins a fresh period', () => {
@@ -140,5 +140,66 @@ describe('KeepaliveProbe', () => {
     const base = { clock, sendPing() {}, onHalfOpen() {} };
     expect(() => new KeepaliveProbe({ ...base, keepaliveMs: 0, pingRespTimeoutMs: T })).toThrow(RangeError);
     expect(() => new KeepaliveProbe({ ...base, keepaliveMs: K, pingRespTimeoutMs: Number.NaN })).toThrow(RangeError);
+  });
+
+  describe('PINGREQ interval independent of the keepalive', () => {
+    function withInterval(intervalMs: number) {
+      const clock = new ManualClock(1000);
+      const pings: number[] = [];
+      const answered: Array<{ idleMs: number; rttMs: number }> = [];
+      const halfOpen: HalfOpenInfo[] = [];
+      const probe = new KeepaliveProbe({
+        keepaliveMs: K,
+        pingRespTimeoutMs: T,
+        pingIntervalMs: intervalMs,
+        clock,
+        sendPing: () => {
+          pings.push(clock.now());
+          probe.packetSent();
+        },
+        onHalfOpen: (info) => halfOpen.push(info),
+        onPingAnswered: (info) => answered.push(info),
+      });
+      return { clock, probe, pings, answered, halfOpen };
+    }
+
+    it('sends a PINGREQ after the interval of silence, reports the idle age each answered one survived', () => {
+      const { clock, probe, pings, answered } = withInterval(K / 4);
+      const t0 = clock.now();
+      probe.start();
+      for (let i = 1; i <= 8; i++) {
+        clock.advance(K / 4);
+        expect(pings).toHaveLength(i);
+        clock.advance(10);
+        probe.packetReceived('pingresp');
+      }
+      expect(pings[0]).toBe(t0 + K / 4);
+      expect(answered).toHaveLength(8);
+      expect(answered[0]).toEqual({ idleMs: K / 4, rttMs: 10 });
+      expect(probe.pingsAnswered).toBe(8);
+    });
+
+    it('is capped at the keepalive; the half-open bound stays keepalive + pingRespTimeout', () => {
+      const { clock, probe, pings, halfOpen } = withInterval(10 * K);
+      expect(probe.pingIntervalMs).toBe(K);
+      probe.start();
+      clock.advance(K + T);
+      expect(pings).toHaveLength(1);
+      expect(halfOpen).toHaveLength(1);
+    });
+
+    it('setPingInterval applies at once: an overdue PINGREQ goes out immediately', () => {
+      const { clock, probe, pings } = withInterval(K);
+      const t0 = clock.now();
+      probe.start();
+      clock.advance(K / 2);
+      probe.setPingInterval(K / 4);
+      clock.advance(0);
+      expect(pings).toEqual([t0 + K / 2]);
+      probe.packetReceived('pingresp');
+      clock.advance(K / 4);
+      expect(pings).toEqual([t0 + K / 2, t0 + (3 * K) / 4]);
+      expect(() => probe.setPingInterval(0)).toThrow(RangeError);
+    });
   });
 });
