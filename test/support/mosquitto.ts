@@ -12,6 +12,8 @@ export interface MosquittoOptions {
   persistenceDir?: string;
   /** Users and passwords (a password_file made with mosquitto_passwd); anonymous clients are then refused. */
   users?: Record<string, string>;
+  /** More config lines, appended (e.g. a TLS or websockets listener). */
+  extraConfig?: string[];
 }
 
 export interface RunningMosquitto {
@@ -84,6 +86,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
       'autosave_interval 1',
     );
   }
+  lines.push(...(options.extraConfig ?? []));
   writeFileSync(confPath, `${lines.join('\n')}\n`);
 
   let child: ChildProcess | undefined;
