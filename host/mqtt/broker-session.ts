@@ -85,9 +85,6 @@ export interface BrokerSessionStats {
   reconnects: number;
   halfOpenDetections: number;
   lastPingRttMs: number | null;
-  /** ws:// and wss://: WebSocket pings sent and the round trip of the last answered one. */
-  websocketPings: number;
-  lastWebsocketPongRttMs: number | null;
 }
 
 export type BrokerSessionEvents = {
@@ -196,12 +193,12 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   }
 
   get stats(): BrokerSessionStats {
-    return {
-      ...this.counters,
-      lastPingRttMs: this.probe?.lastPingRttMs ?? this.lastRtt,
-      websocketPings: this.wsCounters.pings,
-      lastWebsocketPongRttMs: this.wsCounters.lastPongRttMs,
-    };
+    return { ...this.counters, lastPingRttMs: this.probe?.lastPingRttMs ?? this.lastRtt };
+  }
+
+  /** ws:// and wss://: WebSocket pings sent and the round trip of the last answered one. */
+  get websocketStats(): { pings: number; lastPongRttMs: number | null } {
+    return { ...this.wsCounters };
   }
 
   start(): void {
