@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, one table. Numbers depend on the machine: the README
 // carries the latest table with its date and machine.
 import os from 'node:os';
+import { bridgeHeal } from './bridge-heal.bench.ts';
 import { brokerLeg } from './broker-leg.bench.ts';
 import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
@@ -19,6 +20,7 @@ for (const [name, bench] of [
   ['serial throughput', serialThroughput],
   ['detection latency', detectionLatency],
   ['broker leg', brokerLeg],
+  ['bridge heal', bridgeHeal],
   ['outbox journal', outboxJournal],
   ['keepalive through middleboxes', middleboxKeepalive],
   ['fleet scale', fleetScale],

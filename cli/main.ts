@@ -11,6 +11,7 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
   { name: 'emulate', summary: 'run an emulated Uno with tether firmware on a pty or a TCP port', load: async () => (await import('./commands/emulate.ts')).emulateCommand },
   { name: 'flash', summary: "write tether's firmware to a board over its bootloader", load: async () => (await import('./commands/flash.ts')).flashCommand },
   { name: 'ports', summary: 'list serial ports with vendor/product ids', load: async () => (await import('./commands/ports.ts')).portsCommand },
+  { name: 'probe', summary: "measure a path's idle timeout (broker or tcp:// bridge) and the keepalive interval to use", load: async () => (await import('./commands/probe.ts')).probeCommand },
   { name: 'status', summary: 'devices a broker knows about, with their state and keepalive facts', load: async () => (await import('./commands/status.ts')).statusCommand },
 ];
 

@@ -6,7 +6,7 @@ set -euo pipefail
 [ "${CI:-}" = true ] && export NO_COLOR=1
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients nginx haproxy)
+APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients nginx haproxy ser2net openssl nftables iproute2)
 
 step() { printf '\n== %s\n' "$*"; }
 

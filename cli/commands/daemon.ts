@@ -15,7 +15,8 @@ broker URL in the config, starts an embedded broker. Logs JSON lines on stdout.
 
 Options:
   -c, --config <file>  the YAML or JSON config (default: ./tether.yaml)
-      --check          validate the config and exit (0 valid, ${EXIT.config} invalid)
+      --check          validate the config (and read the broker's TLS files) and exit
+                       (0 valid, ${EXIT.config} invalid)
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT), 1 runtime failure, 2 bad usage, ${EXIT.config} bad config.`;
 
@@ -46,6 +47,13 @@ export const daemonCommand: Command = {
       throw err;
     }
     if (values.check) {
+      // The config can be valid and still unusable: TLS files missing, unreadable or wrong.
+      const { checkTlsFiles } = await import('../../host/mqtt/check-tls-files.ts');
+      const problems = config.broker.tls ? await checkTlsFiles(config.broker.tls) : [];
+      if (problems.length > 0) {
+        console.error(`tether daemon: invalid config ${values.config}: ${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  ${problems.join('\n  ')}`}`);
+        return EXIT.config;
+      }
       console.log(`${values.config}: valid (${config.devices.length} device(s), broker ${config.broker.url ? redactUrl(config.broker.url) : 'embedded'})`);
       return EXIT.ok;
     }

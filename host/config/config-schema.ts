@@ -66,6 +66,19 @@ const keepaliveSchema = z.strictObject({
   handshakeTimeoutMs: ms(100, 600_000).default(3000),
 });
 
+/**
+ * Kernel keepalive and TCP_USER_TIMEOUT for a TCP socket (a tcp:// bridge, the broker).
+ * Each field left out is derived from the connection's own bound (tcpKeepaliveForBound):
+ * the user timeout is the bound after which the peer is declared gone; probes start after
+ * half an interval of silence. userTimeoutMs 0 leaves the kernel's (~15 min).
+ */
+const tcpSocketSchema = z.strictObject({
+  keepAliveIdleMs: ms(1000, 32_767_000).optional(),
+  keepAliveIntervalMs: ms(1000, 32_767_000).optional(),
+  keepAliveCount: z.number().int().min(1).max(127).optional(),
+  userTimeoutMs: ms(0, 0x7fffffff).optional(),
+});
+
 const portSchema = z
   .string()
   .min(1)
@@ -95,6 +108,12 @@ export const deviceSchema = z
     /** Default: 57600 (uno), 9600 (espruino). */
     baudRate: z.number().int().min(300).max(2_000_000).optional(),
     keepalive: keepaliveSchema.default(() => keepaliveSchema.parse({})),
+    /**
+     * tcp:// bridges: socket options (see tcpSocketSchema), and whether a board `lost` with
+     * the connection still open gets a fresh connection (default: yes for tcp://, no for a
+     * serial port, where reopening resets an Uno).
+     */
+    tcp: tcpSocketSchema.extend({ reopenOnLost: z.boolean().optional() }).default({}),
     /** Written to the board's EEPROM at each handshake (CONFIG_SET) when given. */
     config: deviceConfigSchema.optional(),
     components: z.array(componentSchema).default([]),
@@ -168,6 +187,13 @@ export const brokerSchema = z
     /** A file holding the password (surrounding whitespace ignored), read at start. */
     passwordFile: z.string().min(1).optional(),
     tls: tlsSchema.optional(),
+    /** Socket options of the broker connection (see tcpSocketSchema); derived from keepaliveSec + pingRespTimeoutMs. */
+    tcp: tcpSocketSchema.default({}),
+    /**
+     * ws:// and wss:// only: a WebSocket ping this often (seconds), so proxies that count only
+     * WebSocket traffic see some. Default: half of keepaliveSec; 0: none.
+     */
+    websocketPingSec: z.number().int().min(0).max(65535).optional(),
     /** One connection for all devices (for brokers that limit connections): retained availability instead of per-device wills. */
     sharedSession: z.boolean().default(false),
     backoff: z

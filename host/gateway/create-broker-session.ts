@@ -1,9 +1,16 @@
 import type { BrokerSettings } from '../config/config-schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BrokerCredentials } from '../mqtt/broker-credentials.ts';
+import { ConfigFailureLog } from '../mqtt/broker-errors.ts';
 import { BrokerSession, type FinalMessage } from '../mqtt/broker-session.ts';
 import type { KeepaliveTraffic } from '../mqtt/keepalive-traffic.ts';
 import type { Clock } from '../time/clock.ts';
+
+/**
+ * One log of config failures (wrong password, untrusted CA) per set of credentials, i.e. per
+ * gateway: its sessions all fail the same way, and the user needs to read it once.
+ */
+const failureLogs = new WeakMap<BrokerCredentials, ConfigFailureLog>();
 
 /** The one place a BrokerSession is made from the config: the gateway's and each board's. */
 export function createBrokerSession(
@@ -19,6 +26,8 @@ export function createBrokerSession(
     keepaliveTraffic?: KeepaliveTraffic;
   },
 ): BrokerSession {
+  let configFailures = failureLogs.get(fields.credentials);
+  if (!configFailures) failureLogs.set(fields.credentials, (configFailures = new ConfigFailureLog()));
   return new BrokerSession({
     url: fields.url,
     clientId: fields.clientId,
@@ -32,6 +41,9 @@ export function createBrokerSession(
     username: fields.credentials.username,
     password: fields.credentials.password,
     tls: broker.tls,
+    tcp: broker.tcp,
+    websocketPingMs: broker.websocketPingSec === undefined ? undefined : broker.websocketPingSec * 1000,
+    configFailures,
     backoff: broker.backoff,
     clock: fields.clock,
     logger: fields.logger,

@@ -202,7 +202,8 @@ export class GatewayDevice {
       deviceConfig: settings.config,
       detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
     };
-    const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session };
+    const { reopenOnLost, ...tcp } = settings.tcp;
+    const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session, tcp, reopenOnLost };
     if (settings.board !== 'espruino') return new DeviceLink(common);
     // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
     const portLog = this.log.child({ port: settings.port });

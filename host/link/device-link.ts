@@ -10,7 +10,8 @@ import { BoundedQueue } from '../session/bounded-queue.ts';
 import { DeviceSession, type DeviceSessionOptions, type Hello, type RebootInfo, type SessionState, type StateChange } from '../session/device-session.ts';
 import { LeaseRegistry, type Lease } from '../session/lease-registry.ts';
 import { systemClock, type Clock } from '../time/clock.ts';
-import { createTransport } from '../transport/create-transport.ts';
+import { createTransport, parseTarget } from '../transport/create-transport.ts';
+import { tcpKeepaliveForBound, type TcpKeepaliveConfig } from '../transport/tcp-keepalive.ts';
 import { ReconnectingTransport } from '../transport/reconnecting-transport.ts';
 import type { Transport } from '../transport/transport.ts';
 
@@ -24,8 +25,22 @@ export interface DeviceLinkOptions {
   session?: Omit<DeviceSessionOptions, 'send' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
   /** Writes held for a sleeping device before the oldest are dropped (default 256). */
   queueCapacity?: number;
-  /** Reconnect backoff (defaults: 250 ms doubling to 30 s, full jitter). */
+  /**
+   * Reconnect backoff (defaults: 250 ms doubling to 30 s, full jitter; for a tcp:// bridge to
+   * the ping interval, at least 1 s, so a path that comes back is found within an interval).
+   */
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * tcp:// only: kernel keepalive and TCP_USER_TIMEOUT; by default derived from the session's
+   * bound (tcpKeepaliveForBound: user timeout = the lost bound, probes after half an interval).
+   */
+  tcp?: TcpKeepaliveConfig;
+  /**
+   * Close and reopen the transport when the board is `lost` while the transport still looks
+   * open (a middlebox forgot or blackholes the connection). Default: on for tcp:// targets,
+   * off for serial ports (reopening a USB port resets an Uno).
+   */
+  reopenOnLost?: boolean;
   /** For tests: how to make a transport. */
   transportFactory?: () => Transport;
   /** How long to wait for a device answer (STATE_DATA, AWAKE) before giving up (default 3000 ms). */
@@ -87,6 +102,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private closed = false;
   /** Paused on purpose (the port is lent out): a transport going down is not an outage. */
   private paused = false;
+  private readonly reopenOnLost: boolean;
 
   constructor(readonly options: DeviceLinkOptions) {
     super();
@@ -107,12 +123,28 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
     });
+    const tcp = isTcpTarget(options.target);
+    this.reopenOnLost = options.reopenOnLost ?? tcp;
+    const intervalMs = options.session?.pingIntervalMs ?? 1000;
+    // The bound after which the session says `lost`: the kernel gives a silent socket up then too.
+    const boundMs = (this.session.detector as { maxBoundMs?: number }).maxBoundMs ?? intervalMs * (options.session?.misses ?? 3);
+    const keepalive = tcp ? tcpKeepaliveForBound(boundMs, intervalMs, options.tcp) : undefined;
     const factory =
-      options.transportFactory ?? (() => createTransport(options.target, { baudRate: options.baudRate, logger: this.log }));
+      options.transportFactory ??
+      (() =>
+        createTransport(options.target, {
+          baudRate: options.baudRate,
+          logger: this.log,
+          keepalive,
+          // A SYN lost to a blackhole is resent after 1 s, 3 s, 7 s: a short attempt sends a fresh one sooner.
+          connectTimeoutMs: tcp ? Math.min(5000, Math.max(2000, intervalMs)) : undefined,
+        }));
     this.transport = new ReconnectingTransport(factory, {
       clock: this.clock,
       logger: this.log,
-      backoff: { initialMs: options.backoff?.initialMs ?? 250, maxMs: options.backoff?.maxMs ?? 30_000 },
+      backoff: { initialMs: options.backoff?.initialMs ?? 250, maxMs: options.backoff?.maxMs ?? (tcp ? Math.max(1000, intervalMs) : 30_000) },
+      // A bridge that accepts but carries nothing must not be retried in a tight loop.
+      resetBackoffOn: tcp ? 'healthy' : 'open',
     });
     this.transport.on('up', () => {
       this.session.linkUp();
@@ -282,8 +314,16 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private onState(change: StateChange): void {
-    if (change.to === 'ready') this.flushQueue();
+    if (change.to === 'ready') {
+      this.transport.markHealthy();
+      this.flushQueue();
+    }
     this.emit('state', change);
+    // Lost with the transport still open: the path may have forgotten the connection. A
+    // fresh one heals it as soon as the path works again (the old one may never recover).
+    if (change.to === 'lost' && this.reopenOnLost && !this.paused && !this.closed && this.transport.isUp) {
+      this.transport.recycle(`reopening: board lost with the connection open (${change.cause})`);
+    }
   }
 
   private flushQueue(): void {
@@ -365,6 +405,14 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (reply.type !== 'state-data' || !chunk.every((b, i) => reply.data[i] === b)) return false;
     }
     return true;
+  }
+}
+
+function isTcpTarget(target: string): boolean {
+  try {
+    return parseTarget(target).kind === 'tcp';
+  } catch {
+    return false;
   }
 }
 

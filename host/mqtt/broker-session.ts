@@ -5,8 +5,12 @@ import type { IClientOptions, IClientSubscribeOptions, ISubscriptionMap, MqttCli
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { Socket } from 'node:net';
+import WebSocket from 'ws';
 import { ExponentialBackoff } from '../transport/backoff.ts';
 import type { DropCause, KeepaliveTraffic } from './keepalive-traffic.ts';
+import { applyTcpKeepalive, tcpKeepaliveForBound, type TcpKeepaliveConfig } from '../transport/tcp-keepalive.ts';
+import { classifyBrokerError, ConfigFailureLog, type ConfigFailure } from './broker-errors.ts';
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
 
 export type QoS = 0 | 1;
@@ -60,6 +64,20 @@ export interface BrokerSessionOptions {
   };
   /** Reconnect delays: exponential with full jitter, bounded, reset after a successful connect. */
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * TCP keepalive and TCP_USER_TIMEOUT of the broker socket; fields left out come from the
+   * bound (keepalive + pingRespTimeoutMs: the kernel gives a blackholed socket up then too).
+   */
+  tcp?: TcpKeepaliveConfig;
+  /** ws:// and wss://: a WebSocket ping this often (ms); 0: none. Default: the keepalive. */
+  websocketPingMs?: number;
+  /**
+   * Shared by the sessions of one gateway, so that one wrong password or CA is one ERROR line,
+   * not one per board. Default: this session's own.
+   */
+  configFailures?: ConfigFailureLog;
+  /** Retry delay after a config failure (wrong password, untrusted certificate, ...); default 60 000 ms. */
+  configFailureRetryMs?: number;
   /** Subscribed on every connect (see subscribe()). */
   subscriptions?: Array<{ topic: string; qos: QoS }>;
   clock?: Clock;
@@ -161,6 +179,14 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private readonly bytesPerPing: { sent: number; received: number };
   private clientClosed: Promise<void> = Promise.resolve();
   private lastRtt: number | null = null;
+  private readonly configFailures: ConfigFailureLog;
+  /** The config failure of the current attempt, if it failed for one. */
+  private configFailure: ConfigFailure | null = null;
+  /** The WebSocket under the current ws:// / wss:// client. */
+  private webSocket: WebSocket | null = null;
+  private wsPingTimer: TimerHandle | null = null;
+  private wsPingSentAt: number | null = null;
+  private readonly wsCounters = { pings: 0, lastPongRttMs: null as number | null };
 
   constructor(options: BrokerSessionOptions) {
     super();
@@ -187,6 +213,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.backoff = new ExponentialBackoff({ initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 });
     for (const { topic, qos } of options.subscriptions ?? []) this.subscriptions.set(topic, qos);
     this.tlsOptions = readTls(options.tls);
+    this.configFailures = options.configFailures ?? new ConfigFailureLog();
     this.traffic = options.keepaliveTraffic;
     const ws = /^wss?:/i.test(options.url);
     this.bytesPerPing = { sent: ws ? 8 : 2, received: ws ? 4 : 2 };
@@ -213,6 +240,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       keepaliveBytes: this.keepaliveBytes,
       keepaliveBytesPerDay: Math.round((86_400_000 / pingIntervalMs) * perPing),
     };
+  }
+
+  /** ws:// and wss://: WebSocket pings sent and the round trip of the last answered one. */
+  get websocketStats(): { pings: number; lastPongRttMs: number | null } {
+    return { ...this.wsCounters };
   }
 
   start(): void {
@@ -246,6 +278,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.closeReason ??= 'stopped';
     this.stopTraffic();
     this.probe?.stop();
+    this.stopWebsocketPings();
     if (this.client === client && client?.connected) {
       // end(false) sends DISCONNECT and half-closes; the broker then closes. Bounded: a dead link must not hang stop().
       const ended = new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
@@ -274,6 +307,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.closeReason ??= 'killed';
     this.stopTraffic();
     this.probe?.stop();
+    this.stopWebsocketPings();
     const client = this.client;
     if (client) {
       client.stream?.destroy();
@@ -313,6 +347,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.attempt++;
     this.closeReason = null;
     this.halfOpenIdleMs = null;
+    this.configFailure = null;
+    this.webSocket = null;
     const { options } = this;
     const v5 = this.protocolVersion === 5;
     const client = mqtt.connect(this.url, {
@@ -343,6 +379,12 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       username: options.username,
       password: options.password,
       ...this.tlsOptions,
+      // ws:// and wss://: make the WebSocket ourselves (as mqtt.js would) to reach its socket and send pings.
+      createWebsocket: (url: string, protocols: string[], opts: IClientOptions) => {
+        const ws = new WebSocket(url, protocols, opts.wsOptions as WebSocket.ClientOptions);
+        this.webSocket = ws;
+        return ws;
+      },
     });
     this.client = client;
     let resolveClosed!: () => void;
@@ -379,6 +421,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
             : ' (this broker does not accept MQTT 3.1.1)';
       }
       this.closeReason ??= code !== undefined && !text.includes(String(code)) ? `${text} (${String(code)})` : text;
+      this.configFailure ??= classifyBrokerError(err, this.url);
       this.log.debug({ err: text, attempt: this.attempt }, 'MQTT client error');
     });
     client.on('close', () => {
@@ -409,6 +452,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       onHalfOpen: ({ silentForMs, pingOutstandingForMs, pingIdleMs }) => this.onHalfOpen(client, silentForMs, pingOutstandingForMs, pingIdleMs),
     });
     this.probe.start();
+    this.configFailures.cleared();
+    this.tuneSocket(client, keepaliveMs);
     this.log.info({ sessionPresent, keepaliveMs, pingIntervalMs: this.probe.pingIntervalMs }, 'connected to the MQTT broker');
 
     // Resubscribe everything on every connect, even when the broker says the session is
@@ -441,6 +486,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private onClose(client: MqttClient): void {
     if (client !== this.client) return;
     this.client = null;
+    this.stopWebsocketPings();
     // A connection that was up and ended without our doing, nor a DISCONNECT from the broker:
     // the path (or the broker's host) cut it. Its idle age tells the path's idle timeout.
     if (this.isUp && this.state === 'running' && this.probe && !this.closeReason?.startsWith('broker sent DISCONNECT')) {
@@ -470,10 +516,64 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       else this.log.info({ reason }, 'MQTT connection closed');
       this.emit('down', reason);
     }
-    if (this.state === 'running') this.scheduleReconnect(reason);
+    if (this.state === 'running') this.scheduleReconnect(reason, this.configFailure);
   }
 
-  private scheduleReconnect(reason: string): void {
+  /**
+   * TCP keepalive and TCP_USER_TIMEOUT on the socket under the client (for wss://, the TLS
+   * socket under the WebSocket), and WebSocket pings for ws:// and wss://.
+   */
+  private tuneSocket(client: MqttClient, keepaliveMs: number): void {
+    const ws = this.webSocket;
+    const raw: unknown = ws ? (ws as unknown as { _socket?: unknown })._socket : client.stream;
+    if (raw instanceof Socket) {
+      const settings = tcpKeepaliveForBound(keepaliveMs + this.pingRespTimeoutMs, keepaliveMs, this.options.tcp);
+      const applied = applyTcpKeepalive(raw, settings, this.log);
+      this.log.debug({ ...settings, full: applied.full }, 'TCP keepalive set on the broker socket');
+    }
+    const pingMs = this.options.websocketPingMs ?? keepaliveMs;
+    if (!ws || pingMs <= 0) return;
+    const onPong = () => {
+      if (this.wsPingSentAt !== null) this.wsCounters.lastPongRttMs = this.clock.now() - this.wsPingSentAt;
+      this.wsPingSentAt = null;
+    };
+    ws.on('pong', onPong);
+    const tick = () => {
+      this.wsPingTimer = null;
+      if (this.webSocket !== ws || ws.readyState !== WebSocket.OPEN) return;
+      this.wsPingSentAt = this.clock.now();
+      this.wsCounters.pings++;
+      ws.ping();
+      this.wsPingTimer = this.clock.setTimeout(tick, pingMs);
+    };
+    this.wsPingTimer = this.clock.setTimeout(tick, pingMs);
+  }
+
+  private stopWebsocketPings(): void {
+    if (this.wsPingTimer !== null) this.clock.clearTimeout(this.wsPingTimer);
+    this.wsPingTimer = null;
+    this.wsPingSentAt = null;
+  }
+
+  private scheduleReconnect(reason: string, failure: ConfigFailure | null = null): void {
+    if (failure) {
+      // The config's fault: the same try fails the same way until a person changes something.
+      // Say it once (for all sessions sharing the log) with the fix, then retry slowly and quietly.
+      const delayMs = this.options.configFailureRetryMs ?? 60_000;
+      if (this.configFailures.firstTime(failure)) {
+        this.log.error(
+          { url: redactUrl(this.url), kind: failure.kind, retryInMs: delayMs },
+          `cannot connect to the MQTT broker at ${redactUrl(this.url)}: ${failure.cause}. Fix: ${failure.fix} (retrying every ${Math.round(delayMs / 1000)} s)`,
+        );
+      } else {
+        this.log.debug({ reason, delayMs }, `MQTT reconnect in ${delayMs} ms (same config failure)`);
+      }
+      this.reconnectTimer = this.clock.setTimeout(() => {
+        this.reconnectTimer = null;
+        if (this.state === 'running') this.startClient();
+      }, delayMs);
+      return;
+    }
     const delayMs = this.backoff.next();
     this.log.info({ reason, attempt: this.backoff.attempt, delayMs }, `MQTT reconnect in ${delayMs} ms`);
     this.reconnectTimer = this.clock.setTimeout(() => {

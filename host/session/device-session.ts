@@ -120,6 +120,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private wakeWanted = false;
   private sleepDeadline = Infinity;
   private lastSeenAt: number | null = null;
+  /** When the link last came up: `init` must hear something within the handshake time after it. */
+  private linkUpAt = -Infinity;
   readonly counters: SessionCounters = {
     pingsSent: 0,
     pongs: 0,
@@ -176,6 +178,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   linkUp(): void {
     if (this.current === 'disconnected') return;
     this.linkIsUp = true;
+    this.linkUpAt = this.clock.now();
     this.handshake = 'waiting-hello';
     this.helloRequests = 0;
     this.firmataSeen = false;
@@ -404,7 +407,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       }
       return;
     }
-    if (this.current === 'init' && this.lastSeenAt === null) {
+    // Also after a reconnect: the detector was reset, so without this a board heard before
+    // but silent on the new link (a middlebox that accepts and forwards nothing) stayed `init` forever.
+    if (this.current === 'init' && (this.lastSeenAt === null || this.lastSeenAt < this.linkUpAt)) {
       this.becomeLost('no answer since the link came up');
       return;
     }

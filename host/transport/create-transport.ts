@@ -2,6 +2,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { Logger } from '../log/logger.ts';
 import type { Clock } from '../time/clock.ts';
 import { SerialTransport } from './serial-transport.ts';
+import type { TcpKeepaliveSettings } from './tcp-keepalive.ts';
 import { TcpTransport } from './tcp-transport.ts';
 import { TransportError, type Transport } from './transport.ts';
 
@@ -14,6 +15,8 @@ export interface CreateTransportOptions {
   connectTimeoutMs?: number;
   /** TCP only. */
   keepAliveInitialDelayMs?: number;
+  /** TCP only: kernel keepalive and TCP_USER_TIMEOUT (see tcp-keepalive.ts). */
+  keepalive?: TcpKeepaliveSettings;
   logger?: Logger;
   /** TCP only (connect timeout). */
   clock?: Clock;
@@ -87,6 +90,7 @@ export function createTransport(target: string, options: CreateTransportOptions 
     return new TcpTransport(parsed.host, parsed.port, {
       connectTimeoutMs: options.connectTimeoutMs,
       keepAliveInitialDelayMs: options.keepAliveInitialDelayMs,
+      keepalive: options.keepalive,
       logger: options.logger,
       clock: options.clock,
     });

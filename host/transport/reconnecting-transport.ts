@@ -8,6 +8,13 @@ export interface ReconnectingTransportOptions {
   backoff?: BackoffOptions;
   clock?: Clock;
   logger?: Logger;
+  /**
+   * When the backoff starts again from its first delay: 'open' (default) as soon as a
+   * transport opens; 'healthy' only when the owner calls markHealthy() (e.g. once the board
+   * answered), so a path that accepts connections but carries nothing is not retried in a
+   * tight loop.
+   */
+  resetBackoffOn?: 'open' | 'healthy';
 }
 
 export interface RetryInfo {
@@ -53,6 +60,9 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
   private generation = 0;
   private target = 'unknown target';
   private stopping: Promise<void> | null = null;
+  private readonly resetBackoffOn: 'open' | 'healthy';
+  /** Transports closed by recycle() and still closing: stop() waits for them. */
+  private readonly recycling = new Set<Promise<void>>();
 
   constructor(
     private readonly factory: () => Transport,
@@ -62,6 +72,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     this.backoff = new ExponentialBackoff(options.backoff);
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
+    this.resetBackoffOn = options.resetBackoffOn ?? 'open';
   }
 
   get isUp(): boolean {
@@ -80,6 +91,28 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
   write(bytes: Uint8Array): boolean {
     if (this.state !== 'up' || !this.current) return false;
     return this.current.write(bytes);
+  }
+
+  /**
+   * Closes the current transport although it looks open (the peer stopped answering: a
+   * middlebox forgot or blackholes the connection) and reconnects with backoff, reporting
+   * `down` with `reason` as for any drop. Does nothing unless up.
+   */
+  recycle(reason: string): void {
+    if (this.state !== 'up' || !this.current) return;
+    const transport = this.current;
+    this.dropCurrent();
+    const closing = transport
+      .close()
+      .catch((err: unknown) => this.logger.debug({ target: this.target, err }, 'error closing a recycled transport'))
+      .finally(() => this.recycling.delete(closing));
+    this.recycling.add(closing);
+    this.failed(new TransportError('closed', `${transport.description}: ${reason}`), 'recycle');
+  }
+
+  /** The link proved itself (with resetBackoffOn 'healthy'): the next outage starts from the first delay. */
+  markHealthy(): void {
+    this.backoff.reset();
   }
 
   /**
@@ -117,6 +150,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     // An open in flight settles on its own; its handler sees the new generation and closes
     // what it opened. Wait for that so stop() really leaves nothing behind.
     if (opening) await opening;
+    await Promise.all([...this.recycling]);
     this.state = 'idle';
     this.logger.info({ target: this.target }, 'link stopped');
   }
@@ -176,7 +210,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
         }
         this.pendingOpen = null;
         const attempts = this.backoff.attempt;
-        this.backoff.reset();
+        if (this.resetBackoffOn === 'open') this.backoff.reset();
         this.inOutage = false;
         this.state = 'up';
         this.logger.info({ target: this.target, attempts }, 'link up');
@@ -198,7 +232,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
   }
 
   /** Reports the failure and schedules the next try. */
-  private failed(error: TransportError, phase: 'open' | 'drop'): void {
+  private failed(error: TransportError, phase: 'open' | 'drop' | 'recycle'): void {
     const generation = this.generation;
     if (!this.inOutage) {
       this.inOutage = true;
@@ -214,7 +248,10 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
       this.timer = null;
       if (generation === this.generation) this.connect();
     }, delayMs);
-    this.logger.warn(
+    // Attempts 1, 2, 4, 8, ... at WARN, the rest at DEBUG: a bridge gone for a day retried
+    // every second must not write 86,400 lines.
+    const level = (attempt & (attempt - 1)) === 0 ? 'warn' : 'debug';
+    this.logger[level](
       { target: this.target, attempt, delayMs, code: error.code, reason: error.message, phase },
       `link down, retrying in ${delayMs} ms`,
     );

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { isIPv6, Socket } from 'node:net';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { applyTcpKeepalive, type TcpKeepaliveSettings } from './tcp-keepalive.ts';
 import { TransportError, type Transport, type TransportErrorCode, type TransportEvents } from './transport.ts';
 
 export interface TcpTransportOptions {
@@ -12,6 +13,11 @@ export interface TcpTransportOptions {
    * sends no FIN, and Linux's own default (7200 s) would hide that for hours.
    */
   keepAliveInitialDelayMs?: number;
+  /**
+   * Full kernel keepalive (idle, interval, count) and TCP_USER_TIMEOUT, usually derived from
+   * the session's bound (tcpKeepaliveForBound); replaces keepAliveInitialDelayMs when given.
+   */
+  keepalive?: TcpKeepaliveSettings;
   /** How long close() waits for queued bytes to leave before cutting the connection. Default 2000. */
   closeTimeoutMs?: number;
   logger?: Logger;
@@ -39,6 +45,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
   readonly description: string;
   private readonly connectTimeoutMs: number;
   private readonly keepAliveInitialDelayMs: number;
+  private readonly keepalive: TcpKeepaliveSettings | undefined;
   private readonly closeTimeoutMs: number;
   private readonly logger: Logger;
   private readonly clock: Clock;
@@ -66,6 +73,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
       'keepAliveInitialDelayMs',
       options.keepAliveInitialDelayMs ?? DEFAULT_KEEPALIVE_INITIAL_DELAY_MS,
     );
+    this.keepalive = options.keepalive;
     this.closeTimeoutMs = nonNegative('closeTimeoutMs', options.closeTimeoutMs ?? 2000);
     this.description = `tcp://${isIPv6(host) ? `[${host}]` : host}:${port}`;
     this.logger = (options.logger ?? silentLogger).child({ transport: this.description });
@@ -103,14 +111,15 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
       const onConnect = () => {
         cleanup();
         // Keepalive finds a bridge that vanished without a FIN; no Nagle delay for small frames.
-        socket.setKeepAlive(true, this.keepAliveInitialDelayMs);
+        if (this.keepalive) applyTcpKeepalive(socket, this.keepalive, this.logger);
+        else socket.setKeepAlive(true, this.keepAliveInitialDelayMs);
         socket.setNoDelay(true);
         this.socket = socket;
         this.state = 'open';
         socket.on('data', this.onData);
         socket.on('error', this.onSocketError);
         socket.on('close', this.onSocketClose);
-        this.logger.debug({ keepAliveInitialDelayMs: this.keepAliveInitialDelayMs }, 'tcp connected');
+        this.logger.debug(this.keepalive ? { ...this.keepalive } : { keepAliveInitialDelayMs: this.keepAliveInitialDelayMs }, 'tcp connected');
         resolve();
       };
       const onConnectError = (err: Error) => fail(tcpErrorToTransportError(this.description, err));
@@ -191,7 +200,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
       err?.code === 'ECONNRESET'
         ? 'connection reset by the remote end'
         : err?.code === 'ETIMEDOUT'
-          ? 'no answer to TCP keepalive (bridge unreachable)'
+          ? 'no TCP acknowledgement or keepalive answer in time (bridge unreachable: TCP_USER_TIMEOUT or keepalive expired)'
           : err
             ? err.message
             : 'remote end closed the connection';

@@ -15,6 +15,8 @@ export interface MosquittoOptions {
   users?: Record<string, string>;
   /** A second loopback listener speaking MQTT over WebSocket (`protocol websockets`) on this port. */
   websocketsPort?: number;
+  /** More config lines, appended (e.g. a TLS or websockets listener). */
+  extraConfig?: string[];
 }
 
 export interface RunningMosquitto {
@@ -88,6 +90,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
       'autosave_interval 1',
     );
   }
+  lines.push(...(options.extraConfig ?? []));
   writeFileSync(confPath, `${lines.join('\n')}\n`);
 
   let child: ChildProcess | undefined;

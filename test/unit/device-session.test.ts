@@ -317,3 +317,28 @@ describe('DeviceSession', () => {
     expect(h.session.state).toBe('disconnected');
   });
 });
+
+describe('DeviceSession after a reconnect', () => {
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
+
+  it('a board heard before but silent on the new link is lost after the handshake time, not init forever', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await clock.advanceAsync(100);
+    expect(h.session.state).toBe('ready');
+    h.session.linkDown('dropped');
+    h.answer = false; // a middlebox that accepts the new connection and forwards nothing
+    h.session.linkUp();
+    expect(h.session.state).toBe('init');
+    await clock.advanceAsync(2_999);
+    expect(h.session.state).toBe('init');
+    await clock.advanceAsync(1);
+    expect(h.changes.at(-1)).toMatchObject({ from: 'init', to: 'lost', cause: 'no answer since the link came up' });
+    h.answer = true; // the path works again: the HELLO_REQUEST of the next tick gets through
+    await clock.advanceAsync(1_100);
+    expect(h.session.state).toBe('ready');
+    h.session.close();
+  });
+});

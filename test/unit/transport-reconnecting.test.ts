@@ -358,3 +358,82 @@ describe('ReconnectingTransport (fake transport, fake time)', () => {
     expect(link.made).toHaveLength(1);
   });
 });
+
+describe('ReconnectingTransport.recycle (a link that looks open but carries nothing)', () => {
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
+
+  function healing() {
+    const link = new FakeLink(clock);
+    const logger = new RecordingLogger();
+    const rt = new ReconnectingTransport(link.factory, {
+      backoff: { initialMs: 100, maxMs: 1000, factor: 2, jitter: 'none' },
+      clock: clock,
+      logger,
+      resetBackoffOn: 'healthy',
+    });
+    const events: string[] = [];
+    rt.on('up', () => events.push(`up@${clock.now()}`));
+    rt.on('down', (e) => events.push(`down:${e.message}`));
+    return { link, logger, rt, events };
+  }
+
+  it('closes the open transport, reports down with the reason, and reopens a fresh one after the backoff', async () => {
+    const { link, rt, events } = healing();
+    rt.start();
+    await settle();
+    const first = link.last;
+    rt.recycle('board lost with the connection open');
+    expect(first.isOpen).toBe(false);
+    expect(rt.isUp).toBe(false);
+    expect(events).toEqual(['up@0', 'down:fake://board: board lost with the connection open']);
+    await clock.advanceAsync(100);
+    expect(link.made).toHaveLength(2);
+    expect(events.at(-1)).toBe('up@100');
+    await rt.stop();
+  });
+
+  it("with resetBackoffOn 'healthy', opening is not enough: delays keep growing until markHealthy()", async () => {
+    const { link, rt } = healing();
+    rt.start();
+    await settle();
+    for (const expected of [100, 200, 400, 800, 1000]) {
+      const before = clock.now();
+      rt.recycle('silent');
+      await clock.advanceAsync(expected);
+      expect(link.openTimes.at(-1)! - before).toBe(expected);
+    }
+    rt.markHealthy();
+    const before = clock.now();
+    rt.recycle('silent');
+    await clock.advanceAsync(100);
+    expect(link.openTimes.at(-1)! - before).toBe(100);
+    await rt.stop();
+  });
+
+  it('does nothing unless up; stop() right after a recycle leaves nothing behind', async () => {
+    const { link, rt } = healing();
+    rt.recycle('not started');
+    expect(link.made).toHaveLength(0);
+    rt.start();
+    await settle();
+    rt.recycle('silent');
+    await rt.stop();
+    expect(clock.pending).toBe(0);
+    await clock.advanceAsync(5_000);
+    expect(link.made).toHaveLength(1);
+  });
+
+  it('logs retries 1, 2, 4, 8, ... at WARN and the others at DEBUG (a bridge retried every second for a day)', async () => {
+    const link = new FakeLink(clock);
+    const logger = new RecordingLogger();
+    const rt = new ReconnectingTransport(link.factory, { backoff: { initialMs: 100, maxMs: 100, jitter: 'none' }, clock: clock, logger });
+    link.behaviour = 'fail';
+    rt.start();
+    await clock.advanceAsync(100 * 40);
+    const warned = logger.records.filter((e) => e.level === 'warn' && e.msg?.startsWith('link down')).map((e) => (e.obj as { attempt: number }).attempt);
+    expect(warned).toEqual([1, 2, 4, 8, 16, 32]);
+    await rt.stop();
+  });
+});
