@@ -125,13 +125,17 @@ describe('Gateway: a controller with extensions', () => {
     try {
       await waitFor(() => gateway.devices[0]!.mqtt.connected === true, { what: 'gateway.devices[0]!.mqtt.connected toBe true', timeoutMs: 10_000 });
       // The subscription goes out right after CONNACK: wait until one command gets through.
+      let probes = 0;
       await waitFor(
         async () => {
+          probes++;
           await client.publishAsync('homie/5/dev-a/nope/x/set', 'true', { qos: 1 });
           return gateway.devices[0]!.counters.setsRejected > 0;
         },
         { what: 'a first /set to reach the extension', timeoutMs: 10_000, intervalMs: 100 },
       );
+      // Every probe published while the subscription was going out has been handled (or never will be).
+      await waitFor(() => gateway.devices[0]!.counters.setsRejected === probes, { what: 'the probes handled', timeoutMs: 2000 }).catch(() => {});
       const before = gateway.devices[0]!.counters.setsRejected;
       for (let i = 0; i < 200; i++) await client.publishAsync(`homie/5/dev-a/nope/x${i}/set`, 'true', { qos: 1 });
       await waitFor(() => gateway.devices[0]!.counters.setsRejected === before + 200, { what: 'gateway.devices[0]!.counters.setsRejected toBe before + 200', timeoutMs: 10_000 });
