@@ -34,6 +34,34 @@ static FirmataParser parser;
 void setup();
 void loop();
 
+#if TETHER_PLAIN_FIRMATA
+// Test variant (build.sh --plain-firmata): behaves at boot as StandardFirmata
+// does, so tests against it prove the case of a board running that sketch: it
+// blinks its version on pin 13 for about 2 s before it reads serial (bytes wait
+// in the RX buffer meanwhile), announces its version and firmware name unasked,
+// then makes every digital pin a LOW output. Nothing survives a reset.
+static void blink(uint8_t times) {
+  for (uint8_t i = 0; i < times; i++) {
+    digitalWrite(13, HIGH);
+    delay(40);
+    digitalWrite(13, LOW);
+    delay(210);
+  }
+}
+
+void setup() {
+  serial_link_begin();
+  pinMode(13, OUTPUT);
+  blink(TETHER_FW_MAJOR);
+  delay(250);
+  blink(TETHER_FW_MINOR);
+  firmata_parser_init(&parser);
+  firmata_send_version();
+  firmata_send_firmware_name();
+  noinit_clear();
+  pins_reset_to_defaults();
+}
+#else
 void setup() {
   uint8_t cause = reset_cause();  // captured in .init3, watchdog already off
   device_config_begin();          // increments the boot id
@@ -53,15 +81,11 @@ void setup() {
   serial_link_begin();
   firmata_send_version();
   firmata_send_firmware_name();
-#if !TETHER_PLAIN_FIRMATA
   keepalive_begin(cause, flags);
   keepalive_send_hello(false);
   watchdog_arm(g_config.watchdog_ms);
-#else
-  (void)cause;
-  (void)flags;
-#endif
 }
+#endif
 
 void loop() {
   uint16_t sent_before = serial_link_written();
