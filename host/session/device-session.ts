@@ -42,8 +42,10 @@ export interface DeviceSessionOptions {
   /** How long past its announced wake time a sleeping device may stay silent before it is `lost` (default 2000 ms). */
   sleepGraceMs?: number;
   /**
-   * How long after the link opens a silent device is still `init`, not `lost` (default 3000 ms):
-   * opening a USB serial port resets an Uno (DTR) and its bootloader waits before starting the app.
+   * How long after the link opens a silent device is still `init`, not `lost` (default
+   * DEFAULT_HANDSHAKE_TIMEOUT_MS): opening a USB serial port resets an Uno (DTR); its bootloader
+   * waits about 1 s before starting the app, and StandardFirmata then blinks its version for
+   * about 2 s before it answers anything.
    */
   handshakeTimeoutMs?: number;
   /**
@@ -95,6 +97,8 @@ interface DeviceSessionEvents {
 }
 
 const FIRMATA_REPORT_VERSION = 0xf9;
+/** See DeviceSessionOptions.handshakeTimeoutMs: about 3.2 s of silence for StandardFirmata after DTR, plus margin. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
 /** What a Firmata answer was, as far as the session cares. */
 export type FirmataContact = 'version' | 'other';
 const WAKE_BYTE = 0x00;
@@ -207,7 +211,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.detector.reset();
     this.transition('init', 'link up');
     // Nothing heard at all within the handshake time after opening: lost.
-    this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? 3000));
+    this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS));
     this.tick();
   }
 

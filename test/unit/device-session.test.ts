@@ -289,8 +289,8 @@ describe('DeviceSession', () => {
     const h = harness();
     h.answer = false;
     h.session.linkUp();
-    await vi.advanceTimersByTimeAsync(2_999);
-    expect(h.session.state).toBe('init'); // an Uno reset by DTR is still in its bootloader
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(h.session.state).toBe('init'); // an Uno reset by DTR: ~1 s bootloader, ~2 s StandardFirmata's blink
     await vi.advanceTimersByTimeAsync(1);
     expect(h.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'no answer since the link came up' });
     expect(h.sent.filter((m) => m.type === 'hello-request').length).toBeGreaterThanOrEqual(3);
