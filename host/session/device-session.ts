@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
+import type { Capabilities, DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
+import { effectiveWatchdogMs } from '../../shared/protocol/constants.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
@@ -53,7 +54,13 @@ export interface DeviceSessionOptions {
    * version query sent right after it, before it is taken as plain Firmata (default 3).
    */
   helloAttempts?: number;
-  /** Device configuration to apply after each handshake (CONFIG_SET), if any. */
+  /**
+   * Device configuration to keep on the device: after each HELLO it is compared with what the
+   * device reports (HELLO, then CONFIG_GET for the rest) and sent (CONFIG_SET) only if it
+   * differs, so flash and EEPROM are written only on a real change. What the device's HELLO
+   * capabilities say it cannot do is clamped (policy sleep -> stay, a watchdog -> 0), with one
+   * warning.
+   */
   deviceConfig?: DeviceConfig;
   leases?: LeaseRegistry;
   /** Sends a keepalive frame to the device. */
@@ -140,6 +147,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   /** The plain-Firmata restore running was started by a reboot (its announcement). */
   private restoringAfterReboot = false;
   private plainLogged = false;
+  /** The configuration to check against the device's CONFIG answer (after a CONFIG_GET). */
+  private configToCheck: DeviceConfig | null = null;
+  /** Clamps already warned about (once each). */
+  private readonly clampWarnings = new Set<string>();
   private restoreGeneration = 0;
   private sleepStartedAt: number | null = null;
   /** Someone asked for the board while it sleeps: keep sending the wake byte until AWAKE. */
@@ -245,6 +256,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       case 'awake':
         this.onAwake(now);
         break;
+      case 'config':
+        this.onConfig(message.config);
+        this.heartbeat(now);
+        break;
       case 'error':
         this.counters.deviceErrors++;
         this.log.warn({ code: message.code, type: message.offendingType }, 'device rejected a frame');
@@ -338,7 +353,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.heartbeat(this.clock.now());
     this.handshake = 'restoring';
     const generation = ++this.restoreGeneration;
-    if (this.options.deviceConfig) this.options.send({ type: 'config-set', config: this.options.deviceConfig });
+    if (this.options.deviceConfig) this.keepConfig(hello);
     const restore = this.options.restore?.(hello, rebooted || (!hello.reply && previous !== null)) ?? Promise.resolve();
     restore
       .catch((err: Error) => this.log.error({ err: err.message }, 'restoring device state failed'))
@@ -347,6 +362,52 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
         this.handshake = 'done';
         this.ping(); // ready on its PONG
       });
+  }
+
+  /**
+   * The configuration the device should have, as it would store it (watchdog rounded) and
+   * limited to what its capabilities allow.
+   */
+  private wantedConfig(capabilities: Capabilities): DeviceConfig {
+    const wanted = { ...this.options.deviceConfig! };
+    const clamp = (key: string, message: string) => {
+      if (this.clampWarnings.has(key)) return;
+      this.clampWarnings.add(key);
+      this.log.warn({ capabilities }, message);
+    };
+    if (wanted.policy === 'sleep' && !capabilities.sleep) {
+      wanted.policy = 'stay';
+      clamp('sleep', 'the device cannot sleep (its HELLO has no sleep capability): policy sleep is set as stay');
+    }
+    if (wanted.watchdogMs !== 0 && !capabilities.watchdog) {
+      wanted.watchdogMs = 0;
+      clamp('watchdog', 'the device has no watchdog (its HELLO says so): watchdogMs is set as 0');
+    }
+    wanted.watchdogMs = effectiveWatchdogMs(wanted.watchdogMs) ?? wanted.watchdogMs;
+    return wanted;
+  }
+
+  /** After a HELLO: CONFIG_SET if what it reports differs, else CONFIG_GET to compare the rest. */
+  private keepConfig(hello: Hello): void {
+    const wanted = this.wantedConfig(hello.capabilities);
+    this.configToCheck = null;
+    if (hello.watchdogMs !== wanted.watchdogMs || hello.policy !== wanted.policy || hello.hostTimeoutMs !== wanted.hostTimeoutMs) {
+      this.log.info({ config: wanted }, 'configuring the device');
+      this.options.send({ type: 'config-set', config: wanted });
+      return;
+    }
+    this.configToCheck = wanted;
+    this.options.send({ type: 'config-get' });
+  }
+
+  private onConfig(config: DeviceConfig): void {
+    const wanted = this.configToCheck;
+    this.configToCheck = null;
+    if (!wanted) return;
+    const same = (Object.keys(wanted) as (keyof DeviceConfig)[]).every((key) => wanted[key] === config[key]);
+    if (same) return;
+    this.log.info({ config: wanted, device: config }, 'configuring the device');
+    this.options.send({ type: 'config-set', config: wanted });
   }
 
   /** Counts and reports a reboot; a ready or sleeping device goes back to `init`. */
