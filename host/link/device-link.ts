@@ -64,7 +64,9 @@ export interface DeviceLinkStats {
   asleepMs: number;
 }
 
-const PIN_STATE_QUERY = 0xf0;
+const START_SYSEX = 0xf0;
+const PIN_STATE_QUERY = 0x6d;
+const END_SYSEX = 0xf7;
 const REPORT_VERSION = 0xf9;
 const MODE_OUTPUT = 0x01;
 const MODE_PWM = 0x03;
@@ -467,7 +469,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const barrierPin = [...record.modes.keys()].sort((a, b) => a - b)[0];
     if (barrierPin !== undefined) {
       const answer = this.nextReply((r) => r.kind === 'pin-state' && r.pin === barrierPin, `pin ${barrierPin} state`);
-      this.transport.write(Uint8Array.from([PIN_STATE_QUERY, 0x6d, barrierPin, 0xf7]));
+      this.transport.write(Uint8Array.from([START_SYSEX, PIN_STATE_QUERY, barrierPin, END_SYSEX]));
       await answer;
     } else {
       const answer = this.nextReply((r) => r.kind === 'version', 'version report');
@@ -481,7 +483,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   /** Asks each pin's state (all at once: answers come in order); the first that differs, if any. */
   private async firstPinMismatch(checks: PinCheck[]): Promise<{ pin: number; expected: string; actual: string } | null> {
     const answers = checks.map((check) => this.nextReply((r) => r.kind === 'pin-state' && r.pin === check.pin, `pin ${check.pin} state`));
-    for (const check of checks) this.transport.write(Uint8Array.from([PIN_STATE_QUERY, 0x6d, check.pin, 0xf7]));
+    for (const check of checks) this.transport.write(Uint8Array.from([START_SYSEX, PIN_STATE_QUERY, check.pin, END_SYSEX]));
     const replies = await Promise.all(answers);
     for (const [i, check] of checks.entries()) {
       const reply = replies[i]!;
