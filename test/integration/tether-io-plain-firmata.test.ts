@@ -100,16 +100,14 @@ for (const [label, session] of OPTION_SETS) {
       await until(() => releases > releasesBefore, 1000, 'button release');
     }
 
-    async function readyAgain(fault: () => void, expectLost: boolean): Promise<void> {
+    async function readyAgain(fault: () => void): Promise<void> {
       const rebootsBefore = reboots.length;
       const readyBefore = pinsAtReady.length;
-      const statesBefore = states.length;
       fault();
       await until(() => pinsAtReady.length > readyBefore && io.link.state === 'ready', 15_000, 'ready again');
       await new Promise((r) => setTimeout(r, 300)); // a second reboot report would come now
       expect(reboots.length - rebootsBefore).toBe(1);
       expect(pinsAtReady.at(-1)).toEqual(PROGRAM_PINS); // on the MCU, at the moment of `ready`
-      if (!expectLost) expect(states.slice(statesBefore).map((s) => s.to)).not.toContain('lost');
     }
 
     it('is plain Firmata, ready with no lost before any fault, and the log says so', async () => {
@@ -122,8 +120,9 @@ for (const [label, session] of OPTION_SETS) {
     });
 
     it('a reset while running: one reboot, pins, outputs and reporting restored before ready', async () => {
-      // At 1000 ms x 3 the ~2 s boot blink is no outage; at 200 ms x 3 it is.
-      await readyAgain(() => board.uno.reset(), (session.pingIntervalMs ?? 1000) * (session.misses ?? 3) <= 2000);
+      // The ~2 s boot blink is silence: `lost` at 200 ms x 3, and at 1000 ms x 3 only when a
+      // loaded machine slows the emulator; either way one reboot and `ready` once restored.
+      await readyAgain(() => board.uno.reset());
       await reportingWorks(1.0);
     });
 
@@ -131,12 +130,12 @@ for (const [label, session] of OPTION_SETS) {
       board.uno.freeze();
       await until(() => io.link.state === 'lost', 10_000, 'lost');
       expect(states.at(-1)!.cause).toMatch(/^no Firmata answer for \d+ ms/);
-      await readyAgain(() => board.uno.reset(), true);
+      await readyAgain(() => board.uno.reset());
       await reportingWorks(3.5);
     });
 
     it('a power cycle: one reboot and everything restored before ready', async () => {
-      await readyAgain(() => board.uno.powerCycle(), true);
+      await readyAgain(() => board.uno.powerCycle());
       await reportingWorks(0.5);
     });
 

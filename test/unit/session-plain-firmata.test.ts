@@ -100,7 +100,9 @@ describe('DeviceSession with a plain Firmata board', () => {
     const b = plainBoard();
     b.answering = false;
     b.session.linkUp();
-    await vi.advanceTimersByTimeAsync(3_000);
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(b.session.state).toBe('init'); // the default handshake time: 5 s
+    await vi.advanceTimersByTimeAsync(1);
     expect(b.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'no answer since the link came up' });
     b.answering = true;
     await vi.advanceTimersByTimeAsync(1_100);
