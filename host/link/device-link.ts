@@ -70,7 +70,10 @@ const END_SYSEX = 0xf7;
 const REPORT_VERSION = 0xf9;
 const MODE_OUTPUT = 0x01;
 const MODE_PWM = 0x03;
-/** A program's firmware query older than this without an answer was lost (e.g. in a reset). */
+/**
+ * A firmware-name report within this long of the program's own firmware-name traffic (a query
+ * sent, or one answered) may be an answer rather than an announcement, or the other way round.
+ */
 const FIRMWARE_ANSWER_MS = 2000;
 
 /** What a pin should report in a Firmata PIN_STATE response, from the record. */
@@ -92,9 +95,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private readonly splitter = new FrameSplitter({ from: 'device' });
   private readonly tracker = new FirmataCommandTracker();
   private readonly replies = new FirmataReplyReader();
-  /** When the program asked for the firmware name (answers are matched in order). */
+  /** When the program asked for the firmware name, oldest first (answers are matched in order). */
   private firmwareQueries: number[] = [];
-  private lastFirmwareQueryAt = -Infinity;
+  /** When the program last asked for the firmware name, or a report was taken as an answer. */
+  private lastFirmwareTrafficAt = -Infinity;
   /** Waiting for Firmata answers (plain-Firmata checks and barriers), oldest first, with their timeouts. */
   private readonly replyWaiters = new Map<(reply: FirmataReply) => boolean, TimerHandle>();
   /** Bumped by each plain-Firmata restore: an older one still running stops at its next step. */
@@ -135,7 +139,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     });
     this.tracker.onFirmwareQuery = () => {
       this.firmwareQueries.push(this.clock.now());
-      this.lastFirmwareQueryAt = this.clock.now();
+      this.lastFirmwareTrafficAt = this.clock.now();
     };
     const factory =
       options.transportFactory ?? (() => createTransport(options.target, { baudRate: options.baudRate, logger: this.log }));
@@ -312,14 +316,20 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   /**
    * A whole Firmata message from the board: contact, and for plain Firmata boards, news. A
    * firmware name nobody asked for is its announcement at boot. When the program asked for one
-   * lately, an announcement may have taken the place of the answer (the board booted while the
-   * query was on its way): then the board's pins are checked instead of taking it on trust.
+   * but not lately (its query waited through a boot, or was lost in one), or had one answered
+   * lately, an announcement and an answer cannot be told apart: then the board's pins are
+   * checked instead of taking either on trust.
    */
   private onFirmataReply(reply: FirmataReply): void {
     this.session.firmataActivity(reply.kind === 'version' ? 'version' : 'other');
-    if (reply.kind === 'firmware' && !this.takeFirmwareQuery()) {
-      if (this.clock.now() - this.lastFirmwareQueryAt < FIRMWARE_ANSWER_MS) this.session.firmataCheck();
-      else this.session.firmataBooted();
+    if (reply.kind === 'firmware') {
+      const now = this.clock.now();
+      const query = this.firmwareQueries.shift();
+      const recentTraffic = now - this.lastFirmwareTrafficAt < FIRMWARE_ANSWER_MS;
+      if (query !== undefined) this.lastFirmwareTrafficAt = now;
+      if (query === undefined && !recentTraffic) this.session.firmataBooted();
+      else if (query === undefined || now - query >= FIRMWARE_ANSWER_MS) this.session.firmataCheck();
+      // else: the answer to a query of the program's
     }
     // One reply answers one query: the oldest waiter it matches (answers come in query order).
     for (const waiter of this.replyWaiters.keys()) {
@@ -328,13 +338,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         break;
       }
     }
-  }
-
-  /** Whether a firmware report answers a query of the program's (still outstanding). */
-  private takeFirmwareQuery(): boolean {
-    const now = this.clock.now();
-    this.firmwareQueries = this.firmwareQueries.filter((at) => now - at < FIRMWARE_ANSWER_MS);
-    return this.firmwareQueries.shift() !== undefined;
   }
 
   /** Resolves with the first Firmata reply that `match`es (rejects after the request timeout). */
