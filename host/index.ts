@@ -8,7 +8,9 @@ export { PhiAccrualDetector } from './session/phi-accrual-detector.ts';
 export { FixedTimeoutDetector } from './session/failure-detector.ts';
 
 /**
- * Connects to a board running tether firmware and resolves once it is `ready`.
+ * Connects to a board running tether firmware (or a plain Firmata firmware such as
+ * StandardFirmata: the session asks it for Firmata answers itself) and resolves once it is
+ * `ready`.
  *
  *   const board = await connect('/dev/ttyACM0');
  *   board.on('state', (c) => console.log(c.from, '->', c.to, c.cause));

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { randomFillSync } from 'node:crypto';
-import { avrInstruction, PinState, type AVRIOPort } from 'avr8js';
+import { avrInstruction, PinState, usart0Config, type AVRIOPort, type CPU } from 'avr8js';
 import {
   BOOT_SECTION_WORD,
   FLASH_BYTES,
@@ -87,6 +87,9 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   private readonly analogInputs = new Map<number, number>();
   private readonly outputs = new Map<number, boolean>();
   private timer: TimerHandle | undefined;
+  /** The UART's transmitter is stalled: the byte in UDR does not leave (see stallTx()). */
+  private txStalled = false;
+  private heldTx: number[] = [];
   private anchorTime = 0;
   private anchorCycles = 0;
   private lastEepromFlush = 0;
@@ -144,6 +147,26 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   thaw(): void {
     if (this.mode === 'frozen') this.mode = 'running';
   }
+
+  /**
+   * Stalls the UART's transmitter: the byte the firmware writes to UDR0 does not leave and
+   * UDRE0 stays clear, so nothing more can be sent (as if TXEN were lost or the shift register
+   * stopped). Lasts across resets until resumeTx(). For testing what firmware does when a
+   * transmit never completes.
+   */
+  stallTx(): void {
+    this.txStalled = true;
+  }
+
+  /** Ends stallTx(): the held byte goes out and the transmitter runs again. */
+  resumeTx(): void {
+    this.txStalled = false;
+    const held = this.heldTx.splice(0);
+    const hook = this.originalUdrHook;
+    for (const value of held) hook?.(value, 0, usart0Config.UDR, 0xff);
+  }
+
+  private originalUdrHook: ((value: number, old: number, address: number, mask: number) => boolean | void) | undefined;
 
   setDigitalInput(pin: number, high: boolean): void {
     const { port, bit } = unoPin(pin);
@@ -384,6 +407,7 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
     this.machine = machine;
     this.mode = 'running';
     machine.usart.onByteTransmit = (value) => this.txBuffer.push(value);
+    this.wrapTransmitter(machine);
     machine.usart.onRxComplete = () => this.pumpRx();
     machine.ports.D.setPin(0, true); // idle serial line is high
     for (const [pin, high] of this.digitalInputs) this.setDigitalInput(pin, high);
@@ -392,6 +416,23 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
     this.counters.resets[cause]++;
     this.rxQueue.length = 0; // bytes in flight during a reset are lost
     if (previous) this.emit('reset', cause);
+  }
+
+  /** UDR0 writes go through here so stallTx() can hold them. */
+  private wrapTransmitter(machine: UnoMachine): void {
+    const { cpu, usart } = machine;
+    const original = cpu.writeHooks[usart0Config.UDR]!;
+    this.originalUdrHook = original;
+    this.heldTx = [];
+    type Interrupt = Parameters<CPU['clearInterrupt']>[0];
+    const internals = usart as unknown as { UDRE: Interrupt; TXC: Interrupt };
+    cpu.writeHooks[usart0Config.UDR] = (value, old, address, mask) => {
+      if (!this.txStalled) return original(value, old, address, mask);
+      this.heldTx.push(value);
+      cpu.clearInterrupt(internals.TXC);
+      cpu.clearInterrupt(internals.UDRE);
+      return true;
+    };
   }
 
   private watchOutputs(port: 'B' | 'C' | 'D', io: AVRIOPort): void {

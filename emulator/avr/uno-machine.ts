@@ -24,6 +24,39 @@ import { SelfProgramming } from './self-programming.ts';
 
 export const UNO_CLOCK_HZ = 16_000_000;
 
+/** The parts of avr8js's AVRWatchdog that are not in its typings. */
+interface WatchdogInternals {
+  checkWatchdog: () => void;
+  watchdogTimeout: number;
+  scheduled: boolean;
+  readonly enabled: boolean;
+}
+
+/**
+ * avr8js 0.21 schedules the watchdog's timeout check once and only moves it when that check
+ * fires: a WDTCSR write that shortens the period (2 s in reset mode to 256 ms interrupt ticks,
+ * as the firmware does before sleeping) leaves the check at the old, later time, so the first
+ * tick comes up to the old period late. On the chip a new prescaler takes effect at once (the
+ * counter is reset by the change sequence, datasheet 10.9.2). This wraps the WDTCSR write hook
+ * so every write re-schedules the pending check for the period now in force.
+ */
+function rescheduleWatchdogOnChange(cpu: CPU, watchdog: AVRWatchdog): void {
+  const wd = watchdog as unknown as WatchdogInternals;
+  const original = cpu.writeHooks[REG.WDTCSR];
+  if (!original || typeof wd.checkWatchdog !== 'function') throw new Error('avr8js watchdog internals changed: update rescheduleWatchdogOnChange');
+  cpu.writeHooks[REG.WDTCSR] = (value, oldValue, address, mask) => {
+    const handled = original(value, oldValue, address, mask);
+    cpu.clearClockEvent(wd.checkWatchdog);
+    if (wd.enabled) {
+      cpu.addClockEvent(wd.checkWatchdog, wd.watchdogTimeout - cpu.cycles);
+      wd.scheduled = true;
+    } else {
+      wd.scheduled = false;
+    }
+    return handled;
+  };
+}
+
 /**
  * One ATmega328P from one reset to the next: CPU and peripherals as avr8js models them.
  * A reset builds a new machine (I/O registers back to defaults, SRAM carried over by the
@@ -60,6 +93,7 @@ export class UnoMachine {
     };
     this.adc = new AVRADC(cpu, adcConfig);
     this.watchdog = new AVRWatchdog(cpu, watchdogConfig, this.clock);
+    rescheduleWatchdogOnChange(cpu, this.watchdog);
     new AVREEPROM(cpu, eeprom);
     this.selfProgramming = new SelfProgramming(cpu, UNO_CLOCK_HZ);
   }

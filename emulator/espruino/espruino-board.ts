@@ -50,6 +50,13 @@ export interface EspruinoBoardOptions {
   replBytesPerMs?: number;
   /** Characters of a statement the interpreter parses and runs per millisecond (default 256). */
   executeCharsPerMs?: number;
+  /**
+   * Which optional APIs the build has (default: both, as on the STM32 boards). `deepSleep:
+   * false` models the Linux, nRF52, ESP32, ESP8266 and RP2040 builds: no `setDeepSleep`.
+   */
+  apis?: { deepSleep?: boolean; watchdog?: boolean };
+  /** How long save() takes to write flash (default 400 ms); the REPL runs nothing meanwhile. */
+  saveMs?: number;
 }
 
 export interface EspruinoBoardStats {
@@ -66,6 +73,8 @@ export interface EspruinoBoardStats {
   xoffSent: number;
   boots: number;
   watchdog: { enabled: boolean; auto: boolean; timeoutMs: number };
+  /** Storage writes (write/writeJSON) by file name since the board was made. */
+  storageWrites: Record<string, number>;
 }
 
 interface EspruinoBoardEvents {
@@ -76,6 +85,8 @@ interface EspruinoBoardEvents {
   reset: [EspruinoResetCause];
   sleep: [];
   wake: [];
+  /** save() finished writing flash (E.on('init') has run). */
+  saved: [];
 }
 
 const XON = 0x11;
@@ -138,6 +149,10 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
   private consoleBuffer: number[] = [];
   private txTimer: TimerHandle | undefined;
   private attached: EspruinoLineTransport | null = null;
+  private readonly apis: { deepSleep: boolean; watchdog: boolean };
+  private readonly saveMs: number;
+  private saving = false;
+  private readonly storageWrites: Record<string, number> = {};
   private readonly counters = {
     sleeps: 0,
     rxDropped: 0,
@@ -152,6 +167,8 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
     this.clock = options.clock ?? systemClock;
     this.storage = options.storage ?? new Map();
     this.boardName = options.boardName ?? 'PICO_R1_3';
+    this.apis = { deepSleep: options.apis?.deepSleep ?? true, watchdog: options.apis?.watchdog ?? true };
+    this.saveMs = options.saveMs ?? 400;
     this.line = options.line ?? 'Serial1';
     this.rxBufferBytes = options.rxBufferBytes ?? 512;
     this.replBytesPerMs = options.replBytesPerMs ?? 64;
@@ -249,6 +266,7 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
       xoffSent: this.counters.xoffSent,
       boots: this.counters.boots,
       watchdog: { enabled: this.wd.enabled, auto: this.wd.auto, timeoutMs: this.wd.timeoutMs },
+      storageWrites: { ...this.storageWrites },
     };
   }
 
@@ -304,6 +322,10 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
     return {
       clock: this.clock,
       boardName: this.boardName,
+      apis: this.apis,
+      countStorageWrite: (name) => {
+        board.storageWrites[name] = (board.storageWrites[name] ?? 0) + 1;
+      },
       storage: this.storage,
       rtcSeconds: () => (board.clock.now() - board.rtcOriginMs) / 1000,
       enableWatchdog: (timeoutS, auto) => {
@@ -416,12 +438,21 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
     if (this.todoTimer === undefined) {
       this.todoTimer = this.clock.setTimeout(() => {
         this.todoTimer = undefined;
-        this.runTodo();
+        this.runTodoWhenIdle();
       }, 0);
     }
   }
 
-  /** reset()/load()/save()/E.reboot() run here, once the statement that asked returned. */
+  /**
+   * reset()/load()/save()/E.reboot() run once the interpreter is idle: after the statement that
+   * asked returned and all queued input has run (Espruino's "todo" flags), so a line sent after
+   * `save()` runs before the save.
+   */
+  private runTodoWhenIdle(): void {
+    if (this.todo === null || this.rxFifo.length > 0 || this.saving) return; // processRx calls again once drained
+    this.runTodo();
+  }
+
   private runTodo(): void {
     const todo = this.todo;
     this.todo = null;
@@ -430,11 +461,26 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
       case 'reboot':
         this.hardReset('software');
         return;
-      case 'save':
+      case 'save': {
+        // As Espruino: 'kill', then flash is compacted and written (progress text on the
+        // console, a spinner with backspaces) while nothing else runs, then 'init'.
         this.runtime.emitE('kill');
-        this.storage.set('.varimg', Buffer.from(this.sinceReset.join('\n;\n'), 'latin1'));
-        this.runtime.emitE('init');
+        this.hw.print('Compacting Flash...\r\n/\x08-\x08\\\x08|\x08Calculating Size...\r\nWriting..');
+        this.saving = true;
+        this.busyUntil = this.clock.now() + this.saveMs;
+        const runtime = this.runtime;
+        this.todoTimer = this.clock.setTimeout(() => {
+          this.todoTimer = undefined;
+          this.saving = false;
+          if (this.runtime !== runtime || !this.powered) return;
+          this.storage.set('.varimg', Buffer.from(this.sinceReset.join('\n;\n'), 'latin1'));
+          this.hw.print('\r\n');
+          runtime.emitE('init');
+          this.emit('saved');
+          this.scheduleRx(0);
+        }, this.saveMs);
         return;
+      }
       case 'reset':
       case 'load':
         this.runtime.emitE('kill');
@@ -525,6 +571,7 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
       this.xoff = false;
       this.transmitRaw([XON]);
     }
+    if (this.rxFifo.length === 0) this.runTodoWhenIdle();
     if (this.rxFifo.length > 0) this.scheduleRx(Math.max(1, this.busyUntil - this.clock.now()));
   }
 
@@ -585,7 +632,7 @@ export class EspruinoBoard extends EventEmitter<EspruinoBoardEvents> {
     // Commands that reset, load or save are not part of the program save() keeps.
     if (this.todo === null) this.sinceReset.push(text);
     if (echo) this.hw.print('>');
-    this.runTodo();
+    this.runTodoWhenIdle();
     return 1 + text.length / this.executeCharsPerMs;
   }
 }

@@ -21,6 +21,14 @@ export interface EspruinoHardware {
   readonly boardName: string;
   /** Flash: Storage files by name (bytes). */
   readonly storage: Map<string, Buffer>;
+  /**
+   * Which optional APIs this Espruino build has. Builds differ: the Linux, nRF52, ESP32,
+   * ESP8266 and RP2040 builds have no `setDeepSleep`; a missing API is not defined at all
+   * (using it throws ReferenceError, `typeof` gives 'undefined'), as on the real interpreter.
+   */
+  readonly apis: { deepSleep: boolean; watchdog: boolean };
+  /** A Storage write (write/writeJSON) to `name`: flash wears, so the board counts them. */
+  countStorageWrite(name: string): void;
   /** getTime(): seconds on the RTC. */
   rtcSeconds(): number;
   enableWatchdog(timeoutS: number, auto: boolean): void;
@@ -224,6 +232,7 @@ function makeStorage(hw: EspruinoHardware) {
     },
     write(name: unknown, data: unknown, offset?: number, size?: number): boolean {
       const n = checkName(name);
+      hw.countStorageWrite(n);
       const bytes = espruinoBytes(data);
       if (offset === undefined) {
         hw.storage.set(n, Buffer.from(bytes));
@@ -239,6 +248,7 @@ function makeStorage(hw: EspruinoHardware) {
       return true;
     },
     writeJSON(name: unknown, data: unknown): boolean {
+      hw.countStorageWrite(checkName(name));
       hw.storage.set(checkName(name), Buffer.from(JSON.stringify(data), 'latin1'));
       return true;
     },
@@ -426,7 +436,7 @@ export class EspruinoRuntime {
       },
       emit: (event: string, ...args: unknown[]) => this.emitE(event, ...args),
     };
-    return {
+    const globals: Record<string, unknown> = {
       E,
       /** process.env: BOARD, VERSION, CONSOLE as Espruino reports them. */
       process: { env: { BOARD: hw.boardName, VERSION: '2v21', CONSOLE: hw.consoleDevice() } },
@@ -495,5 +505,13 @@ export class EspruinoRuntime {
       print: printArgs,
       console: { log: printArgs },
     };
+    // A build without an API does not define it at all.
+    if (!hw.apis.deepSleep) delete globals.setDeepSleep;
+    if (!hw.apis.watchdog) {
+      const e = E as Partial<typeof E>;
+      delete e.enableWatchdog;
+      delete e.kickWatchdog;
+    }
+    return globals;
   }
 }

@@ -71,7 +71,9 @@ var tether = (function () {
   var POLICY_SLEEP = 1;
   var POLICY_RESET = 2;
 
-  var WATCHDOG_STEPS = [15, 30, 60, 120, 250, 500, 1000, 2000, 4000, 8000];
+  var WATCHDOG_STEPS = [250, 500, 1000, 2000, 4000, 8000];
+  /* The shortest watchdog period a host may set (PROTOCOL.md); 1-249 is refused. */
+  var WATCHDOG_MIN_MS = 250;
 
   var CONFIG_FILE = 'tether.cfg';
   var STATE_FILE = 'tether.st';
@@ -191,15 +193,32 @@ var tether = (function () {
     send(STATE_DATA, p);
   }
 
+  /* Optional APIs: many Espruino builds lack some (Linux, nRF52, ESP32, ESP8266, RP2040 have no setDeepSleep). */
+  function hasWatchdog() {
+    return typeof E.enableWatchdog === 'function' && typeof E.kickWatchdog === 'function';
+  }
+  function hasDeepSleep() {
+    return typeof setDeepSleep === 'function';
+  }
+
   function capabilities() {
     var caps = CAP_STATE;
-    if (typeof E.enableWatchdog === 'function') caps |= CAP_WATCHDOG;
-    if (typeof setDeepSleep === 'function') caps |= CAP_SLEEP;
+    if (hasWatchdog()) caps |= CAP_WATCHDOG;
+    if (hasDeepSleep()) caps |= CAP_SLEEP;
     return caps;
+  }
+
+  function deepSleep(on) {
+    if (hasDeepSleep()) setDeepSleep(on ? 1 : 0);
+  }
+
+  function kick() {
+    if (s.wdMs && hasWatchdog()) E.kickWatchdog();
   }
 
   // ---- persistent configuration, boot id and registers ------------------------------------
 
+  /* 0 stays 0 (off); at least WATCHDOG_MIN_MS rounds down to a step; callers refuse 1-249. */
   function roundWatchdog(ms) {
     var out = 0;
     for (var i = 0; i < WATCHDOG_STEPS.length; i++) if (ms >= WATCHDOG_STEPS[i]) out = WATCHDOG_STEPS[i];
@@ -210,29 +229,48 @@ var tether = (function () {
     return { watchdogMs: 2000, policy: POLICY_STAY, hostTimeoutMs: 0, sleepMs: 8000, awakeMs: 1000 };
   }
 
-  /* A config read back from Storage, checked field by field (a hand-edited file must not wedge us). */
+  /*
+   * A config read back from Storage, checked field by field (a hand-edited file, or one kept
+   * from a board or module that could do more, must not wedge us): what this board cannot do
+   * falls back to what it can.
+   */
   function sanitize(c) {
     var d = defaults();
-    if (!c || typeof c !== 'object') return d;
+    if (!c || typeof c !== 'object') c = d;
+    var wd = c.watchdogMs >= 0 ? Math.floor(c.watchdogMs) : d.watchdogMs;
+    if (wd > 0 && wd < WATCHDOG_MIN_MS) wd = WATCHDOG_MIN_MS;
     var out = {
-      watchdogMs: roundWatchdog(c.watchdogMs >= 0 ? Math.floor(c.watchdogMs) : d.watchdogMs),
+      watchdogMs: hasWatchdog() ? roundWatchdog(wd) : 0,
       policy: c.policy === 0 || c.policy === 1 || c.policy === 2 ? c.policy : d.policy,
       hostTimeoutMs: c.hostTimeoutMs >= 0 ? u32(c.hostTimeoutMs) : d.hostTimeoutMs,
       sleepMs: c.sleepMs >= 0 ? u32(c.sleepMs) : d.sleepMs,
       awakeMs: c.awakeMs >= 0 ? u32(c.awakeMs) : d.awakeMs
     };
+    if (out.policy === POLICY_SLEEP && !hasDeepSleep()) out.policy = POLICY_STAY;
     return out;
   }
 
+  function sameConfig(a, b) {
+    return a.watchdogMs === b.watchdogMs && a.policy === b.policy && a.hostTimeoutMs === b.hostTimeoutMs && a.sleepMs === b.sleepMs && a.awakeMs === b.awakeMs;
+  }
+
+  /* One small Storage write; at boot (the boot id) and when the config really changes. */
   function storeConfig() {
     require('Storage').writeJSON(CONFIG_FILE, { v: 1, bootId: s.bootId, config: s.cfg });
   }
 
-  function storeState() {
+  function stateImage(regs) {
     var str = STATE_MAGIC;
-    for (var i = 0; i < STATE_SIZE; i++) str += String.fromCharCode(s.regs[i]);
-    str += String.fromCharCode(crc8(s.regs, 0, STATE_SIZE));
-    require('Storage').write(STATE_FILE, str);
+    for (var i = 0; i < STATE_SIZE; i++) str += String.fromCharCode(regs[i]);
+    return str + String.fromCharCode(crc8(regs, 0, STATE_SIZE));
+  }
+
+  /* Writes the registers to Storage unless it holds exactly them already (flash wears out). */
+  function storeState() {
+    var str = stateImage(s.regs);
+    var storage = require('Storage');
+    if (storage.read(STATE_FILE) === str) return;
+    storage.write(STATE_FILE, str);
   }
 
   /*
@@ -460,17 +498,30 @@ var tether = (function () {
     var data = [];
     for (var i = 0; i < length; i++) data.push(rByte(r));
     if (r.bad) return sendError(ERR_RANGE, STATE_WRITE); // nothing stored
-    for (var j = 0; j < length; j++) s.regs[offset + j] = data[j];
-    storeState();
+    var changed = false;
+    for (var j = 0; j < length; j++) {
+      if (s.regs[offset + j] !== data[j]) changed = true;
+      s.regs[offset + j] = data[j];
+    }
+    if (changed) storeState();
     sendState(offset, length);
   }
 
+  /*
+   * Refused (ERROR out-of-range, nothing changes): a policy above reset, a watchdog of 1-249 ms,
+   * and what this board cannot do (policy sleep without deep sleep, a watchdog without one).
+   * Stored only when it differs from what is in force.
+   */
   function onConfigSet(r) {
-    var c = { watchdogMs: roundWatchdog(r14(r)), policy: r7(r), hostTimeoutMs: r32(r), sleepMs: r32(r), awakeMs: r32(r) };
-    if (r.bad || c.policy > POLICY_RESET) return sendError(ERR_RANGE, CONFIG_SET);
-    s.cfg = c;
-    storeConfig();
-    applyWatchdog();
+    var wd = r14(r);
+    var c = { watchdogMs: roundWatchdog(wd), policy: r7(r), hostTimeoutMs: r32(r), sleepMs: r32(r), awakeMs: r32(r) };
+    if (r.bad || c.policy > POLICY_RESET || (wd > 0 && wd < WATCHDOG_MIN_MS)) return sendError(ERR_RANGE, CONFIG_SET);
+    if ((c.policy === POLICY_SLEEP && !hasDeepSleep()) || (wd > 0 && !hasWatchdog())) return sendError(ERR_RANGE, CONFIG_SET);
+    if (!sameConfig(c, s.cfg)) {
+      s.cfg = c;
+      storeConfig();
+      applyWatchdog();
+    }
     sendConfig();
   }
 
@@ -482,11 +533,11 @@ var tether = (function () {
    */
   function applyWatchdog() {
     var ms = s.cfg.watchdogMs;
-    if (ms > 0 && typeof E.enableWatchdog === 'function') {
+    if (ms > 0 && hasWatchdog()) {
       E.enableWatchdog(ms / 1000, false);
       s.wdMs = ms;
     }
-    if (s.wdMs) E.kickWatchdog();
+    kick();
     setLoopPeriod();
   }
 
@@ -521,6 +572,14 @@ var tether = (function () {
 
   function loop() {
     if (!s) return;
+    try {
+      step();
+    } catch (e) {
+      // A failing step must not leave the loop half done forever: it runs again next time.
+    }
+  }
+
+  function step() {
     var now = nowMs();
     if (!s.sleeping) {
       var lease = leaseActive(now);
@@ -538,24 +597,25 @@ var tether = (function () {
         }
         return;
       }
-      if (s.wdMs) E.kickWatchdog();
-      if (s.cfg.policy === POLICY_SLEEP && !lease && now - s.quietSince >= s.cfg.awakeMs) sleepNow(now);
+      kick();
+      if (s.cfg.policy === POLICY_SLEEP && hasDeepSleep() && !lease && now - s.quietSince >= s.cfg.awakeMs) sleepNow(now);
       return;
     }
-    if (s.wdMs) E.kickWatchdog();
+    kick();
   }
 
   function sleepNow(now) {
     var p = [];
     w32(p, s.cfg.sleepMs);
-    w7(p, WAKE_TIMER | WAKE_SERIAL);
+    // sleep_ms 0: no timer, asleep until woken.
+    w7(p, s.cfg.sleepMs > 0 ? WAKE_TIMER | WAKE_SERIAL : WAKE_SERIAL);
     // Espruino enters STOP only once the TX buffer is empty, so the frame gets out.
     send(SLEEPING, p);
     s.sleeping = true;
     s.sleptAt = now;
     s.pState = P_IDLE;
     s.body = [];
-    if (s.rxPin !== undefined) {
+    if (s.rxPin !== undefined && typeof setWatch === 'function') {
       // The UART is off in deep sleep: the start bit of the host's wake byte wakes us.
       s.watchId = setWatch(function () {
         s.watchId = undefined;
@@ -569,17 +629,19 @@ var tether = (function () {
       }, s.cfg.sleepMs);
     }
     setLoopPeriod();
-    setDeepSleep(1);
+    deepSleep(true);
   }
 
   function wake(cause) {
     if (!s || !s.sleeping) return;
-    setDeepSleep(0);
     s.sleeping = false;
-    if (s.watchId !== undefined) clearWatch(s.watchId);
-    if (s.wakeTimer !== undefined) clearTimeout(s.wakeTimer);
+    var watchId = s.watchId;
+    var wakeTimer = s.wakeTimer;
     s.watchId = undefined;
     s.wakeTimer = undefined;
+    deepSleep(false);
+    if (watchId !== undefined && typeof clearWatch === 'function') clearWatch(watchId);
+    if (wakeTimer !== undefined) clearTimeout(wakeTimer);
     var now = nowMs();
     var p = [];
     w32(p, now - s.sleptAt);
@@ -644,8 +706,8 @@ var tether = (function () {
       wakeTimer: undefined,
       onData: undefined
     };
-    storeConfig();
-    if (!state.survived) storeState(); // zeros: a stale copy must not come back later
+    storeConfig(); // the boot id: one small write per boot
+    if (!state.survived) storeState(); // zeros: a stale copy must not come back later (written only if it differs)
     if (s.serial) {
       s.onData = function (data) {
         feed(data);
@@ -656,17 +718,42 @@ var tether = (function () {
     applyWatchdog();
   }
 
-  /* Stops everything; a running watchdog goes back to automatic kicking (reset()/upload safe). */
+  /*
+   * Stops everything; a running watchdog goes back to automatic kicking (reset()/upload safe).
+   * Every step is tried on its own, so stop() always finishes: a failing one cannot leave the
+   * module running.
+   */
   function stop() {
     if (!s) return;
     var st = s;
-    if (st.loopId !== undefined) clearInterval(st.loopId);
-    if (st.watchId !== undefined) clearWatch(st.watchId);
-    if (st.wakeTimer !== undefined) clearTimeout(st.wakeTimer);
-    if (st.sleeping) setDeepSleep(0);
-    if (st.serial && st.onData) st.serial.removeListener('data', st.onData);
-    if (st.wdMs) E.enableWatchdog(st.wdMs / 1000, true);
     s = null;
+    var steps = [
+      function () {
+        if (st.loopId !== undefined) clearInterval(st.loopId);
+      },
+      function () {
+        if (st.watchId !== undefined && typeof clearWatch === 'function') clearWatch(st.watchId);
+      },
+      function () {
+        if (st.wakeTimer !== undefined) clearTimeout(st.wakeTimer);
+      },
+      function () {
+        if (st.sleeping) deepSleep(false);
+      },
+      function () {
+        if (st.serial && st.onData) st.serial.removeListener('data', st.onData);
+      },
+      function () {
+        if (st.wdMs && hasWatchdog()) E.enableWatchdog(st.wdMs / 1000, true);
+      }
+    ];
+    for (var i = 0; i < steps.length; i++) {
+      try {
+        steps[i]();
+      } catch (e) {
+        // Go on with the rest.
+      }
+    }
   }
 
   return {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseTarget } from '../transport/create-transport.ts';
 import { WATCHDOG_STEPS_MS } from '../../shared/protocol/constants.ts';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../session/device-session.ts';
 
 /** Homie 5 ids: lowercase letters, digits and hyphens, not starting with a hyphen. */
 const homieId = z
@@ -63,7 +64,7 @@ const keepaliveSchema = z.strictObject({
   detector: z.enum(['fixed', 'phi']).default('fixed'),
   phiThreshold: z.number().min(1).max(32).default(8),
   sleepGraceMs: ms(0, 600_000).default(2000),
-  handshakeTimeoutMs: ms(100, 600_000).default(3000),
+  handshakeTimeoutMs: ms(100, 600_000).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
 });
 
 /**

@@ -11,7 +11,10 @@
  *    (`\x10<line>\n`; the REPL collects a multi-line statement until its brackets close), in
  *    chunks, pausing on XOFF until XON (software flow control, as Espruino's UARTs do by
  *    default); any `Uncaught ...` the board prints fails the upload;
- * 4. save: `save()` stores the program in flash and runs E.on('init'): the module starts;
+ * 4. save: `save()` stores the program in flash and runs E.on('init'): the module starts and
+ *    says HELLO. Espruino runs save() only once all queued input has run, so a sync line sent
+ *    after it comes back before the save even began: the end of the save is the module's boot
+ *    HELLO (with a longer timeout: writing flash takes a while);
  * 5. verify: a HELLO_REQUEST frame (as `\x10tether.rx("...")`) must be answered by HELLO.
  *
  * `port` is a Transport already open on the board's console at the REPL's baud rate; it is
@@ -42,6 +45,8 @@ export interface UploadOptions {
   stepTimeoutMs?: number;
   /** Longest pause after XOFF before the upload fails (default 5000 ms). */
   xoffTimeoutMs?: number;
+  /** Longest wait for save() to finish, i.e. for the module's boot HELLO (default 20000 ms). */
+  saveTimeoutMs?: number;
   /** Strip comments and indentation (default true): Espruino keeps function source in RAM. */
   minify?: boolean;
   onProgress?: (progress: UploadProgress) => void;
@@ -124,6 +129,7 @@ class Upload {
   private readonly chunkDelayMs: number;
   private readonly stepTimeoutMs: number;
   private readonly xoffTimeoutMs: number;
+  private readonly saveTimeoutMs: number;
   private readonly minify: boolean;
   private readonly output = new EspruinoOutputSplitter();
   private readonly frames = new FrameSplitter({ from: 'device' });
@@ -153,6 +159,7 @@ class Upload {
     this.chunkDelayMs = options.chunkDelayMs ?? 2;
     this.stepTimeoutMs = options.stepTimeoutMs ?? 5000;
     this.xoffTimeoutMs = options.xoffTimeoutMs ?? 5000;
+    this.saveTimeoutMs = options.saveTimeoutMs ?? 20_000;
     this.minify = options.minify ?? true;
     port.on('data', this.onData);
     port.on('close', this.onClose);
@@ -183,7 +190,19 @@ class Upload {
     if (/Uncaught|SyntaxError/.test(printed)) throw new UploadError('code-error', 'the board rejected the module', printed);
 
     this.progress('save');
+    const beforeSave = this.messages.length;
     await this.send('\x10save();\n');
+    try {
+      await this.waitFor(
+        () => this.messages.slice(beforeSave).some((m) => m.type === 'hello' && !m.reply),
+        this.saveTimeoutMs,
+        'timeout',
+        "the end of save() (the module's boot HELLO)",
+      );
+    } catch (err) {
+      if (err instanceof UploadError && err.code === 'closed') throw err;
+      // No boot HELLO (e.g. a module built to talk on another UART): verify will tell.
+    }
     await this.sync();
 
     this.progress('verify');

@@ -11,6 +11,7 @@ const END_SYSEX = 0xf7;
 const SYSTEM_RESET = 0xff;
 const EXTENDED_ANALOG = 0x6f;
 const SAMPLING_INTERVAL = 0x7a;
+const REPORT_FIRMWARE = 0x79;
 const MAX_SYSEX = 256;
 
 /**
@@ -20,6 +21,8 @@ const MAX_SYSEX = 256;
  */
 export class FirmataCommandTracker {
   readonly record: PinRecord = emptyPinRecord();
+  /** Called for each firmware-name query (`F0 79 F7`) the program sends. */
+  onFirmwareQuery: (() => void) | undefined;
   private command = 0;
   private data: number[] = [];
   private inSysex = false;
@@ -98,7 +101,9 @@ export class FirmataCommandTracker {
   }
 
   private sysex(data: number[]): void {
-    if (data[0] === SAMPLING_INTERVAL && data.length >= 3) {
+    if (data[0] === REPORT_FIRMWARE && data.length === 1) {
+      this.onFirmwareQuery?.();
+    } else if (data[0] === SAMPLING_INTERVAL && data.length >= 3) {
       this.record.samplingIntervalMs = data[1]! | (data[2]! << 7);
     } else if (data[0] === EXTENDED_ANALOG && data.length >= 3) {
       let value = 0;

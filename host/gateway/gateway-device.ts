@@ -3,6 +3,7 @@ import type five from 'johnny-five';
 import type { DeviceSettings, TetherConfig } from '../config/config-schema.ts';
 import { createComponent } from '../components/create-component.ts';
 import type { DeviceComponent, PublishKind } from '../components/device-component.ts';
+import { espruinoConsoleLogger } from '../espruino/espruino-console.ts';
 import { EspruinoReplTransport } from '../espruino/espruino-repl-transport.ts';
 import { homieTopics } from '../homie/homie-topics.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../link/device-link.ts';
@@ -207,12 +208,13 @@ export class GatewayDevice {
     if (settings.board !== 'espruino') return new DeviceLink(common);
     // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
     const portLog = this.log.child({ port: settings.port });
+    const logConsole = espruinoConsoleLogger(portLog);
     return new DeviceLink({
       ...common,
       transportFactory: () =>
         new EspruinoReplTransport(createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog }), {
           onConsole: (text) => {
-            portLog.debug({ text }, 'Espruino console output');
+            logConsole(text); // the board's own errors at warn, the rest at debug
             this.options.events.emit('deviceConsole', this, text);
           },
         }),

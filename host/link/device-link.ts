@@ -3,13 +3,14 @@ import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
 import { STATE_SIZE } from '../../shared/protocol/constants.ts';
 import { FirmataCommandTracker } from '../firmata/firmata-command-tracker.ts';
+import { FirmataReplyReader, type FirmataReply } from '../firmata/firmata-reply-reader.ts';
 import { isPinRecordEmpty, type PinRecord } from '../firmata/pin-record.ts';
 import { registerRuns, replayCommands } from '../firmata/replay.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { BoundedQueue } from '../session/bounded-queue.ts';
 import { DeviceSession, type DeviceSessionOptions, type Hello, type RebootInfo, type SessionState, type StateChange } from '../session/device-session.ts';
 import { LeaseRegistry, type Lease } from '../session/lease-registry.ts';
-import { systemClock, type Clock } from '../time/clock.ts';
+import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { createTransport, parseTarget } from '../transport/create-transport.ts';
 import { tcpKeepaliveForBound, type TcpKeepaliveConfig } from '../transport/tcp-keepalive.ts';
 import { ReconnectingTransport } from '../transport/reconnecting-transport.ts';
@@ -78,6 +79,25 @@ export interface DeviceLinkStats {
   asleepMs: number;
 }
 
+const START_SYSEX = 0xf0;
+const PIN_STATE_QUERY = 0x6d;
+const END_SYSEX = 0xf7;
+const REPORT_VERSION = 0xf9;
+const MODE_OUTPUT = 0x01;
+const MODE_PWM = 0x03;
+/**
+ * A firmware-name report within this long of the program's own firmware-name traffic (a query
+ * sent, or one answered) may be an answer rather than an announcement, or the other way round.
+ */
+const FIRMWARE_ANSWER_MS = 2000;
+
+/** What a pin should report in a Firmata PIN_STATE response, from the record. */
+interface PinCheck {
+  pin: number;
+  mode: number;
+  state: number | undefined;
+}
+
 /**
  * One board end to end: a transport that reconnects, the frame splitter, the keepalive
  * session, the record of what the program configured (replayed when the board forgets),
@@ -89,6 +109,15 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private readonly transport: ReconnectingTransport;
   private readonly splitter = new FrameSplitter({ from: 'device' });
   private readonly tracker = new FirmataCommandTracker();
+  private readonly replies = new FirmataReplyReader();
+  /** When the program asked for the firmware name, oldest first (answers are matched in order). */
+  private firmwareQueries: number[] = [];
+  /** When the program last asked for the firmware name, or a report was taken as an answer. */
+  private lastFirmwareTrafficAt = -Infinity;
+  /** Waiting for Firmata answers (plain-Firmata checks and barriers), oldest first, with their timeouts. */
+  private readonly replyWaiters = new Map<(reply: FirmataReply) => boolean, TimerHandle>();
+  /** Bumped by each plain-Firmata restore: an older one still running stops at its next step. */
+  private plainRestores = 0;
   private readonly queue: BoundedQueue<number[]>;
   private readonly log: Logger;
   private readonly clock: Clock;
@@ -122,6 +151,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       send: (message) => this.sendFrame(message),
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
+      restorePlain: (rebooted) => this.restorePlain(rebooted),
     });
     const tcp = isTcpTarget(options.target);
     this.reopenOnLost = options.reopenOnLost ?? tcp;
@@ -129,6 +159,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     // The bound after which the session says `lost`: the kernel gives a silent socket up then too.
     const boundMs = (this.session.detector as { maxBoundMs?: number }).maxBoundMs ?? intervalMs * (options.session?.misses ?? 3);
     const keepalive = tcp ? tcpKeepaliveForBound(boundMs, intervalMs, options.tcp) : undefined;
+    this.tracker.onFirmwareQuery = () => {
+      this.firmwareQueries.push(this.clock.now());
+      this.lastFirmwareTrafficAt = this.clock.now();
+    };
     const factory =
       options.transportFactory ??
       (() =>
@@ -288,6 +322,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.session.close();
     this.leases.close();
     this.pending.clear();
+    for (const timer of this.replyWaiters.values()) this.clock.clearTimeout(timer);
+    this.replyWaiters.clear();
     await this.transport.stop();
   }
 
@@ -301,12 +337,56 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         for (const match of [...this.pending]) if (match(message)) this.pending.delete(match);
         this.emit('message', message);
       } else if (event.kind === 'firmata') {
-        this.session.firmataActivity();
+        for (const reply of this.replies.push(event.bytes)) this.onFirmataReply(reply);
         this.emit('firmata', Buffer.from(event.bytes));
       } else {
         this.log.debug({ code: event.error.code }, `bad keepalive frame from the device: ${event.error.message}`);
       }
     }
+  }
+
+  /**
+   * A whole Firmata message from the board: contact, and for plain Firmata boards, news. A
+   * firmware name nobody asked for is its announcement at boot. When the program asked for one
+   * but not lately (its query waited through a boot, or was lost in one), or had one answered
+   * lately, an announcement and an answer cannot be told apart: then the board's pins are
+   * checked instead of taking either on trust.
+   */
+  private onFirmataReply(reply: FirmataReply): void {
+    this.session.firmataActivity(reply.kind === 'version' ? 'version' : 'other');
+    if (reply.kind === 'firmware') {
+      const now = this.clock.now();
+      const query = this.firmwareQueries.shift();
+      const recentTraffic = now - this.lastFirmwareTrafficAt < FIRMWARE_ANSWER_MS;
+      if (query !== undefined) this.lastFirmwareTrafficAt = now;
+      if (query === undefined && !recentTraffic) this.session.firmataBooted();
+      else if (query === undefined || now - query >= FIRMWARE_ANSWER_MS) this.session.firmataCheck();
+      // else: the answer to a query of the program's
+    }
+    // One reply answers one query: the oldest waiter it matches (answers come in query order).
+    for (const waiter of this.replyWaiters.keys()) {
+      if (waiter(reply)) {
+        this.replyWaiters.delete(waiter);
+        break;
+      }
+    }
+  }
+
+  /** Resolves with the first Firmata reply that `match`es (rejects after the request timeout). */
+  private nextReply(match: (reply: FirmataReply) => boolean, what: string): Promise<FirmataReply> {
+    return new Promise((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => {
+        this.replyWaiters.delete(waiter);
+        reject(new Error(`${this.options.target}: no ${what} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+      const waiter = (reply: FirmataReply) => {
+        if (!match(reply)) return false;
+        this.clock.clearTimeout(timer);
+        resolve(reply);
+        return true;
+      };
+      this.replyWaiters.set(waiter, timer);
+    });
   }
 
   private sendFrame(message: HostMessage): void {
@@ -396,6 +476,68 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     }
   }
 
+  /**
+   * A plain Firmata board after contact (`rebooted` false: check) or after it announced a
+   * reboot (replay). Checking asks PIN_STATE of every pin the program configured and compares
+   * mode and output value with the record; any difference means it forgot: replay. Then a
+   * query sent after everything else is answered only once the board has applied it all (it
+   * handles its input in order): then, and only then, it is restored.
+   */
+  private async restorePlain(rebooted: boolean): Promise<{ forgot: boolean }> {
+    const generation = ++this.plainRestores;
+    const superseded = () => {
+      if (generation !== this.plainRestores) throw new Error('superseded by a newer restore');
+    };
+    const record = this.tracker.record;
+    this.missedWrites = false; // writes reached it unless it rebooted, which is found out below
+    let forgot = false;
+    if (!rebooted) {
+      const checks = pinChecks(record);
+      if (checks.length > 0) {
+        this.verifications++;
+        const mismatch = await this.firstPinMismatch(checks);
+        superseded();
+        if (mismatch) {
+          this.log.warn({ ...mismatch }, 'the board does not have the pin configuration the program set (it reset meanwhile?): replaying');
+          forgot = true;
+        }
+      }
+    }
+    const commands = rebooted || forgot ? replayCommands(record) : [];
+    if (commands.length > 0) {
+      this.replays++;
+      this.log.info({ bytes: commands.length }, 'replaying pin modes, outputs and reporting to the plain Firmata board');
+      this.transport.write(Uint8Array.from(commands));
+    }
+    const barrierPin = [...record.modes.keys()].sort((a, b) => a - b)[0];
+    if (barrierPin !== undefined) {
+      const answer = this.nextReply((r) => r.kind === 'pin-state' && r.pin === barrierPin, `pin ${barrierPin} state`);
+      this.transport.write(Uint8Array.from([START_SYSEX, PIN_STATE_QUERY, barrierPin, END_SYSEX]));
+      await answer;
+    } else {
+      const answer = this.nextReply((r) => r.kind === 'version', 'version report');
+      this.transport.write(Uint8Array.from([REPORT_VERSION]));
+      await answer;
+    }
+    superseded();
+    return { forgot };
+  }
+
+  /** Asks each pin's state (all at once: answers come in order); the first that differs, if any. */
+  private async firstPinMismatch(checks: PinCheck[]): Promise<{ pin: number; expected: string; actual: string } | null> {
+    const answers = checks.map((check) => this.nextReply((r) => r.kind === 'pin-state' && r.pin === check.pin, `pin ${check.pin} state`));
+    for (const check of checks) this.transport.write(Uint8Array.from([START_SYSEX, PIN_STATE_QUERY, check.pin, END_SYSEX]));
+    const replies = await Promise.all(answers);
+    for (const [i, check] of checks.entries()) {
+      const reply = replies[i]!;
+      if (reply.kind !== 'pin-state') continue;
+      if (reply.mode !== check.mode || (check.state !== undefined && reply.state !== check.state)) {
+        return { pin: check.pin, expected: `mode ${check.mode} state ${check.state ?? 'any'}`, actual: `mode ${reply.mode} state ${reply.state}` };
+      }
+    }
+    return null;
+  }
+
   private async registersMatch(): Promise<boolean> {
     for (const [offset, chunk] of registerRuns(this.tracker.record.registers)) {
       const reply = await this.request(
@@ -414,6 +556,22 @@ function isTcpTarget(target: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The pins the program configured, with what PIN_STATE should say of each. */
+function pinChecks(record: PinRecord): PinCheck[] {
+  return [...record.modes]
+    .sort((a, b) => a[0] - b[0])
+    .map(([pin, mode]) => {
+      let state: number | undefined;
+      if (mode === MODE_OUTPUT) {
+        const port = record.digitalPorts.get(pin >> 3);
+        state = port === undefined ? undefined : (port >> (pin & 7)) & 1;
+      } else if (mode === MODE_PWM) {
+        state = record.analogWrites.get(pin);
+      }
+      return { pin, mode, state };
+    });
 }
 
 function checkRange(offset: number, length: number): void {

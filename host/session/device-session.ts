@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
+import type { Capabilities, DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
+import { effectiveWatchdogMs } from '../../shared/protocol/constants.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
@@ -18,7 +19,8 @@ export interface StateChange {
 }
 
 export interface RebootInfo {
-  bootId: number;
+  /** The device's boot id (null for a plain Firmata board, which has none). */
+  bootId: number | null;
   previousBootId: number | null;
   causes: ResetCause[];
   stateSurvived: boolean;
@@ -41,13 +43,24 @@ export interface DeviceSessionOptions {
   /** How long past its announced wake time a sleeping device may stay silent before it is `lost` (default 2000 ms). */
   sleepGraceMs?: number;
   /**
-   * How long after the link opens a silent device is still `init`, not `lost` (default 3000 ms):
-   * opening a USB serial port resets an Uno (DTR) and its bootloader waits before starting the app.
+   * How long after the link opens a silent device is still `init`, not `lost` (default
+   * DEFAULT_HANDSHAKE_TIMEOUT_MS): opening a USB serial port resets an Uno (DTR); its bootloader
+   * waits about 1 s before starting the app, and StandardFirmata then blinks its version for
+   * about 2 s before it answers anything.
    */
   handshakeTimeoutMs?: number;
-  /** HELLO_REQUESTs without answer before a device that still speaks Firmata is taken as plain Firmata (default 3). */
+  /**
+   * HELLO_REQUESTs a device must leave unanswered, each proven by the answer to a Firmata
+   * version query sent right after it, before it is taken as plain Firmata (default 3).
+   */
   helloAttempts?: number;
-  /** Device configuration to apply after each handshake (CONFIG_SET), if any. */
+  /**
+   * Device configuration to keep on the device: after each HELLO it is compared with what the
+   * device reports (HELLO, then CONFIG_GET for the rest) and sent (CONFIG_SET) only if it
+   * differs, so flash and EEPROM are written only on a real change. What the device's HELLO
+   * capabilities say it cannot do is clamped (policy sleep -> stay, a watchdog -> 0), with one
+   * warning.
+   */
   deviceConfig?: DeviceConfig;
   leases?: LeaseRegistry;
   /** Sends a keepalive frame to the device. */
@@ -59,6 +72,12 @@ export interface DeviceSessionOptions {
    * only after it resolves. `rebooted` is false on the first contact with a running device.
    */
   restore?(hello: Hello, rebooted: boolean): Promise<void>;
+  /**
+   * The same for a plain Firmata board: replay the recorded pins after a reboot, otherwise
+   * check them and replay if the board forgot them; resolve once the board has applied it
+   * (`forgot`: it had forgotten them). The session is `ready` only after it resolves.
+   */
+  restorePlain?(rebooted: boolean): Promise<{ forgot: boolean }>;
 }
 
 export interface SessionCounters {
@@ -85,6 +104,10 @@ interface DeviceSessionEvents {
 }
 
 const FIRMATA_REPORT_VERSION = 0xf9;
+/** See DeviceSessionOptions.handshakeTimeoutMs: about 3.2 s of silence for StandardFirmata after DTR, plus margin. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
+/** What a Firmata answer was, as far as the session cares. */
+export type FirmataContact = 'version' | 'other';
 const WAKE_BYTE = 0x00;
 
 /**
@@ -110,10 +133,24 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private protocolValue: DeviceProtocol = 'unknown';
   private bootIdValue: number | null = null;
   private lastHello: Hello | null = null;
-  /** Handshake progress for the current link / boot: HELLO seen and restore finished. */
+  /**
+   * Handshake progress for the current link / boot: HELLO seen (plain Firmata: contact) and
+   * restore finished.
+   */
   private handshake: 'waiting-hello' | 'restoring' | 'done' = 'waiting-hello';
-  private helloRequests = 0;
-  private firmataSeen = false;
+  /** HELLO_REQUESTs proven unanswered (a later Firmata version query was answered first). */
+  private unansweredHellos = 0;
+  /** A HELLO_REQUEST followed by a Firmata version query went out; no version answer yet. */
+  private probeOutstanding = false;
+  /** Anything valid (frame or Firmata answer) arrived since the link came up. */
+  private contactSinceLinkUp = false;
+  /** The plain-Firmata restore running was started by a reboot (its announcement). */
+  private restoringAfterReboot = false;
+  private plainLogged = false;
+  /** The configuration to check against the device's CONFIG answer (after a CONFIG_GET). */
+  private configToCheck: DeviceConfig | null = null;
+  /** Clamps already warned about (once each). */
+  private readonly clampWarnings = new Set<string>();
   private restoreGeneration = 0;
   private sleepStartedAt: number | null = null;
   /** Someone asked for the board while it sleeps: keep sending the wake byte until AWAKE. */
@@ -180,12 +217,15 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.linkIsUp = true;
     this.linkUpAt = this.clock.now();
     this.handshake = 'waiting-hello';
-    this.helloRequests = 0;
-    this.firmataSeen = false;
+    // Asked again on every link: the board behind the port may have been replaced or reflashed.
+    this.protocolValue = 'unknown';
+    this.unansweredHellos = 0;
+    this.probeOutstanding = false;
+    this.contactSinceLinkUp = false;
     this.detector.reset();
     this.transition('init', 'link up');
     // Nothing heard at all within the handshake time after opening: lost.
-    this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? 3000));
+    this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS));
     this.tick();
   }
 
@@ -203,7 +243,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     if (this.current === 'disconnected') return;
     const now = this.clock.now();
     this.lastSeenAt = now;
+    this.contactSinceLinkUp = true;
     this.protocolValue = 'tether';
+    this.probeOutstanding = false;
     switch (message.type) {
       case 'hello':
         this.onHello(message);
@@ -217,6 +259,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       case 'awake':
         this.onAwake(now);
         break;
+      case 'config':
+        this.onConfig(message.config);
+        this.heartbeat(now);
+        break;
       case 'error':
         this.counters.deviceErrors++;
         this.log.warn({ code: message.code, type: message.offendingType }, 'device rejected a frame');
@@ -227,15 +273,47 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     }
   }
 
-  /** Firmata bytes (not keepalive frames) arrived: proof of life for plain Firmata boards. */
-  firmataActivity(): void {
+  /**
+   * A valid Firmata message (not a keepalive frame) arrived: contact, whatever the board runs.
+   * While the protocol is unknown, a version answer that overtook the HELLO_REQUEST sent just
+   * before its query proves that request went unanswered (a board processes its input in order).
+   */
+  firmataActivity(kind: FirmataContact = 'other'): void {
     if (this.current === 'disconnected') return;
-    this.firmataSeen = true;
-    if (this.protocolValue !== 'firmata') return;
     const now = this.clock.now();
     this.lastSeenAt = now;
+    this.contactSinceLinkUp = true;
     this.heartbeat(now);
-    if (this.current === 'init' || this.current === 'lost') this.transition('ready', 'firmata answered');
+    if (this.protocolValue === 'unknown') {
+      if (kind !== 'version' || !this.probeOutstanding || !this.linkIsUp) return;
+      this.probeOutstanding = false;
+      if (++this.unansweredHellos >= this.helloAttempts) this.becomePlain();
+      else this.requestHello(); // the next probe at once: answers decide, not the tick
+      return;
+    }
+    if (this.protocolValue === 'firmata' && this.handshake === 'waiting-hello') this.startPlainRestore(false);
+  }
+
+  /**
+   * Something a plain Firmata board sent may mean it rebooted, or may not (an unasked-looking
+   * firmware name while the program had asked for one): check its pins now (restorePlain(false));
+   * if it forgot them, that is a reboot, and they are replayed.
+   */
+  firmataCheck(): void {
+    if (this.current === 'disconnected' || this.protocolValue !== 'firmata' || this.handshake !== 'done') return;
+    this.startPlainRestore(false);
+  }
+
+  /**
+   * A plain Firmata board announced itself unasked (its firmware name at boot, as
+   * StandardFirmata does): it rebooted and forgot its pins. Counted, reported, and the
+   * recorded pins are replayed before it is `ready` again.
+   */
+  firmataBooted(): void {
+    if (this.current === 'disconnected' || this.protocolValue !== 'firmata') return;
+    if (this.handshake === 'restoring' && this.restoringAfterReboot) return; // this boot is being handled
+    this.noteReboot({ bootId: null, previousBootId: null, causes: [], stateSurvived: false }, 'it announced itself');
+    this.startPlainRestore(true);
   }
 
   /**
@@ -272,20 +350,13 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.emit('hello', hello);
     if (rebooted || !hello.reply) {
       // A boot HELLO, or a new boot id: the device restarted.
-      const causes = hello.resetCauses;
-      if (causes.length === 0) this.counters.reboots.unknown++;
-      for (const cause of causes) this.counters.reboots[cause]++;
-      const info: RebootInfo = { bootId: hello.bootId, previousBootId: previous, causes, stateSurvived: hello.stateSurvived };
-      this.log.info({ ...info }, `device rebooted (${causes.join(', ') || 'unknown cause'})`);
-      this.emit('reboot', info);
-      if (this.current === 'ready' || this.current === 'sleeping') this.transition('init', `rebooted (${causes.join(', ') || 'unknown'})`);
-      this.endSleep();
+      this.noteReboot({ bootId: hello.bootId, previousBootId: previous, causes: hello.resetCauses, stateSurvived: hello.stateSurvived });
     }
     this.detector.reset();
     this.heartbeat(this.clock.now());
     this.handshake = 'restoring';
     const generation = ++this.restoreGeneration;
-    if (this.options.deviceConfig) this.options.send({ type: 'config-set', config: this.options.deviceConfig });
+    if (this.options.deviceConfig) this.keepConfig(hello);
     const restore = this.options.restore?.(hello, rebooted || (!hello.reply && previous !== null)) ?? Promise.resolve();
     restore
       .catch((err: Error) => this.log.error({ err: err.message }, 'restoring device state failed'))
@@ -294,6 +365,101 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
         this.handshake = 'done';
         this.ping(); // ready on its PONG
       });
+  }
+
+  /**
+   * The configuration the device should have, as it would store it (watchdog rounded) and
+   * limited to what its capabilities allow.
+   */
+  private wantedConfig(capabilities: Capabilities): DeviceConfig {
+    const wanted = { ...this.options.deviceConfig! };
+    const clamp = (key: string, message: string) => {
+      if (this.clampWarnings.has(key)) return;
+      this.clampWarnings.add(key);
+      this.log.warn({ capabilities }, message);
+    };
+    if (wanted.policy === 'sleep' && !capabilities.sleep) {
+      wanted.policy = 'stay';
+      clamp('sleep', 'the device cannot sleep (its HELLO has no sleep capability): policy sleep is set as stay');
+    }
+    if (wanted.watchdogMs !== 0 && !capabilities.watchdog) {
+      wanted.watchdogMs = 0;
+      clamp('watchdog', 'the device has no watchdog (its HELLO says so): watchdogMs is set as 0');
+    }
+    wanted.watchdogMs = effectiveWatchdogMs(wanted.watchdogMs) ?? wanted.watchdogMs;
+    return wanted;
+  }
+
+  /** After a HELLO: CONFIG_SET if what it reports differs, else CONFIG_GET to compare the rest. */
+  private keepConfig(hello: Hello): void {
+    const wanted = this.wantedConfig(hello.capabilities);
+    this.configToCheck = null;
+    if (hello.watchdogMs !== wanted.watchdogMs || hello.policy !== wanted.policy || hello.hostTimeoutMs !== wanted.hostTimeoutMs) {
+      this.log.info({ config: wanted }, 'configuring the device');
+      this.options.send({ type: 'config-set', config: wanted });
+      return;
+    }
+    this.configToCheck = wanted;
+    this.options.send({ type: 'config-get' });
+  }
+
+  private onConfig(config: DeviceConfig): void {
+    const wanted = this.configToCheck;
+    this.configToCheck = null;
+    if (!wanted) return;
+    const same = (Object.keys(wanted) as (keyof DeviceConfig)[]).every((key) => wanted[key] === config[key]);
+    if (same) return;
+    this.log.info({ config: wanted, device: config }, 'configuring the device');
+    this.options.send({ type: 'config-set', config: wanted });
+  }
+
+  /** Counts and reports a reboot; a ready or sleeping device goes back to `init`. */
+  private noteReboot(info: RebootInfo, how?: string): void {
+    const causes = info.causes;
+    if (causes.length === 0) this.counters.reboots.unknown++;
+    for (const cause of causes) this.counters.reboots[cause]++;
+    const what = causes.join(', ') || (how ?? 'unknown cause');
+    this.log.info({ ...info }, `device rebooted (${what})`);
+    this.emit('reboot', info);
+    if (this.current === 'ready' || this.current === 'sleeping') this.transition('init', `rebooted (${causes.join(', ') || how || 'unknown'})`);
+    this.endSleep();
+  }
+
+  private becomePlain(): void {
+    this.protocolValue = 'firmata';
+    this.probeOutstanding = false;
+    const message =
+      'device has no tether keepalive extension (plain Firmata): liveness from Firmata answers, reboots from its announcements, no sleep, watchdog or state registers';
+    if (this.plainLogged) this.log.info({}, message);
+    else this.log.warn({}, message);
+    this.plainLogged = true;
+    this.startPlainRestore(false);
+  }
+
+  /** Plain Firmata: check or replay the recorded pins, then `ready`. */
+  private startPlainRestore(rebooted: boolean): void {
+    this.handshake = 'restoring';
+    this.restoringAfterReboot = rebooted;
+    const generation = ++this.restoreGeneration;
+    const from = this.current;
+    const restore = this.options.restorePlain?.(rebooted) ?? Promise.resolve({ forgot: false });
+    restore.then(
+      ({ forgot }) => {
+        if (generation !== this.restoreGeneration || this.current === 'disconnected' || !this.linkIsUp) return;
+        if (forgot && !rebooted) {
+          // Its announcement was missed (e.g. it rebooted while the port was closed), but it forgot.
+          this.noteReboot({ bootId: null, previousBootId: null, causes: [], stateSurvived: false }, 'it had forgotten its pins');
+        }
+        this.handshake = 'done';
+        const cause = rebooted || forgot ? 'pins restored after a reboot' : from === 'lost' ? 'answered again' : 'handshake complete (plain Firmata)';
+        if (this.current === 'init' || this.current === 'lost') this.transition('ready', cause);
+      },
+      (err: Error) => {
+        if (generation !== this.restoreGeneration || this.current === 'disconnected') return;
+        this.log.warn({ err: err.message }, 'restoring the plain Firmata board failed: trying again on its next answer');
+        this.handshake = 'waiting-hello';
+      },
+    );
   }
 
   private onPong(pong: MessageOf<'pong'>, now: number): void {
@@ -369,15 +535,15 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.pingTimer = this.clock.setTimeout(this.tick, this.pingIntervalMs);
   };
 
+  /**
+   * HELLO_REQUEST; while the protocol is unknown, followed by a Firmata version query: any
+   * board answers that (contact), and a plain Firmata board answers it without a HELLO first.
+   */
   private requestHello(): void {
-    if (this.helloRequests >= this.helloAttempts && this.firmataSeen && this.protocolValue === 'unknown') {
-      this.protocolValue = 'firmata';
-      this.log.warn({}, 'device has no tether keepalive extension (plain Firmata): liveness from Firmata version queries, no sleep or state keeping');
-      this.options.sendRaw([FIRMATA_REPORT_VERSION]);
-      return;
-    }
-    this.helloRequests++;
     this.options.send({ type: 'hello-request' });
+    if (this.protocolValue !== 'unknown') return;
+    this.options.sendRaw([FIRMATA_REPORT_VERSION]);
+    this.probeOutstanding = true;
   }
 
   private ping(): void {
@@ -407,9 +573,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       }
       return;
     }
-    // Also after a reconnect: the detector was reset, so without this a board heard before
-    // but silent on the new link (a middlebox that accepts and forwards nothing) stayed `init` forever.
-    if (this.current === 'init' && (this.lastSeenAt === null || this.lastSeenAt < this.linkUpAt)) {
+    // Also after a reconnect: a board heard before but silent on the new link (a middlebox that
+    // accepts and forwards nothing) must not stay `init` forever: contact counts since this link came up.
+    if (this.current === 'init' && !this.contactSinceLinkUp) {
       this.becomeLost('no answer since the link came up');
       return;
     }
@@ -438,7 +604,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     if (this.current === 'lost' || this.current === 'disconnected') return;
     this.counters.lostCount++;
     // A device that comes back must go through the handshake again (it may have rebooted).
-    if (this.protocolValue === 'tether') this.handshake = 'waiting-hello';
+    if (this.protocolValue !== 'unknown') this.handshake = 'waiting-hello';
     this.transition('lost', cause);
     if (this.linkIsUp && this.pingTimer === undefined) this.pingTimer = this.clock.setTimeout(this.tick, this.pingIntervalMs);
   }

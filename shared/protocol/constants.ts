@@ -118,5 +118,20 @@ export const ErrorCodeValue = {
   OUT_OF_RANGE: 5,
 } as const;
 
-/** The watchdog periods the device supports; other values round down (below 15: disabled, 0). */
-export const WATCHDOG_STEPS_MS = [15, 30, 60, 120, 250, 500, 1000, 2000, 4000, 8000] as const;
+/**
+ * The shortest watchdog period a host may set (0 turns it off): twice the longest pass of the
+ * AVR firmware's main loop, which kicks it once per pass. A CONFIG_SET with 1..249 is refused
+ * with ERROR out-of-range.
+ */
+export const WATCHDOG_MIN_MS = 250;
+/** The watchdog periods a host may set; other values of at least WATCHDOG_MIN_MS round down to one. */
+export const WATCHDOG_STEPS_MS = [250, 500, 1000, 2000, 4000, 8000] as const;
+
+/** The period a device applies for a requested `watchdog_ms`, or null when it refuses it. */
+export function effectiveWatchdogMs(requestedMs: number): number | null {
+  if (requestedMs === 0) return 0;
+  if (requestedMs < WATCHDOG_MIN_MS) return null;
+  let out: number = WATCHDOG_MIN_MS;
+  for (const step of WATCHDOG_STEPS_MS) if (requestedMs >= step) out = step;
+  return out;
+}

@@ -98,8 +98,10 @@ describe('DeviceLink on the emulated Uno', () => {
   });
 
   it('a sleeping board is sleeping, not lost; a command sent meanwhile arrives after it wakes; a lease keeps it awake', async () => {
+    // 6 s asleep: the emulated watchdog now wakes it on time (it used to come up to 2 s late),
+    // and a loaded machine may hand the host SLEEPING late.
     const { board, link } = await rig({
-      session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 } },
+      session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 6000, awakeMs: 300 } },
     });
     await link.nextState('sleeping', 5000);
     await new Promise((r) => setTimeout(r, BOUND_MS * 3)); // a fixed wait on purpose: well past the lost bound, it must still be sleeping

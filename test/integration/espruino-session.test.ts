@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EspruinoBoard } from '../../emulator/espruino/espruino-board.ts';
+import { EspruinoBoard, type EspruinoBoardOptions } from '../../emulator/espruino/espruino-board.ts';
+import { espruinoConsoleLogger } from '../../host/espruino/espruino-console.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { EspruinoReplTransport } from '../../host/espruino/espruino-repl-transport.ts';
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
@@ -24,15 +26,23 @@ interface Rig {
 
 const rigs: Rig[] = [];
 
-async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
-  const board = new EspruinoBoard({ program: MODULE });
+async function rig(options: Partial<DeviceLinkOptions> = {}, boardOptions: EspruinoBoardOptions = {}, logger?: RecordingLogger): Promise<Rig> {
+  const board = new EspruinoBoard({ program: MODULE, ...boardOptions });
   const consoleText: string[] = [];
+  const logConsole = logger ? espruinoConsoleLogger(logger) : () => {};
   const link = new DeviceLink({
     target: 'espruino-stand-in',
     backoff: { initialMs: 50, maxMs: 400 },
     requestTimeoutMs: 2000,
+    logger,
     ...options,
-    transportFactory: () => new EspruinoReplTransport(board.createTransport(), { onConsole: (t) => consoleText.push(t) }),
+    transportFactory: () =>
+      new EspruinoReplTransport(board.createTransport(), {
+        onConsole: (t) => {
+          consoleText.push(t);
+          logConsole(t);
+        },
+      }),
     session: { pingIntervalMs: PING_MS, misses: MISSES, handshakeTimeoutMs: 1000, ...options.session },
   });
   const r = { board, link, consoleText };
@@ -149,5 +159,48 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     board.close();
     rigs.length = 0;
     expect(await leakedSince(baseline)).toEqual({});
+  });
+});
+
+describe('Espruino boards as they are (stand-in, real time)', () => {
+  it('a build without deep sleep given policy sleep: the host sets stay (one warning), the board stays ready and nothing throws', async () => {
+    const logger = new RecordingLogger();
+    const { board, link, consoleText } = await rig({ session: { deviceConfig: SLEEPY } }, { apis: { deepSleep: false } }, logger);
+    expect(link.session.hello!.capabilities.sleep).toBe(false);
+    await sleep(1500); // awake_ms (300) many times over
+    expect(link.state).toBe('ready');
+    expect(board.stats.sleeps).toBe(0);
+    expect(consoleText.join('')).not.toMatch(/Uncaught/);
+    expect(board.evaluate('tether.running()')).toBe(true);
+    const warnings = logger.records.filter((r) => r.level === 'warn' && /cannot sleep/.test(r.msg ?? ''));
+    expect(warnings).toHaveLength(1);
+    board.reset(); // a reboot: compared again, not warned again, not written again
+    await link.nextState('ready', 3000);
+    expect(logger.records.filter((r) => r.level === 'warn' && /cannot sleep/.test(r.msg ?? ''))).toHaveLength(1);
+    expect(board.evaluate('tether.stop(); tether.running()')).toBe(false);
+  });
+
+  it('config is written to flash once per real change, however often the board reboots (freezes ended by its watchdog)', async () => {
+    const config: DeviceConfig = { watchdogMs: 1000, policy: 'stay', hostTimeoutMs: 0, sleepMs: 8000, awakeMs: 1000 };
+    const { board, link } = await rig({ session: { deviceConfig: config } });
+    await sleep(PING_MS * 2);
+    for (let i = 0; i < 3; i++) {
+      board.freeze();
+      await link.nextState('lost', 3000);
+      await link.nextState('ready', 5000);
+      await sleep(PING_MS * 2);
+    }
+    expect(board.stats.resets.watchdog).toBe(3);
+    // One write per boot (its boot id) plus the one real change.
+    expect(board.stats.storageWrites['tether.cfg']).toBe(board.stats.boots + 1);
+  });
+
+  it('errors the board prints reach the log at warn level', async () => {
+    const logger = new RecordingLogger();
+    const { board } = await rig({}, {}, logger);
+    board.evaluate('setTimeout(function () { nope(); }, 10)');
+    await sleep(100);
+    const warnings = logger.records.filter((r) => r.level === 'warn').map((r) => r.msg);
+    expect(warnings).toContain('Espruino board reports: Uncaught ReferenceError: nope is not defined');
   });
 });

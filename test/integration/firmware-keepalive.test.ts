@@ -177,6 +177,23 @@ describe('firmware sleep and keep-awake lease', () => {
     expect(board.uno.stats.sleeps).toBeGreaterThanOrEqual(2);
   });
 
+  it('sleep_ms 0 means asleep until woken: SLEEPING(0, serial only), no timer wake-up, AWAKE on RX', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'config-set', config: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 0, awakeMs: 300 } });
+    board.next('config', 200);
+    const sleeping = board.next('sleeping', 1000);
+    expect(sleeping).toEqual({ type: 'sleeping', durationMs: 0, wakeSources: ['serial'] });
+    board.runUntil(() => board.uno.runMode === 'sleeping', 100);
+    const mark = board.mark();
+    board.uno.advance(10_000);
+    expect(board.since(mark)).toEqual([]);
+    expect(board.uno.runMode).toBe('sleeping');
+    board.sendRaw([0x00]);
+    const awake = board.next('awake', 300);
+    expect(awake.wakeCauses).toEqual(['serial']);
+    expect(awake.sleptMs).toBeGreaterThan(9_900);
+  });
+
   it('PINGs without a lease do not keep it awake (only a lease or other commands do)', () => {
     const board = sleepyBoard();
     let asleep = false;

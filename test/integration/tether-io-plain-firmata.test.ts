@@ -1,56 +1,145 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import five from 'johnny-five';
 import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
+import { connect } from '../../host/index.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
-import type { StateChange } from '../../host/session/device-session.ts';
+import type { DeviceSessionOptions, RebootInfo, StateChange } from '../../host/session/device-session.ts';
+import { buildPlainFirmata } from '../support/plain-firmata.ts';
 import { waitFor } from '../support/wait-for.ts';
 
-// A board that speaks only Firmata (our firmware built without the keepalive extension,
-// standing in for StandardFirmata) still works through TetherIO, with Firmata-query liveness.
+// A Uno running a plain Firmata firmware that behaves at boot as StandardFirmata does (our
+// firmware's --plain-firmata build: blinks ~2 s before reading serial, announces itself
+// unasked, then drives every digital pin LOW), behind a pty, with an unmodified Johnny-Five
+// program on TetherIO. Liveness comes from Firmata answers, reboots from the announcement, and
+// `ready` comes only once the pins, outputs and reporting are back on the MCU.
 
-const BUILD = fileURLToPath(new URL('../../firmware/avr/build.sh', import.meta.url));
+let hexPath = '';
+beforeAll(() => {
+  hexPath = buildPlainFirmata();
+}, 60_000);
 
-describe('TetherIO with a plain Firmata board', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tether-plain-'));
-  const logger = new RecordingLogger();
-  let board: BoardOnPty;
-  let io: TetherIO;
-  const states: StateChange[] = [];
+type SessionOptions = Omit<DeviceSessionOptions, 'send' | 'sendRaw' | 'restore' | 'restorePlain' | 'clock' | 'logger' | 'leases'>;
 
-  beforeAll(async () => {
-    const hexPath = join(dir, 'plain.hex');
-    execFileSync('bash', [BUILD, '--plain-firmata', hexPath], { stdio: 'ignore' });
-    board = await BoardOnPty.start({ hexPath, ptyPath: join(dir, 'uno') });
-    io = new TetherIO({ port: join(dir, 'uno'), logger, session: { pingIntervalMs: 200, misses: 3, helloAttempts: 2 } });
-    io.on('state', (c: StateChange) => states.push(c));
-    const j5 = new five.Board({ io, repl: false, debug: false, timeout: 20_000 });
-    await new Promise<void>((resolve) => j5.on('ready', () => resolve()));
-  }, 60_000);
+const OPTION_SETS: Array<[string, SessionOptions]> = [
+  ['default options', {}],
+  ['short options (200 ms x 3, 2 attempts)', { pingIntervalMs: 200, misses: 3, helloAttempts: 2 }],
+];
 
-  afterAll(async () => {
-    await io?.close();
-    await board?.close();
+/** What the MCU drives on the pins the program set: D13 and D8 HIGH outputs, D2 an input (not driven). */
+function mcuPins(board: BoardOnPty) {
+  return { d13: board.uno.digitalOutput(13), d8: board.uno.digitalOutput(8), d2: board.uno.digitalOutput(2) };
+}
+const PROGRAM_PINS = { d13: true, d8: true, d2: null };
+
+for (const [label, session] of OPTION_SETS) {
+  describe(`TetherIO with a StandardFirmata-like board (${label})`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-plain-'));
+    const ptyPath = join(dir, 'uno');
+    const logger = new RecordingLogger();
+    let board: BoardOnPty;
+    let io: TetherIO;
+    let j5: five.Board;
+    let sensor: five.Sensor;
+    let button: five.Button;
+    let presses = 0;
+    let releases = 0;
+    const states: StateChange[] = [];
+    const reboots: RebootInfo[] = [];
+    /** The MCU's pins at each `ready` (taken in the event, before anything else runs). */
+    const pinsAtReady: Array<ReturnType<typeof mcuPins>> = [];
+
+    beforeAll(async () => {
+      board = await BoardOnPty.start({ hexPath, ptyPath });
+      // Running: past its ~2 s boot blink and its announcement (emulated time).
+      await waitFor(() => board.uno.stats.uptimeMs > 2500, { timeoutMs: 15_000, what: 'the board past its boot blink' });
+      io = new TetherIO({ port: ptyPath, logger, session, backoff: { initialMs: 50, maxMs: 400 } });
+      io.on('state', (c: StateChange) => {
+        states.push(c);
+        if (c.to === 'ready') pinsAtReady.push(mcuPins(board));
+      });
+      io.on('reboot', (r: RebootInfo) => reboots.push(r));
+      j5 = new five.Board({ io, repl: false, debug: false, timeout: 20_000 });
+      await new Promise<void>((resolve) => j5.on('ready', () => resolve()));
+      new five.Led({ pin: 13, board: j5 }).on();
+      new five.Led({ pin: 8, board: j5 }).on();
+      button = new five.Button({ pin: 2, board: j5 });
+      button.on('press', () => presses++);
+      button.on('release', () => releases++);
+      sensor = new five.Sensor({ pin: 'A0', board: j5, freq: 25 });
+      await waitFor(() => io.link.state === 'ready' && JSON.stringify(mcuPins(board)) === JSON.stringify(PROGRAM_PINS), { timeoutMs: 5000, what: 'program pins set' });
+    }, 60_000);
+
+    afterAll(async () => {
+      await io?.close();
+      await board?.close();
+    });
+
+    /** The reporting the program asked for works: an analog value and a button press reach it. */
+    async function reportingWorks(volts: number): Promise<void> {
+      board.uno.setAnalogInput(0, volts);
+      const expected = Math.round((volts / 5) * 1023);
+      await waitFor(() => Math.abs(sensor.value - expected) <= 2, { timeoutMs: 2000, what: `sensor reading ${expected}` });
+      const [pressesBefore, releasesBefore] = [presses, releases];
+      board.uno.setDigitalInput(2, true);
+      await waitFor(() => presses > pressesBefore, { timeoutMs: 1000, what: 'button press' });
+      board.uno.setDigitalInput(2, false);
+      await waitFor(() => releases > releasesBefore, { timeoutMs: 1000, what: 'button release' });
+    }
+
+    async function readyAgain(fault: () => void): Promise<void> {
+      const rebootsBefore = reboots.length;
+      const readyBefore = pinsAtReady.length;
+      fault();
+      await waitFor(() => pinsAtReady.length > readyBefore && io.link.state === 'ready', { timeoutMs: 15_000, what: 'ready again' });
+      await new Promise((r) => setTimeout(r, 300)); // a fixed wait on purpose: a second reboot report would come now
+      expect(reboots.length - rebootsBefore).toBe(1);
+      expect(pinsAtReady.at(-1)).toEqual(PROGRAM_PINS); // on the MCU, at the moment of `ready`
+    }
+
+    it('is plain Firmata, ready with no lost before any fault, and the log says so', async () => {
+      await new Promise((r) => setTimeout(r, 3500)); // a fixed wait on purpose: past the handshake time, no lost may come
+      expect(io.link.session.protocol).toBe('firmata');
+      expect(states.map((s) => s.to)).toEqual(['ready']);
+      expect(reboots).toEqual([]);
+      expect(logger.records.some((r) => r.level === 'warn' && /plain Firmata/.test(r.msg ?? ''))).toBe(true);
+      await reportingWorks(2.5);
+    });
+
+    it('a reset while running: one reboot, pins, outputs and reporting restored before ready', async () => {
+      // The ~2 s boot blink is silence: `lost` at 200 ms x 3, and at 1000 ms x 3 only when a
+      // loaded machine slows the emulator; either way one reboot and `ready` once restored.
+      await readyAgain(() => board.uno.reset());
+      await reportingWorks(1.0);
+    });
+
+    it('a reset after a hang: lost, then one reboot and everything restored before ready', async () => {
+      board.uno.freeze();
+      await waitFor(() => io.link.state === 'lost', { timeoutMs: 10_000, what: 'lost' });
+      expect(states.at(-1)!.cause).toMatch(/^no Firmata answer for \d+ ms/);
+      await readyAgain(() => board.uno.reset());
+      await reportingWorks(3.5);
+    });
+
+    it('a power cycle: one reboot and everything restored before ready', async () => {
+      await readyAgain(() => board.uno.powerCycle());
+      await reportingWorks(0.5);
+    });
+
+    it('connect() on the running board is ready within the handshake time', async () => {
+      await io.close();
+      const started = performance.now();
+      const link = await connect(ptyPath, { session, readyTimeoutMs: 3000 });
+      const tookMs = performance.now() - started;
+      try {
+        expect(link.session.protocol).toBe('firmata');
+        expect(tookMs).toBeLessThan(3000);
+      } finally {
+        await link.close();
+      }
+    });
   });
-
-  it('is ready with liveness from Firmata version queries, and the log says so', async () => {
-    await waitFor(() => io.link.state === 'ready', { timeoutMs: 5000, what: 'the plain Firmata board to be ready' });
-    expect(io.link.session.protocol).toBe('firmata');
-    expect(io.link.state).toBe('ready');
-    expect(logger.records.some((r) => r.level === 'warn' && /plain Firmata/.test(r.msg ?? ''))).toBe(true);
-  });
-
-  it('a hung plain board is lost, and ready again when it answers', async () => {
-    board.uno.freeze();
-    const lost = await new Promise<StateChange>((resolve) => io.once('lost', resolve));
-    expect(lost.cause).toMatch(/^no Firmata answer for \d+ ms/);
-    board.uno.thaw();
-    await new Promise<void>((resolve) => io.once('ready', () => resolve()));
-    expect(io.link.state).toBe('ready');
-  });
-});
+}

@@ -19,8 +19,9 @@ export class FirmwareHarness {
   private readonly splitter = new FrameSplitter();
   private cursor = 0;
 
-  constructor(options: { eepromPath?: string } = {}) {
-    this.uno = new EmulatedUno({ firmwareHex: readFileSync(FIRMWARE_HEX_PATH, 'utf8'), eepromPath: options.eepromPath });
+  /** `firmwareHex`: another image than the shipped firmware (e.g. the plain-Firmata build). */
+  constructor(options: { eepromPath?: string; firmwareHex?: string } = {}) {
+    this.uno = new EmulatedUno({ firmwareHex: options.firmwareHex ?? readFileSync(FIRMWARE_HEX_PATH, 'utf8'), eepromPath: options.eepromPath });
     this.uno.on('data', (bytes) => {
       for (const event of this.splitter.push(bytes)) {
         if (event.kind === 'message') this.messages.push(event.message as DeviceMessage);

@@ -360,6 +360,88 @@ describe('the Espruino keepalive module in the stand-in', () => {
     expect(clock.pending).toBe(0);
   });
 
+  it('on a build without setDeepSleep (Linux, nRF52, ESP32, ESP8266, RP2040): no sleep capability, policy sleep refused, nothing throws, stop() works', async () => {
+    // Policy sleep kept in Storage from an earlier board or module: it must not wedge this one.
+    const storage = new Map([['tether.cfg', Buffer.from(JSON.stringify({ v: 1, bootId: 4, config: { ...SLEEPY, policy: 1 } }))]]);
+    const r = await rig({ apis: { deepSleep: false }, storage });
+    expect(r.board.evaluate('typeof setDeepSleep')).toBe('undefined'); // as on those builds
+    const [hello] = r.take('hello');
+    expect(hello).toMatchObject({ policy: 'stay', capabilities: { sleep: false, watchdog: true } });
+    r.send({ type: 'config-set', config: SLEEPY });
+    r.run(10);
+    expect(r.take('error')).toEqual([{ type: 'error', code: 'out-of-range', offendingType: 0x05 }]);
+    r.run(5000); // awake_ms passed many times over: no sleep, no exception
+    expect(r.take('sleeping')).toEqual([]);
+    r.send({ type: 'ping', seq: 9, leaseMs: 0 });
+    r.run(10);
+    expect(r.take('pong')).toMatchObject([{ seq: 9, sleepPending: false }]);
+    r.send({ type: 'config-get' });
+    r.run(10);
+    expect(r.take('config')[0]!.config.policy).toBe('stay');
+    expect(r.console.join('')).not.toMatch(/Uncaught|Error/);
+    expect(r.board.evaluate('tether.stop(); tether.running()')).toBe(false);
+    expect(r.board.stats.resets.watchdog).toBe(0);
+  });
+
+  it('on a build without a watchdog: no watchdog capability, a watchdog period refused, HELLO says 0', async () => {
+    const r = await rig({ apis: { watchdog: false } });
+    expect(r.take('hello')).toMatchObject([{ watchdogMs: 0, capabilities: { watchdog: false, sleep: true } }]);
+    r.send({ type: 'config-set', config: { ...SLEEPY, watchdogMs: 1000 } });
+    r.run(10);
+    expect(r.take('error')).toEqual([{ type: 'error', code: 'out-of-range', offendingType: 0x05 }]);
+    r.send({ type: 'config-set', config: { ...SLEEPY, watchdogMs: 0 } });
+    r.run(450);
+    expect(r.take('sleeping')).toHaveLength(1); // sleeps, loop without kicks
+    expect(r.console.join('')).not.toMatch(/Uncaught/);
+  });
+
+  it('refuses a watchdog period of 1-249 ms with ERROR out-of-range, as the AVR', async () => {
+    const r = await rig();
+    r.take('hello');
+    for (const watchdogMs of [1, 15, 120, 249]) r.send({ type: 'config-set', config: { ...SLEEPY, policy: 'stay', watchdogMs } });
+    r.run(10);
+    expect(r.take('error')).toHaveLength(4);
+    r.send({ type: 'config-get' });
+    r.run(10);
+    expect(r.take('config')[0]!.config.watchdogMs).toBe(2000);
+  });
+
+  it('writes Storage only when something changes: config once per real change, registers once per new value', async () => {
+    const r = await rig();
+    const writes = () => r.board.stats.storageWrites;
+    expect(writes()['tether.cfg']).toBe(1); // the boot id, at boot
+    const config: DeviceConfig = { watchdogMs: 1000, policy: 'stay', hostTimeoutMs: 5000, sleepMs: 8000, awakeMs: 1000 };
+    for (let i = 0; i < 5; i++) r.send({ type: 'config-set', config });
+    r.run(10);
+    expect(r.take('config')).toHaveLength(5); // each answered
+    expect(writes()['tether.cfg']).toBe(2); // stored once
+    r.send({ type: 'config-set', config: { ...config, watchdogMs: 1999 } }); // rounds to 1000: no change
+    r.run(10);
+    expect(writes()['tether.cfg']).toBe(2);
+    const stateWritesBefore = writes()['tether.st'] ?? 0;
+    for (let i = 0; i < 3; i++) r.send({ type: 'state-write', offset: 3, data: Uint8Array.from([7, 8]) });
+    r.run(10);
+    expect(r.take('state-data')).toHaveLength(3);
+    expect(writes()['tether.st']).toBe(stateWritesBefore + 1);
+    r.board.reset(); // a soft reset: boot id only
+    r.run(10);
+    expect(writes()['tether.cfg']).toBe(3);
+    expect(writes()['tether.st']).toBe(stateWritesBefore + 1);
+  });
+
+  it('sleep_ms 0 means asleep until woken: SLEEPING(0, serial only), no timer wake-up', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: { ...SLEEPY, sleepMs: 0 } });
+    r.run(450);
+    expect(r.take('sleeping')).toEqual([{ type: 'sleeping', durationMs: 0, wakeSources: ['serial'] }]);
+    r.run(30_000);
+    expect(r.take('awake')).toEqual([]);
+    expect(r.board.runMode).toBe('sleeping');
+    r.transport.write(Uint8Array.of(0x00));
+    r.run(10);
+    expect(r.take('awake')).toMatchObject([{ wakeCauses: ['serial'] }]);
+  });
+
   it('formats the REPL line the host sends for a frame', () => {
     expect(replLineForFrame([0xf0, 0x0d, 0x01, 0x01, 0x07, 0x00, 0xf7])).toBe('\x10tether.rx("F00D01010700F7")\n');
   });

@@ -86,6 +86,25 @@ describe('uploading the module over the Espruino REPL', () => {
     expect(board.stats.resets.watchdog).toBe(0);
   });
 
+  it('waits for the end of save() before it verifies (save() runs only after all queued input has run)', async () => {
+    const { board, port } = await fresh({ saveMs: 1500 });
+    const writes: Array<{ at: number; text: string }> = [];
+    const write = port.write.bind(port);
+    port.write = (bytes: Uint8Array) => {
+      writes.push({ at: performance.now(), text: Buffer.from(bytes).toString('latin1') });
+      return write(bytes);
+    };
+    let savedAt = 0;
+    board.on('saved', () => (savedAt = performance.now()));
+    const result = await uploadToEspruino(port, MODULE, { chunkBytes: 256, chunkDelayMs: 1 });
+    const helloRequest = replLineForFrame(encodeFrame({ type: 'hello-request' })).trim();
+    const firstVerify = writes.find((w) => w.text.includes(helloRequest));
+    expect(savedAt).toBeGreaterThan(0);
+    expect(firstVerify!.at).toBeGreaterThanOrEqual(savedAt);
+    expect(result.hello.reply).toBe(true);
+    expect(board.stats.resets).toMatchObject({ watchdog: 0 });
+  });
+
   it('without flow control the board loses bytes (what XON/XOFF is for)', async () => {
     const { board, port } = await fresh();
     port.write(Buffer.from(moduleLines(MODULE).map((l) => `\x10${l}\n`).join(''), 'latin1'));

@@ -8,9 +8,21 @@
 #define TETHER_FIRST_ANALOG_PIN 14
 #define TETHER_STATE_SIZE 32     // keepalive state registers
 
+// Test variant without the keepalive extension (build.sh --plain-firmata): a board
+// that speaks only Firmata and behaves at boot like one running StandardFirmata.
+#ifndef TETHER_PLAIN_FIRMATA
+#define TETHER_PLAIN_FIRMATA 0
+#endif
+
+#if TETHER_PLAIN_FIRMATA
+#define TETHER_FW_MAJOR 2  // as StandardFirmata 2.5 reports itself
+#define TETHER_FW_MINOR 5
+#define TETHER_FW_NAME "plain-firmata"
+#else
 #define TETHER_FW_MAJOR 1
 #define TETHER_FW_MINOR 0
 #define TETHER_FW_NAME "tether"  // Firmata REPORT_FIRMWARE and keepalive HELLO
+#endif
 
 // D0/D1 carry the Firmata link itself and must never be reconfigured.
 static inline bool board_pin_usable(uint8_t pin) { return pin >= 2 && pin < TETHER_PIN_COUNT; }
@@ -19,8 +31,3 @@ static inline bool board_pin_is_pwm(uint8_t pin) {
   return pin == 3 || pin == 5 || pin == 6 || pin == 9 || pin == 10 || pin == 11;
 }
 
-// Test variant without the keepalive extension (build.sh --plain-firmata): a board
-// that speaks only Firmata, like one running StandardFirmata.
-#ifndef TETHER_PLAIN_FIRMATA
-#define TETHER_PLAIN_FIRMATA 0
-#endif

@@ -72,7 +72,10 @@ void pins_reset_to_defaults() {
     if (board_pin_usable(pin)) {
       // Analog-capable pins in ANALOG, as StandardFirmata (firmata.js starts
       // analog reads without sending SET_PIN_MODE); the rest unclaimed.
-      g_noinit.pin_mode[pin] = board_pin_is_analog(pin) ? FIRMATA_MODE_ANALOG : MODE_UNCLAIMED;
+      // The plain-Firmata test variant makes them LOW outputs, as StandardFirmata does.
+      g_noinit.pin_mode[pin] = board_pin_is_analog(pin) ? FIRMATA_MODE_ANALOG
+                               : TETHER_PLAIN_FIRMATA   ? FIRMATA_MODE_OUTPUT
+                                                        : MODE_UNCLAIMED;
     } else {
       g_noinit.pin_mode[pin] = FIRMATA_MODE_IGNORE;
     }

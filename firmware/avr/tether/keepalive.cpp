@@ -173,12 +173,14 @@ static void handle_state_write(FrameReader *r) {
 
 static void handle_config_set(FrameReader *r) {
   DeviceConfig c;
-  c.watchdog_ms = watchdog_round_ms(frame_read_u14(r));
+  uint16_t watchdog_ms = frame_read_u14(r);
+  c.watchdog_ms = watchdog_round_ms(watchdog_ms);
   c.policy = frame_read_u7(r);
   c.host_timeout_ms = frame_read_u32(r);
   c.sleep_ms = frame_read_u32(r);
   c.awake_ms = frame_read_u32(r);
-  if (r->out_of_range || c.policy > POLICY_RESET) {
+  // A watchdog shorter than WATCHDOG_MIN_MS is refused, not rounded to "off".
+  if (r->out_of_range || c.policy > POLICY_RESET || !watchdog_ms_allowed(watchdog_ms)) {
     send_error(ERR_OUT_OF_RANGE, MSG_CONFIG_SET);
     return;
   }
@@ -264,9 +266,10 @@ void keepalive_handle_frame(const uint8_t *body, uint8_t length) {
 }
 
 static void sleep_now() {
+  // sleep_ms 0: no timer, asleep until woken by the host.
   frame_begin(MSG_SLEEPING);
   frame_u32(g_config.sleep_ms);
-  frame_u7(WAKE_TIMER | WAKE_SERIAL);
+  frame_u7(g_config.sleep_ms != 0 ? WAKE_TIMER | WAKE_SERIAL : WAKE_SERIAL);
   frame_end();
   serial_link_flush();  // the frame must be out before the UART stops
 
@@ -288,8 +291,9 @@ void keepalive_poll() {
     lost_since_ping = true;
     lease_active = lease = false;
   }
-  // Policy `reset`: a lost host stops the kicking, so the watchdog resets us.
-  watchdog_set_suspended(host_lost && g_config.policy == POLICY_RESET);
+  // Policy `reset`: a lost host stops the kicking, so the watchdog resets us; so
+  // does a transmitter that stalled (the host can no longer hear us).
+  watchdog_set_suspended((host_lost && g_config.policy == POLICY_RESET) || serial_link_stalled());
   watchdog_kick();
 
   if (g_config.policy == POLICY_SLEEP && !lease && now - quiet_since_ms >= g_config.awake_ms) {

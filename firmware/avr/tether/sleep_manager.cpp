@@ -44,7 +44,7 @@ SleepResult sleep_manager_sleep(uint32_t max_ms, uint16_t watchdog_ms) {
       result.wake_cause = WAKE_SERIAL;
       break;
     }
-    if (result.slept_ms >= max_ms) {
+    if (max_ms != 0 && result.slept_ms >= max_ms) {
       result.wake_cause = WAKE_TIMER;
       break;
     }

@@ -16,6 +16,7 @@ struct SleepResult {
   uint8_t wake_cause;
 };
 
-// Sleeps until RX activity or max_ms has passed, then re-arms the watchdog in
-// reset mode with watchdog_ms and advances millis() by the time slept.
+// Sleeps until RX activity or max_ms has passed (max_ms 0: until RX activity),
+// then re-arms the watchdog in reset mode with watchdog_ms and advances millis()
+// by the time slept.
 SleepResult sleep_manager_sleep(uint32_t max_ms, uint16_t watchdog_ms);
