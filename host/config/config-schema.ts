@@ -205,8 +205,8 @@ export const configSchema = z
         enabled: z.boolean().default(true),
         port: z.number().int().min(0).max(65535).default(8090),
         bind: z.string().min(1).default('127.0.0.1'),
-        /** A heartbeat on the page's event stream this often (s): below the idle timeouts of proxies (nginx: 60 s). */
-        heartbeatSec: z.number().int().min(1).max(300).default(15),
+        /** A heartbeat on the page's event stream this often (s): below the idle timeouts of proxies (nginx 60 s, cloud load balancers 60 s, and 15 s in the tests of issue 14). */
+        heartbeatSec: z.number().int().min(1).max(300).default(10),
       })
       .optional(),
     /** The local control socket for `tether flash --daemon` (default: <queue.dir>/control.sock). */
