@@ -6,7 +6,8 @@ set -euo pipefail
 [ "${CI:-}" = true ] && export NO_COLOR=1
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients)
+# chromium and nginx: the status page test (headless browser through a reverse proxy); chromium adds about 50 s to a fresh install.
+APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients chromium nginx)
 
 step() { printf '\n== %s\n' "$*"; }
 
