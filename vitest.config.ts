@@ -1,13 +1,20 @@
 import { defineConfig } from 'vitest/config';
 
+// A headless browser takes a core of its own: its test runs alone, after the others, so that
+// the timing-sensitive emulator tests never share the two cores with it.
+const ALONE = ['test/integration/status-page-browser.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     globalSetup: ['test/support/build-dist.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests run emulators paced to real time; two cores.
     maxWorkers: 2,
     minWorkers: 1,
+    projects: [
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: ALONE, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'alone', include: ALONE, sequence: { groupOrder: 1 } } },
+    ],
   },
 });

@@ -6,7 +6,8 @@ set -euo pipefail
 [ "${CI:-}" = true ] && export NO_COLOR=1
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients nginx haproxy ser2net openssl nftables iproute2)
+# nginx, haproxy, ser2net, openssl, nftables, iproute2: the middlebox tests; chromium: the status page in a headless browser (about 50 s to install).
+APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients nginx haproxy ser2net openssl nftables iproute2 chromium)
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { validateConfig } from '../../host/config/load-config.ts';
 import { BoardOnTcp } from '../../emulator/avr/board-on-tcp.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
+import { StatusPageExtension } from '../../host/status-page/status-page-extension.ts';
 import { redactUrl } from '../../host/log/redact.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
@@ -15,16 +16,18 @@ import { EXIT, UsageError } from '../usage-error.ts';
 
 const DEVICE_ID = 'demo-uno';
 
-const help = `Usage: tether demo [--for <duration>] [--mqtt-port <port>] [--broker <url>]
+const help = `Usage: tether demo [--for <duration>] [--mqtt-port <port>] [--http-port <port>] [--broker <url>]
 
 Everything on embedded defaults, no hardware needed: an emulated Arduino Uno running the real
 tether firmware, served on a loopback TCP port as ser2net would serve a real board (no pty,
 no socat), the embedded MQTT broker, and the daemon keeping the board alive and on MQTT.
-Shows a live status line for the board. Needs nothing but Node.
+Shows a live status line for the board and serves the status page (printed URL). Needs
+nothing but Node.
 
 Options:
   --for <duration>    exit by itself after this long (e.g. 15s, 2m); default: until Ctrl-C
   --mqtt-port <port>  port of the embedded broker (default 1883)
+  --http-port <port>  port of the status page on 127.0.0.1 (default 8090; 0: any free port)
   --broker <url>      use this broker instead of the embedded one (mqtt://host:port)`;
 
 export const demoCommand: Command = {
@@ -36,6 +39,7 @@ export const demoCommand: Command = {
       options: {
         for: { type: 'string' },
         'mqtt-port': { type: 'string', default: '1883' },
+        'http-port': { type: 'string', default: '8090' },
         broker: { type: 'string' },
       },
       strict: true,
@@ -44,6 +48,8 @@ export const demoCommand: Command = {
     const forMs = values.for === undefined ? null : parseDuration(values.for, '--for');
     const mqttPort = Number(values['mqtt-port']);
     if (!Number.isInteger(mqttPort) || mqttPort < 0 || mqttPort > 65535) throw new UsageError(`--mqtt-port must be a port number, not '${values['mqtt-port']}'`);
+    const httpPort = Number(values['http-port']);
+    if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new UsageError(`--http-port must be a port number, not '${values['http-port']}'`);
 
     const dir = mkdtempSync(join(tmpdir(), 'tether-demo-'));
     let board: BoardOnTcp;
@@ -58,6 +64,7 @@ export const demoCommand: Command = {
         gateway: { id: 'demo-gateway', name: 'tether demo' },
         broker: values.broker ? { url: values.broker } : { embeddedPort: mqttPort },
         queue: { dir: join(dir, 'queue') },
+        http: { port: httpPort },
         devices: [
           {
             id: DEVICE_ID,
@@ -87,6 +94,7 @@ export const demoCommand: Command = {
     const port = url.port || '1883';
     console.log(`tether demo: an emulated Uno (real firmware) served at ${board.url}, ${gateway.embedded ? 'the embedded broker' : 'the broker'} at ${redactUrl(gateway.brokerUrl)}
 
+Status page: ${gateway.extension(StatusPageExtension)?.url}
 Watch it:    mosquitto_sub -h ${host} -p ${port} -t 'homie/5/#' -v
 Switch the LED:  mosquitto_pub -h ${host} -p ${port} -q 1 -t homie/5/${DEVICE_ID}/status/on/set -m true
 The daemon holds the board's port (one client at a time, as with ser2net). Another program

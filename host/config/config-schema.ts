@@ -244,6 +244,19 @@ export const configSchema = z
     metrics: z
       .strictObject({ enabled: z.boolean().default(true), port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') })
       .optional(),
+    /**
+     * The live status page (host/status-page/): on when this section is given, like metrics;
+     * loopback unless `bind` says otherwise; read-only.
+     */
+    http: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        port: z.number().int().min(0).max(65535).default(8090),
+        bind: z.string().min(1).default('127.0.0.1'),
+        /** A heartbeat on the page's event stream this often (s): below the idle timeouts of proxies (nginx 60 s, cloud load balancers 60 s, and 15 s in the tests of issue 14). */
+        heartbeatSec: z.number().int().min(1).max(300).default(10),
+      })
+      .optional(),
     /** The local control socket for `tether flash --daemon` (default: <queue.dir>/control.sock). */
     control: z
       .strictObject({ enabled: z.boolean().default(true), socket: z.string().min(1).max(100).optional() })

@@ -3,6 +3,7 @@ import type { Gateway } from '../gateway/gateway.ts';
 import { HomieExtension } from '../homie/homie-extension.ts';
 import { SetCommandsExtension } from '../homie/set-commands-extension.ts';
 import { MetricsExtension } from '../metrics/metrics-extension.ts';
+import { StatusPageExtension } from '../status-page/status-page-extension.ts';
 import { SystemdExtension } from '../systemd/systemd-extension.ts';
 import type { Extension } from './extension.ts';
 
@@ -16,6 +17,7 @@ export function createExtensions(gateway: Gateway): Extension[] {
   if (config.homie.enabled) extensions.push(new HomieExtension(gateway, { factsRefreshMs: config.homie.factsRefreshSec * 1000 }));
   if (config.commands.enabled) extensions.push(new SetCommandsExtension(gateway));
   if (config.metrics && config.metrics.enabled) extensions.push(new MetricsExtension(gateway, config.metrics));
+  if (config.http && config.http.enabled) extensions.push(new StatusPageExtension(gateway, config.http));
   if (config.control.enabled) extensions.push(new ControlSocketExtension(gateway));
   if (config.systemd.enabled) extensions.push(new SystemdExtension(gateway));
   return extensions;

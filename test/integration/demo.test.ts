@@ -22,8 +22,9 @@ function mosquittoSubOnce(port: number, topic: string): Promise<{ code: number |
 describe('tether demo (the README command)', () => {
   it('with only Node on PATH (no socat, no mosquitto tools): the board is ready on the embedded broker, the printed mosquitto_sub command sees it, --for exits 0', async () => {
     const port = await freePort();
+    const httpPort = await freePort();
     const started = performance.now();
-    const demo = spawn(process.execPath, [CLI, 'demo', '--for', '20s', '--mqtt-port', String(port)], {
+    const demo = spawn(process.execPath, [CLI, 'demo', '--for', '20s', '--mqtt-port', String(port), '--http-port', String(httpPort)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: nodeOnlyEnv(),
     });
@@ -59,6 +60,11 @@ describe('tether demo (the README command)', () => {
     console.log(`demo: $state ready on the broker ${Math.round(readyAt! - started)} ms after spawning the demo (no socat on its PATH)`);
     expect(output).toMatch(/an emulated Uno \(real firmware\) served at tcp:\/\/127\.0\.0\.1:\d+, the embedded broker at mqtt:\/\/127\.0\.0\.1:\d+/);
     expect(output).toContain(`mosquitto_sub -h 127.0.0.1 -p ${port} -t 'homie/5/#' -v`);
+    // The status page it prints is served (the browser test is status-page-browser.test.ts).
+    expect(output).toContain(`Status page: http://127.0.0.1:${httpPort}/`);
+    expect((await fetch(`http://127.0.0.1:${httpPort}/`)).status).toBe(200);
+    const status = (await (await fetch(`http://127.0.0.1:${httpPort}/api/status`)).json()) as { devices: Array<{ id: string; facts: { state: string } }> };
+    expect(status.devices.map((d) => [d.id, d.facts.state])).toEqual([['demo-uno', 'ready']]);
 
     // The command the demo prints works (from the test's PATH: the demo itself needs no mosquitto tools).
     const sub = await mosquittoSubOnce(port, 'homie/5/demo-uno/$state');

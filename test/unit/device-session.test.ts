@@ -320,7 +320,7 @@ describe('DeviceSession after a reconnect', () => {
     h.answer = false; // a middlebox that accepts the new connection and forwards nothing
     h.session.linkUp();
     expect(h.session.state).toBe('init');
-    await clock.advanceAsync(2_999);
+    await clock.advanceAsync(4_999); // the handshake time (5 s by default)
     expect(h.session.state).toBe('init');
     await clock.advanceAsync(1);
     expect(h.changes.at(-1)).toMatchObject({ from: 'init', to: 'lost', cause: 'no answer since the link came up' });
