@@ -91,6 +91,8 @@ export const daemonCommand: Command = {
             },
           );
       };
+      // SIGHUP: rotated TLS certificates are read again (the boards' links stay up).
+      process.on('SIGHUP', () => gateway.reloadTls());
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });

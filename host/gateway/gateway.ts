@@ -242,6 +242,29 @@ export class Gateway {
     return this.stopping;
   }
 
+  /**
+   * Certificates rotate: every MQTT session reads its TLS files again and uses them from its
+   * next connection on (the daemon calls this on SIGHUP). The boards' links are not touched.
+   */
+  reloadTls(): void {
+    const sessions = new Set<BrokerSession>(this.session ? [this.session] : []);
+    for (const d of this.devices) {
+      try {
+        sessions.add(d.mqtt);
+      } catch {
+        // not open
+      }
+    }
+    let changed = 0;
+    try {
+      for (const s of sessions) if (s.reloadTls()) changed++;
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, `TLS files not reloaded, the old ones stay in use: ${(err as Error).message}`);
+      return;
+    }
+    this.log.info({ sessions: sessions.size, changed }, `TLS files reloaded for ${sessions.size} MQTT session(s): ${changed ? 'new ones are used from the next connection' : 'unchanged'}`);
+  }
+
   /** Runs one start step and remembers how to undo it. */
   private async step(what: string, run: () => Promise<(() => Promise<void>) | null>): Promise<void> {
     const undo = await run();

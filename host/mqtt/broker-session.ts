@@ -156,7 +156,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private readonly log: Logger;
   private readonly backoff: ExponentialBackoff;
   private readonly subscriptions = new Map<string, QoS>();
-  private readonly tlsOptions: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
+  private tlsOptions: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
   private state: State = 'idle';
   private client: MqttClient | null = null;
   private probe: KeepaliveProbe | null = null;
@@ -223,6 +223,20 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   get pingIntervalMs(): number {
     const keepaliveMs = this.probe?.keepaliveMs ?? this.keepaliveSec * 1000;
     return Math.min(this.traffic?.intervalMs ?? keepaliveMs, keepaliveMs);
+  }
+
+  /**
+   * Reads the TLS files (CA, certificate, key) again, for certificates that rotate: the next
+   * connection uses them; the current one goes on (TLS checks certificates at the handshake).
+   * Throws, keeping the old ones, when a file cannot be read. Returns whether anything changed.
+   */
+  reloadTls(): boolean {
+    if (!this.options.tls) return false;
+    const fresh = readTls(this.options.tls);
+    const same = (a: unknown, b: unknown) => (Buffer.isBuffer(a) && Buffer.isBuffer(b) ? a.equals(b) : a === b);
+    const changed = (['ca', 'cert', 'key'] as const).some((k) => !same(fresh[k], this.tlsOptions[k]));
+    this.tlsOptions = fresh;
+    return changed;
   }
 
   get connected(): boolean {

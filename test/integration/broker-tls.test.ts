@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,9 @@ import { freePort } from '../support/free-port.ts';
 import { startMosquitto, type RunningMosquitto } from '../support/mosquitto.ts';
 import { nginxInstalled, startNginxWsProxy, type RunningNginx } from '../support/nginx.ts';
 import { makeTestCerts, type TestCerts } from '../support/tls-certs.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait-for.ts';
+import { serveDeviceOverTcp } from '../../emulator/simulator/tcp-device-server.ts';
 
 const nk = createRequire(import.meta.url)('net-keepalive') as { getUserTimeout(s: net.Socket): number; getKeepAliveInterval(s: net.Socket): number };
 
@@ -94,6 +97,37 @@ describe.skipIf(!nginxInstalled())('the broker over TLS and wss:// through nginx
     expect(silent.downs.length).toBeGreaterThanOrEqual(1);
     await pinging.s.stop();
     await silent.s.stop();
+  });
+
+  it('SIGHUP reads rotated TLS files again: the next connection uses them (here a CA that fails), the board link never drops', async () => {
+    const board = await serveDeviceOverTcp();
+    const proxy = await startTcpProxy(tlsPort);
+    const caPath = path.join(certs.dir, 'rotating-ca.pem');
+    copyFileSync(certs.ca, caPath);
+    const d = new DaemonProcess({
+      broker: { url: `mqtts://localhost:${proxy.port}`, username: USER, password: PASSWORD, tls: { ca: caPath }, backoff: { initialMs: 100, maxMs: 500 } },
+      queue: { dir: './q' },
+      control: { enabled: false },
+      devices: [{ id: 'uno-tls', port: board.target, keepalive: { intervalMs: 250, misses: 4 } }],
+    });
+    d.start();
+    const connects = () => d.logs.filter((l) => l.msg === 'connected to the MQTT broker').length;
+    try {
+      await d.waitForLog((l) => /^device ready/.test(String(l.msg)), 15_000);
+      await waitFor(() => connects() >= 2, { what: 'both sessions connected', timeoutMs: 10_000 });
+      // Rotated to a CA that does not sign the broker: read on SIGHUP, used from the next connection.
+      copyFileSync(certs.otherCa, caPath);
+      d.hup();
+      await d.waitForLog((l) => /TLS files reloaded .*new ones are used/.test(String(l.msg)), 5000);
+      proxy.cut();
+      await d.waitForLog((l) => l.level >= 50 && /TLS/.test(String(l.msg)), 10_000);
+    } finally {
+      expect(await d.stop()).toBe(0);
+      await proxy.close();
+      await board.close();
+    }
+    // The board's own link did not notice any of it.
+    expect(d.logs.filter((l) => /^device (lost|init)/.test(String(l.msg)) && l.cause !== 'link up')).toEqual([]);
   });
 
   function daemon(name: string, broker: Record<string, unknown>): DaemonProcess {
@@ -195,4 +229,5 @@ describe('tether daemon --check reads the broker TLS files', () => {
     expect(r.code).toBe(78);
     expect(r.out).toMatch(/broker\.tls\.ca: not readable by this user \(uid \d+\)/);
   });
+
 });

@@ -66,6 +66,11 @@ export class DaemonProcess {
     });
   }
 
+  /** SIGHUP: the daemon reads its TLS files again. */
+  hup(): void {
+    this.child?.kill('SIGHUP');
+  }
+
   /** kill -9: no shutdown code runs. */
   async kill9(): Promise<void> {
     await this.signal('SIGKILL');
