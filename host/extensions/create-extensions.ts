@@ -1,5 +1,6 @@
 import { ControlSocketExtension } from '../control/control-socket-extension.ts';
 import type { Gateway } from '../gateway/gateway.ts';
+import { HomeAssistantExtension } from '../homeassistant/homeassistant-extension.ts';
 import { HomieExtension } from '../homie/homie-extension.ts';
 import { SetCommandsExtension } from '../homie/set-commands-extension.ts';
 import { MetricsExtension } from '../metrics/metrics-extension.ts';
@@ -15,6 +16,7 @@ export function createExtensions(gateway: Gateway): Extension[] {
   const extensions: Extension[] = [];
   if (config.homie.enabled) extensions.push(new HomieExtension(gateway, { factsRefreshMs: config.homie.factsRefreshSec * 1000 }));
   if (config.commands.enabled) extensions.push(new SetCommandsExtension(gateway));
+  if (config.homeassistant.enabled) extensions.push(new HomeAssistantExtension(gateway, config.homeassistant));
   if (config.metrics && config.metrics.enabled) extensions.push(new MetricsExtension(gateway, config.metrics));
   if (config.control.enabled) extensions.push(new ControlSocketExtension(gateway));
   if (config.systemd.enabled) extensions.push(new SystemdExtension(gateway));
