@@ -331,6 +331,8 @@ export class FakeHomeAssistant {
   /** Discovery messages received per config topic (to see a rediscovery). */
   readonly configMessages = new Map<string, number>();
   readonly removed: string[] = [];
+  /** Every message seen, in arrival order (for failure messages). */
+  readonly history: Array<{ topic: string; payload: string; retain: boolean }> = [];
   /** Latest payload per topic seen on the watched trees (what a subscribe would hand back retained). */
   private readonly latest = new Map<string, string>();
 
@@ -338,7 +340,10 @@ export class FakeHomeAssistant {
     readonly client: MqttClient,
     readonly prefix: string,
   ) {
-    client.on('message', (topic, payload) => this.onMessage(topic, payload.toString()));
+    client.on('message', (topic, payload, packet) => {
+      this.history.push({ topic, payload: payload.length > 60 ? `${payload.toString().slice(0, 60)}...` : payload.toString(), retain: packet.retain });
+      this.onMessage(topic, payload.toString());
+    });
   }
 
   static async connect(url: string, options: { prefix?: string; watch?: string[] } = {}): Promise<FakeHomeAssistant> {
