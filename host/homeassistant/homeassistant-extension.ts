@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventSubscriptions, type Extension } from '../extensions/extension.ts';
 import type { Gateway } from '../gateway/gateway.ts';
@@ -23,9 +23,12 @@ export interface HomeAssistantOptions {
  * its durable outbox, the gateway's on its own session. Sent again after every broker
  * (re)connect and when Home Assistant announces itself (`online` on its status topic).
  *
- * Configs under this gateway's node_id that the current config would not publish (a board or
- * component taken out of the config) are deleted with an empty retained payload when the
- * broker hands them back on subscribe, i.e. on the next start.
+ * Configs the current config would not publish (a board or component taken out of the config)
+ * are deleted with an empty retained payload on the next start, found two ways: the config
+ * topics published are recorded in `<queue.dir>/homeassistant-configs.json` (a persistent MQTT 5
+ * session keeps its subscriptions, and with Retain Handling 1 the broker does not hand retained
+ * configs back to it), and any retained config under this gateway's node_id the broker does
+ * hand back (a new session, MQTT 3.1.1) that is not expected is deleted too.
  */
 export class HomeAssistantExtension implements Extension {
   readonly name = 'homeassistant';
@@ -36,6 +39,12 @@ export class HomeAssistantExtension implements Extension {
   private readonly expected = new Set<string>();
   /** The device facts last published per board (HELLO may change them). */
   private readonly published = new Map<string, string>();
+  /** Stale config topics still to delete (kept in the record until the broker acknowledged). */
+  private readonly pending = new Set<string>();
+  /** Stale config topics deleted in this run (a retained copy handed back meanwhile is not news). */
+  private readonly removed = new Set<string>();
+  private recordPath = '';
+  private saving: Promise<void> = Promise.resolve();
   private offMessage: (() => void) | null = null;
   private stopping = false;
 
@@ -59,9 +68,19 @@ export class HomeAssistantExtension implements Extension {
     this.context = context;
     for (const m of gatewayDiscovery(context)) this.expected.add(m.topic);
     for (const device of gateway.devices) for (const m of boardDiscovery(context, this.describe(device))) this.expected.add(m.topic);
+    this.recordPath = join(gateway.config.queue.dir, RECORD_FILE);
+    for (const topic of await this.readRecord()) if (!this.expected.has(topic)) this.pending.add(topic);
+    await this.saveRecord();
 
     const on = this.subscriptions.on.bind(this.subscriptions);
-    on('brokerUp', (device) => (device ? this.publishBoard(device) : this.publishGateway()));
+    on('brokerUp', (device) => {
+      if (device) {
+        this.publishBoard(device);
+        return;
+      }
+      this.publishGateway();
+      for (const topic of this.pending) this.remove(topic);
+    });
     on('deviceState', (device, change) => {
       // HELLO came (or changed: a new firmware): the device facts go out with it.
       if (change.to === 'ready' && this.published.has(device.id) && this.published.get(device.id) !== this.deviceFacts(device)) this.publishBoard(device);
@@ -85,6 +104,7 @@ export class HomeAssistantExtension implements Extension {
     this.offMessage?.();
     this.offMessage = null;
     this.subscriptions.clear();
+    await this.saving;
   }
 
   /** Sends every config again (Home Assistant restarted and forgot the ones it had). */
@@ -104,11 +124,57 @@ export class HomeAssistantExtension implements Extension {
     if (payload.length === 0 || this.expected.has(topic) || !this.isOwnConfig(topic)) return;
     // A config of ours the current config does not publish: a board or component was removed.
     // (Our own empty payload comes back too, and is ignored above.)
-    this.log.info({ topic }, `removing a Home Assistant entity no longer configured (${topic})`);
-    void this.gateway.mqtt.publish(topic, '', { qos: 1, retain: true }).catch((err: Error) => {
-      // The broker hands it back on the next connect's subscribe: deleted then.
-      this.log.warn({ topic, err: err.message }, 'could not remove a stale Home Assistant config; will retry on the next connect');
+    if (this.pending.has(topic) || this.removed.has(topic)) return;
+    this.remove(topic);
+  }
+
+  /** Deletes one stale config (an empty retained payload), then forgets it in the record. */
+  private remove(topic: string): void {
+    this.pending.add(topic);
+    this.gateway.mqtt.publish(topic, '', { qos: 1, retain: true }).then(
+      () => {
+        this.log.info({ topic }, `removed a Home Assistant entity no longer configured (${topic})`);
+        this.pending.delete(topic);
+        this.removed.add(topic);
+        void this.saveRecord();
+      },
+      (err: Error) => {
+        // Still in the record: tried again on the next connect.
+        this.log.debug({ topic, err: err.message }, 'could not remove a stale Home Assistant config yet');
+      },
+    );
+  }
+
+  private async readRecord(): Promise<string[]> {
+    let text: string;
+    try {
+      text = await readFile(this.recordPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ path: this.recordPath, err: (err as Error).message }, 'could not read the record of Home Assistant configs');
+      return [];
+    }
+    try {
+      const parsed = JSON.parse(text) as { topics?: unknown };
+      if (Array.isArray(parsed.topics) && parsed.topics.every((t) => typeof t === 'string')) return parsed.topics as string[];
+    } catch {
+      // reported below
+    }
+    this.log.warn({ path: this.recordPath }, 'ignored a damaged record of Home Assistant configs (stale entities are then found on the broker only)');
+    return [];
+  }
+
+  /** What this gateway has on the broker: the expected configs and the stale ones not yet deleted. */
+  private saveRecord(): Promise<void> {
+    this.saving = this.saving.then(async () => {
+      const tmp = `${this.recordPath}.tmp`;
+      try {
+        await writeFile(tmp, `${JSON.stringify({ topics: [...this.expected, ...this.pending] }, null, 1)}\n`, { mode: 0o600 });
+        await rename(tmp, this.recordPath);
+      } catch (err) {
+        this.log.warn({ path: this.recordPath, err: (err as Error).message }, 'could not write the record of Home Assistant configs');
+      }
     });
+    return this.saving;
   }
 
   private isOwnConfig(topic: string): boolean {
@@ -160,6 +226,9 @@ export class HomeAssistantExtension implements Extension {
     };
   }
 }
+
+/** Under queue.dir: the config topics this gateway published, for the next start. */
+const RECORD_FILE = 'homeassistant-configs.json';
 
 async function tetherVersion(): Promise<string> {
   try {
