@@ -202,6 +202,7 @@ export const configSchema = z
      * Home Assistant MQTT discovery (host/homeassistant/): a Home Assistant device per board and
      * for the gateway, entities pointing at the Homie topics. `prefix` is Home Assistant's
      * discovery_prefix; its birth message on `statusTopic` makes the daemon send discovery again.
+     * Its entities point at the Homie topics: with `homie: { enabled: false }` it is off too.
      */
     homeassistant: z
       .strictObject({
@@ -223,13 +224,6 @@ export const configSchema = z
     devices: z.array(deviceSchema).min(1, 'at least one device'),
   })
   .superRefine((config, ctx) => {
-    if (config.homeassistant.enabled && !config.homie.enabled) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['homeassistant', 'enabled'],
-        message: 'Home Assistant discovery points at the Homie topics (values, $state for availability): enable homie, or set homeassistant: { enabled: false }',
-      });
-    }
     const ids = new Map<string, number>();
     const ports = new Map<string, number>();
     config.devices.forEach((d, i) => {

@@ -16,7 +16,11 @@ export function createExtensions(gateway: Gateway): Extension[] {
   const extensions: Extension[] = [];
   if (config.homie.enabled) extensions.push(new HomieExtension(gateway, { factsRefreshMs: config.homie.factsRefreshSec * 1000 }));
   if (config.commands.enabled) extensions.push(new SetCommandsExtension(gateway));
-  if (config.homeassistant.enabled) extensions.push(new HomeAssistantExtension(gateway, config.homeassistant));
+  if (config.homeassistant.enabled) {
+    // Home Assistant's entities read the Homie topics ($state, values): nothing to point at without them.
+    if (config.homie.enabled) extensions.push(new HomeAssistantExtension(gateway, config.homeassistant));
+    else gateway.log.info({}, 'Home Assistant discovery is off because homie is off (its entities read the Homie topics)');
+  }
   if (config.metrics && config.metrics.enabled) extensions.push(new MetricsExtension(gateway, config.metrics));
   if (config.control.enabled) extensions.push(new ControlSocketExtension(gateway));
   if (config.systemd.enabled) extensions.push(new SystemdExtension(gateway));

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { createComponent } from '../../host/components/create-component.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { parseConfig, ConfigError } from '../../host/config/load-config.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
+import { HomeAssistantExtension } from '../../host/homeassistant/homeassistant-extension.ts';
 import { componentSchema } from '../../host/config/config-schema.ts';
 import { boardAvailability, boardAvailable, gatewayAvailability } from '../../host/homeassistant/availability.ts';
 import { boardDiscovery, gatewayDiscovery, ownDiscoveryTopics, type BoardDescription, type DiscoveryContext } from '../../host/homeassistant/discovery.ts';
@@ -169,17 +172,25 @@ describe('homeassistant config', () => {
     expect(parseConfig(device).homeassistant).toEqual({ enabled: true, prefix: 'homeassistant', statusTopic: 'homeassistant/status' });
   });
 
-  it('needs Homie (its entities point at the Homie topics) and a topic without wildcards', () => {
-    const problems = (text: string) => {
-      try {
-        parseConfig(text);
-      } catch (err) {
-        return (err as ConfigError).problems.join('\n');
-      }
-      return '';
+  it('takes a prefix without wildcards', () => {
+    expect(() => parseConfig(`homeassistant: { prefix: "ha/#" }\n${device}`)).toThrow(ConfigError);
+    try {
+      parseConfig(`homeassistant: { prefix: "ha/#" }\n${device}`);
+    } catch (err) {
+      expect((err as ConfigError).problems.join('\n')).toMatch(/homeassistant.prefix/);
+    }
+    expect(parseConfig(`homeassistant: { prefix: "ha/discovery" }\n${device}`).homeassistant.prefix).toBe('ha/discovery');
+  });
+
+  it('is an extension of its own, switched off with homie (its entities read the Homie topics) or by itself', () => {
+    const extensions = (text: string) => {
+      const log = new RecordingLogger();
+      return { ha: new Gateway(parseConfig(`${text}\n${device}`), log, { env: {} }).extension(HomeAssistantExtension), log: log.records.map((r) => r.msg) };
     };
-    expect(problems(`homie: { enabled: false }\n${device}`)).toMatch(/homeassistant.enabled.*enable homie/);
-    expect(problems(`homie: { enabled: false }\nhomeassistant: { enabled: false }\n${device}`)).toBe('');
-    expect(problems(`homeassistant: { prefix: "ha/#" }\n${device}`)).toMatch(/homeassistant.prefix/);
+    expect(extensions('').ha).toBeInstanceOf(HomeAssistantExtension);
+    expect(extensions('homeassistant: { enabled: false }').ha).toBeUndefined();
+    const withoutHomie = extensions('homie: { enabled: false }');
+    expect(withoutHomie.ha).toBeUndefined();
+    expect(withoutHomie.log).toContain('Home Assistant discovery is off because homie is off (its entities read the Homie topics)');
   });
 });
