@@ -9,6 +9,12 @@ const homieId = z
   .regex(/^[a-z0-9][a-z0-9-]*$/, 'an id of lowercase letters, digits and hyphens (Homie 5), not starting with a hyphen')
   .max(64);
 
+/** An MQTT topic to publish under or subscribe to exactly: no wildcards, no empty levels. */
+const mqttTopicName = z
+  .string()
+  .max(200)
+  .regex(/^[^/#+\s]+(\/[^/#+\s]+)*$/, 'a topic such as homeassistant (no wildcards, no empty levels, no spaces)');
+
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 
 /** Arduino Uno pins: 2-13 digital (0/1 carry the serial link), A0-A5 analog (or 14-19). */
@@ -240,6 +246,19 @@ export const configSchema = z
       .default({ enabled: true, factsRefreshSec: 300 }),
     /** Homie /set commands to components. */
     commands: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    /**
+     * Home Assistant MQTT discovery (host/homeassistant/): a Home Assistant device per board and
+     * for the gateway, entities pointing at the Homie topics. `prefix` is Home Assistant's
+     * discovery_prefix; its birth message on `statusTopic` makes the daemon send discovery again.
+     * Its entities point at the Homie topics: with `homie: { enabled: false }` it is off too.
+     */
+    homeassistant: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        prefix: mqttTopicName.default('homeassistant'),
+        statusTopic: mqttTopicName.default('homeassistant/status'),
+      })
+      .default({ enabled: true, prefix: 'homeassistant', statusTopic: 'homeassistant/status' }),
     /** The Prometheus endpoint: on when this section is given. */
     metrics: z
       .strictObject({ enabled: z.boolean().default(true), port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') })
