@@ -32,6 +32,8 @@ export interface GatewayDeviceOptions {
 export interface GatewayDeviceCounters {
   setsApplied: number;
   setsRejected: number;
+  /** Times its link was closed and reopened because its session was wedged (DeviceWedgeGuard). */
+  wedgeRecoveries: number;
 }
 
 /**
@@ -48,7 +50,7 @@ export class GatewayDevice {
   readonly id: string;
   readonly settings: DeviceSettings;
   readonly components: DeviceComponent[];
-  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0 };
+  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0, wedgeRecoveries: 0 };
   private readonly log: Logger;
   private parts: { link: DeviceLink; mqtt: BrokerSession; outbox: DurableOutbox; pump: OutboxPump } | null = null;
   private io: TetherIO | null = null;

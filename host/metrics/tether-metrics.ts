@@ -21,6 +21,7 @@ import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.t
  *   tether_outbox_dropped_total{kind}      messages the outbox's overflow policy dropped, by kind
  *   tether_mqtt_set_applied_total          /set commands applied
  *   tether_mqtt_set_rejected_total         /set commands rejected (bad payload, unknown or read-only property)
+ *   tether_device_wedge_recoveries_total   links closed and reopened because the session was wedged (DeviceWedgeGuard)
  * Per MQTT session (label `client`, the client id; the gateway's and each board's):
  *   tether_broker_connected                1 while connected
  *   tether_broker_reconnects_total         successful connects after the first
@@ -39,7 +40,7 @@ export interface DeviceMetricsInput {
   id: string;
   stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'lostCount' | 'queueDepth'>;
   outbox: { readonly size: number; readonly bytes: number; readonly dropped: number; readonly droppedByKind: Record<string, number> };
-  counters: { readonly setsApplied: number; readonly setsRejected: number };
+  counters: { readonly setsApplied: number; readonly setsRejected: number; readonly wedgeRecoveries?: number };
   /** Calls `listener` with each heartbeat RTT in ms; returns the unsubscribe function. */
   onRtt(listener: (ms: number) => void): () => void;
 }
@@ -138,6 +139,9 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
   });
   counter(registers, 'tether_mqtt_set_rejected_total', 'MQTT /set commands rejected (bad payload, unknown or read-only property)', ['device'], (set) => {
     for (const d of source.devices()) set({ device: d.id }, d.counters.setsRejected);
+  });
+  counter(registers, 'tether_device_wedge_recoveries_total', 'Links closed and reopened because the device session was wedged', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.counters.wedgeRecoveries ?? 0);
   });
   gauge(registers, 'tether_broker_connected', '1 while the MQTT session is connected', ['client'], (set) => {
     for (const b of source.brokers()) set({ client: b.client }, b.connected ? 1 : 0);

@@ -151,7 +151,7 @@ describe('SdNotify', () => {
       expect(n.via).toBe('systemd-notify');
       const warning = log.records.find((r) => r.level === 'warn')!;
       expect(warning.msg).toMatch(/NotifyAccess=all/);
-      expect(String(warning.obj.why)).toMatch(why);
+      expect(String((warning.obj as { why?: unknown }).why)).toMatch(why);
     }
     expect(datagramSender('@abs')).toEqual({ unavailable: expect.stringMatching(/abstract/) });
   });
