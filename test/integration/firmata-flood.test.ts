@@ -29,6 +29,7 @@ describe('a tcp:// peer flooding the daemon with non-tether bytes', () => {
     const daemon = new DaemonProcess({
       gateway: { id: 'gw' },
       broker: { embeddedPort: 0 },
+      metrics: { port: 0 },
       devices: [{ id: 'flooded', port: `tcp://127.0.0.1:${port}`, keepalive: { intervalMs: 500, misses: 3 }, components: [{ type: 'led', id: 'status', pin: 13 }] }],
     });
     daemon.start();
@@ -71,6 +72,10 @@ describe('a tcp:// peer flooding the daemon with non-tether bytes', () => {
       socket.write(Buffer.of(0xf7));
       const dropped = await daemon.waitForLog((l) => /^dropped a \d+-byte sysex \(longer than 4096 bytes\)/.test(l.msg ?? ''), 5000);
       expect(dropped).toMatchObject({ bytes: 2 * FLOOD_BYTES + 2, droppedBytes: 2 * FLOOD_BYTES + 2, tooLong: 1 });
+
+      const metrics = String((await daemon.waitForLog((l) => /^Prometheus metrics at /.test(l.msg ?? ''))).url);
+      const text = await (await fetch(metrics)).text();
+      expect(text).toMatch(new RegExp(`^tether_firmata_dropped_bytes_total\\{device="flooded"\\} ${2 * FLOOD_BYTES + 2}$`, 'm'));
 
       // Many long ones in a row: at most 5 lines a minute, the rest counted.
       const long = Buffer.concat([Buffer.of(0xf0), Buffer.alloc(5000, 0x02), Buffer.of(0xf7)]);
