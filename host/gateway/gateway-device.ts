@@ -204,13 +204,15 @@ export class GatewayDevice {
       detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
     };
     const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session };
-    if (settings.board !== 'espruino') return new DeviceLink(common);
-    // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
     const portLog = this.log.child({ port: settings.port });
+    // hupcl: false keeps DTR up across close and reopen (no Uno reset on a reconnect or restart).
+    const transport = () => createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog, hupcl: settings.hupcl });
+    if (settings.board !== 'espruino') return new DeviceLink(settings.hupcl ? common : { ...common, transportFactory: transport });
+    // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
     return new DeviceLink({
       ...common,
       transportFactory: () =>
-        new EspruinoReplTransport(createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog }), {
+        new EspruinoReplTransport(transport(), {
           onConsole: (text) => {
             portLog.debug({ text }, 'Espruino console output');
             this.options.events.emit('deviceConsole', this, text);
