@@ -6,7 +6,10 @@ set -euo pipefail
 [ "${CI:-}" = true ] && export NO_COLOR=1
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients)
+# g++, make and python3 build the optional unix-dgram addon (sd_notify from the daemon itself);
+# systemd for systemd-analyze and systemd-notify, python3-seccomp to run the daemon under the
+# unit's SystemCallFilter (test/integration/systemd-unit.test.ts).
+APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients g++ make python3 systemd python3-seccomp)
 
 step() { printf '\n== %s\n' "$*"; }
 
