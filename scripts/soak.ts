@@ -1,9 +1,14 @@
-// `npm run soak [-- --minutes 30]`: the daemon under 1 kHz telemetry for a long run, with a
-// fault injected every few minutes (broker kill -9, half-open broker link, bridge drop, hung
-// board). Reports the daemon's RSS and open file descriptors over time (both must stay flat)
-// and the rate of messages reaching a subscriber.
+// `npm run soak [-- --minutes 30 --fault-every 180]`: the daemon for a long run with a fault
+// injected every few minutes (broker kill -9, half-open broker link, hung board). The board
+// (a simulated Uno behind a TCP bridge, reporting its analog pin at 1 kHz) counts: its analog
+// value is a sequence number (a triangle of period 2046) that steps every 25 ms, and does not step while the
+// board is hung, so every value it reports is one the subscriber must see. A persistent
+// subscriber (QoS 1, its own session) checks the sequence: lost, duplicated and reordered
+// messages are counted per fault (from the fault to the next one, recovery included). QoS 1
+// is at least once: duplicates are allowed, losses are not. Also reports the daemon's RSS and
+// open file descriptors over time (both must stay flat).
 import { readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,9 +17,15 @@ import mqtt from 'mqtt';
 import { stringify } from 'yaml';
 import { serveDeviceOverTcp } from '../emulator/simulator/tcp-device-server.ts';
 import { startMosquitto } from '../test/support/mosquitto.ts';
+import { onJsonLines } from '../test/support/json-lines.ts';
 import { startTcpProxy } from '../test/support/tcp-proxy.ts';
 
 const CLI = fileURLToPath(new URL('../bin/tether.js', import.meta.url));
+// The daemon runs the compiled dist/: build it first, so the soak never runs stale code.
+execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', 'tsconfig.build.json'], {
+  cwd: fileURLToPath(new URL('..', import.meta.url)),
+  stdio: 'inherit',
+});
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, 'fault-every': { type: 'string', default: '180' } } });
 const minutes = Number(values.minutes);
 const faultEveryS = Number(values['fault-every']);
@@ -23,28 +34,162 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dir = mkdtempSync(join(tmpdir(), 'tether-soak-'));
 const broker = await startMosquitto({ persistenceDir: join(dir, 'mosquitto') });
 const proxy = await startTcpProxy(broker.port);
-// A board whose light sensor changes every millisecond, reported at 1 kHz.
-const sim = await serveDeviceOverTcp({ analog: (t) => 512 + Math.round(500 * Math.sin(t / 50)), reportEveryMs: 1 });
+// The board's sequence: steps every 25 ms while the board runs, reported at 1 kHz. On the pin
+// it is a triangle (0 up to 1023 and back down, period 2046): consecutive numbers always
+// differ by 1, so Johnny-Five's median filter never sees the jump of a wrap.
+const STEP_MS = 25;
+const PERIOD = 2046;
+let boardSeq = 0;
+let boardFrozen = false;
+const stepper = setInterval(() => {
+  if (!boardFrozen) boardSeq++;
+}, STEP_MS);
+const onPin = (n: number) => (n % PERIOD <= 1023 ? n % PERIOD : PERIOD - (n % PERIOD));
+const sim = await serveDeviceOverTcp({ analog: () => onPin(boardSeq), reportEveryMs: 1 });
 const config = {
   gateway: { id: 'soak-gw' },
   broker: { url: `mqtt://127.0.0.1:${proxy.port}`, keepaliveSec: 5, pingRespTimeoutMs: 2000, backoff: { initialMs: 100, maxMs: 2000 } },
   queue: { dir: join(dir, 'queue'), maxEntries: 1_000_000, maxBytes: 256 * 1024 * 1024 },
-  log: { level: 'warn' },
-  devices: [{ id: 'soak', port: sim.target, keepalive: { intervalMs: 500, misses: 3 }, components: [{ type: 'sensor', id: 'light', pin: 'A0', freq: 1, threshold: 1 }] }],
+  log: { level: 'debug' }, // the soak reads "queued for the broker" lines; it prints warnings and errors only
+  devices: [{ id: 'soak', port: sim.target, keepalive: { intervalMs: 500, misses: 3 }, components: [{ type: 'sensor', id: 'seq', pin: 'A0', freq: 5, threshold: 1 }] }],
 };
 writeFileSync(join(dir, 'tether.yaml'), stringify(config));
 
-let receivedCount = 0;
-const watcher = await mqtt.connectAsync(broker.url, { clientId: 'soak-watch', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 200 });
-watcher.on('message', () => receivedCount++);
-await watcher.subscribeAsync('homie/5/soak/light/value', { qos: 1 });
+/**
+ * Accounts for the sequence in two legs, per fault window (from a fault to the next one):
+ * - board -> daemon: the board's steps, and the values the daemon queued in its durable outbox
+ *   (its debug log line "queued for the broker"). Johnny-Five's Sensor samples the pin every
+ *   `freq` ms, so a reading shorter than an event loop stall (startup, a burst) is never seen:
+ *   that is sampling, not delivery, and is shown as "not sampled".
+ * - daemon -> subscriber, the delivery guarantee: every value queued must reach the
+ *   persistent subscriber. Lost = queued but never received; duplicated = received again (QoS 1
+ *   is at least once: allowed); reordered = received after a later number.
+ * Pin values are placed at the sequence number they can stand for nearest the one after the
+ * highest seen so far on that leg (forward on a tie), the first one nearest the board's count.
+ */
+interface Window {
+  what: string;
+  notes: Set<string>;
+  boardFrom: number;
+  steps: number;
+  queued: number;
+  received: number;
+  lost: number;
+  duplicated: number;
+  reordered: number;
+}
 
-const daemon = spawn(process.execPath, [CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'inherit', 'inherit'] });
+class SequenceCheck {
+  readonly windows: Window[] = [];
+  private readonly queuedIn = new Map<number, number>(); // number -> window it was queued in
+  private readonly received = new Set<number>();
+  private highestQueued: number | null = null;
+  private highestReceived: number | null = null;
+
+  constructor(
+    first: string,
+    private readonly boardNow: () => number,
+  ) {
+    this.open(first);
+  }
+
+  open(what: string): void {
+    const now = this.boardNow();
+    const last = this.windows.at(-1);
+    if (last) last.steps = now - last.boardFrom;
+    this.windows.push({ what, notes: new Set(), boardFrom: now, steps: 0, queued: 0, received: 0, lost: 0, duplicated: 0, reordered: 0 });
+  }
+
+  note(text: string): void {
+    this.windows.at(-1)!.notes.add(text);
+  }
+
+  queued(value: number): void {
+    const u = nearest(value, this.highestQueued === null ? this.boardNow() : this.highestQueued + 1);
+    if (this.queuedIn.has(u)) return;
+    this.queuedIn.set(u, this.windows.length - 1);
+    this.windows.at(-1)!.queued++;
+    this.highestQueued = Math.max(u, this.highestQueued ?? u);
+  }
+
+  receive(value: number): void {
+    const w = this.windows.at(-1)!;
+    w.received++;
+    const u = nearest(value, this.highestReceived === null ? this.boardNow() : this.highestReceived + 1);
+    if (this.received.has(u)) {
+      w.duplicated++;
+      return;
+    }
+    this.received.add(u);
+    if (this.highestReceived !== null && u < this.highestReceived) w.reordered++;
+    this.highestReceived = Math.max(u, this.highestReceived ?? u);
+  }
+
+  /** After the drain: whatever was queued and never received is lost, in the window it was queued in. */
+  finish(): void {
+    this.open('(end)');
+    this.windows.pop();
+    for (const [n, window] of this.queuedIn) if (!this.received.has(n)) this.windows[window]!.lost++;
+  }
+}
+
+/** The sequence number nearest `near` (forward on a tie) whose pin value is `value`. */
+function nearest(value: number, near: number): number {
+  const base = near - (((near % PERIOD) + PERIOD) % PERIOD);
+  let best = NaN;
+  for (const offset of [-PERIOD, 0, PERIOD]) {
+    for (const k of [value, PERIOD - value]) {
+      const u = base + offset + (k % PERIOD);
+      if (Number.isNaN(best) || Math.abs(u - near) < Math.abs(best - near) || (Math.abs(u - near) === Math.abs(best - near) && u > best)) best = u;
+    }
+  }
+  return best;
+}
+
+const check = new SequenceCheck('warm-up', () => boardSeq);
+let receivedCount = 0;
+// A persistent session, subscribed again on every connect (a broker killed with -9 may come
+// back without the subscription); retained copies (sent on subscribing) are not new messages.
+const watcher = await mqtt.connectAsync(broker.url, {
+  clientId: 'soak-watch',
+  clean: false,
+  protocolVersion: 5,
+  properties: { sessionExpiryInterval: 3600 },
+  reconnectPeriod: 200,
+  resubscribe: false,
+});
+const subscribe = () => watcher.subscribeAsync('homie/5/soak/seq/value', { qos: 1, rh: 1 }).catch(() => {});
+let watcherConnects = 0;
+watcher.on('connect', (connack) => {
+  // A broker that comes back without the subscriber's session (sessionPresent false) has lost
+  // what it had queued for it: that is the broker's loss, not the daemon's; said in the window.
+  if (watcherConnects++ > 0 && !connack.sessionPresent) check.note('the broker came back without the subscriber\'s session');
+  void subscribe();
+});
+let notANumber = 0;
+watcher.on('message', (_topic, payload, packet) => {
+  if (packet.retain) return;
+  const value = payload.length > 0 ? Number(payload.toString()) : NaN;
+  if (!Number.isInteger(value)) {
+    notANumber++;
+    return;
+  }
+  receivedCount++;
+  check.receive(value);
+});
+await subscribe();
+
+const daemon = spawn(process.execPath, [CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+onJsonLines<{ level: number; msg?: string; topic?: string; payload?: string }>(daemon.stdout!, (line) => {
+  if (line.msg === 'queued for the broker' && line.topic === 'homie/5/soak/seq/value') check.queued(Number(line.payload));
+  else if (line.level >= 40) process.stderr.write(`${JSON.stringify(line)}\n`);
+});
 const pid = daemon.pid!;
 const rss = () => Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)![1]) / 1024;
 const fds = () => readdirSync(`/proc/${pid}/fd`).length;
 
 await sleep(20_000); // warm-up
+check.open('no fault');
 const samples: Array<{ t: number; rss: number; fds: number; received: number }> = [];
 const started = Date.now();
 const sample = () => samples.push({ t: (Date.now() - started) / 1000, rss: rss(), fds: fds(), received: receivedCount });
@@ -63,9 +208,11 @@ const faults = [
     return 'half-open broker link for 12 s';
   },
   async () => {
+    boardFrozen = true;
     sim.device.setFrozen(true);
     await sleep(5000);
     sim.device.setFrozen(false);
+    boardFrozen = false;
     return 'board hung for 5 s';
   },
 ];
@@ -76,13 +223,16 @@ while (Date.now() < end) {
   await sleep(10_000);
   sample();
   if (Date.now() >= nextFault) {
+    check.open(['broker kill -9, back after 10 s', 'half-open broker link for 12 s', 'board hung for 5 s'][faultIndex % faults.length]!);
     const what = await faults[faultIndex++ % faults.length]!();
     process.stderr.write(`${((Date.now() - started) / 1000).toFixed(0)} s: ${what}\n`);
     nextFault += faultEveryS * 1000;
   }
 }
+clearInterval(stepper); // the board stops counting: everything up to boardSeq must arrive
 await sleep(15_000); // let the queue drain
 sample();
+check.finish();
 daemon.kill('SIGTERM');
 await new Promise((r) => daemon.once('exit', r));
 await watcher.endAsync();
@@ -98,4 +248,11 @@ console.log(`| metric | after warm-up | half-way | end |`);
 console.log(`| RSS MiB | ${first.rss.toFixed(0)} | ${mid.rss.toFixed(0)} | ${last.rss.toFixed(0)} |`);
 console.log(`| open fds | ${first.fds} | ${mid.fds} | ${last.fds} |`);
 console.log(`| messages received | ${first.received} | ${mid.received} | ${last.received} (${(last.received / ((last.t - first.t) || 1)).toFixed(0)}/s) |`);
-process.exit(0);
+console.log(`\nsequence from the board (${boardSeq} steps) through the daemon's outbox to the persistent subscriber, per fault (until the next one):`);
+console.log('| fault | board steps | queued by the daemon (not sampled) | received | lost | duplicated | reordered |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
+for (const w of check.windows) console.log(`| ${w.what}${w.notes.size ? ` (${[...w.notes].join('; ')})` : ''} | ${w.steps} | ${w.queued} (${Math.max(0, w.steps - w.queued)}) | ${w.received} | ${w.lost} | ${w.duplicated} | ${w.reordered} |`);
+const sum = (k: 'steps' | 'queued' | 'received' | 'lost' | 'duplicated' | 'reordered') => check.windows.reduce((t, w) => t + w[k], 0);
+console.log(`| total | ${sum('steps')} | ${sum('queued')} | ${sum('received')} | ${sum('lost')} | ${sum('duplicated')} | ${sum('reordered')} |`);
+if (notANumber > 0) console.log(`(${notANumber} messages were not a number and are not counted)`);
+process.exit(sum('lost') === 0 ? 0 : 1);

@@ -21,9 +21,12 @@ export class SensorComponent implements DeviceComponent {
   attach(context: ComponentContext): void {
     const pin = typeof this.settings.pin === 'number' ? `A${this.settings.pin - 14}` : this.settings.pin;
     const sensor = new five.Sensor({ pin, board: context.board, freq: this.settings.freq, threshold: this.settings.threshold });
-    sensor.on('change', () => {
-      this.value = sensor.value;
-      context.publish('value', String(sensor.value), 'telemetry');
+    // The value the change event carries (the filtered reading that crossed the threshold), not
+    // sensor.value: that is the newest raw sample, which may already be the next reading (then
+    // that one is published twice and this one never). @types/johnny-five omits the argument.
+    (sensor as unknown as NodeJS.EventEmitter).on('change', (value: number) => {
+      this.value = value;
+      context.publish('value', String(value), 'telemetry');
     });
   }
 

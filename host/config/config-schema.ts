@@ -114,6 +114,12 @@ export const deviceSchema = z
     port: portSchema,
     /** Default: 57600 (uno), 9600 (espruino). */
     baudRate: z.number().int().min(300).max(2_000_000).optional(),
+    /**
+     * Serial ports only. true (default): closing the port drops DTR, so each reopen (a
+     * reconnect, a daemon restart) resets an Arduino Uno. false: DTR stays up across close
+     * and reopen (termios -hupcl), no reset after the first open since plugging it in.
+     */
+    hupcl: z.boolean().default(true),
     keepalive: keepaliveSchema.default(() => keepaliveSchema.parse({})),
     /**
      * tcp:// bridges: socket options (see tcpSocketSchema), and whether a board `lost` with
@@ -126,6 +132,13 @@ export const deviceSchema = z
     components: z.array(componentSchema).default([]),
   })
   .superRefine((device, ctx) => {
+    if (!device.hupcl && /^tcp:\/\//i.test(device.port)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hupcl'],
+        message: 'hupcl applies to serial ports only: a tcp:// bridge holds the port itself (ser2net: set it in the bridge\'s serial options)',
+      });
+    }
     if (device.board === 'espruino' && device.components.length > 0) {
       ctx.addIssue({
         code: 'custom',

@@ -33,6 +33,8 @@ export interface GatewayDeviceOptions {
 export interface GatewayDeviceCounters {
   setsApplied: number;
   setsRejected: number;
+  /** Times its link was closed and reopened because its session was wedged (DeviceWedgeGuard). */
+  wedgeRecoveries: number;
 }
 
 /**
@@ -49,7 +51,7 @@ export class GatewayDevice {
   readonly id: string;
   readonly settings: DeviceSettings;
   readonly components: DeviceComponent[];
-  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0 };
+  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0, wedgeRecoveries: 0 };
   private readonly log: Logger;
   private parts: { link: DeviceLink; mqtt: BrokerSession; outbox: DurableOutbox; pump: OutboxPump } | null = null;
   private io: TetherIO | null = null;
@@ -205,14 +207,16 @@ export class GatewayDevice {
     };
     const { reopenOnLost, ...tcp } = settings.tcp;
     const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session, tcp, reopenOnLost };
-    if (settings.board !== 'espruino') return new DeviceLink(common);
-    // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
     const portLog = this.log.child({ port: settings.port });
+    // hupcl: false keeps DTR up across close and reopen (no Uno reset on a reconnect or restart).
+    const transport = () => createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog, hupcl: settings.hupcl });
+    if (settings.board !== 'espruino') return new DeviceLink(settings.hupcl ? common : { ...common, transportFactory: transport });
+    // The same session; only the framing differs: frames ride the REPL (espruino-repl-transport.ts).
     const logConsole = espruinoConsoleLogger(portLog);
     return new DeviceLink({
       ...common,
       transportFactory: () =>
-        new EspruinoReplTransport(createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog }), {
+        new EspruinoReplTransport(transport(), {
           onConsole: (text) => {
             logConsole(text); // the board's own errors at warn, the rest at debug
             this.options.events.emit('deviceConsole', this, text);

@@ -16,6 +16,7 @@ import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { createBrokerSession } from './create-broker-session.ts';
+import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
 import type { GatewayEventBus, GatewayEvents } from './gateway-events.ts';
 
@@ -23,6 +24,8 @@ export interface GatewayOptions {
   /** Where NOTIFY_SOCKET and WATCHDOG_USEC are read (default process.env; {} keeps systemd out). */
   env?: NodeJS.ProcessEnv;
   clock?: Clock & WallClock;
+  /** Overrides for the wedge guard's bounds (tests; defaults in DeviceWedgeGuard). */
+  wedgeGuard?: { wedgeGraceMs?: number; maxBackoffMs?: number };
 }
 
 /**
@@ -53,6 +56,8 @@ export class Gateway {
   private readonly teardown: Array<{ what: string; undo: () => Promise<void> }> = [];
   private stopping: Promise<void> | null = null;
   private readonly byId: Map<string, GatewayDevice>;
+  private guard: DeviceWedgeGuard | null = null;
+  private readonly guardOptions: GatewayOptions['wedgeGuard'];
 
   constructor(
     readonly config: TetherConfig,
@@ -62,6 +67,7 @@ export class Gateway {
     this.log = logger;
     this.clock = options.clock ?? systemClock;
     this.env = options.env ?? process.env;
+    this.guardOptions = options.wedgeGuard;
     this.devices = config.devices.map(
       (settings) =>
         new GatewayDevice({
@@ -113,6 +119,11 @@ export class Gateway {
   get pathKeepalive(): PathKeepalive {
     if (!this.path) throw new Error('the gateway has not started');
     return this.path;
+  }
+
+  /** Recovers wedged device sessions one by one (close and reopen the link); running once the devices are. */
+  get wedgeGuard(): DeviceWedgeGuard | null {
+    return this.guard;
   }
 
   /** The running extension of this class, if enabled. */
@@ -207,6 +218,22 @@ export class Gateway {
       await this.step('devices', async () => {
         for (const device of this.devices) await device.start();
         return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
+      });
+      await this.step('device wedge guard', async () => {
+        const guard = new DeviceWedgeGuard({
+          devices: () =>
+            this.devices.map((d) => ({ id: d.id, handshakeTimeoutMs: d.settings.keepalive.handshakeTimeoutMs, link: d.link })),
+          onRecovery: ({ id }) => this.byId.get(id)!.counters.wedgeRecoveries++,
+          clock: this.clock,
+          logger: log,
+          ...this.guardOptions,
+        });
+        this.guard = guard;
+        guard.start();
+        return async () => {
+          await guard.stop();
+          this.guard = null;
+        };
       });
     } catch (err) {
       log.error({ err: (err as Error).message }, `the gateway could not start: ${(err as Error).message}`);

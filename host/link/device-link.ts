@@ -200,6 +200,11 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     return this.session.state;
   }
 
+  /** True while the port is lent out (pause() until resume()). */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   /** The pin configuration and registers the host has set, as it will be replayed. */
   get record(): PinRecord {
     return this.tracker.record;

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { DeviceLinkStats } from '../link/device-link.ts';
 import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.ts';
+import { firmataDrops } from '../tether-io/link-port.ts';
 
 /**
  * tether's Prometheus metrics, in a Registry of their own (never prom-client's global one).
@@ -23,6 +24,8 @@ import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.t
  *   tether_outbox_journal_moved_aside_total      journals moved aside at recovery as unreadable (header damaged)
  *   tether_mqtt_set_applied_total          /set commands applied
  *   tether_mqtt_set_rejected_total         /set commands rejected (bad payload, unknown or read-only property)
+ *   tether_device_wedge_recoveries_total   links closed and reopened because the session was wedged (DeviceWedgeGuard)
+ *   tether_firmata_dropped_bytes_total     bytes from the board kept from firmata.js (a sysex longer than 4 KiB, or cut short)
  * Per MQTT session (label `client`, the client id; the gateway's and each board's):
  *   tether_broker_connected                1 while connected
  *   tether_broker_reconnects_total         successful connects after the first
@@ -55,7 +58,9 @@ export interface DeviceMetricsInput {
     /** What replay found when the journal was opened (DurableOutbox.recovery). */
     readonly recovery?: { readonly corrupt: number; readonly torn: number; readonly movedAside?: string };
   };
-  counters: { readonly setsApplied: number; readonly setsRejected: number };
+  counters: { readonly setsApplied: number; readonly setsRejected: number; readonly wedgeRecoveries?: number };
+  /** Bytes kept from firmata.js so far (FirmataSysexCap); 0 when omitted. */
+  firmataDroppedBytes?(): number;
   /** Calls `listener` with each heartbeat RTT in ms; returns the unsubscribe function. */
   onRtt(listener: (ms: number) => void): () => void;
 }
@@ -173,6 +178,12 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
   counter(registers, 'tether_mqtt_set_rejected_total', 'MQTT /set commands rejected (bad payload, unknown or read-only property)', ['device'], (set) => {
     for (const d of source.devices()) set({ device: d.id }, d.counters.setsRejected);
   });
+  counter(registers, 'tether_device_wedge_recoveries_total', 'Links closed and reopened because the device session was wedged', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.counters.wedgeRecoveries ?? 0);
+  });
+  counter(registers, 'tether_firmata_dropped_bytes_total', 'Bytes from the device kept from firmata.js (a sysex over 4 KiB, or cut short)', ['device'], (set) => {
+    for (const d of source.devices()) set({ device: d.id }, d.firmataDroppedBytes?.() ?? 0);
+  });
   gauge(registers, 'tether_broker_connected', '1 while the MQTT session is connected', ['client'], (set) => {
     for (const b of source.brokers()) set({ client: b.client }, b.connected ? 1 : 0);
   });
@@ -260,6 +271,7 @@ export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource
         stats: () => d.link.stats(),
         outbox: d.outbox,
         counters: d.counters,
+        firmataDroppedBytes: () => firmataDrops(d.link).droppedBytes,
         onRtt: (listener) => {
           d.link.on('rtt', listener);
           return () => d.link.off('rtt', listener);

@@ -12,6 +12,8 @@ export interface GatewayView {
   readonly config: Pick<TetherConfig, 'broker' | 'devices'>;
   readonly mqtt: Pick<BrokerSession, 'clientId' | 'connected'>;
   readonly devices: ReadonlyArray<Pick<GatewayDevice, 'id' | 'mqtt' | 'link'>>;
+  /** Device recoveries in flight (the gateway's DeviceWedgeGuard); none when absent. */
+  readonly wedgeGuard?: { readonly recovering: Array<{ id: string; startedAt: number }> } | null;
 }
 
 /** Every distinct MQTT session: the gateway's and each board's (one in shared-session mode). */
@@ -22,16 +24,9 @@ export function brokerSessions(gateway: GatewayView): Array<Pick<BrokerSession, 
 }
 
 export function gatewayHealthSources(gateway: GatewayView): HealthSources {
-  const handshake = new Map(gateway.config.devices.map((d) => [d.id, d.keepalive.handshakeTimeoutMs]));
   return {
     brokers: () => brokerSessions(gateway).map((s) => ({ name: s.clientId, connected: s.connected })),
-    devices: () =>
-      gateway.devices.map((d) => ({
-        id: d.id,
-        state: d.link.state,
-        lostDeadline: d.link.session.lostDeadline,
-        handshakeTimeoutMs: handshake.get(d.id) ?? 3000,
-      })),
+    recoveries: () => gateway.wedgeGuard?.recovering ?? [],
   };
 }
 
@@ -78,8 +73,8 @@ export function createGatewayWatchdog(gateway: GatewayView, logger: Logger, opti
     ...options.health,
   });
   logger.info(
-    { socket: notifier.socketPath, via: notifier.via, brokerDownBoundMs: monitor.brokerDownBoundMs, maxLagMs: monitor.maxLagMs, wedgeGraceMs: monitor.wedgeGraceMs },
-    `systemd: notifying ${notifier.socketPath} via ${notifier.via ?? 'nothing (no helper found)'}`,
+    { socket: notifier.socketPath, via: notifier.via, pid: process.pid, brokerDownBoundMs: monitor.brokerDownBoundMs, maxLagMs: monitor.maxLagMs, recoveryTimeoutMs: monitor.recoveryTimeoutMs },
+    `systemd: notifying ${notifier.socketPath} via ${notifier.via ?? 'nothing (no way to send found)'}`,
   );
   return new SystemdWatchdog({ notifier, health: monitor, status: () => gatewayStatusLine(gateway), env, clock: options.clock, logger });
 }

@@ -1,30 +1,38 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
+import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { systemClock, type Clock } from '../time/clock.ts';
 
 /**
- * sd_notify(3) for Node without native code.
+ * sd_notify(3) for Node.
  *
  * systemd hands a Type=notify service a unix DATAGRAM socket in `$NOTIFY_SOCKET` (a path, or
- * an abstract name starting with '@'). Node's `dgram` has no unix datagram sockets and native
- * addons cannot be built here, so each message is sent by a short-lived helper process:
+ * an abstract name starting with '@'). Node's `dgram` has no unix datagram sockets, so:
  *
- * - `systemd-notify --pid=<our pid> VAR=VALUE...` when it is on PATH (it ships with systemd).
- *   It sends with SCM_CREDENTIALS naming our pid when it may (root), else its own, and then
- *   waits for the manager to have processed the message (sd_notify_barrier, up to 5 s), so the
- *   message is not dropped because the sender exited before systemd looked at its cgroup.
- *   Because the sender may be the helper, not the main process, the unit needs NotifyAccess=all.
- *   `--pid` also sends MAINPID=<our pid>, which is right when node is what ExecStart runs.
- * - else `socat -u - UNIX-SENDTO:<path>` (ABSTRACT-SENDTO for '@' names) with the message on
- *   stdin. socat has no barrier: with a non-root User= the manager may find the sender gone
- *   (systemd-notify is the better helper).
+ * - `unix-dgram` (an optional dependency, a small native addon built by node-gyp at install):
+ *   the daemon sends each datagram itself, from its own pid, with no child process. systemd
+ *   then accepts it with `NotifyAccess=main` (the kernel gives the manager our credentials:
+ *   it sets SO_PASSCRED on the notify socket). This is the way used whenever the addon loads
+ *   and the socket is a path (systemd's own `/run/systemd/notify` is one). One socket is made
+ *   per message and closed at once, so nothing stays open between messages.
+ * - Fallbacks, with a warning that the unit then needs `NotifyAccess=all` (the sender is not
+ *   the main process): the addon did not build, or the socket is abstract ('@name':
+ *   unix-dgram copies the path with strncpy and cannot address one). A helper process per
+ *   message:
+ *   - `systemd-notify --pid=<our pid> VAR=VALUE...` when it is on PATH (it ships with systemd).
+ *     It sends with SCM_CREDENTIALS naming our pid when it may (root), else its own, and then
+ *     waits for the manager to have processed the message (sd_notify_barrier, up to 5 s).
+ *     `--pid` also sends MAINPID=<our pid>, which is right when node is what ExecStart runs.
+ *   - else `socat -u - UNIX-SENDTO:<path>` (ABSTRACT-SENDTO for '@' names) with the message on
+ *     stdin. socat has no barrier: with a non-root User= the manager may find the sender gone.
  *
- * Nothing here blocks the event loop: one helper process at a time, and requests made while one
- * is running are coalesced into the next message (READY and STOPPING are kept, the newest
- * STATUS wins, any number of WATCHDOG requests become one). Failures are logged once (then at
- * debug until a send works again) and never thrown. Without NOTIFY_SOCKET everything is a no-op.
+ * Nothing here blocks the event loop: one send at a time, and requests made while one is in
+ * flight are coalesced into the next message (READY and STOPPING are kept, the newest STATUS
+ * wins, any number of WATCHDOG requests become one). Failures are logged once (then at debug
+ * until a send works again) and never thrown. Without NOTIFY_SOCKET everything is a no-op.
  */
 
 /** Sends one datagram (the `\n`-separated assignments); rejects when it could not. */
@@ -34,8 +42,10 @@ export interface SdNotifyOptions {
   /** Default: `env.NOTIFY_SOCKET`. Empty or unset: every call is a no-op. */
   socketPath?: string;
   env?: NodeJS.ProcessEnv;
-  /** How a message is sent (default: a helper process, see helperSender()). For tests. */
+  /** How a message is sent (default: defaultSender()). For tests. */
   send?: NotifySend;
+  /** For tests: how the unix-dgram addon is loaded (default: require('unix-dgram')). */
+  loadUnixDgram?: () => UnixDgramModule;
   /** Our pid, for systemd-notify --pid (default process.pid). */
   pid?: number;
   logger?: Logger;
@@ -53,7 +63,7 @@ const empty = (): NotifyFields => ({ ready: false, stopping: false, watchdog: fa
 export class SdNotify {
   /** NOTIFY_SOCKET, or null when not under systemd (then nothing is ever sent). */
   readonly socketPath: string | null;
-  /** What sends: 'systemd-notify', 'socat', 'custom', or null (disabled or no helper found). */
+  /** What sends: 'unix-dgram' (the daemon itself), 'systemd-notify', 'socat', 'custom', or null (disabled or nothing found). */
   readonly via: string | null;
   private readonly sendFn: NotifySend | null;
   private readonly log: Logger;
@@ -74,13 +84,24 @@ export class SdNotify {
       this.sendFn = options.send;
       this.via = 'custom';
     } else {
+      const direct = datagramSender(this.socketPath, options.loadUnixDgram);
+      if ('send' in direct) {
+        this.sendFn = direct.send;
+        this.via = direct.via;
+        return;
+      }
       const helper = helperSender(this.socketPath, { pid: options.pid ?? process.pid, env });
       this.sendFn = helper?.send ?? null;
       this.via = helper?.via ?? null;
-      if (!helper) {
+      if (helper) {
+        this.log.warn(
+          { socket: this.socketPath, via: helper.via, why: direct.unavailable },
+          `sd_notify through ${helper.via}, a process per message (${direct.unavailable}): the unit needs NotifyAccess=all instead of main`,
+        );
+      } else {
         this.log.error(
-          { socket: this.socketPath },
-          'NOTIFY_SOCKET is set but neither systemd-notify nor socat is on PATH: cannot notify systemd (install systemd or socat)',
+          { socket: this.socketPath, why: direct.unavailable },
+          `NOTIFY_SOCKET is set but ${direct.unavailable}, and neither systemd-notify nor socat is on PATH: cannot notify systemd`,
         );
       }
     }
@@ -164,6 +185,79 @@ export function format(p: NotifyFields): string {
   if (p.status !== null) lines.push(`STATUS=${p.status}`);
   if (p.watchdog) lines.push('WATCHDOG=1');
   return lines.join('\n');
+}
+
+/** What tether uses of the `unix-dgram` package (it has no type definitions of its own). */
+export interface UnixDgramModule {
+  createSocket(type: 'unix_dgram'): UnixDgramSocket;
+}
+
+interface UnixDgramSocket {
+  send(buf: Buffer, offset: number, length: number, path: string, callback: (err?: Error) => void): void;
+  close(): void;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+const requireHere = createRequire(import.meta.url);
+
+function requireUnixDgram(): UnixDgramModule {
+  return requireHere('unix-dgram') as UnixDgramModule;
+}
+
+/**
+ * A sender that writes the datagram from this process (unix-dgram), or why it cannot: the
+ * addon is not installed or did not build, or the socket is abstract.
+ */
+export function datagramSender(
+  socketPath: string,
+  load: () => UnixDgramModule = requireUnixDgram,
+): { send: NotifySend; via: 'unix-dgram' } | { unavailable: string } {
+  if (socketPath.startsWith('@')) return { unavailable: `NOTIFY_SOCKET ${socketPath} is abstract, which unix-dgram cannot address` };
+  let dgram: UnixDgramModule;
+  try {
+    dgram = load();
+  } catch (err) {
+    const text = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    return { unavailable: `the optional package unix-dgram is not available (${text})` };
+  }
+  return {
+    via: 'unix-dgram',
+    send: (message) =>
+      new Promise<void>((resolve, reject) => {
+        let socket: UnixDgramSocket;
+        try {
+          socket = dgram.createSocket('unix_dgram');
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+        socket.on('error', () => {}); // errors come through the callback
+        const buf = Buffer.from(message, 'utf8');
+        // The datagram is queued in the kernel when send() returns (the callback runs inside it):
+        // closing right after loses nothing.
+        let result: Error | undefined;
+        try {
+          socket.send(buf, 0, buf.length, socketPath, (err) => (result = err));
+        } catch (err) {
+          result = err instanceof Error ? err : new Error(String(err));
+        }
+        try {
+          socket.close();
+        } catch {
+          // already closed
+        }
+        if (result) reject(new Error(`sendto ${socketPath} failed: ${errnoName(result)}`));
+        else resolve();
+      }),
+  };
+}
+
+/** unix-dgram's errors carry a negative errno ("send -111"): name it (ECONNREFUSED). */
+function errnoName(err: Error): string {
+  const code = Number((err as { code?: unknown }).code);
+  if (!Number.isInteger(code)) return err.message;
+  const name = Object.entries(osConstants.errno).find(([, v]) => v === -code)?.[0];
+  return name ? `${name} (${err.message})` : err.message;
 }
 
 /** First executable `name` on `PATH`, or null. */

@@ -61,9 +61,10 @@ export function watchdogSetting(env: NodeJS.ProcessEnv, pid: number): WatchdogSe
 /**
  * Talks to systemd for a Type=notify service: READY=1 once started, STATUS=<one line> on
  * changes (rate-limited), WATCHDOG=1 every WATCHDOG_USEC / 2 but only while the health check
- * says healthy, STOPPING=1 on shutdown. A daemon that is alive but stuck stops sending
- * WATCHDOG=1 and systemd restarts it (Restart=on-watchdog); one that is blocked for good sends
- * nothing anyway.
+ * says healthy, STOPPING=1 on shutdown. Healthy means "a restart would not help": only a
+ * daemon that is alive but stuck (event loop, an internal invariant) stops sending WATCHDOG=1
+ * and is restarted by systemd; a broker outage or a wedged device is a note in STATUS (see
+ * HealthMonitor). One that is blocked for good sends nothing anyway.
  */
 export class SystemdWatchdog {
   readonly watchdog: WatchdogSetting;
@@ -82,6 +83,8 @@ export class SystemdWatchdog {
   private lastStatus: string | null = null;
   private lastStatusAt = -Infinity;
   private unhealthy: string[] | null = null;
+  /** Degraded, not a restart's business (the latest check's notes). */
+  private notes: string[] = [];
   private pings = 0;
   private withheld = 0;
 
@@ -147,6 +150,7 @@ export class SystemdWatchdog {
     this.pingTimer = null;
     if (this.state !== 'running' || !this.watchdog.enabled) return;
     const report = this.health.check();
+    this.noteChanges(report.notes ?? []);
     if (report.healthy) {
       this.pings++;
       this.notifier.watchdog();
@@ -188,8 +192,14 @@ export class SystemdWatchdog {
     } catch (err) {
       text = `status unavailable: ${err instanceof Error ? err.message : String(err)}`;
     }
-    const reasons = this.unhealthy ?? (this.watchdog.enabled ? null : this.currentReasons());
+    let reasons = this.unhealthy;
+    if (!this.watchdog.enabled) {
+      const report = this.health.check();
+      reasons = report.reasons;
+      this.notes = report.notes ?? [];
+    }
     if (reasons && reasons.length > 0) text += `; UNHEALTHY: ${reasons.join('; ')}`;
+    if (this.notes.length > 0) text += `; ${this.notes.join('; ')}`;
     if (text === this.lastStatus) return;
     const now = this.clock.now();
     if (!urgent && now - this.lastStatusAt < this.statusMinIntervalMs) return; // a later poll sends it
@@ -198,8 +208,15 @@ export class SystemdWatchdog {
     this.notifier.status(text);
   }
 
-  /** Without a watchdog nobody samples health for pings: the status line still tells. */
-  private currentReasons(): string[] {
-    return this.health.check().reasons;
+  /** Notes (broker unreachable, a device being recovered) are logged when they change, never withhold WATCHDOG=1. */
+  private noteChanges(notes: string[]): void {
+    const key = (n: string[]) => n.map((x) => x.replace(/\d+ s\b/g, 'N s')).join('\n');
+    if (key(notes) === key(this.notes)) {
+      this.notes = notes;
+      return;
+    }
+    if (notes.length > 0) this.log.warn({ notes }, `degraded, WATCHDOG=1 continues (a restart would not help): ${notes.join('; ')}`);
+    else this.log.info({}, 'no longer degraded');
+    this.notes = notes;
   }
 }

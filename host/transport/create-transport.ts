@@ -11,6 +11,8 @@ export type Target = { kind: 'tcp'; host: string; port: number } | { kind: 'seri
 export interface CreateTransportOptions {
   /** Serial only. */
   baudRate?: number;
+  /** Serial only: false keeps DTR up when the port closes (see SerialTransportOptions.hupcl). */
+  hupcl?: boolean;
   /** TCP only. */
   connectTimeoutMs?: number;
   /** TCP only. */
@@ -95,5 +97,5 @@ export function createTransport(target: string, options: CreateTransportOptions 
       clock: options.clock,
     });
   }
-  return new SerialTransport(parsed.path, { baudRate: options.baudRate, logger: options.logger });
+  return new SerialTransport(parsed.path, { baudRate: options.baudRate, logger: options.logger, hupcl: options.hupcl });
 }

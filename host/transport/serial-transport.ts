@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { SerialPort } from 'serialport';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { clearHupcl } from './clear-hupcl.ts';
 import { TransportError, type Transport, type TransportEvents } from './transport.ts';
 
 export interface SerialTransportOptions {
@@ -17,6 +18,13 @@ export interface SerialTransportOptions {
    */
   presenceCheckMs?: number;
   clock?: Clock;
+  /**
+   * Default true: closing the port drops DTR (termios HUPCL), as a tty does by default, and an
+   * Arduino Uno resets on the next open. false: HUPCL is cleared before each open (clearHupcl)
+   * and serialport opens with hupcl: false, so DTR stays up across close and reopen and the
+   * board is not reset again (the first open after plugging it in still resets it).
+   */
+  hupcl?: boolean;
 }
 
 export const DEFAULT_BAUD_RATE = 57600;
@@ -37,6 +45,7 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
   private readonly logger: Logger;
   private readonly presenceCheckMs: number;
   private readonly clock: Clock;
+  private readonly hupcl: boolean;
   private presenceTimer: TimerHandle | null = null;
   /** The device number the path had at open; a different one later means another device. */
   private deviceId: number | null = null;
@@ -64,6 +73,7 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
     }
     this.presenceCheckMs = presenceCheckMs;
     this.clock = options.clock ?? systemClock;
+    this.hupcl = options.hupcl ?? true;
     this.baudRate = baudRate;
     this.description = `${path} @ ${baudRate} baud`;
     this.logger = (options.logger ?? silentLogger).child({ transport: this.description });
@@ -78,8 +88,13 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
       return Promise.reject(new TransportError('invalid', `${this.description}: open() called twice; make a new transport to reopen`));
     }
     this.state = 'opening';
-    this.opening = this.devicePresent().then((id) => {
+    this.opening = this.devicePresent().then(async (id) => {
       this.deviceId = id;
+      if (!this.hupcl) {
+        await clearHupcl(this.path).catch((err: Error) =>
+          this.logger.warn({ err: err.message }, `could not keep DTR up on close (${err.message}): closing ${this.path} will reset an Uno`),
+        );
+      }
       return this.openPort();
     });
     return this.opening;
@@ -94,7 +109,7 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
       }
       let port: SerialPort;
       try {
-        port = new SerialPort({ path: this.path, baudRate: this.baudRate, autoOpen: false });
+        port = new SerialPort({ path: this.path, baudRate: this.baudRate, autoOpen: false, hupcl: this.hupcl });
       } catch (err) {
         this.state = 'closed';
         reject(new TransportError('invalid', `cannot open ${this.path}: ${errorMessage(err)}`, err));

@@ -37,11 +37,12 @@ export class DaemonProcess {
     return this.child?.pid;
   }
 
-  /** `env` is added to this process's environment for the daemon. */
-  start(options: { env?: Record<string, string> } = {}): void {
+  /** `env` is added to this process's environment for the daemon; `wrapper` runs it (e.g. a sandbox that execs its arguments). */
+  start(options: { env?: Record<string, string>; wrapper?: string[] } = {}): void {
     writeFileSync(this.configPath, stringify(this.config));
     const env = options.env ? { ...process.env, ...options.env } : undefined;
-    const child = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env });
+    const [file, ...args] = [...(options.wrapper ?? []), process.execPath, CLI, 'daemon', '--config', this.configPath];
+    const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env });
     this.child = child;
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));

@@ -3,7 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
-import { findExecutable, format, helperSender, SdNotify, socatAddress } from '../../host/systemd/sd-notify.ts';
+import { datagramSender, findExecutable, format, helperSender, SdNotify, socatAddress } from '../../host/systemd/sd-notify.ts';
+
+const noAddon = (): never => {
+  throw new Error("Cannot find module 'unix-dgram'\nRequire stack: ...");
+};
 
 /** A sender whose sends finish only when the test says so. */
 function fakeSender() {
@@ -124,9 +128,38 @@ describe('SdNotify', () => {
     expect(helperSender('/x', { pid: 1, env: { PATH: join(dir, 'none') } })).toBeNull();
 
     const log = new RecordingLogger();
-    const n = new SdNotify({ env: { NOTIFY_SOCKET: '/x', PATH: join(dir, 'none') }, logger: log });
+    const n = new SdNotify({ env: { NOTIFY_SOCKET: '/x', PATH: join(dir, 'none') }, logger: log, loadUnixDgram: noAddon });
     expect(n.enabled).toBe(false);
-    expect(log.records.filter((r) => r.level === 'error').map((r) => r.msg)).toEqual([expect.stringMatching(/neither systemd-notify nor socat/)]);
+    expect(log.records.filter((r) => r.level === 'error').map((r) => r.msg)).toEqual([
+      expect.stringMatching(/unix-dgram is not available.*neither systemd-notify nor socat/),
+    ]);
+  });
+
+  it('sends from the daemon itself with unix-dgram; falls back to a helper (and says NotifyAccess=all) without the addon or for an abstract socket', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-sdnotify-'));
+    writeFileSync(join(dir, 'systemd-notify'), '#!/bin/sh\n');
+    chmodSync(join(dir, 'systemd-notify'), 0o755);
+    const env = { PATH: dir };
+    expect(new SdNotify({ env: { ...env, NOTIFY_SOCKET: '/run/systemd/notify' } }).via).toBe('unix-dgram');
+
+    for (const [socket, addon, why] of [
+      ['/run/systemd/notify', noAddon, /unix-dgram is not available \(Cannot find module 'unix-dgram'\)/],
+      ['@/org/freedesktop/systemd1/notify', undefined, /is abstract/],
+    ] as const) {
+      const log = new RecordingLogger();
+      const n = new SdNotify({ env: { ...env, NOTIFY_SOCKET: socket }, logger: log, loadUnixDgram: addon });
+      expect(n.via).toBe('systemd-notify');
+      const warning = log.records.find((r) => r.level === 'warn')!;
+      expect(warning.msg).toMatch(/NotifyAccess=all/);
+      expect(String((warning.obj as { why?: unknown }).why)).toMatch(why);
+    }
+    expect(datagramSender('@abs')).toEqual({ unavailable: expect.stringMatching(/abstract/) });
+  });
+
+  it('unix-dgram: a send to a socket nobody listens on fails with its errno name', async () => {
+    const sender = datagramSender(join(mkdtempSync(join(tmpdir(), 'tether-sdnotify-')), 'absent.sock'));
+    if (!('send' in sender)) throw new Error(sender.unavailable);
+    await expect(sender.send('WATCHDOG=1')).rejects.toThrow(/sendto .*absent\.sock failed: ENOENT/);
   });
 
   it('a helper that hangs is killed after its timeout', async () => {

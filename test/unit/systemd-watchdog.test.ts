@@ -36,7 +36,7 @@ function setup(env: NodeJS.ProcessEnv = { WATCHDOG_USEC: '2000000', WATCHDOG_PID
   const clock = new ManualClock();
   const notifier = new FakeNotifier(clock);
   const health = {
-    report: { healthy: true, reasons: [], lagMs: 0, brokersDown: [], wedged: [] } as HealthReport,
+    report: { healthy: true, reasons: [], notes: [], lagMs: 0, brokersDown: [], recovering: [] } as HealthReport,
     started: 0,
     stopped: 0,
     check() {
@@ -51,6 +51,7 @@ function setup(env: NodeJS.ProcessEnv = { WATCHDOG_USEC: '2000000', WATCHDOG_PID
   };
   const sick = (reason: string) => (health.report = { ...health.report, healthy: false, reasons: [reason] });
   const well = () => (health.report = { ...health.report, healthy: true, reasons: [] });
+  const note = (...notes: string[]) => (health.report = { ...health.report, notes });
   let status = '1 device: 1 ready; broker connected';
   const log = new RecordingLogger();
   const watchdog = new SystemdWatchdog({
@@ -64,7 +65,7 @@ function setup(env: NodeJS.ProcessEnv = { WATCHDOG_USEC: '2000000', WATCHDOG_PID
     statusPollMs: 1000,
     statusMinIntervalMs: 5000,
   });
-  return { clock, notifier, health, sick, well, watchdog, log, setStatus: (s: string) => (status = s) };
+  return { clock, notifier, health, sick, well, note, watchdog, log, setStatus: (s: string) => (status = s) };
 }
 
 describe('watchdogSetting', () => {
@@ -103,7 +104,7 @@ describe('SystemdWatchdog', () => {
     const { clock, notifier, watchdog, sick, well, log } = setup();
     watchdog.start();
     clock.advance(2000);
-    sick('broker session tether-gw down for 5 s > 2.5 s');
+    sick('event loop lag 1500 ms > 1000 ms');
     clock.advance(6000);
     well();
     clock.advance(2000);
@@ -112,11 +113,32 @@ describe('SystemdWatchdog', () => {
     const statuses = notifier.statuses().map((s) => [s.at, s.what]);
     expect(statuses).toEqual([
       [0, 'STATUS=1 device: 1 ready; broker connected'],
-      [3000, 'STATUS=1 device: 1 ready; broker connected; UNHEALTHY: broker session tether-gw down for 5 s > 2.5 s'],
+      [3000, 'STATUS=1 device: 1 ready; broker connected; UNHEALTHY: event loop lag 1500 ms > 1000 ms'],
       [9000, 'STATUS=1 device: 1 ready; broker connected'],
     ]);
     expect(log.records.filter((r) => r.level === 'error').map((r) => r.msg)).toEqual([expect.stringMatching(/withholding WATCHDOG=1/)]);
     expect(log.records.some((r) => /healthy again/.test(r.msg ?? ''))).toBe(true);
+  });
+
+  it('notes (broker unreachable, a device being recovered) go into STATUS and the log, and WATCHDOG=1 never stops for them', () => {
+    const { clock, notifier, watchdog, note, log, setStatus } = setup();
+    watchdog.start();
+    clock.advance(2000);
+    setStatus('1 device: 1 ready; broker disconnected');
+    note('broker session tether-gw down for 70 s (outbox keeps messages)');
+    clock.advance(60_000);
+    note();
+    setStatus('1 device: 1 ready; broker connected');
+    clock.advance(10_000);
+    expect(notifier.times('WATCHDOG=1')).toHaveLength(73);
+    expect(watchdog.counts.withheld).toBe(0);
+    expect(notifier.statuses().map((s) => s.what)).toEqual([
+      'STATUS=1 device: 1 ready; broker connected',
+      'STATUS=1 device: 1 ready; broker disconnected; broker session tether-gw down for 70 s (outbox keeps messages)',
+      'STATUS=1 device: 1 ready; broker connected',
+    ]);
+    expect(log.records.filter((r) => r.level === 'warn').map((r) => r.msg)).toEqual([expect.stringMatching(/^degraded, WATCHDOG=1 continues/)]);
+    expect(log.records.filter((r) => r.level === 'error')).toEqual([]);
   });
 
   it('STATUS goes out on changes, at most one per statusMinIntervalMs, the newest text winning', () => {
