@@ -30,7 +30,7 @@ describe('a tcp:// peer flooding the daemon with non-tether bytes', () => {
       gateway: { id: 'gw' },
       broker: { embeddedPort: 0 },
       metrics: { port: 0 },
-      devices: [{ id: 'flooded', port: `tcp://127.0.0.1:${port}`, keepalive: { intervalMs: 500, misses: 3 }, components: [{ type: 'led', id: 'status', pin: 13 }] }],
+      devices: [{ id: 'flooded', port: `tcp://127.0.0.1:${port}`, tcp: { reopenOnLost: false }, keepalive: { intervalMs: 500, misses: 3 }, components: [{ type: 'led', id: 'status', pin: 13 }] }],
     });
     daemon.start();
     try {
