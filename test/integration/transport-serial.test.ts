@@ -85,7 +85,9 @@ describe('SerialTransport on a pty (real serialport)', () => {
   it("unplugging the device (pty closed) ends the transport with close 'closed'", async () => {
     const board = device();
     await board.open();
-    const t = new SerialTransport(board.linkPath, { presenceCheckMs: 0 }); // serialport's own detection only
+    // serialport's own hangup detection; the presence check (1 s) only as a backstop for the race in
+    // which serialport has not started waiting for input yet when the pty closes.
+    const t = new SerialTransport(board.linkPath, { presenceCheckMs: 1000 });
     await t.open();
     let got = '';
     t.on('data', (d) => (got += d.toString()));
