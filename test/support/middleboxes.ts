@@ -1,3 +1,4 @@
+import { canConnect } from './can-connect.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -49,16 +50,6 @@ function requireTool(tool: string, apt: string): string {
   return found;
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host: '127.0.0.1' });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 async function spawnUntilListening(binary: string, args: string[], port: number, what: string, dir: string): Promise<Middlebox> {
   let output = '';
