@@ -102,8 +102,15 @@ describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) 
     expect(warnings.length).toBeLessThanOrEqual(1);
 
     // Cleared as the warning says, and a fresh command moves the relay again.
+    // (Aedes now and then hands a live subscriber a plain publish with the retain flag set, which
+    // is ignored as retained: the fresh command is sent again until one arrives as fresh; noted on issue 11.)
     await client.publishAsync(relayTopic, '', { qos: 1, retain: true });
-    await client.publishAsync(relayTopic, 'true', { qos: 1 });
-    await waitFor(() => uno.digitalOutput(8) === true, { what: 'uno.digitalOutput(8) toBe true', timeoutMs: 10_000 });
+    await waitFor(
+      async () => {
+        await client.publishAsync(relayTopic, 'true', { qos: 1 });
+        return uno.digitalOutput(8) === true;
+      },
+      { what: 'uno.digitalOutput(8) toBe true', timeoutMs: 10_000, intervalMs: 500 },
+    );
   });
 });
