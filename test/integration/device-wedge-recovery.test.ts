@@ -1,7 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../support/wait-for.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -51,7 +52,7 @@ describe('a wedged device session under a (test) systemd', () => {
     const device = gateway.devices[0]!;
     const msgs = () => log.records.map((r) => r.msg ?? '');
     try {
-      await vi.waitFor(() => expect(device.link.state).toBe('ready'), { timeout: 10_000, interval: 50 });
+      await eventually(() => expect(device.link.state).toBe('ready'), { timeoutMs: 10_000, intervalMs: 50 });
       const from = performance.now();
 
       // The wedge: the session hears nothing more and its lost deadline never fires.
@@ -63,20 +64,20 @@ describe('a wedged device session under a (test) systemd', () => {
       const wedgedAt = performance.now();
 
       // Past its lost deadline (600 ms) + the grace (2 s): reopened, counted, logged.
-      await vi.waitFor(() => expect(msgs().some((m) => /^device dev-a wedged in ready \(\d+ s past its lost bound\): closing and reopening its link \(recovery 1\)$/.test(m))).toBe(true), {
-        timeout: 10_000,
-        interval: 50,
+      await eventually(() => expect(msgs().some((m) => /^device dev-a wedged in ready \(\d+ s past its lost bound\): closing and reopening its link \(recovery 1\)$/.test(m))).toBe(true), {
+        timeoutMs: 10_000,
+        intervalMs: 50,
       });
       const recoveredAt = performance.now();
       console.log(`wedged session recovered ${Math.round(recoveredAt - wedgedAt)} ms after the wedge`);
-      await vi.waitFor(() => expect(msgs()).toContain('device dev-a: link reopened'), { timeout: 5000, interval: 50 });
+      await eventually(() => expect(msgs()).toContain('device dev-a: link reopened'), { timeoutMs: 5000, intervalMs: 50 });
       expect(device.counters.wedgeRecoveries).toBe(1);
 
 
       // The fault goes away: the next handshake completes and the device is ready again.
       delete (session as Partial<SessionInternals>).receive; // the prototype's
       session.checkDeadline = checkDeadline;
-      await vi.waitFor(() => expect(device.link.state).toBe('ready'), { timeout: 15_000, interval: 50 });
+      await eventually(() => expect(device.link.state).toBe('ready'), { timeoutMs: 15_000, intervalMs: 50 });
       const recoveries = device.counters.wedgeRecoveries;
 
       const metrics = gateway.extension(MetricsExtension)!.url!;

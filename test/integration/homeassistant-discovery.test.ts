@@ -1,7 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../support/wait-for.ts';
 import { BoardOnTcp } from '../../emulator/avr/board-on-tcp.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -62,7 +63,7 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     // the newer live one (it reads its retained store before the newer one lands), which would
     // leave this model (and a real Home Assistant) with a stale `$state`. Mosquitto does not.
     const device = gateway.devices[0]!;
-    await vi.waitFor(() => expect(device.link.state === 'ready' && device.outbox.size === 0).toBe(true), { timeout: 30_000, interval: 50 });
+    await eventually(() => expect(device.link.state === 'ready' && device.outbox.size === 0).toBe(true), { timeoutMs: 30_000, intervalMs: 50 });
     ha = await FakeHomeAssistant.connect(gateway.brokerUrl);
   }, 60_000);
 
@@ -74,13 +75,13 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
   });
 
   it('publishes a valid config for every component and keepalive entity; the board device carries its firmware from HELLO', async () => {
-    await vi.waitFor(
+    await eventually(
       () => {
         expect(ha.invalid).toEqual([]);
         expect(ha.entities.size).toBe(13); // the gateway's one + 4 components + 8 keepalive
         expect(uid('pump_closed').config.device?.sw_version).toMatch(/^tether \d+\.\d+$/);
       },
-      { timeout: 20_000, interval: 50 },
+      { timeoutMs: 20_000, intervalMs: 50 },
     );
     const kinds = [...ha.entities.values()].map((e) => `${e.component}:${e.config.unique_id}`).sort();
     expect(kinds).toEqual(
@@ -106,36 +107,36 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     expect(uid('pump_closed').config.device).toMatchObject({ name: 'Bench Uno', manufacturer: 'Arduino', via_device: 'tether_gw-ha' });
     expect(ha.byUniqueId('tether_gw-ha_connectivity').config.device).toMatchObject({ identifiers: ['tether_gw-ha'], name: 'HA gateway' });
     // Ready: every entity available, connectivity on, values from the retained Homie topics.
-    await vi.waitFor(
+    await eventually(
       () => {
         for (const e of ha.entities.values()) expect({ id: e.config.unique_id, available: e.availability.available }).toMatchObject({ available: true });
         expect(binaryState(uid('connectivity').config, uid('connectivity').state ?? '', 'unknown')).toBe('on');
         expect(uid('pump_closed').state).toBe('false');
         expect(uid('tether_rtt').state).toMatch(/^\d+\.\d$/);
       },
-      { timeout: 10_000, interval: 50 },
+      { timeoutMs: 10_000, intervalMs: 50 },
     );
   });
 
   it('commands from Home Assistant go through the /set validation: ON/OFF as configured move the relay, a bad payload changes nothing', async () => {
     const uno = board.uno;
     const device = gateway.devices[0]!;
-    await vi.waitFor(() => expect(device.board?.isReady).toBe(true), { timeout: 20_000, interval: 50 });
+    await eventually(() => expect(device.board?.isReady).toBe(true), { timeoutMs: 20_000, intervalMs: 50 });
     const pump = uid('pump_closed');
     await ha.command(pump, true);
-    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(true), { timeout: 10_000, interval: 20 });
-    await vi.waitFor(() => expect(uid('pump_closed').state).toBe('true'), { timeout: 10_000, interval: 20 });
+    await eventually(() => expect(uno.digitalOutput(8)).toBe(true), { timeoutMs: 10_000, intervalMs: 20 });
+    await eventually(() => expect(uid('pump_closed').state).toBe('true'), { timeoutMs: 10_000, intervalMs: 20 });
 
     const rejected = device.counters.setsRejected;
     await ha.command(pump, 'ON'); // Home Assistant's default payload_on: not what the config says, not a Homie boolean
-    await vi.waitFor(() => expect(device.counters.setsRejected).toBe(rejected + 1), { timeout: 10_000, interval: 20 });
+    await eventually(() => expect(device.counters.setsRejected).toBe(rejected + 1), { timeoutMs: 10_000, intervalMs: 20 });
     expect(log.records.some((r) => r.level === 'warn' && /rejected \/set: expected true or false/.test(r.msg ?? ''))).toBe(true);
     expect(uno.digitalOutput(8)).toBe(true);
 
     await ha.command(uid('status_on'), true);
-    await vi.waitFor(() => expect(uno.digitalOutput(13)).toBe(true), { timeout: 10_000, interval: 20 });
+    await eventually(() => expect(uno.digitalOutput(13)).toBe(true), { timeoutMs: 10_000, intervalMs: 20 });
     await ha.command(pump, false);
-    await vi.waitFor(() => expect(uno.digitalOutput(8)).toBe(false), { timeout: 10_000, interval: 20 });
+    await eventually(() => expect(uno.digitalOutput(8)).toBe(false), { timeoutMs: 10_000, intervalMs: 20 });
     // Home Assistant publishes commands as configured: QoS 1, not retained (a retained /set is
     // ignored on resubscribe: test/integration/retained-set.test.ts, the same topics and code).
     expect(pump.config).toMatchObject({ qos: 1, retain: false });
@@ -145,11 +146,11 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     const before = new Map(ha.configMessages);
     expect(before.size).toBe(13);
     await ha.birth();
-    await vi.waitFor(
+    await eventually(
       () => {
         for (const [topic, count] of before) expect({ topic, count: ha.configMessages.get(topic) }).toEqual({ topic, count: count + 1 });
       },
-      { timeout: 10_000, interval: 50 },
+      { timeoutMs: 10_000, intervalMs: 50 },
     );
     expect(ha.invalid).toEqual([]);
     expect(log.records.some((r) => /Home Assistant is online: sending discovery again/.test(r.msg ?? ''))).toBe(true);
@@ -167,28 +168,28 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     const stateTopic = uid('state').config.state_topic as string;
     const seenBefore = ha.history.length;
     board.uno.freeze(); // hung MCU: lost after 4 x 250 ms, then its 2 s watchdog resets it
-    await vi.waitFor(() => expect(entities()).toEqual({ pump: false, rtt: false, connectivity: true, connected: 'off', lastSeen: true }), {
-      timeout: 10_000,
-      interval: 20,
+    await eventually(() => expect(entities()).toEqual({ pump: false, rtt: false, connectivity: true, connected: 'off', lastSeen: true }), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
     });
     // The state went lost (on a slow machine the watchdog reset may already have moved it on to
     // init by the time the entities are looked at, so the history is what is checked).
     expect(ha.history.slice(seenBefore).filter((m) => m.topic === stateTopic).map((m) => m.payload)).toContain('lost');
-    await vi.waitFor(() => expect(entities()).toEqual({ pump: true, rtt: true, connectivity: true, connected: 'on', lastSeen: true }), {
-      timeout: 15_000,
-      interval: 20,
+    await eventually(() => expect(entities()).toEqual({ pump: true, rtt: true, connectivity: true, connected: 'on', lastSeen: true }), {
+      timeoutMs: 15_000,
+      intervalMs: 20,
     });
-    await vi.waitFor(() => expect(uid('tether_reset-cause').state).toBe('watchdog'), { timeout: 10_000, interval: 50 });
+    await eventually(() => expect(uid('tether_reset-cause').state).toBe('watchdog'), { timeoutMs: 10_000, intervalMs: 50 });
   });
 
   it('a clean stop makes every board entity unavailable and leaves no handles', async () => {
     await gateway.stop();
-    await vi.waitFor(
+    await eventually(
       () => {
         for (const e of ha.ofDevice('tether_gw-ha_uno-ha')) expect({ id: e.config.unique_id, available: e.availability.available }).toMatchObject({ available: false });
         expect(binaryState(ha.byUniqueId('tether_gw-ha_connectivity').config, ha.byUniqueId('tether_gw-ha_connectivity').state ?? '', 'unknown')).toBe('off');
       },
-      { timeout: 10_000, interval: 20 },
+      { timeoutMs: 10_000, intervalMs: 20 },
     );
     await ha.close();
     await board.close();

@@ -32,3 +32,34 @@ export async function waitFor<T>(check: () => T | Promise<T>, options: WaitForOp
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(intervalMs, deadline - performance.now()))));
   }
 }
+
+export interface EventuallyOptions {
+  /** Deadline from the call. Default 5000 ms. */
+  timeoutMs?: number;
+  /** Pause between tries. Default 10 ms. */
+  intervalMs?: number;
+}
+
+/**
+ * waitFor for an assertion: calls `assert` until it stops throwing, or rethrows its last error
+ * once `timeoutMs` have passed (so the failure shows the assertion's own diff, with the deadline).
+ */
+export async function eventually(assert: () => unknown | Promise<unknown>, options: EventuallyOptions = {}): Promise<void> {
+  const { timeoutMs = 5000, intervalMs = 10 } = options;
+  let last: unknown;
+  await waitFor(
+    async () => {
+      try {
+        await assert();
+        return true;
+      } catch (error) {
+        last = error;
+        return false;
+      }
+    },
+    { what: 'an assertion to pass', timeoutMs, intervalMs },
+  ).catch((timeout: Error) => {
+    if (last instanceof Error) last.message = `${last.message}\n(still failing after ${timeoutMs} ms: ${timeout.message})`;
+    throw last ?? timeout;
+  });
+}

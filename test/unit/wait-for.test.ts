@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '../support/wait-for.ts';
+import { eventually, waitFor } from '../support/wait-for.ts';
 
 // The test suite's one wait-for-condition helper (real time, short deadlines).
 
@@ -41,5 +41,15 @@ describe('waitFor', () => {
       ),
     ).rejects.toThrow('the process exited');
     expect(calls).toBe(2);
+  });
+
+  it('eventually retries an assertion until it passes', async () => {
+    let calls = 0;
+    await eventually(() => expect(++calls).toBe(3), { intervalMs: 1 });
+    expect(calls).toBe(3);
+  });
+
+  it("eventually rethrows the assertion's own error at its deadline", async () => {
+    await expect(eventually(() => expect('init').toBe('lost'), { timeoutMs: 30, intervalMs: 5 })).rejects.toThrow(/expected 'init' to be 'lost'[\s\S]*still failing after 30 ms/);
   });
 });
