@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, waitFor } from '../support/wait-for.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';
 import { has, NotifyListener } from '../support/notify-listener.ts';
@@ -40,7 +41,7 @@ describe('packaging/tether.service', () => {
       board = await serveDeviceOverTcp();
       listener = await NotifyListener.start(join(dir, 'notify.sock'));
       socat = spawn('socat', [`pty,raw,echo=0,link=${pty}`, `pty,raw,echo=0,link=${join(dir, 'other-end')}`], { stdio: 'ignore' });
-      for (let i = 0; i < 100 && !existsSync(pty); i++) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => existsSync(pty), { what: "socat's pty", timeoutMs: 5000, intervalMs: 20 });
     });
 
     afterAll(async () => {
@@ -69,7 +70,11 @@ describe('packaging/tether.service', () => {
         await listener.waitFor((d) => /^STATUS=2 devices: 1 ready, 1 (init|lost); broker connected/m.test(d.text), 20_000);
         await listener.waitFor(has('WATCHDOG=1'), 5000);
         const url = String((await daemon.waitForLog((l) => /^Prometheus metrics at /.test(l.msg ?? ''))).url);
-        expect(await (await fetch(url)).text()).toMatch(/^tether_device_state\{device="bridged",state="ready"\} 1$/m);
+        // The bridged board is ready (asked again: on a loaded machine a 600 ms bound may lapse once).
+        await eventually(async () => expect(await (await fetch(url)).text()).toMatch(/^tether_device_state\{device="bridged",state="ready"\} 1$/m), {
+          timeoutMs: 10_000,
+          intervalMs: 100,
+        });
         expect(execFileSync('stty', ['-F', pty, '-a']).toString()).toMatch(/(^|\s)-hupcl(\s|$)/);
         expect(await daemon.stop()).toBe(0);
         await listener.waitFor(has('STOPPING=1'), 5000);
