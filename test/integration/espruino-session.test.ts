@@ -199,8 +199,11 @@ describe('Espruino boards as they are (stand-in, real time)', () => {
     const logger = new RecordingLogger();
     const { board } = await rig({}, {}, logger);
     board.evaluate('setTimeout(function () { nope(); }, 10)');
-    await sleep(100);
-    const warnings = logger.records.filter((r) => r.level === 'warn').map((r) => r.msg);
-    expect(warnings).toContain('Espruino board reports: Uncaught ReferenceError: nope is not defined');
+    const warning = 'Espruino board reports: Uncaught ReferenceError: nope is not defined';
+    await waitFor(() => logger.records.some((r) => r.level === 'warn' && r.msg === warning), {
+      what: 'the board error at warn',
+      timeoutMs: 5000,
+      detail: () => JSON.stringify(logger.records.slice(-5).map((r) => r.msg)),
+    });
   });
 });
