@@ -163,7 +163,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private readonly negotiation: ProtocolNegotiation;
   /** The MQTT version of the current (or last) attempt. */
   private version: ProtocolVersion;
-  /** The current attempt wrote its CONNECT / got its CONNACK (to tell a refused version from a network failure). */
+  /** The current attempt's transport came up (so CONNECT went out) / it got its CONNACK (to tell a refused version from a network failure). */
   private connectSent = false;
   private connackReceived = false;
   private versionRefusal: string | null = null;
@@ -447,8 +447,18 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       if (packet.cmd === 'pingresp') this.keepaliveBytes += this.bytesPerPing.received;
       this.probe?.packetReceived(packet.cmd);
     });
+    // mqtt.js writes CONNECT at once (buffered until the socket connects): "sent" is the transport coming up.
+    const transportUp = () => {
+      if (client === this.client) this.connectSent = true;
+    };
+    const ws = this.webSocket as WebSocket | null; // set by createWebsocket during mqtt.connect()
+    if (ws) ws.once('open', transportUp);
+    else {
+      const stream = client.stream as unknown as NodeJS.EventEmitter | undefined;
+      stream?.once('connect', transportUp);
+      stream?.once('secureConnect', transportUp);
+    }
     client.on('packetsend', (packet) => {
-      if (packet.cmd === 'connect' && client === this.client) this.connectSent = true;
       if (packet.cmd === 'pingreq') this.keepaliveBytes += this.bytesPerPing.sent;
       this.probe?.packetSent();
     });
