@@ -62,7 +62,8 @@ describe('a gateway on a 3-node RabbitMQ 3.10 cluster', () => {
 
   beforeAll(async () => {
     cluster = await startRabbitCluster();
-    console.log(`RabbitMQ cluster: 3 nodes booted and joined in ${cluster.startMs} ms`);
+    const memory = await cluster.memoryMb();
+    console.log(`RabbitMQ cluster: 3 nodes booted and joined in ${cluster.startMs} ms; resident memory per node ${memory.join(', ')} MB`);
     board = await serveDeviceOverTcp();
   }, 240_000);
 
@@ -122,7 +123,7 @@ describe('a gateway on a 3-node RabbitMQ 3.10 cluster', () => {
     const state = await waitFor(() => late.got.find((r) => r.topic === 'homie/5/dev-a/$state'), { timeoutMs: 10_000, what: 'dev-a $state after a refresh request' });
     expect(state).toMatchObject({ payload: 'ready', retain: false });
     await waitFor(() => late.got.find((r) => r.topic === 'homie/5/dev-a/$description'), { timeoutMs: 5000, what: 'dev-a $description after the refresh' });
-    console.log(`RabbitMQ cluster: refresh answered on another node in ${Math.round(state.at - asked)} ms`);
+    console.log(`RabbitMQ cluster: refresh answered on another node in ${Math.round(state.at - asked)} ms; resident memory per node ${(await cluster.memoryMb()).join(', ')} MB`);
     expect(late.got.every((r) => !r.retain)).toBe(true);
     expect(late.got.some((r) => r.topic === 'homie/5/gw/$state')).toBe(false); // only the board asked for
     // The broadcast: the gateway's own device too.

@@ -41,6 +41,8 @@ export interface RabbitCluster {
   readonly urls: string[];
   /** kill -9 of one node (its whole process group): no clean shutdown, sockets reset by the kernel. */
   killNode(i: number): Promise<void>;
+  /** Resident memory of each live node's processes (MB), from ps. */
+  memoryMb(): Promise<number[]>;
   /** rabbitmqctl against a node (for diagnostics): its output. */
   ctl(i: number, args: string[]): Promise<string>;
   /** Kills every node and epmd, removes the temp dir. Leaves nothing. */
@@ -219,6 +221,18 @@ export async function startRabbitCluster(options: { nodes?: number; timeoutMs?: 
     urls: views.map((v) => v.mqttUrl),
     startMs,
     ctl,
+    memoryMb: () =>
+      new Promise((resolve, reject) => {
+        execFile('ps', ['-eo', 'pgid=,rss='], (err, stdout) => {
+          if (err) return reject(err);
+          const byGroup = new Map<number, number>();
+          for (const line of stdout.trim().split('\n')) {
+            const [pgid, rss] = line.trim().split(/\s+/).map(Number);
+            byGroup.set(pgid!, (byGroup.get(pgid!) ?? 0) + rss!);
+          }
+          resolve(nodes.filter((n) => n.child?.pid !== undefined && n.child.exitCode === null).map((n) => Math.round((byGroup.get(n.child!.pid!) ?? 0) / 1024)));
+        });
+      }),
     async killNode(i: number) {
       const node = nodes[i]!;
       if (node.child) killGroup(node.child);
