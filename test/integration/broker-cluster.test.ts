@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -15,7 +17,16 @@ import { waitFor } from '../support/wait-for.ts';
 // started by the test on this machine, and an in-process gateway with one (simulated) board
 // behind a TCP bridge, configured with the three nodes' URLs.
 
+const CLI = fileURLToPath(new URL('../../bin/tether.js', import.meta.url));
 const inCi = process.env.CI === 'true';
+
+function tether(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 const installed = rabbitmqInstalled();
 
 interface Received {
@@ -90,8 +101,7 @@ describe('a gateway on a 3-node RabbitMQ 3.10 cluster', () => {
   });
 
   it('MQTT version: RabbitMQ closes an MQTT 5 CONNECT unanswered, the gateway falls back to 3.1.1 (said once); ready is seen on another node', async () => {
-    const stateTopic = 'homie/5/dev-a/$state';
-    const other = await watch(1, stateTopic);
+    const other = await watch(1, 'homie/5/+/$state');
     const config = validateConfig({
       gateway: { id: 'gw' },
       broker: { urls: cluster.urls, keepaliveSec: 5, pingRespTimeoutMs: 2000, backoff: { initialMs: 100, maxMs: 1000 } },
@@ -100,7 +110,9 @@ describe('a gateway on a 3-node RabbitMQ 3.10 cluster', () => {
     });
     const started = performance.now();
     gateway = await Gateway.start(config, log, { env: {} });
-    const ready = await waitFor(() => other.got.find((r) => r.payload === 'ready'), { timeoutMs: 30_000, what: 'dev-a ready seen on node 1' });
+    const ready = await waitFor(() => other.got.find((r) => r.topic === 'homie/5/dev-a/$state' && r.payload === 'ready'), { timeoutMs: 30_000, what: 'dev-a ready seen on node 1' });
+    // The gateway's own session announces itself on its own schedule: settled before the next test.
+    await waitFor(() => other.got.find((r) => r.topic === 'homie/5/gw/$state' && r.payload === 'ready'), { timeoutMs: 30_000, what: 'gw ready seen on node 1' });
     console.log(`RabbitMQ cluster: dev-a $state ready seen on another node ${Math.round(ready.at - started)} ms after Gateway.start()`);
     expect(gateway.devices[0]!.mqtt.protocolVersion).toBe(4);
     expect(gateway.mqtt.protocolVersion).toBe(4);
@@ -129,6 +141,18 @@ describe('a gateway on a 3-node RabbitMQ 3.10 cluster', () => {
     // The broadcast: the gateway's own device too.
     await asker.publishAsync(refreshTopics.broadcast, '', { qos: 1 });
     await waitFor(() => late2.got.find((r) => r.topic === 'homie/5/gw/$state' && r.payload === 'ready'), { timeoutMs: 10_000, what: 'the gateway $state after a broadcast refresh' });
+  });
+
+  it('tether status on another node: nothing from retained messages alone, the board ready once it asks the gateways', async () => {
+    expect(gateway, 'the gateway of the previous tests').not.toBeNull();
+    const retainedOnly = await tether(['status', '--broker', cluster.urls[2]!, '--wait', '1500ms', '--retained-only', '--json']);
+    expect(retainedOnly.code, retainedOnly.stderr).toBe(0);
+    expect(JSON.parse(retainedOnly.stdout)).toEqual({});
+    const asked = await tether(['status', '--broker', cluster.urls[2]!, '--wait', '1500ms', '--json']);
+    expect(asked.code, asked.stderr).toBe(0);
+    const devices = JSON.parse(asked.stdout) as Record<string, { state?: string }>;
+    expect(devices['dev-a']?.state).toBe('ready');
+    expect(devices.gw?.state).toBe('ready');
   });
 
   it('kill -9 of the node the board session is on: it reconnects to another node and the board state is republished', async () => {
