@@ -28,7 +28,12 @@ interface UrlState {
   trying: ProtocolVersion;
   refused: Map<ProtocolVersion, string>;
   announced: ProtocolVersion | null;
+  /** Closes without CONNACK in a row (fixed version): a proxy with no broker behind it does that too. */
+  closes: number;
 }
+
+/** A fixed version: this many closes without CONNACK in a row before it is called a refusal. */
+const CLOSES_BEFORE_ERROR = 3;
 
 const NAME: Record<ProtocolVersion, string> = { 5: 'MQTT 5', 4: 'MQTT 3.1.1' };
 
@@ -57,6 +62,7 @@ export class ProtocolNegotiation {
     const s = this.state(url);
     s.known = version;
     s.trying = version;
+    s.closes = 0;
     const refused5 = s.refused.get(5);
     s.refused.clear();
     if (s.announced === version) return;
@@ -75,13 +81,17 @@ export class ProtocolNegotiation {
     const detail = outcome.kind === 'refused' ? `CONNACK: ${outcome.detail}` : `it closed the connection after our ${NAME[version]} CONNECT without answering`;
     const where = redactUrl(url);
     if (this.setting !== 'auto') {
+      if (outcome.kind === 'closed-before-connack' && ++this.state(url).closes < CLOSES_BEFORE_ERROR) return { retryNow: false };
       const other: ProtocolVersion = version === 5 ? 4 : 5;
       return {
         retryNow: false,
         failure: {
           kind: 'protocol',
           key: `protocol:${url}:${version}`,
-          cause: `the broker does not accept ${NAME[version]} (${detail})`,
+          cause:
+            outcome.kind === 'refused'
+              ? `the broker does not accept ${NAME[version]} (${detail})`
+              : `the broker does not seem to accept ${NAME[version]} (${detail}, ${CLOSES_BEFORE_ERROR} times in a row; a proxy with no broker behind it does that too)`,
           fix: `set broker.protocolVersion to 'auto' (MQTT 5 first, then 3.1.1) or ${other}${version === 5 ? ' (RabbitMQ 3.x and Aedes speak MQTT 3.1.1 only)' : ''}`,
           // A close without CONNACK may also be a broker that is starting: retry on the usual backoff.
           slow: outcome.kind === 'refused',
@@ -106,7 +116,7 @@ export class ProtocolNegotiation {
         kind: 'protocol',
         key: `protocol:${url}:both`,
         cause: `the broker at ${where} accepted neither MQTT 5 nor MQTT 3.1.1 (${both})`,
-        fix: 'check that this URL is an MQTT listener and read the broker\u2019s log for why it closed the connection',
+        fix: 'check that this URL is an MQTT listener (and, behind a proxy, that the proxy reaches the broker) and read the broker\u2019s log for why it closed the connection',
         slow: explicit,
       },
     };
@@ -114,7 +124,7 @@ export class ProtocolNegotiation {
 
   private state(url: string): UrlState {
     let s = this.urls.get(url);
-    if (!s) this.urls.set(url, (s = { known: null, trying: 5, refused: new Map(), announced: null }));
+    if (!s) this.urls.set(url, (s = { known: null, trying: 5, refused: new Map(), announced: null, closes: 0 }));
     return s;
   }
 }

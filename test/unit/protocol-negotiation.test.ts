@@ -61,7 +61,15 @@ describe('ProtocolNegotiation (fixed)', () => {
     expect(verdict.failure!.cause).toMatch(/does not accept MQTT 5 \(CONNACK: Connection refused: Unacceptable protocol version\)/);
     expect(verdict.failure!.fix).toMatch(/protocolVersion to 'auto'/);
     expect(n.versionFor(A)).toBe(5);
-    // A close without CONNACK may be a broker still starting: said, but retried on the usual backoff.
-    expect(new ProtocolNegotiation(4).attemptEnded(A, 4, closed).failure).toMatchObject({ slow: false });
+    // A close without CONNACK may be a broker that is starting, or a proxy with no broker behind it:
+    // said only after 3 in a row, and retried on the usual backoff.
+    const four = new ProtocolNegotiation(4);
+    expect(four.attemptEnded(A, 4, closed).failure).toBeUndefined();
+    expect(four.attemptEnded(A, 4, closed).failure).toBeUndefined();
+    const third = four.attemptEnded(A, 4, closed).failure;
+    expect(third).toMatchObject({ slow: false });
+    expect(third!.cause).toMatch(/does not seem to accept MQTT 3\.1\.1 .*3 times in a row; a proxy with no broker behind it does that too/);
+    four.connected(A, 4, new RecordingLogger());
+    expect(four.attemptEnded(A, 4, closed).failure).toBeUndefined(); // counted again from a connect
   });
 });
