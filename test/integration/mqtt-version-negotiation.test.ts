@@ -8,6 +8,7 @@ import { ConfigFailureLog } from '../../host/mqtt/broker-errors.ts';
 import { BrokerSession, type BrokerSessionOptions } from '../../host/mqtt/broker-session.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../host/mqtt/embedded-broker.ts';
 import { ProtocolNegotiation } from '../../host/mqtt/protocol-negotiation.ts';
+import { openBrokerProbe } from '../../host/probe/probe-connections.ts';
 import { startAedesProcess, type RunningAedes } from '../support/aedes-process.ts';
 import { freePort } from '../support/free-port.ts';
 import { startMosquitto, type RunningMosquitto } from '../support/mosquitto.ts';
@@ -96,6 +97,21 @@ describe('MQTT version negotiation (BrokerSession)', () => {
     expect(errors[0]!.msg).toMatch(/does not accept MQTT 5 \(CONNACK: Connection refused: Unacceptable protocol version\)\. Fix: set broker\.protocolVersion to 'auto'/);
     expect(attempts(log, 4)).toBe(0);
     expect(a.connected || b.connected).toBe(false);
+  });
+
+  it('the probe connection of `tether probe`: MQTT 5 on Mosquitto, 3.1.1 on Aedes, and pings either way', async () => {
+    for (const [url, expected] of [
+      [mosquitto.url, 5],
+      [aedes.url, 4],
+    ] as const) {
+      const probe = await openBrokerProbe(url);
+      try {
+        expect(probe.protocolVersion).toBe(expected);
+        expect(await probe.ping(2000)).toBeGreaterThanOrEqual(0);
+      } finally {
+        probe.close();
+      }
+    }
   });
 
   it('a listener that closes every CONNECT unanswered: auto tries 5, then 3.1.1, then one ERROR saying neither was accepted', async () => {
