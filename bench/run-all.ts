@@ -2,6 +2,7 @@
 // carries the latest table with its date and machine.
 import os from 'node:os';
 import { bridgeHeal } from './bridge-heal.bench.ts';
+import { brokerFailover } from './broker-failover.bench.ts';
 import { brokerLeg } from './broker-leg.bench.ts';
 import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
@@ -24,6 +25,7 @@ for (const [name, bench] of [
   ['outbox journal', outboxJournal],
   ['keepalive through middleboxes', middleboxKeepalive],
   ['fleet scale', fleetScale],
+  ['broker failover', brokerFailover],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);
   rows.push(...(await bench()));

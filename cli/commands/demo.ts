@@ -110,6 +110,16 @@ for an emulated board of its own (tcp://127.0.0.1:2000; avrdude -P net:127.0.0.1
       board.uno.setDigitalInput(2, Math.floor(s) % 10 === 0);
     }, 250);
 
+    // Which MQTT version the broker took (MQTT 5 first, 3.1.1 if it refuses 5: RabbitMQ 3.x, Aedes), once.
+    if (!gateway.embedded) {
+      const sayVersion = () => {
+        const v = gateway.mqtt.protocolVersion;
+        console.log(`tether demo: connected to the broker at ${redactUrl(gateway.mqtt.url)} with MQTT ${v === 5 ? '5' : '3.1.1'}${v === 4 ? ' (it does not accept MQTT 5)' : ''}`);
+      };
+      if (gateway.mqtt.connected) sayVersion();
+      else gateway.mqtt.once('up', sayVersion);
+    }
+
     const device = gateway.devices[0]!;
     device.link.on('state', (change: StateChange) => {
       clearLine();

@@ -57,7 +57,12 @@ export const probeCommand: Command = {
       const ca = values.ca ? readFileSync(values.ca) : undefined;
       const parsed = new URL(url);
       const username = values.username ?? (parsed.username ? decodeURIComponent(parsed.username) : undefined);
-      open = () => openBrokerProbe(url, { username, password: password ?? (parsed.password ? decodeURIComponent(parsed.password) : undefined), ca });
+      let protocolVersion: 5 | 4 | undefined; // found by the first connection, kept for the next ones
+      open = async () => {
+        const connection = await openBrokerProbe(url, { username, password: password ?? (parsed.password ? decodeURIComponent(parsed.password) : undefined), ca, protocolVersion });
+        protocolVersion = connection.protocolVersion;
+        return connection;
+      };
     } else {
       const target = parseTarget(url);
       if (target.kind !== 'tcp') throw new UsageError(`'${url}' is neither a broker URL nor tcp://host:port`);

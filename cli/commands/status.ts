@@ -1,19 +1,23 @@
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { HOMIE_PREFIX } from '../../host/homie/homie-topics.ts';
+import { refreshTopics } from '../../host/homie/refresh-requests.ts';
 import type { Command } from '../command.ts';
 import { parseDuration } from '../duration.ts';
 import { EXIT, UsageError } from '../usage-error.ts';
 
-const help = `Usage: tether status --broker <url> [--wait <duration>] [--json]
+const help = `Usage: tether status --broker <url> [--wait <duration>] [--json] [--retained-only]
 
 Shows the devices a broker knows about (Homie 5, retained topics): each device's $state and
 its tether keepalive properties (RTT, last seen, boot id, reset cause, reboots, time asleep).
+It also asks every tether gateway for current state (homie/5/$broadcast/tether-refresh), for
+brokers that do not hand out retained messages (a RabbitMQ cluster).
 
 Options:
   --broker <url>     the broker (mqtt://host:port, mqtts://, ws://, wss://); required
-  --wait <duration>  how long to collect retained messages (default 1500ms)
+  --wait <duration>  how long to collect messages (default 1500ms)
   --json             one JSON object instead of a table
+  --retained-only    do not ask the gateways: retained messages only
 
 Exit codes: 0 ok, 1 broker unreachable, 2 bad usage.`;
 
@@ -33,6 +37,7 @@ export const statusCommand: Command = {
         broker: { type: 'string' },
         wait: { type: 'string', default: '1500ms' },
         json: { type: 'boolean', default: false },
+        'retained-only': { type: 'boolean', default: false },
       },
       strict: true,
       allowPositionals: false,
@@ -74,6 +79,8 @@ export const statusCommand: Command = {
       } else if (a === 'tether' && b && parts.length === 3) view(id).keepalive[b] = text;
     });
     await client.subscribeAsync([`${HOMIE_PREFIX}/+/$state`, `${HOMIE_PREFIX}/+/$description`, `${HOMIE_PREFIX}/+/tether/+`], { qos: 0 });
+    // Subscribed first: the answers (current state, not retained) come while we wait.
+    if (!values['retained-only']) await client.publishAsync(refreshTopics.broadcast, '', { qos: 0, retain: false });
     await new Promise((r) => setTimeout(r, waitMs));
     await client.endAsync();
 

@@ -167,18 +167,24 @@ const tlsSchema = z.strictObject({
   rejectUnauthorized: z.boolean().default(true),
 });
 
+const brokerUrl = z.string().regex(/^(mqtts?|wss?):\/\/[^\s/]+/, 'a broker URL such as mqtt://host:1883 (mqtt, mqtts, ws or wss)');
+
 export const brokerSchema = z
   .strictObject({
-    /** mqtt://, mqtts://, ws://, wss://. Omitted: an embedded broker is started. */
-    url: z
-      .string()
-      .regex(/^(mqtts?|wss?):\/\/[^\s/]+/, 'a broker URL such as mqtt://host:1883 (mqtt, mqtts, ws or wss)')
-      .optional(),
+    /** mqtt://, mqtts://, ws://, wss://. Omitted (and no urls): an embedded broker is started. */
+    url: brokerUrl.optional(),
+    /**
+     * Several URLs (the nodes of a clustered broker), instead of url: each session tries them in
+     * turn, moving to the next after a failed attempt or the loss of its connection (with the
+     * backoff below). They share the credentials and TLS settings. After parsing, `url` is the first.
+     */
+    urls: z.array(brokerUrl).min(1).max(64).optional(),
     /** Port of the embedded broker (when no url). */
     embeddedPort: z.number().int().min(0).max(65535).default(1883),
     keepaliveSec: z.number().int().min(1).max(65535).default(30),
     pingRespTimeoutMs: ms(100, 120_000).default(5000),
-    protocolVersion: z.union([z.literal(5), z.literal(4)]).default(5),
+    /** 'auto': MQTT 5, and 3.1.1 when the broker refuses 5 (RabbitMQ 3.x, Aedes), logged once. 5 or 4 (3.1.1): that one only. */
+    protocolVersion: z.union([z.literal(5), z.literal(4), z.literal('auto')]).default('auto'),
     sessionExpirySec: z.number().int().min(0).max(0xffffffff).default(86400),
     /**
      * MQTT 5 Will Delay Interval: a session cut and taken over again (reconnected) within this
@@ -222,7 +228,13 @@ export const brokerSchema = z
   })
   .refine((b) => b.password === undefined || b.username !== undefined, { message: 'password given without username', path: ['password'] })
   .refine((b) => b.passwordFile === undefined || b.username !== undefined, { message: 'passwordFile given without username', path: ['passwordFile'] })
-  .refine((b) => b.password === undefined || b.passwordFile === undefined, { message: 'give password or passwordFile, not both', path: ['passwordFile'] });
+  .refine((b) => b.password === undefined || b.passwordFile === undefined, { message: 'give password or passwordFile, not both', path: ['passwordFile'] })
+  .refine((b) => b.url === undefined || b.urls === undefined, { message: 'give url or urls, not both', path: ['urls'] })
+  // One shape for the code: `urls` every URL (none: the embedded broker), `url` the first.
+  .transform((b) => {
+    const urls = b.urls ?? (b.url !== undefined ? [b.url] : []);
+    return { ...b, url: urls[0], urls };
+  });
 
 export const configSchema = z
   .strictObject({

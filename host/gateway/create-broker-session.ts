@@ -4,6 +4,7 @@ import type { BrokerCredentials } from '../mqtt/broker-credentials.ts';
 import { ConfigFailureLog } from '../mqtt/broker-errors.ts';
 import { BrokerSession, type FinalMessage } from '../mqtt/broker-session.ts';
 import type { KeepaliveTraffic } from '../mqtt/keepalive-traffic.ts';
+import { ProtocolNegotiation } from '../mqtt/protocol-negotiation.ts';
 import type { Clock } from '../time/clock.ts';
 
 /**
@@ -11,6 +12,16 @@ import type { Clock } from '../time/clock.ts';
  * gateway: its sessions all fail the same way, and the user needs to read it once.
  */
 const failureLogs = new WeakMap<BrokerCredentials, ConfigFailureLog>();
+
+/** One MQTT version negotiation per gateway too (keyed the same way): one refused MQTT 5 attempt, one log line. */
+const negotiations = new WeakMap<BrokerCredentials, ProtocolNegotiation>();
+
+/** The gateway's negotiation (the version in use per URL), shared by all its sessions. */
+export function protocolNegotiation(broker: Pick<BrokerSettings, 'protocolVersion'>, credentials: BrokerCredentials): ProtocolNegotiation {
+  let negotiation = negotiations.get(credentials);
+  if (!negotiation || negotiation.setting !== broker.protocolVersion) negotiations.set(credentials, (negotiation = new ProtocolNegotiation(broker.protocolVersion)));
+  return negotiation;
+}
 
 /** The one place a BrokerSession is made from the config: the gateway's and each board's. */
 export function createBrokerSession(
@@ -29,12 +40,13 @@ export function createBrokerSession(
   let configFailures = failureLogs.get(fields.credentials);
   if (!configFailures) failureLogs.set(fields.credentials, (configFailures = new ConfigFailureLog()));
   return new BrokerSession({
-    url: fields.url,
+    // Several configured URLs (a cluster) are tried in turn; the embedded broker is one URL.
+    url: broker.urls !== undefined && broker.urls.length > 1 && broker.urls[0] === fields.url ? broker.urls : fields.url,
     clientId: fields.clientId,
     will: fields.will,
     keepaliveSec: broker.keepaliveSec,
     pingRespTimeoutMs: broker.pingRespTimeoutMs,
-    protocolVersion: broker.protocolVersion,
+    negotiation: protocolNegotiation(broker, fields.credentials),
     sessionExpirySec: broker.sessionExpirySec,
     willDelaySec: broker.willDelaySec,
     keepaliveTraffic: fields.keepaliveTraffic,

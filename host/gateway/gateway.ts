@@ -15,7 +15,7 @@ import { probeIdle } from '../mqtt/idle-probe.ts';
 import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
-import { createBrokerSession } from './create-broker-session.ts';
+import { createBrokerSession, protocolNegotiation } from './create-broker-session.ts';
 import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
 import type { GatewayEventBus, GatewayEvents } from './gateway-events.ts';
@@ -321,7 +321,7 @@ export class Gateway {
         probeIdle({
           url,
           clientId: `tether-${this.id}-probe`,
-          protocolVersion: broker.protocolVersion,
+          protocolVersion: protocolNegotiation(broker, this.credentials).versionFor(url),
           keepaliveSec: broker.keepaliveSec,
           idleMs,
           pingRespTimeoutMs: broker.pingRespTimeoutMs,

@@ -6,20 +6,26 @@ import { every } from '../time/clock.ts';
 import { brokerPathNode, describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
 import { homieTopics } from './homie-topics.ts';
 import { KeepaliveFacts } from './keepalive-facts.ts';
+import type { MessageInfo } from '../mqtt/broker-session.ts';
+import { refreshTopics, RefreshThrottle } from './refresh-requests.ts';
 
 export interface HomieExtensionOptions {
   /** How often the keepalive facts are looked at (default 5000 ms); only news is published (keepalive-facts.ts). */
   factsCheckMs?: number;
   /** RTT and last-seen are refreshed at least this often while they drift (default 300 s). */
   factsRefreshMs?: number;
+  /** Refresh requests (refresh-requests.ts) are answered at most this often per device (default 1000 ms). */
+  refreshMinIntervalMs?: number;
 }
 
 /**
  * Puts the gateway and every board on MQTT as Homie 5 devices (homieiot.github.io):
  * `$description`, `$state` following the keepalive session, component property values, and
  * the keepalive facts of the `tether` node. Board messages go through each board's durable
- * outbox (retained, QoS 1); after a broker reconnect the current state is published again,
- * since a broker restarted without persistence has lost its retained values.
+ * outbox (retained, QoS 1); after every broker (re)connect of a board's session the current
+ * state is published again, since a broker restarted without persistence, or another node of a
+ * cluster (RabbitMQ keeps retained messages per node), has not got the retained values. And on
+ * a refresh request (refresh-requests.ts) the current state goes out again, not retained.
  */
 export class HomieExtension implements Extension {
   readonly name = 'homie';
@@ -30,6 +36,8 @@ export class HomieExtension implements Extension {
   private stopPathWatch: (() => void) | null = null;
   private lastPathValues = new Map<string, string>();
   private stopping = false;
+  private throttle: RefreshThrottle | null = null;
+  private offGatewayMessage: (() => void) | null = null;
 
   constructor(
     private readonly gateway: Gateway,
@@ -59,6 +67,35 @@ export class HomieExtension implements Extension {
     this.stopTimer = every(gateway.clock, this.options.factsCheckMs ?? 5000, () => {
       for (const device of gateway.devices) this.publishKeepalive(device);
     });
+    await this.listenForRefresh();
+  }
+
+  /**
+   * Refresh requests: each board's session subscribes to its own request topic, the gateway's
+   * to its own and the broadcast one (QoS 0: a request made while we are away is moot, the
+   * reconnect republishes everything anyway).
+   */
+  private async listenForRefresh(): Promise<void> {
+    const { gateway } = this;
+    const throttle = new RefreshThrottle(gateway.clock, this.options.refreshMinIntervalMs ?? 1000);
+    this.throttle = throttle;
+    const requested = (info: MessageInfo) => !this.stopping && !info.retain; // a retained request would replay on every subscribe
+    this.subscriptions.on('mqttMessage', (device, topic, _payload, info) => {
+      if (topic === refreshTopics.device(device.id) && requested(info)) throttle.request(device.id, () => this.refresh(device));
+    });
+    const session = gateway.mqtt;
+    const onMessage = (topic: string, _payload: Buffer, info: MessageInfo) => {
+      if (!requested(info)) return;
+      if (topic === refreshTopics.broadcast || topic === refreshTopics.device(gateway.id)) {
+        throttle.request(gateway.id, () => this.refreshGateway());
+        for (const device of gateway.devices) throttle.request(device.id, () => this.refresh(device));
+      }
+    };
+    session.on('message', onMessage);
+    this.offGatewayMessage = () => session.off('message', onMessage);
+    await session.subscribe(refreshTopics.broadcast, 0);
+    await session.subscribe(refreshTopics.device(gateway.id), 0);
+    await Promise.all(gateway.devices.map((d) => d.mqtt.subscribe(refreshTopics.device(d.id), 0)));
   }
 
   /** Every board leaves on purpose: `$state disconnected`, before the queues are flushed. */
@@ -70,6 +107,9 @@ export class HomieExtension implements Extension {
   }
 
   async stop(): Promise<void> {
+    this.throttle?.stop();
+    this.offGatewayMessage?.();
+    this.offGatewayMessage = null;
     this.stopTimer?.();
     this.stopTimer = null;
     this.stopPathWatch?.();
@@ -88,8 +128,8 @@ export class HomieExtension implements Extension {
     });
   }
 
-  /** The gateway's own device, published directly on its session (its will says `lost`). */
-  private announceGateway(): void {
+  /** The gateway's own device, published directly on its session (its will says `lost`); `retain` false: a refresh. */
+  private announceGateway(retain = true): void {
     const { gateway } = this;
     const description = describeDevice({
       name: gateway.config.gateway.name,
@@ -97,16 +137,41 @@ export class HomieExtension implements Extension {
       children: gateway.devices.map((d) => d.id),
       nodes: { broker: brokerPathNode },
     });
-    void gateway.mqtt.publish(homieTopics.description(gateway.id), JSON.stringify(description), { qos: 1, retain: true }).catch(() => {});
-    void gateway.mqtt.publish(homieTopics.state(gateway.id), 'ready', { qos: 1, retain: true }).catch(() => {});
-    this.publishPath(true);
+    void gateway.mqtt.publish(homieTopics.description(gateway.id), JSON.stringify(description), { qos: 1, retain }).catch(() => {});
+    void gateway.mqtt.publish(homieTopics.state(gateway.id), 'ready', { qos: 1, retain }).catch(() => {});
+    this.publishPath(true, retain);
+  }
+
+  private refreshGateway(): void {
+    if (this.stopping || !this.gateway.mqtt.connected) return;
+    this.announceGateway(false);
+  }
+
+  /**
+   * A board's current state, not retained, straight on its session (not through the outbox: an
+   * answer is only worth something now; the retained state goes through the outbox as always).
+   */
+  private refresh(device: GatewayDevice): void {
+    if (this.stopping) return;
+    const session = device.mqtt;
+    if (!session.connected) return;
+    const send = (topic: string, value: string) => void session.publish(topic, value, { qos: 1, retain: false }).catch(() => {});
+    send(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)));
+    send(homieTopics.state(device.id), device.link.state);
+    for (const component of device.components) {
+      for (const [property, value] of component.values()) send(homieTopics.property(device.id, component.id, property), value);
+    }
+    // Every fact as it is now (a fresh tracker says all of them), the published tracker untouched.
+    const facts = new KeepaliveFacts({ clock: this.gateway.clock }).due(device.link.stats(), { stateChanged: true });
+    for (const f of facts) send(homieTopics.property(device.id, 'tether', f.property), f.value);
+    this.gateway.log.debug({ device: device.id }, 'refresh request: current state published (not retained)');
   }
 
   /**
    * The broker path's facts on the gateway device (node `broker`), on its own session: what
    * changed, or everything after a (re)connect. Drops are summed over the gateway's sessions.
    */
-  private publishPath(all: boolean): void {
+  private publishPath(all: boolean, retain = true): void {
     const { gateway } = this;
     if (this.stopping || !gateway.mqtt.connected) return;
     const path = gateway.pathKeepalive.stats;
@@ -126,8 +191,8 @@ export class HomieExtension implements Extension {
     };
     for (const [property, value] of Object.entries(values)) {
       if (!all && this.lastPathValues.get(property) === value) continue;
-      this.lastPathValues.set(property, value);
-      void gateway.mqtt.publish(homieTopics.property(gateway.id, 'broker', property), value, { qos: 1, retain: true }).catch(() => {});
+      if (retain) this.lastPathValues.set(property, value);
+      void gateway.mqtt.publish(homieTopics.property(gateway.id, 'broker', property), value, { qos: 1, retain }).catch(() => {});
     }
   }
 

@@ -7,8 +7,8 @@
  * host, never from the URL or the options.
  */
 export interface ConfigFailure {
-  /** 'auth': username/password/ACL; 'tls': certificates; 'endpoint': wrong port or path for the scheme. */
-  kind: 'auth' | 'tls' | 'endpoint';
+  /** 'auth': username/password/ACL; 'tls': certificates; 'endpoint': wrong port or path for the scheme; 'protocol': an MQTT version the broker refuses. */
+  kind: 'auth' | 'tls' | 'endpoint' | 'protocol';
   /** A stable key for "the same failure again". */
   key: string;
   /** What went wrong, in words (the broker's or OpenSSL's reason included). */

@@ -12,6 +12,7 @@ import type { DropCause, KeepaliveTraffic } from './keepalive-traffic.ts';
 import { applyTcpKeepalive, tcpKeepaliveForBound, type TcpKeepaliveConfig } from '../transport/tcp-keepalive.ts';
 import { classifyBrokerError, ConfigFailureLog, type ConfigFailure } from './broker-errors.ts';
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
+import { isVersionRefusal, ProtocolNegotiation, type AttemptOutcome, type ProtocolSetting, type ProtocolVersion } from './protocol-negotiation.ts';
 
 export type QoS = 0 | 1;
 
@@ -23,8 +24,11 @@ export interface FinalMessage {
 }
 
 export interface BrokerSessionOptions {
-  /** mqtt://, mqtts://, ws://, wss:// */
-  url: string;
+  /**
+   * mqtt://, mqtts://, ws://, wss://. Several (the nodes of a cluster): tried in turn, the next
+   * one after a failed attempt or the loss of the connection, on the usual backoff.
+   */
+  url: string | readonly string[];
   clientId: string;
   /** Sent in CONNECT; default 30. The broker drops us after 1.5 x this without a packet. */
   keepaliveSec?: number;
@@ -38,8 +42,13 @@ export interface BrokerSessionOptions {
   connectTimeoutMs?: number;
   /** Published by the broker when this connection dies without a DISCONNECT. */
   will?: FinalMessage;
-  /** 5 (default): MQTT 5 with Clean Start off and sessionExpirySec. 4: MQTT 3.1.1 with clean: false. */
-  protocolVersion?: 5 | 4;
+  /**
+   * 5: MQTT 5 with Clean Start off and sessionExpirySec. 4: MQTT 3.1.1 with clean: false.
+   * 'auto' (default): MQTT 5, and 3.1.1 when the broker refuses 5 (protocol-negotiation.ts).
+   */
+  protocolVersion?: ProtocolSetting;
+  /** Shared by the sessions of one gateway (one refused attempt and one log line for all); overrides protocolVersion. */
+  negotiation?: ProtocolNegotiation;
   /** MQTT 5 Session Expiry Interval; default 86400 (a persistent session). */
   sessionExpirySec?: number;
   /**
@@ -145,11 +154,19 @@ interface PendingPublish {
  *   QoS 1 is at-least-once, a retry may duplicate).
  */
 export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
-  readonly url: string;
   readonly clientId: string;
   readonly keepaliveSec: number;
   readonly pingRespTimeoutMs: number;
-  readonly protocolVersion: 5 | 4;
+  /** Every broker URL, in the order they are tried. */
+  readonly urls: readonly string[];
+  private urlIndex = 0;
+  private readonly negotiation: ProtocolNegotiation;
+  /** The MQTT version of the current (or last) attempt. */
+  private version: ProtocolVersion;
+  /** The current attempt's transport came up (so CONNECT went out) / it got its CONNACK (to tell a refused version from a network failure). */
+  private connectSent = false;
+  private connackReceived = false;
+  private versionRefusal: string | null = null;
   private readonly options: BrokerSessionOptions;
   private readonly connectTimeoutMs: number;
   private readonly clock: Clock;
@@ -190,23 +207,26 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
 
   constructor(options: BrokerSessionOptions) {
     super();
-    const { keepaliveSec = 30, pingRespTimeoutMs = 5000, protocolVersion = 5 } = options;
+    const { keepaliveSec = 30, pingRespTimeoutMs = 5000, protocolVersion = 'auto' } = options;
     if (!Number.isInteger(keepaliveSec) || keepaliveSec < 1 || keepaliveSec > 65535) {
       throw new RangeError(`keepaliveSec must be an integer in 1..65535, got ${keepaliveSec}`);
     }
     if (!Number.isFinite(pingRespTimeoutMs) || pingRespTimeoutMs <= 0) {
       throw new RangeError(`pingRespTimeoutMs must be a number > 0, got ${pingRespTimeoutMs}`);
     }
-    if (protocolVersion !== 5 && protocolVersion !== 4) {
-      throw new RangeError(`protocolVersion must be 5 or 4, got ${String(protocolVersion)}`);
+    if (protocolVersion !== 5 && protocolVersion !== 4 && protocolVersion !== 'auto') {
+      throw new RangeError(`protocolVersion must be 5, 4 or 'auto', got ${String(protocolVersion)}`);
     }
     if (!options.clientId) throw new RangeError('clientId must not be empty (a persistent session needs a stable clientId)');
+    const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
+    if (urls.length === 0) throw new RangeError('at least one broker URL is needed');
     this.options = options;
-    this.url = options.url;
+    this.urls = urls;
     this.clientId = options.clientId;
     this.keepaliveSec = keepaliveSec;
     this.pingRespTimeoutMs = pingRespTimeoutMs;
-    this.protocolVersion = protocolVersion;
+    this.negotiation = options.negotiation ?? new ProtocolNegotiation(protocolVersion);
+    this.version = this.negotiation.versionFor(urls[0]!);
     this.connectTimeoutMs = options.connectTimeoutMs ?? keepaliveSec * 1000 + pingRespTimeoutMs;
     this.clock = options.clock ?? systemClock;
     this.log = (options.logger ?? silentLogger).child({ component: 'mqtt', clientId: options.clientId });
@@ -215,8 +235,18 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.tlsOptions = readTls(options.tls);
     this.configFailures = options.configFailures ?? new ConfigFailureLog();
     this.traffic = options.keepaliveTraffic;
-    const ws = /^wss?:/i.test(options.url);
+    const ws = /^wss?:/i.test(urls[0]!);
     this.bytesPerPing = { sent: ws ? 8 : 2, received: ws ? 4 : 2 };
+  }
+
+  /** The broker URL in use (or tried next). */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
+  }
+
+  /** The MQTT version of the current connection (or the last attempt): 5 or 4 (3.1.1). */
+  get protocolVersion(): ProtocolVersion {
+    return this.version;
   }
 
   /** The PINGREQ interval in use (ms): the path's (keepaliveTraffic), at most the keepalive in force. */
@@ -265,7 +295,10 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     if (this.state !== 'idle') throw new Error(`BrokerSession ${this.clientId}: start() called twice (state ${this.state})`);
     this.state = 'running';
     this.unsubscribeTraffic = this.traffic?.onIntervalChange((ms) => this.probe?.setPingInterval(ms)) ?? null;
-    this.log.info({ url: redactUrl(this.url), keepaliveSec: this.keepaliveSec, protocolVersion: this.protocolVersion }, 'connecting to the MQTT broker');
+    this.log.info(
+      { url: redactUrl(this.url), ...(this.urls.length > 1 ? { urls: this.urls.map(redactUrl) } : {}), keepaliveSec: this.keepaliveSec, protocolVersion: this.negotiation.setting },
+      'connecting to the MQTT broker',
+    );
     this.startClient();
   }
 
@@ -363,11 +396,16 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.halfOpenIdleMs = null;
     this.configFailure = null;
     this.webSocket = null;
+    this.connectSent = false;
+    this.connackReceived = false;
+    this.versionRefusal = null;
+    this.version = this.negotiation.versionFor(this.url);
     const { options } = this;
-    const v5 = this.protocolVersion === 5;
+    const v5 = this.version === 5;
+    this.log.debug({ url: redactUrl(this.url), protocolVersion: this.version, attempt: this.attempt }, 'MQTT connect attempt');
     const client = mqtt.connect(this.url, {
       clientId: this.clientId,
-      protocolVersion: this.protocolVersion,
+      protocolVersion: this.version,
       clean: false,
       properties: v5 ? { sessionExpiryInterval: options.sessionExpirySec ?? 86400 } : undefined,
       keepalive: this.keepaliveSec,
@@ -405,9 +443,21 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.clientClosed = new Promise((resolve) => (resolveClosed = resolve));
 
     client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'connack' && client === this.client) this.connackReceived = true;
       if (packet.cmd === 'pingresp') this.keepaliveBytes += this.bytesPerPing.received;
       this.probe?.packetReceived(packet.cmd);
     });
+    // mqtt.js writes CONNECT at once (buffered until the socket connects): "sent" is the transport coming up.
+    const transportUp = () => {
+      if (client === this.client) this.connectSent = true;
+    };
+    const ws = this.webSocket as WebSocket | null; // set by createWebsocket during mqtt.connect()
+    if (ws) ws.once('open', transportUp);
+    else {
+      const stream = client.stream as unknown as NodeJS.EventEmitter | undefined;
+      stream?.once('connect', transportUp);
+      stream?.once('secureConnect', transportUp);
+    }
     client.on('packetsend', (packet) => {
       if (packet.cmd === 'pingreq') this.keepaliveBytes += this.bytesPerPing.sent;
       this.probe?.packetSent();
@@ -427,13 +477,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     });
     client.on('error', (err) => {
       const code = (err as { code?: unknown }).code;
-      let text = err.message;
-      if (/unsupported protocol version|unacceptable protocol version/i.test(text)) {
-        text +=
-          this.protocolVersion === 5
-            ? ' (this broker does not accept MQTT 5; the embedded Aedes broker speaks 3.1.1 only: set protocolVersion 4)'
-            : ' (this broker does not accept MQTT 3.1.1)';
-      }
+      const text = err.message;
+      if (client === this.client && isVersionRefusal(code) && /protocol version/i.test(text)) this.versionRefusal ??= text;
       this.closeReason ??= code !== undefined && !text.includes(String(code)) ? `${text} (${String(code)})` : text;
       this.configFailure ??= classifyBrokerError(err, this.url);
       this.log.debug({ err: text, attempt: this.attempt }, 'MQTT client error');
@@ -451,6 +496,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     if (this.everConnected) this.counters.reconnects++;
     this.everConnected = true;
     this.attempt = 0;
+    this.negotiation.connected(this.url, this.version, this.log);
     // The broker may impose its own keepalive (MQTT 5 Server Keep Alive): mqtt.js's getter returns it.
     const keepaliveMs = (client.keepalive || this.keepaliveSec) * 1000;
     this.probe = new KeepaliveProbe({
@@ -468,7 +514,10 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.probe.start();
     this.configFailures.cleared();
     this.tuneSocket(client, keepaliveMs);
-    this.log.info({ sessionPresent, keepaliveMs, pingIntervalMs: this.probe.pingIntervalMs }, 'connected to the MQTT broker');
+    this.log.info(
+      { sessionPresent, keepaliveMs, pingIntervalMs: this.probe.pingIntervalMs, protocolVersion: this.version, ...(this.urls.length > 1 ? { url: redactUrl(this.url) } : {}) },
+      'connected to the MQTT broker',
+    );
 
     // Resubscribe everything on every connect, even when the broker says the session is
     // present: a broker that crashed between two saves of its database can resume the session
@@ -530,7 +579,37 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       else this.log.info({ reason }, 'MQTT connection closed');
       this.emit('down', reason);
     }
-    if (this.state === 'running') this.scheduleReconnect(reason, this.configFailure);
+    if (this.state !== 'running') return;
+    const verdict = this.negotiation.attemptEnded(this.url, this.version, this.attemptOutcome());
+    if (verdict.retryNow) {
+      this.log.debug({ url: redactUrl(this.url), reason, next: this.negotiation.versionFor(this.url) }, 'the broker refused this MQTT version: trying the other one at once');
+      this.reconnectTimer = this.clock.setTimeout(() => {
+        this.reconnectTimer = null;
+        if (this.state === 'running') this.startClient();
+      }, 0);
+      return;
+    }
+    // The next URL (a cluster's next node) for the next attempt.
+    const from = this.url;
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    if (this.urls.length > 1) this.log.debug({ from: redactUrl(from), next: redactUrl(this.url) }, 'next MQTT broker URL');
+    const failure = verdict.failure;
+    if (failure && !failure.slow) {
+      // Maybe the broker was only starting: say it once, retry on the usual backoff.
+      if (this.configFailures.firstTime(failure)) {
+        this.log.error({ url: redactUrl(from), kind: failure.kind }, `cannot connect to the MQTT broker at ${redactUrl(from)}: ${failure.cause}. Fix: ${failure.fix}`);
+      }
+      this.scheduleReconnect(reason);
+      return;
+    }
+    this.scheduleReconnect(reason, failure ?? this.configFailure, from);
+  }
+
+  /** What the attempt that just ended says about the MQTT version (see ProtocolNegotiation). */
+  private attemptOutcome(): AttemptOutcome {
+    if (this.versionRefusal !== null) return { kind: 'refused', detail: this.versionRefusal };
+    if (this.connectSent && !this.connackReceived && this.closeReason === null) return { kind: 'closed-before-connack' };
+    return { kind: 'other' };
   }
 
   /**
@@ -569,15 +648,15 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.wsPingSentAt = null;
   }
 
-  private scheduleReconnect(reason: string, failure: ConfigFailure | null = null): void {
+  private scheduleReconnect(reason: string, failure: ConfigFailure | null = null, failedUrl = this.url): void {
     if (failure) {
       // The config's fault: the same try fails the same way until a person changes something.
       // Say it once (for all sessions sharing the log) with the fix, then retry slowly and quietly.
       const delayMs = this.options.configFailureRetryMs ?? 60_000;
       if (this.configFailures.firstTime(failure)) {
         this.log.error(
-          { url: redactUrl(this.url), kind: failure.kind, retryInMs: delayMs },
-          `cannot connect to the MQTT broker at ${redactUrl(this.url)}: ${failure.cause}. Fix: ${failure.fix} (retrying every ${Math.round(delayMs / 1000)} s)`,
+          { url: redactUrl(failedUrl), kind: failure.kind, retryInMs: delayMs },
+          `cannot connect to the MQTT broker at ${redactUrl(failedUrl)}: ${failure.cause}. Fix: ${failure.fix} (retrying every ${Math.round(delayMs / 1000)} s)`,
         );
       } else {
         this.log.debug({ reason, delayMs }, `MQTT reconnect in ${delayMs} ms (same config failure)`);
@@ -629,7 +708,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       const qos = this.subscriptions.get(topic);
       if (qos === undefined) continue;
       const opts: IClientSubscribeOptions = { qos };
-      if (this.protocolVersion === 5) opts.rh = 1;
+      if (this.version === 5) opts.rh = 1;
       map[topic] = opts;
     }
     return new Promise<void>((resolve, reject) => {

@@ -13,16 +13,31 @@ export interface BrokerProbeOptions {
   ca?: string | Buffer;
   rejectUnauthorized?: boolean;
   connectTimeoutMs?: number;
+  /** The MQTT version to speak; default: MQTT 5, and 3.1.1 if the broker refuses 5 (RabbitMQ 3.x, Aedes). */
+  protocolVersion?: 5 | 4;
 }
 
 /**
  * An MQTT connection with keepalive 0 (so the broker itself never drops it for silence) and a
  * clean session under a random client id; ping() is PINGREQ -> PINGRESP.
  */
-export async function openBrokerProbe(url: string, options: BrokerProbeOptions = {}): Promise<ProbeConnection & { serverKeepAliveSec?: number }> {
+export async function openBrokerProbe(url: string, options: BrokerProbeOptions = {}): Promise<ProbeConnection & { serverKeepAliveSec?: number; protocolVersion: 5 | 4 }> {
+  if (options.protocolVersion !== undefined) return { ...(await openWith(url, options, options.protocolVersion)), protocolVersion: options.protocolVersion };
+  try {
+    return { ...(await openWith(url, options, 5)), protocolVersion: 5 };
+  } catch (err) {
+    // Refused (CONNACK "unacceptable protocol version") or closed unanswered: try MQTT 3.1.1.
+    if (!(err instanceof VersionRefused)) throw err;
+    return { ...(await openWith(url, options, 4)), protocolVersion: 4 };
+  }
+}
+
+class VersionRefused extends Error {}
+
+async function openWith(url: string, options: BrokerProbeOptions, protocolVersion: 5 | 4): Promise<ProbeConnection & { serverKeepAliveSec?: number }> {
   const client: MqttClient = mqtt.connect(url, {
     clientId: `tether-probe-${randomBytes(4).toString('hex')}`,
-    protocolVersion: 5,
+    protocolVersion,
     clean: true,
     keepalive: 0,
     reconnectPeriod: 0,
@@ -33,11 +48,18 @@ export async function openBrokerProbe(url: string, options: BrokerProbeOptions =
     ...(options.rejectUnauthorized !== undefined ? { rejectUnauthorized: options.rejectUnauthorized } : {}),
   } satisfies IClientOptions);
   let closeReason = 'closed by the broker or the path';
-  client.on('error', (err) => (closeReason = err.message));
+  let errored = false;
+  client.on('error', (err) => {
+    errored = !/unacceptable protocol version/i.test(err.message);
+    closeReason = err.message;
+  });
   const closed = new Promise<string>((resolve) => client.once('close', () => resolve(closeReason)));
   const serverKeepAliveSec = await new Promise<number | undefined>((resolve, reject) => {
     client.once('connect', (connack) => resolve(connack.properties?.serverKeepAlive));
-    void closed.then((why) => reject(new Error(`cannot connect to ${url.replace(/\/\/[^@/]*@/, '//***@')}: ${why}`)));
+    void closed.then((why) => {
+      const message = `cannot connect to ${url.replace(/\/\/[^@/]*@/, '//***@')} with MQTT ${protocolVersion === 5 ? '5' : '3.1.1'}: ${why}`;
+      reject(protocolVersion === 5 && !errored ? new VersionRefused(message) : new Error(message));
+    });
   });
   let waiter: (() => void) | null = null;
   client.on('packetreceive', (packet) => {

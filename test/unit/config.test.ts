@@ -21,7 +21,7 @@ describe('config validation', () => {
     const config = parseConfig(device());
     expect(config.gateway).toEqual({ id: 'tether-gateway', name: 'tether gateway' });
     expect(config.broker.url).toBeUndefined();
-    expect(config.broker).toMatchObject({ embeddedPort: 1883, keepaliveSec: 30, pingRespTimeoutMs: 5000, protocolVersion: 5, sharedSession: false });
+    expect(config.broker).toMatchObject({ embeddedPort: 1883, keepaliveSec: 30, pingRespTimeoutMs: 5000, protocolVersion: 'auto', sharedSession: false, urls: [] });
     expect(config.devices[0]).toMatchObject({ id: 'uno-1', port: '/dev/ttyACM0', baudRate: 57600, keepalive: { intervalMs: 1000, misses: 3, detector: 'fixed' }, components: [] });
     expect(config.queue.maxEntries).toBe(10_000);
   });
@@ -94,6 +94,19 @@ devices:
       ['wifi', 'espruino', 115200, []],
       ['uno-1', 'uno', 57600, []],
     ]);
+  });
+
+  it('broker.urls: several broker URLs tried in turn, url is the first; broker.url alone still works', () => {
+    const cluster = parseConfig(`broker: { urls: ["mqtt://a:1883", "mqtt://b:1883"] }\n${device()}`);
+    expect(cluster.broker.urls).toEqual(['mqtt://a:1883', 'mqtt://b:1883']);
+    expect(cluster.broker.url).toBe('mqtt://a:1883');
+    const one = parseConfig(`broker: { url: "mqtt://a:1883", protocolVersion: 4 }\n${device()}`);
+    expect(one.broker.urls).toEqual(['mqtt://a:1883']);
+    expect(one.broker.protocolVersion).toBe(4);
+    expect(problems(`broker: { url: "mqtt://a:1883", urls: ["mqtt://b:1883"] }\n${device()}`).join('\n')).toMatch(/url or urls, not both/);
+    expect(problems(`broker: { urls: ["http://b"] }\n${device()}`).join('\n')).toMatch(/broker URL/);
+    expect(problems(`broker: { urls: [] }\n${device()}`).length).toBeGreaterThan(0);
+    expect(problems(`broker: { protocolVersion: 3 }\n${device()}`).join('\n')).toMatch(/protocolVersion/);
   });
 
   it('lists every problem at once', () => {

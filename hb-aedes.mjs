@@ -1,0 +1,2 @@
+import { Aedes } from 'aedes';
+import net from 'node:net';
