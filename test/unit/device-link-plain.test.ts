@@ -1,19 +1,16 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import { DeviceLink } from '../../host/link/device-link.ts';
 import type { RebootInfo } from '../../host/session/device-session.ts';
 import type { Transport, TransportEvents } from '../../host/transport/transport.ts';
-import type { Clock } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
 // DeviceLink with a scripted StandardFirmata-like board (fake transport, fake time): how a
 // firmware name from the board is read (an answer, an announcement, or undecidable), and what
 // is replayed.
 
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
+// One ManualClock per test (made new in beforeEach): time moves only when a test advances it.
+let clock = new ManualClock();
 
 const NAME = [...'StandardFirmata.ino'].flatMap((c) => [c.charCodeAt(0), 0]);
 const VERSION = [0xf9, 2, 5];
@@ -49,7 +46,7 @@ class FakeFirmataBoard extends EventEmitter<TransportEvents> implements Transpor
     this.outputs.clear();
     this.pending = [];
     this.booting = true;
-    setTimeout(() => {
+    clock.setTimeout(() => {
       this.booting = false;
       this.send([...VERSION, ...FIRMWARE]);
       this.process();
@@ -70,13 +67,14 @@ class FakeFirmataBoard extends EventEmitter<TransportEvents> implements Transpor
     if (out.length > 0) this.send(out);
   }
   private send(bytes: number[]): void {
-    setTimeout(() => this.emit('data', Buffer.from(bytes)), 5);
+    clock.setTimeout(() => this.emit('data', Buffer.from(bytes)), 5);
   }
 }
 
 describe('DeviceLink with a plain Firmata board (fake transport, fake time)', () => {
-  beforeEach(() => vi.useFakeTimers());
-  afterEach(() => vi.useRealTimers());
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
 
   async function readyLink() {
     const board = new FakeFirmataBoard();
@@ -86,7 +84,7 @@ describe('DeviceLink with a plain Firmata board (fake transport, fake time)', ()
     link.on('reboot', (r) => reboots.push(r));
     link.on('state', (c) => states.push(c.to));
     link.start();
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200);
     expect(link.state).toBe('ready');
     expect(link.session.protocol).toBe('firmata');
     return { board, link, reboots, states };
@@ -95,10 +93,10 @@ describe('DeviceLink with a plain Firmata board (fake transport, fake time)', ()
   it('an announcement nobody asked for is one reboot: the pins are replayed, then ready', async () => {
     const { board, link, reboots, states } = await readyLink();
     link.writeFirmata([0xf4, 13, 1, 0x91, 0x20, 0x00]); // pin 13 OUTPUT, HIGH (port 1 bit 5)
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect([board.modes.get(13), board.outputs.get(13)]).toEqual([1, 1]);
     board.reboot(2000);
-    await vi.advanceTimersByTimeAsync(2100);
+    await clock.advanceAsync(2100);
     expect(reboots).toHaveLength(1);
     expect(link.state).toBe('ready');
     expect([board.modes.get(13), board.outputs.get(13)]).toEqual([1, 1]);
@@ -110,7 +108,7 @@ describe('DeviceLink with a plain Firmata board (fake transport, fake time)', ()
   it("the answer to the program's firmware query is not a reboot", async () => {
     const { link, reboots } = await readyLink();
     link.writeFirmata([0xf0, 0x79, 0xf7]);
-    await vi.advanceTimersByTimeAsync(5000);
+    await clock.advanceAsync(5000);
     expect(reboots).toEqual([]);
     await link.close();
   });
@@ -119,12 +117,12 @@ describe('DeviceLink with a plain Firmata board (fake transport, fake time)', ()
     const { board, link, reboots } = await readyLink();
     board.booting = true; // e.g. the board was reset just before, unnoticed: 3 s of silence
     link.writeFirmata([0xf0, 0x79, 0xf7]);
-    setTimeout(() => {
+    clock.setTimeout(() => {
       board.booting = false;
       (board as unknown as { send(b: number[]): void }).send([...VERSION, ...FIRMWARE]);
       (board as unknown as { process(): void }).process();
     }, 2500);
-    await vi.advanceTimersByTimeAsync(5000);
+    await clock.advanceAsync(5000);
     expect(reboots).toEqual([]);
     expect(link.state === 'ready' || link.state === 'lost').toBe(true);
     await link.close();
@@ -133,11 +131,11 @@ describe('DeviceLink with a plain Firmata board (fake transport, fake time)', ()
   it('the same, when the board did forget its pins: one reboot and a replay', async () => {
     const { board, link, reboots } = await readyLink();
     link.writeFirmata([0xf4, 2, 0]); // pin 2 INPUT
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     link.writeFirmata([0xf0, 0x79, 0xf7]);
-    await vi.advanceTimersByTimeAsync(1); // the query is answered...
+    await clock.advanceAsync(1); // the query is answered...
     board.reboot(2500); // ...but meanwhile the board reset: the answer's place is taken by its announcement
-    await vi.advanceTimersByTimeAsync(6000);
+    await clock.advanceAsync(6000);
     expect(reboots).toHaveLength(1);
     expect(board.modes.get(2)).toBe(0);
     expect(link.state).toBe('ready');

@@ -1,18 +1,15 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { DeviceSession, type Hello } from '../../host/session/device-session.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
-import type { Clock } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import type { Capabilities, DeviceConfig, HostMessage } from '../../shared/protocol/messages.ts';
 
 // The session keeps the device's configuration: it sends CONFIG_SET only when what the device
 // reports differs from what is wanted, and never asks for what the device's HELLO says it
 // cannot do.
 
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
+// One ManualClock per test (made new in beforeEach): time moves only when a test advances it.
+let clock = new ManualClock();
 
 const ALL: Capabilities = { watchdog: true, sleep: true, state: true, pinRestore: true };
 const ESPRUINO_LINUX: Capabilities = { watchdog: true, sleep: false, state: true, pinRestore: false };
@@ -45,7 +42,7 @@ function device(stored: DeviceConfig, capabilities: Capabilities, wanted: Device
     deviceConfig: wanted,
     send: (m) => {
       sent.push(m);
-      const reply = (fn: () => void) => setTimeout(fn, 5);
+      const reply = (fn: () => void) => clock.setTimeout(fn, 5);
       if (m.type === 'hello-request') reply(() => session.receive(hello(true)));
       if (m.type === 'config-get') reply(() => session.receive({ type: 'config', config }));
       if (m.type === 'config-set') {
@@ -78,18 +75,19 @@ function device(stored: DeviceConfig, capabilities: Capabilities, wanted: Device
 const WANTED: DeviceConfig = { watchdogMs: 1000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 3000, awakeMs: 300 };
 
 describe('DeviceSession keeps the device configuration', () => {
-  beforeEach(() => vi.useFakeTimers());
-  afterEach(() => vi.useRealTimers());
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
 
   it('sends CONFIG_SET once for a real change, then only compares (HELLO, CONFIG_GET) after every reboot', async () => {
     const d = device({ watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 0, sleepMs: 8000, awakeMs: 1000 }, ALL, WANTED);
     d.session.linkUp();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(d.session.state).toBe('ready');
     expect(d.sets()).toHaveLength(1);
     for (let i = 0; i < 7; i++) {
       d.reboot(); // e.g. watchdog resets during a long freeze: a boot HELLO each time
-      await vi.advanceTimersByTimeAsync(100);
+      await clock.advanceAsync(100);
     }
     expect(d.sets()).toHaveLength(1);
     expect(d.gets()).toBe(7);
@@ -100,12 +98,12 @@ describe('DeviceSession keeps the device configuration', () => {
   it('a difference only CONFIG_GET shows (sleep_ms, awake_ms) is set too, once', async () => {
     const d = device({ ...WANTED, sleepMs: 9999 }, ALL, WANTED);
     d.session.linkUp();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(d.gets()).toBe(1);
     expect(d.sets()).toHaveLength(1);
     expect(d.config).toEqual(WANTED);
     d.reboot();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(d.sets()).toHaveLength(1);
     d.session.close();
   });
@@ -113,7 +111,7 @@ describe('DeviceSession keeps the device configuration', () => {
   it('compares the watchdog as the device stores it (rounded down to a step)', async () => {
     const d = device(WANTED, ALL, { ...WANTED, watchdogMs: 1500 });
     d.session.linkUp();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(d.sets()).toHaveLength(0);
     d.session.close();
   });
@@ -121,9 +119,9 @@ describe('DeviceSession keeps the device configuration', () => {
   it('never sends what the HELLO says the device cannot do: policy sleep becomes stay, with one warning', async () => {
     const d = device({ ...WANTED, policy: 'stay' }, ESPRUINO_LINUX, WANTED);
     d.session.linkUp();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     d.reboot();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(d.sets().every((m) => m.config.policy === 'stay')).toBe(true);
     expect(d.sets()).toHaveLength(0); // it already had stay and the rest
     const warnings = d.logger.records.filter((r) => r.level === 'warn' && /cannot sleep/.test(r.msg ?? ''));
@@ -134,7 +132,7 @@ describe('DeviceSession keeps the device configuration', () => {
   it('a device without a watchdog gets watchdogMs 0', async () => {
     const d = device({ ...WANTED, watchdogMs: 0 }, { ...ALL, watchdog: false }, WANTED);
     d.session.linkUp();
-    await vi.advanceTimersByTimeAsync(100);
+    await clock.advanceAsync(100);
     expect(d.sets()).toHaveLength(0);
     expect(d.logger.records.some((r) => r.level === 'warn' && /no watchdog/.test(r.msg ?? ''))).toBe(true);
     d.session.close();

@@ -1,16 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { DeviceSession, type RebootInfo, type StateChange } from '../../host/session/device-session.ts';
-import type { Clock } from '../../host/time/clock.ts';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import type { HostMessage } from '../../shared/protocol/messages.ts';
 
 // DeviceSession with a scripted plain Firmata board (StandardFirmata-like): it ignores
 // keepalive frames, answers each REPORT_VERSION query after `rttMs`, and can go silent.
 
-const clock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h),
-};
+// One ManualClock per test (made new in beforeEach): time moves only when a test advances it.
+let clock = new ManualClock();
 
 interface Options {
   pingIntervalMs?: number;
@@ -35,7 +32,7 @@ function plainBoard(options: Options = {}) {
     handshakeTimeoutMs: options.handshakeTimeoutMs,
     send: (m) => sent.push(m), // keepalive frames: ignored, as StandardFirmata ignores unknown sysex
     sendRaw: (bytes) => {
-      if (bytes[0] === 0xf9) setTimeout(() => answering && session.firmataActivity('version'), options.rttMs ?? 20);
+      if (bytes[0] === 0xf9) clock.setTimeout(() => answering && session.firmataActivity('version'), options.rttMs ?? 20);
     },
     restorePlain: async (rebooted) => {
       restores.push(rebooted);
@@ -58,8 +55,9 @@ function plainBoard(options: Options = {}) {
 }
 
 describe('DeviceSession with a plain Firmata board', () => {
-  beforeEach(() => vi.useFakeTimers());
-  afterEach(() => vi.useRealTimers());
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
 
   // The tie the issue found: with 1000 ms x 3 attempts the switch to plain Firmata came at the
   // same tick as the 3000 ms handshake deadline, and Firmata answers did not count as contact.
@@ -73,10 +71,10 @@ describe('DeviceSession with a plain Firmata board', () => {
     it(`is ready without a false lost at start (ping ${pingIntervalMs} ms, ${helloAttempts} attempts, ${misses} misses)`, async () => {
       const b = plainBoard({ pingIntervalMs, helloAttempts, misses });
       b.session.linkUp();
-      await vi.advanceTimersByTimeAsync(helloAttempts * 25 + 50);
+      await clock.advanceAsync(helloAttempts * 25 + 50);
       expect(b.session.protocol).toBe('firmata');
       expect(b.session.state).toBe('ready');
-      await vi.advanceTimersByTimeAsync(20_000);
+      await clock.advanceAsync(20_000);
       expect(b.path()).toEqual(['init->ready']);
       expect(b.sent.filter((m) => m.type === 'hello-request').length).toBeGreaterThanOrEqual(helloAttempts);
       b.session.close();
@@ -87,10 +85,10 @@ describe('DeviceSession with a plain Firmata board', () => {
     // A slow link (900 ms round trips): deciding takes longer than the 3000 ms handshake time.
     const b = plainBoard({ helloAttempts: 8, rttMs: 900 });
     b.session.linkUp();
-    await vi.advanceTimersByTimeAsync(3_100);
+    await clock.advanceAsync(3_100);
     expect(b.session.protocol).toBe('unknown');
     expect(b.session.state).toBe('init');
-    await vi.advanceTimersByTimeAsync(10_000);
+    await clock.advanceAsync(10_000);
     expect(b.session.protocol).toBe('firmata');
     expect(b.path()).toEqual(['init->ready']);
     b.session.close();
@@ -100,12 +98,12 @@ describe('DeviceSession with a plain Firmata board', () => {
     const b = plainBoard();
     b.answering = false;
     b.session.linkUp();
-    await vi.advanceTimersByTimeAsync(4_999);
+    await clock.advanceAsync(4_999);
     expect(b.session.state).toBe('init'); // the default handshake time: 5 s
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expect(b.changes.at(-1)).toMatchObject({ to: 'lost', cause: 'no answer since the link came up' });
     b.answering = true;
-    await vi.advanceTimersByTimeAsync(1_100);
+    await clock.advanceAsync(1_100);
     expect(b.session.protocol).toBe('firmata');
     expect(b.session.state).toBe('ready');
     b.session.close();
@@ -117,17 +115,17 @@ describe('DeviceSession with a plain Firmata board', () => {
       restorePlain: (rebooted) => (rebooted ? new Promise((resolve) => (finishReplay = () => resolve({ forgot: false }))) : Promise.resolve({ forgot: false })),
     });
     b.session.linkUp();
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200);
     expect(b.session.state).toBe('ready');
     b.session.firmataActivity('version'); // the announcement: version report...
     b.session.firmataBooted(); // ...and its firmware name, unasked
     b.session.firmataBooted(); // the same boot's name again (e.g. a program's query overtaken): not a second reboot
     expect(b.reboots).toEqual([{ bootId: null, previousBootId: null, causes: [], stateSurvived: false }]);
     expect(b.session.state).toBe('init');
-    await vi.advanceTimersByTimeAsync(2_000);
+    await clock.advanceAsync(2_000);
     expect(b.session.state).toBe('init'); // not ready before the pins are back
     finishReplay();
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advanceAsync(1);
     expect(b.session.state).toBe('ready');
     expect(b.restores).toEqual([false, true]);
     expect(b.session.counters.reboots.unknown).toBe(1);
@@ -138,13 +136,13 @@ describe('DeviceSession with a plain Firmata board', () => {
   it('after lost, its next answer is checked before ready (restorePlain(false)); a board that forgot its pins counts a reboot', async () => {
     const b = plainBoard({ restorePlain: async () => ({ forgot: b.restores.length > 1 }) });
     b.session.linkUp();
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200);
     b.answering = false;
-    await vi.advanceTimersByTimeAsync(3_500);
+    await clock.advanceAsync(3_500);
     expect(b.session.state).toBe('lost');
     expect(b.changes.at(-1)!.cause).toMatch(/^no Firmata answer for \d+ ms/);
     b.answering = true;
-    await vi.advanceTimersByTimeAsync(1_100);
+    await clock.advanceAsync(1_100);
     expect(b.session.state).toBe('ready');
     expect(b.restores).toEqual([false, false]);
     expect(b.reboots).toHaveLength(1);
@@ -166,9 +164,9 @@ describe('DeviceSession with a plain Firmata board', () => {
   it('close() leaves no timers', async () => {
     const b = plainBoard();
     b.session.linkUp();
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advanceAsync(1_500);
     b.session.close();
-    await vi.advanceTimersByTimeAsync(100);
-    expect(vi.getTimerCount()).toBe(0);
+    await clock.advanceAsync(100);
+    expect(clock.pending).toBe(0);
   });
 });
