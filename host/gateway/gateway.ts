@@ -224,9 +224,10 @@ export class Gateway {
         return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
       });
       await this.step('device wedge guard', async () => {
+        // Built once: the guard looks every 500 ms, and the devices and their links stay the same.
+        const watched = this.devices.map((d) => ({ id: d.id, handshakeTimeoutMs: d.settings.keepalive.handshakeTimeoutMs, link: d.link }));
         const guard = new DeviceWedgeGuard({
-          devices: () =>
-            this.devices.map((d) => ({ id: d.id, handshakeTimeoutMs: d.settings.keepalive.handshakeTimeoutMs, link: d.link })),
+          devices: () => watched,
           onRecovery: ({ id }) => this.byId.get(id)!.counters.wedgeRecoveries++,
           clock: this.clock,
           logger: log,

@@ -142,7 +142,8 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
   const unsubscribe: Array<() => void> = [];
   for (const d of devices) {
     rtt.zero({ device: d.id });
-    unsubscribe.push(d.onRtt((ms) => rtt.observe({ device: d.id }, ms / 1000)));
+    const labels = { device: d.id }; // one object per device, not one per PONG
+    unsubscribe.push(d.onRtt((ms) => rtt.observe(labels, ms / 1000)));
   }
 
   const missHighWater = new Map<string, number>();

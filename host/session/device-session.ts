@@ -129,6 +129,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly sequencer = new PingSequencer();
   private pingTimer: TimerHandle | undefined;
   private deadlineTimer: TimerHandle | undefined;
+  /** When deadlineTimer is due (Clock ms). */
+  private deadlineAt = Infinity;
   private linkIsUp = false;
   private protocolValue: DeviceProtocol = 'unknown';
   private bootIdValue: number | null = null;
@@ -512,7 +514,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private heartbeat(now: number): void {
     if (this.current === 'sleeping') return; // the sleep deadline rules while asleep
     this.detector.heartbeat(now);
-    this.armDeadline(this.detector.deadline());
+    const deadline = this.detector.deadline();
+    // A deadline armed no later than the new one stays: when it fires, checkDeadline() finds
+    // the board alive and arms the current deadline. One timer per bound, not one per PONG.
+    if (this.deadlineTimer !== undefined && this.deadlineAt <= deadline) return;
+    this.armDeadline(deadline);
   }
 
   // ---- timers ---------------------------------------------------------------------------
@@ -558,6 +564,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.clearDeadline();
     if (!Number.isFinite(at)) return;
     const delay = Math.max(0, at - this.clock.now());
+    this.deadlineAt = at;
     this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, delay);
   }
 

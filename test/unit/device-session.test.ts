@@ -105,6 +105,28 @@ describe('DeviceSession', () => {
     h.session.close();
   });
 
+  it('does not re-arm its lost deadline on every PONG (a fleet sends thousands a second), and is still lost exactly at the bound', async () => {
+    const deadlineTimers: number[] = [];
+    const setTimeout = clock.setTimeout.bind(clock);
+    // PING ticks are 1000 ms, simulated PONGs 20 ms: anything else is the handshake or lost deadline.
+    clock.setTimeout = (fn, ms) => {
+      if (ms !== 1000 && ms !== 20) deadlineTimers.push(ms);
+      return setTimeout(fn, ms);
+    };
+    const h = harness();
+    h.session.linkUp();
+    await clock.advanceAsync(60_000);
+    const pongs = h.session.counters.pongs;
+    expect(pongs).toBeGreaterThanOrEqual(59);
+    expect(deadlineTimers.length).toBeLessThanOrEqual(pongs / 2 + 1); // + the handshake deadline; one per PONG before
+    const lastPong = h.session.lastSeen!;
+    h.answer = false;
+    await clock.advanceAsync(10_000);
+    const lost = h.changes.find((c) => c.to === 'lost')!;
+    expect(lost.at - lastPong).toBe(3000);
+    h.session.close();
+  });
+
   it('is lost no later than interval x misses after the last PONG', async () => {
     const h = harness();
     h.session.linkUp();
