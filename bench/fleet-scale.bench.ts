@@ -12,7 +12,7 @@
 //   TETHER_BENCH_FLEET_PROFILE=DIR       run the daemon with --cpu-prof (and --heap-prof) into DIR
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,10 @@ interface FleetResult {
   eldMaxMs: number;
   fds: number;
   simCpuPct: number;
+  /** MQTT messages from the boards' topics per board per minute during the window. */
+  messagesPerBoardMin: number;
+  /** The machine's 1-minute load average at the end (other work on the machine skews every figure). */
+  load: number;
 }
 
 function cpuTicks(pid: number): number {
@@ -163,13 +167,17 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
   writeFileSync(join(dir, 'tether.yaml'), stringify(config));
   const watcher = await deadline(mqtt.connectAsync(brokerUrl, { protocolVersion: 5, reconnectPeriod: 0 }), 10_000, 'the bench watcher to connect');
   const ready = new Set<string>();
+  /** Messages from the boards by property, counted during the measurement window. */
+  let counting: Map<string, number> | null = null;
   watcher.on('message', (topic, payload) => {
-    const id = topic.split('/')[2]!;
-    if (id === 'fleet-gw') return;
+    const [, , id, ...rest] = topic.split('/');
+    if (id === 'fleet-gw' || id === undefined) return;
+    if (counting) counting.set(rest.join('/'), (counting.get(rest.join('/')) ?? 0) + 1);
+    if (rest.join('/') !== '$state') return;
     if (payload.toString() === 'ready') ready.add(id);
     else ready.delete(id);
   });
-  await deadline(watcher.subscribeAsync('homie/5/+/$state', { qos: 0 }), 10_000, 'the bench watcher to subscribe');
+  await deadline(watcher.subscribeAsync('homie/5/#', { qos: 0 }), 10_000, 'the bench watcher to subscribe');
   let output = '';
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-3000));
   const args = PROFILE_DIR ? [`--cpu-prof`, `--cpu-prof-dir=${PROFILE_DIR}`, '--heap-prof', `--heap-prof-dir=${PROFILE_DIR}`] : [];
@@ -197,7 +205,10 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const t0 = performance.now();
     const c0 = cpuTicks(pid);
     const s0 = sims.pids.map(cpuTicks);
+    counting = new Map();
     await sleep(MEASURE_MS);
+    const published = counting;
+    counting = null;
     const seconds = (performance.now() - t0) / 1000;
     const cpuPct = ((cpuTicks(pid) - c0) / CLOCK_TICKS / seconds) * 100;
     const simCpuPct = (sims.pids.reduce((sum, p, i) => sum + cpuTicks(p) - s0[i]!, 0) / CLOCK_TICKS / seconds) * 100;
@@ -205,7 +216,11 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const fds = openFds(pid);
     const eld = await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
     if (ready.size < n) throw new Error(`only ${ready.size} of ${n} boards stayed ready through the measurement`);
-    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, simCpuPct };
+    const perMinute = (count: number) => (count / n / seconds) * 60;
+    const messages = [...published].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${perMinute(v).toFixed(2)}`);
+    process.stderr.write(`  MQTT messages per board per minute at steady state: ${messages.join(', ') || 'none'}\n`);
+    const messagesPerBoardMin = perMinute([...published.values()].reduce((a, b) => a + b, 0));
+    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]! };
   } finally {
     await stopChild(daemon, 60_000);
     await watcher.endAsync(true);
@@ -227,6 +242,7 @@ function rows(r: FleetResult): Row[] {
     { benchmark: `${name}: daemon RSS per board`, measured: `${rssKiB.toFixed(1)} KiB (${r.rssMiB.toFixed(0)} MiB)`, limit: `<= ${GOAL.rssKiB} KiB per board`, ratio: ratio(rssKiB, GOAL.rssKiB) },
     { benchmark: `${name}: all ready after start`, measured: `${r.readyS.toFixed(1)} s`, limit: `<= ${GOAL.readyS} s`, ratio: ratio(r.readyS, GOAL.readyS) },
     { benchmark: `${name}: event-loop delay p99 (max)`, measured: `${r.eldP99Ms.toFixed(1)} ms (${r.eldMaxMs.toFixed(0)} ms)`, limit: `< ${GOAL.eldP99Ms} ms`, ratio: ratio(r.eldP99Ms, GOAL.eldP99Ms) },
+    { benchmark: `${name}: MQTT messages per board at steady state`, measured: `${r.messagesPerBoardMin.toFixed(2)} a minute (load average ${r.load.toFixed(1)} on ${os.cpus().length} cores)`, limit: 'only news (keepalive-facts.ts)', ratio: '-' },
     { benchmark: `${name}: file descriptors per board`, measured: `${fds.toFixed(2)} (${r.fds} open)`, limit: `${GOAL.fds} (link + MQTT socket)`, ratio: ratio(fds, GOAL.fds) },
   ];
 }
