@@ -152,7 +152,15 @@ async function scrapeLoopDelay(url: string): Promise<{ p99: number; max: number 
   return { p99: value('0.99'), max: value('1') };
 }
 
+/** The soft limit on open files, which the daemon inherits from this process. */
+function openFileLimit(): number {
+  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))!;
+  return Number(line.split(/\s+/)[3]);
+}
+
 async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
+  // At least a link and an MQTT socket per board: beyond the limit it cannot start (ulimit -n).
+  if (2 * n + 64 > openFileLimit()) throw new Error(`${n} boards need more than ${2 * n + 64} open files; the limit here is ${openFileLimit()} (ulimit -n; raise it, e.g. LimitNOFILE= under systemd)`);
   const sims = await startSims(n);
   const dir = mkdtempSync(join(tmpdir(), `tether-fleet-${n}-`));
   const metricsPort = await freePort();
@@ -186,8 +194,11 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
   daemon.stdout!.on('data', keep);
   daemon.stderr!.on('data', keep);
   const pid = daemon.pid!;
+  const fdLimit = openFileLimit();
   const alive = () => {
     if (daemon.exitCode !== null || daemon.signalCode !== null) throw new Error(`the daemon exited (${daemon.exitCode ?? daemon.signalCode}): ${output.trim()}`);
+    const fds = openFds(pid);
+    if (fds >= fdLimit - 2) throw new Error(`the daemon reached its open-file limit (${fds} of ${fdLimit}, ulimit -n) with ${ready.size} of ${n} boards ready`);
     return true;
   };
   try {
