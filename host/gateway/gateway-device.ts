@@ -17,7 +17,7 @@ import { TetherIO } from '../tether-io/tether-io.ts';
 import type { Clock } from '../time/clock.ts';
 import { createTransport } from '../transport/create-transport.ts';
 import type { GatewayEventBus } from './gateway-events.ts';
-import type { SessionView } from './shared-session-dispatcher.ts';
+import { SessionView } from './shared-session-dispatcher.ts';
 
 export interface GatewayDeviceOptions {
   settings: DeviceSettings;
@@ -129,19 +129,17 @@ export class GatewayDevice {
       link.off('reboot', onReboot);
     });
     // Its own session, or its view of the shared one (only its own topics reach it).
-    if (!this.options.sharedMqtt || view !== mqtt) {
-      const onUp = (info: { sessionPresent: boolean }) => events.emit('brokerUp', this, info);
-      const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => events.emit('mqttMessage', this, topic, payload, info);
-      view.on('up', onUp);
-      view.on('message', onMessage);
-      this.undo.push(() => {
-        view.off('up', onUp);
-        view.off('message', onMessage);
-      });
-    }
+    const onUp = (info: { sessionPresent: boolean }) => events.emit('brokerUp', this, info);
+    const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => events.emit('mqttMessage', this, topic, payload, info);
+    view.on('up', onUp);
+    view.on('message', onMessage);
+    this.undo.push(() => {
+      view.off('up', onUp);
+      view.off('message', onMessage);
+    });
     if (!this.options.sharedMqtt) mqtt.start();
     // The shared session may have come up before this board started listening: it is up for it too.
-    else if (view !== mqtt && view.connected && 'lastUp' in view && view.lastUp) events.emit('brokerUp', this, view.lastUp);
+    else if (view instanceof SessionView && view.connected && view.lastUp) events.emit('brokerUp', this, view.lastUp);
     pump.start();
     // Espruino boards run no Firmata; an Uno without components needs only its liveness: no
     // firmata.js (and its per-board handshake, buffers and pin tables) for either (issue 15).

@@ -109,6 +109,8 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
 /** What a Firmata answer was, as far as the session cares. */
 export type FirmataContact = 'version' | 'other';
 const WAKE_BYTE = 0x00;
+/** A deadline timer this late means the event loop was blocked: its sockets are read before it is believed. */
+const LATE_DEADLINE_MS = 100;
 
 /**
  * One board's liveness: a state machine (init, ready, sleeping, lost, disconnected) fed
@@ -131,6 +133,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private deadlineTimer: TimerHandle | undefined;
   /** When deadlineTimer is due (Clock ms). */
   private deadlineAt = Infinity;
+  /** The deadline fired late and is being looked at again after one turn of the event loop. */
+  private deadlineDeferred = false;
   private linkIsUp = false;
   private protocolValue: DeviceProtocol = 'unknown';
   private bootIdValue: number | null = null;
@@ -562,6 +566,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
 
   private armDeadline(at: number): void {
     this.clearDeadline();
+    this.deadlineDeferred = false;
     if (!Number.isFinite(at)) return;
     const delay = Math.max(0, at - this.clock.now());
     this.deadlineAt = at;
@@ -571,6 +576,15 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private checkDeadline = (): void => {
     this.deadlineTimer = undefined;
     const now = this.clock.now();
+    // Fired late: the event loop was blocked (a fleet starting, a loaded machine), and timers run
+    // before the loop reads its sockets, where the board's answers may be waiting. Look again
+    // after one turn of the loop, once, before concluding anything.
+    if (now - this.deadlineAt > LATE_DEADLINE_MS && !this.deadlineDeferred) {
+      this.deadlineDeferred = true;
+      this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, 0);
+      return;
+    }
+    this.deadlineDeferred = false;
     if (this.current === 'sleeping') {
       if (now >= this.sleepDeadline) {
         this.endSleep();
