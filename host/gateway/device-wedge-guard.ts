@@ -79,6 +79,8 @@ interface Tracked {
   /** No recovery before this (Clock ms). */
   notBefore: number;
   total: number;
+  /** The sample() that last saw it among the devices (those no longer there are forgotten). */
+  sampled: number;
 }
 
 export class DeviceWedgeGuard {
@@ -89,6 +91,7 @@ export class DeviceWedgeGuard {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly tracked = new Map<string, Tracked>();
+  private samples = 0;
   private readonly inFlight = new Map<string, { startedAt: number; done: Promise<void> }>();
   private timer: TimerHandle | null = null;
   private stopped = false;
@@ -183,18 +186,19 @@ export class DeviceWedgeGuard {
   }
 
   private sample(now = this.clock.now()): void {
-    const seen = new Set<string>();
+    // Every 500 ms over every board: a generation number rather than a Set of ids each time.
+    const generation = ++this.samples;
     for (const device of this.options.devices()) {
-      seen.add(device.id);
+      const known = this.tracked.get(device.id);
+      if (known) known.sampled = generation;
       if (this.inFlight.has(device.id)) continue;
       const state = device.link.state;
-      const known = this.tracked.get(device.id);
       if (known && device.link.isPaused) {
         // Lent out (flashing): its bound starts when it is given back.
         known.state = state;
         known.since = now;
       } else if (!known) {
-        this.tracked.set(device.id, { state, since: now, consecutive: 0, notBefore: 0, total: 0 });
+        this.tracked.set(device.id, { state, since: now, consecutive: 0, notBefore: 0, total: 0, sampled: generation });
       } else if (known.state !== state) {
         known.state = state;
         known.since = now;
@@ -202,7 +206,7 @@ export class DeviceWedgeGuard {
         if (state !== 'init') known.consecutive = 0;
       }
     }
-    for (const id of [...this.tracked.keys()]) if (!seen.has(id)) this.tracked.delete(id);
+    for (const [id, t] of this.tracked) if (t.sampled !== generation) this.tracked.delete(id);
   }
 
   private arm(): void {

@@ -17,6 +17,7 @@ import { TetherIO } from '../tether-io/tether-io.ts';
 import type { Clock } from '../time/clock.ts';
 import { createTransport } from '../transport/create-transport.ts';
 import type { GatewayEventBus } from './gateway-events.ts';
+import { SessionView } from './shared-session-dispatcher.ts';
 
 export interface GatewayDeviceOptions {
   settings: DeviceSettings;
@@ -25,6 +26,12 @@ export interface GatewayDeviceOptions {
   mqtt: () => BrokerSession;
   /** True when `mqtt` hands out the gateway's own session (shared-session mode). */
   sharedMqtt: boolean;
+  /**
+   * Shared-session mode: this board's view of the shared session (SharedSessionDispatcher), which
+   * its outbox publishes through and whose ups and messages it hears, instead of listening on the
+   * session itself.
+   */
+  sessionView?: () => SessionView;
   events: GatewayEventBus;
   clock: Clock;
   logger: Logger;
@@ -53,7 +60,7 @@ export class GatewayDevice {
   readonly components: DeviceComponent[];
   readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0, wedgeRecoveries: 0 };
   private readonly log: Logger;
-  private parts: { link: DeviceLink; mqtt: BrokerSession; outbox: DurableOutbox; pump: OutboxPump } | null = null;
+  private parts: { link: DeviceLink; mqtt: BrokerSession; view: BrokerSession | SessionView; outbox: DurableOutbox; pump: OutboxPump } | null = null;
   private io: TetherIO | null = null;
   private jfBoard: five.Board | null = null;
   private started = false;
@@ -81,7 +88,7 @@ export class GatewayDevice {
     return this.opened().outbox;
   }
 
-  /** Firmata for Johnny-Five once started: Uno only (an Espruino board runs no Firmata). */
+  /** Firmata for Johnny-Five once started: an Uno with components only (an Espruino board runs no Firmata). */
   get tetherIO(): TetherIO | null {
     return this.io;
   }
@@ -102,13 +109,14 @@ export class GatewayDevice {
       logger: this.log,
     });
     const mqtt = this.options.mqtt();
-    const pump = new OutboxPump(outbox, mqtt, { logger: this.log });
-    this.parts = { link: this.createLink(), mqtt, outbox, pump };
+    const view = this.options.sessionView?.() ?? mqtt;
+    const pump = new OutboxPump(outbox, view, { logger: this.log });
+    this.parts = { link: this.createLink(), mqtt, view, outbox, pump };
   }
 
   /** Opens the port (Johnny-Five on top when there are components), connects, starts delivering. */
   async start(): Promise<void> {
-    const { link, mqtt, pump } = this.opened();
+    const { link, mqtt, view, pump } = this.opened();
     if (this.started) return;
     this.started = true;
     const { events } = this.options;
@@ -120,40 +128,44 @@ export class GatewayDevice {
       link.off('state', onState);
       link.off('reboot', onReboot);
     });
-    if (!this.options.sharedMqtt) {
-      const onUp = (info: { sessionPresent: boolean }) => events.emit('brokerUp', this, info);
-      const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => events.emit('mqttMessage', this, topic, payload, info);
-      mqtt.on('up', onUp);
-      mqtt.on('message', onMessage);
-      this.undo.push(() => {
-        mqtt.off('up', onUp);
-        mqtt.off('message', onMessage);
-      });
-      mqtt.start();
-    }
+    // Its own session, or its view of the shared one (only its own topics reach it).
+    const onUp = (info: { sessionPresent: boolean }) => events.emit('brokerUp', this, info);
+    const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => events.emit('mqttMessage', this, topic, payload, info);
+    view.on('up', onUp);
+    view.on('message', onMessage);
+    this.undo.push(() => {
+      view.off('up', onUp);
+      view.off('message', onMessage);
+    });
+    if (!this.options.sharedMqtt) mqtt.start();
+    // The shared session may have come up before this board started listening: it is up for it too.
+    else if (view instanceof SessionView && view.connected && view.lastUp) events.emit('brokerUp', this, view.lastUp);
     pump.start();
-    if (this.settings.board === 'espruino') {
+    // Espruino boards run no Firmata; an Uno without components needs only its liveness: no
+    // firmata.js (and its per-board handshake, buffers and pin tables) for either (issue 15).
+    if (this.settings.board === 'espruino' || this.components.length === 0) {
       link.start();
       return;
     }
     // TetherIO starts the link itself: firmata.js must see the port open first.
     const io = new TetherIO({ port: this.settings.port, link });
     this.io = io;
-    if (this.components.length > 0) {
-      const { default: five } = await import('johnny-five');
-      const board = new five.Board({ io, repl: false, debug: false, timeout: 2_147_483_647 });
-      this.jfBoard = board;
-      board.on('ready', () => {
-        for (const component of this.components) {
-          component.attach({
-            board,
-            publish: (property, value, kind) => {
-              if (!this.stopped) events.emit('componentValue', this, { component: component.id, property, value, kind });
-            },
-          });
-        }
-      });
-    }
+    const { default: five } = await import('johnny-five');
+    // sigint: false: Johnny-Five would add a SIGINT listener per board (past 10 boards a
+    // MaxListenersExceededWarning) that exits the process at once, before the daemon's graceful stop.
+    const options: five.BoardOption & { sigint: boolean } = { io, repl: false, debug: false, sigint: false, timeout: 2_147_483_647 };
+    const board = new five.Board(options);
+    this.jfBoard = board;
+    board.on('ready', () => {
+      for (const component of this.components) {
+        component.attach({
+          board,
+          publish: (property, value, kind) => {
+            if (!this.stopped) events.emit('componentValue', this, { component: component.id, property, value, kind });
+          },
+        });
+      }
+    });
   }
 
   /**

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import type { TetherConfig } from '../config/config-schema.ts';
 import { createExtensions } from '../extensions/create-extensions.ts';
 import type { Extension } from '../extensions/extension.ts';
-import { HOMIE_PREFIX, homieTopics } from '../homie/homie-topics.ts';
+import { homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
-import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
+import type { BrokerSession } from '../mqtt/broker-session.ts';
 import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { resolveBrokerCredentials, type BrokerCredentials } from '../mqtt/broker-credentials.ts';
 import { lockQueueDir } from '../mqtt/queue-lock.ts';
@@ -15,9 +15,11 @@ import { probeIdle } from '../mqtt/idle-probe.ts';
 import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
+import { SharedTimers } from '../time/shared-timers.ts';
 import { createBrokerSession, protocolNegotiation } from './create-broker-session.ts';
 import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
+import { SharedSessionDispatcher } from './shared-session-dispatcher.ts';
 import type { GatewayEventBus, GatewayEvents } from './gateway-events.ts';
 
 export interface GatewayOptions {
@@ -45,11 +47,18 @@ export class Gateway {
   readonly devices: GatewayDevice[];
   readonly extensions: Extension[];
   readonly clock: Clock & WallClock;
+  /**
+   * The boards' timers (PINGs, lost deadlines, reconnects, their MQTT sessions' keepalive): one
+   * heap behind one runtime timer rather than several timers per board (issue 15).
+   */
+  readonly boardTimers: SharedTimers;
   readonly env: NodeJS.ProcessEnv;
   readonly log: Logger;
   private embeddedBroker: EmbeddedBroker | null = null;
   private url: string | null = null;
   private session: BrokerSession | null = null;
+  /** Shared-session mode: hands the one session's events to the boards (one listener per event). */
+  private dispatcher: SharedSessionDispatcher | null = null;
   private credentials: BrokerCredentials = {};
   private path: PathKeepalive | null = null;
   /** What start() did, undone in reverse by stop(). */
@@ -66,6 +75,7 @@ export class Gateway {
   ) {
     this.log = logger;
     this.clock = options.clock ?? systemClock;
+    this.boardTimers = new SharedTimers(this.clock);
     this.env = options.env ?? process.env;
     this.guardOptions = options.wedgeGuard;
     this.devices = config.devices.map(
@@ -75,8 +85,9 @@ export class Gateway {
           queue: config.queue,
           mqtt: () => (config.broker.sharedSession ? this.mqtt : this.deviceSession(settings.id)),
           sharedMqtt: config.broker.sharedSession,
+          sessionView: config.broker.sharedSession ? () => this.sharedDispatcher().view(settings.id) : undefined,
           events: this.events,
-          clock: this.clock,
+          clock: this.boardTimers,
           logger,
         }),
     );
@@ -197,22 +208,15 @@ export class Gateway {
       }
       await this.step('gateway MQTT session', async () => {
         const session = this.mqtt;
-        const onUp = (info: { sessionPresent: boolean }) => {
-          this.events.emit('brokerUp', null, info);
-          if (config.broker.sharedSession) for (const d of this.devices) this.events.emit('brokerUp', d, info);
-        };
-        const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => {
-          // Shared session: one connection carries every board's subscriptions.
-          const device = this.deviceOfTopic(topic);
-          if (device) this.events.emit('mqttMessage', device, topic, payload, info);
-        };
+        const onUp = (info: { sessionPresent: boolean }) => this.events.emit('brokerUp', null, info);
         session.on('up', onUp);
-        if (config.broker.sharedSession) session.on('message', onMessage);
+        // Shared session: the boards hear it through the dispatcher, after the gateway's own 'up'.
+        this.dispatcher?.attach();
         session.start();
         return async () => {
           await session.stop({ finalPublish: { topic: homieTopics.state(this.id), payload: 'disconnected', qos: 1, retain: true } });
           session.off('up', onUp);
-          session.off('message', onMessage);
+          this.dispatcher?.detach();
         };
       });
       await this.step('devices', async () => {
@@ -220,9 +224,10 @@ export class Gateway {
         return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
       });
       await this.step('device wedge guard', async () => {
+        // Built once: the guard looks every 500 ms, and the devices and their links stay the same.
+        const watched = this.devices.map((d) => ({ id: d.id, handshakeTimeoutMs: d.settings.keepalive.handshakeTimeoutMs, link: d.link }));
         const guard = new DeviceWedgeGuard({
-          devices: () =>
-            this.devices.map((d) => ({ id: d.id, handshakeTimeoutMs: d.settings.keepalive.handshakeTimeoutMs, link: d.link })),
+          devices: () => watched,
           onRecovery: ({ id }) => this.byId.get(id)!.counters.wedgeRecoveries++,
           clock: this.clock,
           logger: log,
@@ -342,14 +347,13 @@ export class Gateway {
       keepaliveTraffic: this.pathKeepalive,
       clientId: `tether-${this.id}-${id}`,
       will: { topic: homieTopics.state(id), payload: 'lost', qos: 1, retain: true },
-      clock: this.clock,
+      clock: this.boardTimers,
       logger: this.log.child({ device: id }),
     });
   }
 
-  private deviceOfTopic(topic: string): GatewayDevice | undefined {
-    if (!topic.startsWith(`${HOMIE_PREFIX}/`)) return undefined;
-    const id = topic.slice(HOMIE_PREFIX.length + 1).split('/', 1)[0];
-    return id === undefined ? undefined : this.byId.get(id);
+  private sharedDispatcher(): SharedSessionDispatcher {
+    this.dispatcher ??= new SharedSessionDispatcher(this.mqtt);
+    return this.dispatcher;
   }
 }

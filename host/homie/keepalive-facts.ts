@@ -15,6 +15,11 @@ export interface KeepaliveFactsOptions {
   refreshMs?: number;
   /** An RTT change smaller than this fraction of the last published one is not news (default 0.5). */
   rttChange?: number;
+  /**
+   * Nor is one smaller than this (default 10 ms): on a fast link a median that wanders between
+   * 1 and 4 ms moves by "more than half" all the time, and a fleet would publish it every check.
+   */
+  rttMinChangeMs?: number;
 }
 
 type Stats = Pick<DeviceLinkStats, 'rttMs' | 'lastSeen' | 'bootId' | 'reboots' | 'asleepMs'>;
@@ -23,17 +28,19 @@ type Stats = Pick<DeviceLinkStats, 'rttMs' | 'lastSeen' | 'bootId' | 'reboots' |
  * Which keepalive facts of a board (the Homie `tether` node) are worth a message now: an idle
  * board must cost close to nothing on the broker link. Counters (boot id, reboots, time asleep,
  * reset cause) go out when they change; the RTT (its median, not the last sample) when it moved
- * by more than `rttChange`, else with the slow refresh; last-seen on state changes and with the
+ * by more than `rttChange` and `rttMinChangeMs`, else with the slow refresh; last-seen on state changes and with the
  * refresh. Pure: the caller supplies the stats and publishes what comes back.
  */
 export class KeepaliveFacts {
   private readonly last = new Map<string, { value: string; at: number }>();
   private readonly refreshMs: number;
   private readonly rttChange: number;
+  private readonly rttMinChangeMs: number;
 
   constructor(private readonly options: KeepaliveFactsOptions) {
     this.refreshMs = options.refreshMs ?? 300_000;
     this.rttChange = options.rttChange ?? 0.5;
+    this.rttMinChangeMs = options.rttMinChangeMs ?? 10;
   }
 
   /**
@@ -59,7 +66,7 @@ export class KeepaliveFacts {
     if (rtt !== null) {
       const value = rtt.toFixed(1);
       const prev = this.last.get('rtt');
-      const moved = prev === undefined || Math.abs(rtt - Number(prev.value)) > this.rttChange * Math.max(Number(prev.value), 1);
+      const moved = prev === undefined || Math.abs(rtt - Number(prev.value)) > Math.max(this.rttChange * Number(prev.value), this.rttMinChangeMs);
       if (moved || event.stateChanged || stale('rtt')) put('rtt', value, 'telemetry');
     }
     if (stats.lastSeen !== null && (event.stateChanged || stale('last-seen'))) {

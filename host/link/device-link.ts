@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
+import { encodeFrame, encodePingFrame, FrameSplitter } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
 import { STATE_SIZE } from '../../shared/protocol/constants.ts';
 import { FirmataCommandTracker } from '../firmata/firmata-command-tracker.ts';
@@ -339,7 +339,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (event.kind === 'message') {
         const message = event.message as DeviceMessage;
         this.session.receive(message);
-        for (const match of [...this.pending]) if (match(message)) this.pending.delete(match);
+        // Deleting the entry being visited is safe in a Set: no copy per message.
+        if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
         this.emit('message', message);
       } else if (event.kind === 'firmata') {
         for (const reply of this.replies.push(event.bytes)) this.onFirmataReply(reply);
@@ -395,7 +396,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private sendFrame(message: HostMessage): void {
-    this.transport.write(encodeFrame(message));
+    // PINGs go out every interval to every board: their own encoder allocates one array.
+    this.transport.write(message.type === 'ping' ? encodePingFrame(message.seq, message.leaseMs) : encodeFrame(message));
   }
 
   private onState(change: StateChange): void {

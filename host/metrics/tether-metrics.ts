@@ -3,6 +3,7 @@ import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { DeviceLinkStats } from '../link/device-link.ts';
 import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.ts';
 import { firmataDrops } from '../tether-io/link-port.ts';
+import type { EventLoopDelaySnapshot } from './event-loop-delay.ts';
 
 /**
  * tether's Prometheus metrics, in a Registry of their own (never prom-client's global one).
@@ -34,6 +35,8 @@ import { firmataDrops } from '../tether-io/link-port.ts';
  *   tether_broker_ping_interval_seconds    the PINGREQ interval in use (learned per path, at most the keepalive)
  *   tether_broker_keepalive_bytes_total    PINGREQ/PINGRESP bytes sent and received (MQTT + WebSocket framing)
  *   tether_broker_keepalive_bytes_per_day  what an idle session spends on them a day at the current interval
+ * The daemon:
+ *   tether_event_loop_delay_seconds{quantile}  event-loop delay since the previous scrape (0.5, 0.99, 1 = max)
  * Per broker path (label `path`, the broker URL without credentials):
  *   tether_broker_path_idle_timeout_seconds  the idle timeout learned for the path (upper bound; 0: none seen)
  *   tether_broker_path_learned             1 when nothing is left to search for (the probe connection is idle)
@@ -83,6 +86,8 @@ export interface MetricsSource {
   brokers(): BrokerMetricsInput[];
   /** The broker path's learned idle timeout (absent: not reported). */
   paths?(): PathMetricsInput[];
+  /** The event loop's delay since the previous scrape (EventLoopDelay.take(); absent: not reported). */
+  eventLoopDelay?(): EventLoopDelaySnapshot;
 }
 
 export const DEVICE_STATES = ['init', 'ready', 'sleeping', 'lost', 'disconnected'] as const;
@@ -100,6 +105,17 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
   const registry = new Registry();
   const registers = [registry];
   const devices = source.devices();
+
+  // First in the registry: its window ends before this scrape's own work blocks the loop.
+  if (source.eventLoopDelay) {
+    const take = source.eventLoopDelay;
+    gauge(registers, 'tether_event_loop_delay_seconds', 'How late the event loop turned since the previous scrape (quantile 1: the maximum)', ['quantile'], (set) => {
+      const d = take();
+      set({ quantile: '0.5' }, d.p50Ms / 1000);
+      set({ quantile: '0.99' }, d.p99Ms / 1000);
+      set({ quantile: '1' }, d.maxMs / 1000);
+    });
+  }
 
   new Gauge({
     name: 'tether_device_state',
@@ -126,7 +142,8 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
   const unsubscribe: Array<() => void> = [];
   for (const d of devices) {
     rtt.zero({ device: d.id });
-    unsubscribe.push(d.onRtt((ms) => rtt.observe({ device: d.id }, ms / 1000)));
+    const labels = { device: d.id }; // one object per device, not one per PONG
+    unsubscribe.push(d.onRtt((ms) => rtt.observe(labels, ms / 1000)));
   }
 
   const missHighWater = new Map<string, number>();

@@ -109,6 +109,8 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
 /** What a Firmata answer was, as far as the session cares. */
 export type FirmataContact = 'version' | 'other';
 const WAKE_BYTE = 0x00;
+/** A deadline timer this late means the event loop was blocked: its sockets are read before it is believed. */
+const LATE_DEADLINE_MS = 100;
 
 /**
  * One board's liveness: a state machine (init, ready, sleeping, lost, disconnected) fed
@@ -129,6 +131,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly sequencer = new PingSequencer();
   private pingTimer: TimerHandle | undefined;
   private deadlineTimer: TimerHandle | undefined;
+  /** When deadlineTimer is due (Clock ms). */
+  private deadlineAt = Infinity;
+  /** The deadline fired late and is being looked at again after one turn of the event loop. */
+  private deadlineDeferred = false;
   private linkIsUp = false;
   private protocolValue: DeviceProtocol = 'unknown';
   private bootIdValue: number | null = null;
@@ -512,7 +518,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private heartbeat(now: number): void {
     if (this.current === 'sleeping') return; // the sleep deadline rules while asleep
     this.detector.heartbeat(now);
-    this.armDeadline(this.detector.deadline());
+    const deadline = this.detector.deadline();
+    // A deadline armed no later than the new one stays: when it fires, checkDeadline() finds
+    // the board alive and arms the current deadline. One timer per bound, not one per PONG.
+    if (this.deadlineTimer !== undefined && this.deadlineAt <= deadline) return;
+    this.armDeadline(deadline);
   }
 
   // ---- timers ---------------------------------------------------------------------------
@@ -556,14 +566,25 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
 
   private armDeadline(at: number): void {
     this.clearDeadline();
+    this.deadlineDeferred = false;
     if (!Number.isFinite(at)) return;
     const delay = Math.max(0, at - this.clock.now());
+    this.deadlineAt = at;
     this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, delay);
   }
 
   private checkDeadline = (): void => {
     this.deadlineTimer = undefined;
     const now = this.clock.now();
+    // Fired late: the event loop was blocked (a fleet starting, a loaded machine), and timers run
+    // before the loop reads its sockets, where the board's answers may be waiting. Look again
+    // after one turn of the loop, once, before concluding anything.
+    if (now - this.deadlineAt > LATE_DEADLINE_MS && !this.deadlineDeferred) {
+      this.deadlineDeferred = true;
+      this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, 0);
+      return;
+    }
+    this.deadlineDeferred = false;
     if (this.current === 'sleeping') {
       if (now >= this.sleepDeadline) {
         this.endSleep();

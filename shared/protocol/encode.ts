@@ -227,3 +227,32 @@ export function encodeFrame(msg: Message): Uint8Array {
   }
   return frame;
 }
+
+/**
+ * PING (seq u14, leaseMs u32), the frame sent to every board every interval: the same bytes as
+ * `encodeFrame({ type: 'ping', seq, leaseMs })`, written straight into one 14-byte array (no
+ * message object, septet list or intermediate arrays), since a fleet sends thousands a second.
+ */
+export function encodePingFrame(seq: number, leaseMs: number): Uint8Array {
+  if (!Number.isInteger(seq) || seq < 0 || seq > 0x3fff) throw outOfRange(`seq must be an integer 0..${0x3fff}, got ${String(seq)}`);
+  if (!Number.isInteger(leaseMs) || leaseMs < 0 || leaseMs > 0xffffffff) {
+    throw outOfRange(`leaseMs must be an integer 0..${0xffffffff}, got ${String(leaseMs)}`);
+  }
+  const frame = new Uint8Array(14);
+  frame[0] = START_SYSEX;
+  frame[1] = SYSEX_TETHER;
+  frame[2] = PROTOCOL_VERSION;
+  frame[3] = MESSAGE_TYPE_NUMBERS.ping;
+  frame[4] = seq & 0x7f;
+  frame[5] = (seq >> 7) & 0x7f;
+  let v = leaseMs; // arithmetic, not bit operators: those are 32-bit signed
+  for (let i = 0; i < 5; i++) {
+    frame[6 + i] = v % 128;
+    v = Math.floor(v / 128);
+  }
+  const crc = crc8(frame, 2, 11);
+  frame[11] = crc & 0x7f;
+  frame[12] = crc >> 7;
+  frame[13] = END_SYSEX;
+  return frame;
+}

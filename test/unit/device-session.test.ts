@@ -105,6 +105,65 @@ describe('DeviceSession', () => {
     h.session.close();
   });
 
+  it('does not re-arm its lost deadline on every PONG (a fleet sends thousands a second), and is still lost exactly at the bound', async () => {
+    const deadlineTimers: number[] = [];
+    const setTimeout = clock.setTimeout.bind(clock);
+    // PING ticks are 1000 ms, simulated PONGs 20 ms: anything else is the handshake or lost deadline.
+    clock.setTimeout = (fn, ms) => {
+      if (ms !== 1000 && ms !== 20) deadlineTimers.push(ms);
+      return setTimeout(fn, ms);
+    };
+    const h = harness();
+    h.session.linkUp();
+    await clock.advanceAsync(60_000);
+    const pongs = h.session.counters.pongs;
+    expect(pongs).toBeGreaterThanOrEqual(59);
+    expect(deadlineTimers.length).toBeLessThanOrEqual(pongs / 2 + 1); // + the handshake deadline; one per PONG before
+    const lastPong = h.session.lastSeen!;
+    h.answer = false;
+    await clock.advanceAsync(10_000);
+    const lost = h.changes.find((c) => c.to === 'lost')!;
+    expect(lost.at - lastPong).toBe(3000);
+    h.session.close();
+  });
+
+  it('a lost deadline that fires late (event loop blocked) lets the waiting answers in before it decides', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await clock.advanceAsync(5_250);
+    expect(h.session.state).toBe('ready');
+    h.answer = false;
+    const lastPong = h.session.lastSeen!;
+    clock.block(10_000); // the loop was busy past the deadline; the board's PONG sits in the socket
+    // After the due timers (a PING tick, the late deadline, which looks again only after a turn of
+    // the loop), the loop reads the socket: the PONG to the last PING arrives.
+    clock.setTimeout(() => {
+      const seq = h.pings().at(-1)!.seq;
+      h.session.receive({ type: 'pong', seq, uptimeMs: 1, bootId: 10, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 });
+    }, 0);
+    clock.advance(0);
+    expect(h.session.state).toBe('ready');
+    expect(h.changes.filter((c) => c.to === 'lost')).toEqual([]);
+    // Really silent from here: lost at the bound after that PONG.
+    await clock.advanceAsync(5_000);
+    const lost = h.changes.find((c) => c.to === 'lost')!;
+    expect(lost.at - h.session.lastSeen!).toBe(3000);
+    expect(h.session.lastSeen! - lastPong).toBeGreaterThanOrEqual(10_000);
+    h.session.close();
+  });
+
+  it('a late deadline with nothing waiting is lost after one more turn of the loop', () => {
+    const h = harness();
+    h.session.linkUp();
+    clock.advance(5_250);
+    h.answer = false;
+    clock.block(10_000);
+    clock.advance(0);
+    expect(h.session.state).toBe('lost');
+    expect(h.changes.at(-1)!.cause).toMatch(/no PONG/);
+    h.session.close();
+  });
+
   it('is lost no later than interval x misses after the last PONG', async () => {
     const h = harness();
     h.session.linkUp();

@@ -32,6 +32,21 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
     expect(messages).toBeGreaterThanOrEqual(2 * 288);
   });
 
+  it('a fast link whose RTT median wanders between 1 and 4 ms publishes it only with the refresh (a fleet of them stays quiet)', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock, refreshMs: 300_000 });
+    let rtt = 0;
+    const medians = [1, 4, 1.2, 3.8, 0.6, 4.1, 2];
+    for (let i = 0; i <= 60; i++) {
+      clock.advance(5000); // 5 minutes and one check, every 5 s
+      const sent = facts.due(stats({ p50: medians[i % medians.length]!, lastSeen: clock.now() - 300 }));
+      rtt += sent.filter((f) => f.property === 'rtt').length;
+    }
+    expect(rtt).toBe(2); // the first value and the refresh at 5 minutes
+    clock.advance(5000);
+    expect(facts.due(stats({ p50: 30, lastSeen: clock.now() })).map((f) => f.property)).toEqual(['rtt']); // a real change still goes at once
+  });
+
   it('counters go out once per change; a state change sends RTT and last-seen at once', () => {
     const clock = new ManualClock();
     const facts = new KeepaliveFacts({ clock, refreshMs: 300_000 });

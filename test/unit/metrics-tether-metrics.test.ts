@@ -149,3 +149,25 @@ describe('tether metrics', () => {
     await first.close();
   });
 });
+
+describe('tether_event_loop_delay_seconds', () => {
+  it('reports the window taken at each scrape (p50, p99, max), and is absent when the source has none', async () => {
+    const windows = [
+      { p50Ms: 1, p99Ms: 12.5, maxMs: 40, samples: 100 },
+      { p50Ms: 2, p99Ms: 3, maxMs: 4, samples: 100 },
+    ];
+    let taken = 0;
+    const metrics = createTetherMetrics({ devices: () => [], brokers: () => [], eventLoopDelay: () => windows[taken++]! });
+    const first = await metrics.registry.metrics();
+    expect(first).toMatch(/^tether_event_loop_delay_seconds\{quantile="0\.99"\} 0\.0125$/m);
+    expect(first).toMatch(/^tether_event_loop_delay_seconds\{quantile="1"\} 0\.04$/m);
+    const second = await metrics.registry.metrics();
+    expect(second).toMatch(/^tether_event_loop_delay_seconds\{quantile="0\.5"\} 0\.002$/m);
+    expect(second).toMatch(/^tether_event_loop_delay_seconds\{quantile="0\.99"\} 0\.003$/m);
+    expect(taken).toBe(2); // one window per scrape
+    metrics.close();
+    const without = createTetherMetrics({ devices: () => [], brokers: () => [] });
+    expect(await without.registry.metrics()).not.toMatch(/tether_event_loop_delay_seconds/);
+    without.close();
+  });
+});

@@ -1,0 +1,161 @@
+import type { Clock, TimerHandle } from './clock.ts';
+
+/** Entry.index of a timer taken out of the heap for the pass running now. */
+const IN_PASS = -2;
+
+interface Entry {
+  at: number;
+  seq: number;
+  fn: (() => void) | null;
+  /** Index in the heap; -1 once it ran or was cleared; IN_PASS while due in the running pass. */
+  index: number;
+}
+
+/**
+ * One scheduler for many timers: a Clock whose timers live in a binary heap (earliest due
+ * first, equal times in the order they were set) behind a single timer of the underlying
+ * clock, set for the earliest one. A fleet of boards has a PING timer and a lost-deadline timer
+ * each, the deadline re-armed on every PONG: here that is a heap push and a removal instead of
+ * a timer object of the runtime each time, and the runtime holds one timer for all of them.
+ *
+ * Same contract as the Clock it wraps: a timer runs once, at or after its time; clearTimeout of
+ * a timer that ran (or an unknown handle) does nothing. A timer set while due timers run waits
+ * for the next pass (the underlying clock's next timer), so a callback that sets itself again
+ * at 0 ms cannot hold the event loop. With no timer pending, nothing is held on the
+ * underlying clock (a process with nothing else to do may exit).
+ */
+export class SharedTimers implements Clock {
+  private readonly heap: Entry[] = [];
+  private seq = 0;
+  private armedAt = Infinity;
+  private armed: TimerHandle | undefined;
+  private running = false;
+
+  constructor(private readonly base: Clock) {}
+
+  now(): number {
+    return this.base.now();
+  }
+
+  /** Timers set and not yet run or cleared. */
+  get pending(): number {
+    return this.heap.length;
+  }
+
+  setTimeout(callback: () => void, ms: number): TimerHandle {
+    const entry: Entry = { at: this.base.now() + Math.max(0, ms), seq: ++this.seq, fn: callback, index: this.heap.length };
+    this.heap.push(entry);
+    this.up(entry.index);
+    this.arm();
+    return entry as unknown as TimerHandle;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    const entry = handle as unknown as Entry;
+    if (typeof entry !== 'object' || entry === null) return;
+    if (entry.index === IN_PASS) {
+      entry.fn = null; // due in the pass running now: it will be skipped
+      return;
+    }
+    if (entry.index < 0 || this.heap[entry.index] !== entry) return;
+    this.removeAt(entry.index);
+    entry.fn = null;
+    this.arm();
+  }
+
+  private fire = (): void => {
+    this.armed = undefined;
+    this.armedAt = Infinity;
+    this.running = true;
+    // Everything due now, taken out first: timers set by these callbacks wait for the next pass.
+    const now = this.base.now();
+    const due: Entry[] = [];
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) {
+      const entry = this.heap[0]!;
+      this.removeAt(0);
+      entry.index = IN_PASS;
+      due.push(entry);
+    }
+    try {
+      for (const entry of due) {
+        const fn = entry.fn;
+        entry.fn = null;
+        entry.index = -1;
+        if (fn === null) continue; // cleared by an earlier callback of this pass
+        try {
+          fn();
+        } catch (err) {
+          // One timer's failure must not stop the others; it surfaces as an uncaught error would.
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
+      }
+    } finally {
+      this.running = false;
+      this.arm();
+    }
+  };
+
+  /** Keeps the one underlying timer set for the earliest entry (none when empty). */
+  private arm(): void {
+    if (this.running) return; // fire() arms once the pass is over
+    const first = this.heap[0];
+    const at = first === undefined ? Infinity : first.at;
+    if (at === this.armedAt) return;
+    if (this.armed !== undefined) this.base.clearTimeout(this.armed);
+    this.armed = undefined;
+    this.armedAt = at;
+    if (first !== undefined) this.armed = this.base.setTimeout(this.fire, Math.max(0, at - this.base.now()));
+  }
+
+  private removeAt(i: number): void {
+    const heap = this.heap;
+    const removed = heap[i]!;
+    const last = heap.pop()!;
+    removed.index = -1;
+    if (last === removed) return;
+    heap[i] = last;
+    last.index = i;
+    this.up(i);
+    this.down(last.index);
+  }
+
+  private less(a: Entry, b: Entry): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+  }
+
+  private up(i: number): void {
+    const heap = this.heap;
+    const entry = heap[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = heap[p]!;
+      if (!this.less(entry, parent)) break;
+      heap[i] = parent;
+      parent.index = i;
+      i = p;
+    }
+    heap[i] = entry;
+    entry.index = i;
+  }
+
+  private down(i: number): void {
+    const heap = this.heap;
+    const n = heap.length;
+    const entry = heap[i]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.less(heap[r]!, heap[l]!) ? r : l;
+      const child = heap[c]!;
+      if (!this.less(child, entry)) break;
+      heap[i] = child;
+      child.index = i;
+      i = c;
+    }
+    heap[i] = entry;
+    entry.index = i;
+  }
+}

@@ -1,0 +1,145 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
+import { SharedTimers } from '../../host/time/shared-timers.ts';
+
+describe('SharedTimers (one scheduler for many timers)', () => {
+  it('runs timers in due order, same-time ones in the order they were set, each at its due time', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: Array<[string, number]> = [];
+    const at = (name: string) => () => ran.push([name, timers.now()]);
+    timers.setTimeout(at('c'), 30);
+    timers.setTimeout(at('a1'), 10);
+    timers.setTimeout(at('b'), 20);
+    timers.setTimeout(at('a2'), 10);
+    timers.setTimeout(at('late'), 101);
+    base.advance(100);
+    expect(ran).toEqual([
+      ['a1', 10],
+      ['a2', 10],
+      ['b', 20],
+      ['c', 30],
+    ]);
+    base.advance(1);
+    expect(ran.at(-1)).toEqual(['late', 101]);
+  });
+
+  it('holds one timer of the underlying clock whatever the number of its own', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const handles = Array.from({ length: 1000 }, (_, i) => timers.setTimeout(() => {}, 1000 + i));
+    expect(timers.pending).toBe(1000);
+    expect(base.pending).toBe(1);
+    for (const h of handles) timers.clearTimeout(h);
+    expect(timers.pending).toBe(0);
+    expect(base.pending).toBe(0); // nothing left to keep a process alive
+  });
+
+  it('a cleared timer never runs, wherever it sits in the heap; clearing twice or after it ran does nothing', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: number[] = [];
+    const handles = [50, 10, 40, 20, 30, 60, 5].map((ms) => [ms, timers.setTimeout(() => ran.push(ms), ms)] as const);
+    const byMs = new Map(handles);
+    timers.clearTimeout(byMs.get(20)!);
+    timers.clearTimeout(byMs.get(5)!); // the earliest: the underlying timer moves to the next
+    timers.clearTimeout(byMs.get(5)!);
+    base.advance(45);
+    timers.clearTimeout(byMs.get(10)!); // already ran
+    base.advance(100);
+    expect(ran).toEqual([10, 30, 40, 50, 60]);
+  });
+
+  it('re-arming a deadline on every heartbeat (clear + set) keeps one pending timer, firing only when silent', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    let lost = 0;
+    let deadline = timers.setTimeout(() => lost++, 3000);
+    for (let i = 0; i < 100; i++) {
+      base.advance(1000);
+      timers.clearTimeout(deadline);
+      deadline = timers.setTimeout(() => lost++, 3000);
+    }
+    expect(lost).toBe(0);
+    expect(timers.pending).toBe(1);
+    base.advance(2999);
+    expect(lost).toBe(0);
+    base.advance(1);
+    expect(lost).toBe(1);
+    expect(base.pending).toBe(0);
+  });
+
+  it('a timer cleared by an earlier callback due at the same time does not run', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: string[] = [];
+    let second: ReturnType<SharedTimers['setTimeout']> | undefined;
+    timers.setTimeout(() => {
+      ran.push('first');
+      timers.clearTimeout(second!);
+    }, 10);
+    second = timers.setTimeout(() => ran.push('second'), 10);
+    base.advance(10);
+    expect(ran).toEqual(['first']);
+  });
+
+  it('a timer set by a callback runs in a later pass, still within the same advance when due', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: Array<[string, number]> = [];
+    timers.setTimeout(() => {
+      ran.push(['outer', timers.now()]);
+      timers.setTimeout(() => ran.push(['inner at 0 ms', timers.now()]), 0);
+      timers.setTimeout(() => ran.push(['inner at 5 ms', timers.now()]), 5);
+    }, 10);
+    timers.setTimeout(() => ran.push(['same time, set before', timers.now()]), 10);
+    base.advance(20);
+    expect(ran).toEqual([
+      ['outer', 10],
+      ['same time, set before', 10],
+      ['inner at 0 ms', 10],
+      ['inner at 5 ms', 15],
+    ]);
+  });
+
+  it('a callback that sets itself again at 0 ms runs once per pass (one underlying timer each), not in a loop', () => {
+    const base = new ManualClock();
+    let underlying = 0;
+    const counting = { now: () => base.now(), clearTimeout: base.clearTimeout.bind(base), setTimeout: (fn: () => void, ms: number) => (underlying++, base.setTimeout(fn, ms)) };
+    const timers = new SharedTimers(counting);
+    const passes: number[] = [];
+    const again = () => {
+      passes.push(underlying);
+      if (passes.length < 5) timers.setTimeout(again, 0);
+    };
+    timers.setTimeout(again, 0);
+    base.advance(0);
+    // Each run came from a pass of its own: the underlying clock was asked once more before each.
+    expect(passes).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('a callback that throws does not stop the others due with it', async () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: string[] = [];
+    const errors: unknown[] = [];
+    const onError = (err: unknown) => errors.push(err);
+    const listeners = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    process.on('uncaughtException', onError);
+    try {
+      timers.setTimeout(() => {
+        throw new Error('boom');
+      }, 10);
+      timers.setTimeout(() => ran.push('after'), 10);
+      base.advance(10);
+      expect(ran).toEqual(['after']);
+      await new Promise((r) => setImmediate(r));
+      expect(errors).toHaveLength(1);
+      expect((errors[0] as Error).message).toBe('boom');
+    } finally {
+      process.off('uncaughtException', onError);
+      for (const l of listeners) process.on('uncaughtException', l);
+    }
+  });
+});
