@@ -15,6 +15,7 @@ import { probeIdle } from '../mqtt/idle-probe.ts';
 import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
+import { boardClientId, BoardOwnership, SESSION_TAKEN_OVER } from './board-ownership.ts';
 import { createBrokerSession } from './create-broker-session.ts';
 import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
@@ -57,6 +58,7 @@ export class Gateway {
   private stopping: Promise<void> | null = null;
   private readonly byId: Map<string, GatewayDevice>;
   private guard: DeviceWedgeGuard | null = null;
+  private boardOwnership: BoardOwnership | null = null;
   private readonly guardOptions: GatewayOptions['wedgeGuard'];
 
   constructor(
@@ -124,6 +126,11 @@ export class Gateway {
   /** Recovers wedged device sessions one by one (close and reopen the link); running once the devices are. */
   get wedgeGuard(): DeviceWedgeGuard | null {
     return this.guard;
+  }
+
+  /** Which boards this gateway serves and which it stands by for (null in shared-session mode); known once started. */
+  get ownership(): BoardOwnership | null {
+    return this.boardOwnership;
   }
 
   /** The running extension of this class, if enabled. */
@@ -219,6 +226,23 @@ export class Gateway {
         for (const device of this.devices) await device.start();
         return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
       });
+      // One session per board: its client id (the same on every gateway) is the lock; BoardOwnership decides when to take it.
+      if (!config.broker.sharedSession) {
+        await this.step('board ownership', async () => {
+          const session = this.mqtt;
+          const ownership = new BoardOwnership({ gatewayId: this.id, session, boards: this.devices, clock: this.clock, logger: log });
+          this.boardOwnership = ownership;
+          const onDisconnect = (code: number) => {
+            if (code === SESSION_TAKEN_OVER) void this.gatewaySessionTakenOver();
+          };
+          session.on('broker-disconnect', onDisconnect);
+          await ownership.start();
+          return async () => {
+            session.off('broker-disconnect', onDisconnect);
+            ownership.stop();
+          };
+        });
+      }
       await this.step('device wedge guard', async () => {
         const guard = new DeviceWedgeGuard({
           devices: () =>
@@ -292,6 +316,21 @@ export class Gateway {
     this.log.info({ sessions: sessions.size, changed }, `TLS files reloaded for ${sessions.size} MQTT session(s): ${changed ? 'new ones are used from the next connection' : 'unchanged'}`);
   }
 
+  /**
+   * MQTT 5: another connection took the gateway's own client id: a second daemon with the same
+   * gateway id. Fighting back would make both reconnect forever (each taking the other's
+   * sessions over); this one lets its boards go and leaves the broker instead.
+   */
+  private async gatewaySessionTakenOver(): Promise<void> {
+    this.log.error(
+      { gateway: this.id },
+      `another process took over the MQTT session of gateway ${this.id} (a second daemon with the same gateway.id?): this daemon lets its boards go and stays off the broker; give each gateway its own gateway.id`,
+    );
+    await this.boardOwnership?.releaseAll(`gateway session of ${this.id} taken over by another daemon`);
+    this.boardOwnership?.stop();
+    await this.session?.stop();
+  }
+
   /** Runs one start step and remembers how to undo it. */
   private async step(what: string, run: () => Promise<(() => Promise<void>) | null>): Promise<void> {
     const undo = await run();
@@ -340,7 +379,8 @@ export class Gateway {
       credentials: this.credentials,
       url: this.brokerUrl,
       keepaliveTraffic: this.pathKeepalive,
-      clientId: `tether-${this.id}-${id}`,
+      // The same whichever gateway serves the board, so that the broker lets one hold it (board-ownership.ts).
+      clientId: boardClientId(id),
       will: { topic: homieTopics.state(id), payload: 'lost', qos: 1, retain: true },
       clock: this.clock,
       logger: this.log.child({ device: id }),
