@@ -4,6 +4,7 @@ import { HOMIE_PREFIX, homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
 import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
+import { TakeoverDetector, type TakeoverKick } from './takeover-detector.ts';
 
 /**
  * Who serves a board: retained on `homie/5/<board>/$tether/owner` by the gateway that claimed
@@ -26,8 +27,6 @@ export function boardClientId(board: string): string {
   return `tether.board.${board}`;
 }
 
-/** MQTT 5 reason code of the DISCONNECT a broker sends a connection whose client id another one took. */
-export const SESSION_TAKEN_OVER = 0x8e;
 
 export const ownerTopics = {
   owner: (board: string) => `${HOMIE_PREFIX}/${board}/$tether/owner`,
@@ -79,19 +78,22 @@ interface BoardState {
   /** The winning record seen so far (see outranks) and when it arrived (message sequence). */
   best: OwnerRecord | null;
   bestSeq: number;
+  /**
+   * The best record is this gateway id's under another instance and arrived live (not a
+   * retained replay): a second daemon with the same gateway id, running now, not an earlier run.
+   */
+  bestIsTwin: boolean;
   maxEpoch: number;
   /** Our own claim while claiming or held. */
   claim: OwnerRecord | null;
   timer: TimerHandle | null;
   /** Who we last said we stand by for (so it is logged once). */
   standingFor: string | null;
-  /** Takeovers of a held board that no better record explained (a client without a record). */
-  unexplainedTakeovers: number;
-  offSession: (() => void) | null;
+  detector: TakeoverDetector | null;
 }
 
-/** After this many takeovers no better claim explains, a held board is let go anyway (a foreign client uses its id). */
-const MAX_UNEXPLAINED_TAKEOVERS = 3;
+/** After this many takeovers within the detector's window that no better claim explains, a held board is let go anyway. */
+const MAX_UNEXPLAINED_KICKS = 3;
 
 /**
  * Which gateway serves which board when several gateways are configured with the same board
@@ -119,6 +121,8 @@ export class BoardOwnership {
   private synced = false;
   private syncNonce: string | null = null;
   private running = false;
+  /** When the gateway's own session was last taken over (a twin daemon: the gateway decides, not the boards). */
+  private gatewayKickedAt: number | null = null;
   private readonly onUp = () => this.sync();
   private readonly onMessage = (topic: string, payload: Buffer, info: MessageInfo) => this.message(topic, payload, info);
 
@@ -131,12 +135,12 @@ export class BoardOwnership {
         phase: 'waiting',
         best: null,
         bestSeq: 0,
+        bestIsTwin: false,
         maxEpoch: 0,
         claim: null,
         timer: null,
         standingFor: null,
-        unexplainedTakeovers: 0,
-        offSession: null,
+        detector: null,
       });
     }
   }
@@ -170,9 +174,14 @@ export class BoardOwnership {
     this.options.session.off('up', this.onUp);
     for (const b of this.boards.values()) {
       this.cancelTimer(b);
-      b.offSession?.();
-      b.offSession = null;
+      b.detector?.stop();
+      b.detector = null;
     }
+  }
+
+  /** The gateway's own session was (or looks) taken over: while that goes on, boards do not give up on their own. */
+  gatewayKicked(): void {
+    this.gatewayKickedAt = this.options.clock.now();
   }
 
   /** The gateway's session was taken over by another daemon with the same gateway id: let every board go. */
@@ -199,7 +208,7 @@ export class BoardOwnership {
     });
   }
 
-  private message(topic: string, payload: Buffer, _info: MessageInfo): void {
+  private message(topic: string, payload: Buffer, info: MessageInfo): void {
     if (!this.running) return;
     const { gatewayId } = this.options;
     this.seq++;
@@ -214,7 +223,7 @@ export class BoardOwnership {
     // homie/5/<id>/$tether/owner
     if (parts.length === 5 && `${parts[0]}/${parts[1]}` === HOMIE_PREFIX && parts[3] === '$tether' && parts[4] === 'owner') {
       const b = this.boards.get(parts[2]!);
-      if (b) this.record(b, payload);
+      if (b) this.record(b, payload, info.retain);
       return;
     }
     // homie/5/<gateway>/$state of a gateway named in a record
@@ -227,7 +236,7 @@ export class BoardOwnership {
     }
   }
 
-  private record(b: BoardState, payload: Buffer): void {
+  private record(b: BoardState, payload: Buffer, retained: boolean): void {
     if (payload.length === 0) return; // cleared by hand
     let rec: OwnerRecord;
     try {
@@ -240,9 +249,10 @@ export class BoardOwnership {
     if (!b.best || outranks(rec, b.best) || sameClaim(rec, b.best)) {
       b.best = rec;
       b.bestSeq = this.seq;
+      b.bestIsTwin = !retained && rec.gateway === this.options.gatewayId && rec.instance !== this.instance;
     }
     if (rec.gateway !== this.options.gatewayId) this.watchGateway(rec.gateway);
-    if ((b.phase === 'held' || b.phase === 'claiming') && b.claim && !sameClaim(b.best, b.claim)) {
+    if ((b.phase === 'held' || b.phase === 'claiming') && b.claim && outranks(b.best, b.claim)) {
       void this.letGo(b, `gateway ${b.best.gateway} took it (epoch ${b.best.epoch})`);
       return;
     }
@@ -271,7 +281,8 @@ export class BoardOwnership {
     if (!this.running || !this.synced || b.phase === 'claiming' || b.phase === 'held') return;
     const { gatewayId } = this.options;
     const rec = b.best;
-    const ours = rec === null || rec.gateway === gatewayId;
+    // This gateway's earlier run counts as ours; a twin daemon running now does not.
+    const ours = rec === null || (rec.gateway === gatewayId && !b.bestIsTwin);
     if (!ours && !this.holderGone(b)) {
       this.cancelTimer(b);
       this.standBy(b, rec!);
@@ -310,6 +321,11 @@ export class BoardOwnership {
     const claim: OwnerRecord = { gateway: gatewayId, instance: this.instance, epoch: b.maxEpoch + 1, since: new Date(clock.wallNow()).toISOString() };
     b.phase = 'claiming';
     b.claim = claim;
+    // Our own claim counts as seen: a simultaneous lower claim read before our echo must not beat it.
+    b.maxEpoch = claim.epoch;
+    b.best = claim;
+    b.bestSeq = this.seq;
+    b.bestIsTwin = false;
     try {
       await session.publish(ownerTopics.owner(b.board.id), JSON.stringify(claim), { qos: 1, retain: true });
     } catch (err) {
@@ -319,14 +335,13 @@ export class BoardOwnership {
       return;
     }
     if (b.phase !== 'claiming' || !this.running) return; // outranked meanwhile (letGo ran)
-    if (b.best && !sameClaim(b.best, claim) && outranks(b.best, claim)) {
+    if (b.best && outranks(b.best, claim)) {
       b.phase = 'waiting';
       b.claim = null;
       this.evaluate(b);
       return;
     }
     b.phase = 'held';
-    b.unexplainedTakeovers = 0;
     const superseded = previous !== null && previous.gateway !== gatewayId;
     this.log.info(
       { device: b.board.id, epoch: claim.epoch, previous: previous?.gateway ?? null },
@@ -341,35 +356,30 @@ export class BoardOwnership {
   }
 
   private listenForTakeover(b: BoardState): void {
-    b.offSession?.();
-    const session = b.board.mqtt;
-    const onDisconnect = (code: number) => {
-      if (code === SESSION_TAKEN_OVER) this.takenOver(b);
-    };
-    session.on('broker-disconnect', onDisconnect);
-    b.offSession = () => session.off('broker-disconnect', onDisconnect);
+    b.detector?.stop();
+    b.detector = new TakeoverDetector(b.board.mqtt, { clock: this.options.clock, onKick: (kick) => this.takenOver(b, kick) });
   }
 
-  /** MQTT 5: the board session's client id was taken by another connection. */
-  private takenOver(b: BoardState): void {
+  /** The board session's client id was taken by another connection (or looks so: see TakeoverDetector). */
+  private takenOver(b: BoardState, kick: TakeoverKick): void {
     if (b.phase !== 'held' || !b.claim) return;
-    if (b.best && !sameClaim(b.best, b.claim)) {
+    if (b.best && outranks(b.best, b.claim)) {
       void this.letGo(b, `gateway ${b.best.gateway} took it (epoch ${b.best.epoch})`);
       return;
     }
     // No claim outranks ours (yet): the loser of a simultaneous claim lets go when it reads ours.
-    b.unexplainedTakeovers++;
-    if (b.unexplainedTakeovers >= MAX_UNEXPLAINED_TAKEOVERS) {
-      void this.letGo(b, `its session was taken over ${b.unexplainedTakeovers} times by a client that claims no ownership`);
+    const twin = this.gatewayKickedAt !== null && this.options.clock.now() - this.gatewayKickedAt < 30_000;
+    if (kick.count >= MAX_UNEXPLAINED_KICKS && !twin) {
+      void this.letGo(b, `its session was taken over ${kick.count} times by a client that claims no ownership`);
       return;
     }
-    this.log.warn({ device: b.board.id, times: b.unexplainedTakeovers }, `${b.board.id}: its MQTT session was taken over but no other gateway claims it: keeping it`);
+    this.log.warn({ device: b.board.id, kick: kick.kind, times: kick.count }, `${b.board.id}: its MQTT session looks taken over but no other gateway claims it: keeping it`);
   }
 
   private async letGo(b: BoardState, reason: string): Promise<void> {
     this.cancelTimer(b);
-    b.offSession?.();
-    b.offSession = null;
+    b.detector?.stop();
+    b.detector = null;
     b.phase = 'standby';
     b.claim = null;
     b.standingFor = b.best ? `${b.best.gateway}/${b.best.instance}/${b.best.epoch}` : null;

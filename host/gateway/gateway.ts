@@ -15,7 +15,8 @@ import { probeIdle } from '../mqtt/idle-probe.ts';
 import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
-import { boardClientId, BoardOwnership, SESSION_TAKEN_OVER } from './board-ownership.ts';
+import { boardClientId, BoardOwnership } from './board-ownership.ts';
+import { TakeoverDetector } from './takeover-detector.ts';
 import { createBrokerSession } from './create-broker-session.ts';
 import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
@@ -59,6 +60,8 @@ export class Gateway {
   private readonly byId: Map<string, GatewayDevice>;
   private guard: DeviceWedgeGuard | null = null;
   private boardOwnership: BoardOwnership | null = null;
+  /** Another daemon with this gateway id took the gateway's session over: this one left the broker. */
+  private leftBroker = false;
   private readonly guardOptions: GatewayOptions['wedgeGuard'];
 
   constructor(
@@ -232,13 +235,17 @@ export class Gateway {
           const session = this.mqtt;
           const ownership = new BoardOwnership({ gatewayId: this.id, session, boards: this.devices, clock: this.clock, logger: log });
           this.boardOwnership = ownership;
-          const onDisconnect = (code: number) => {
-            if (code === SESSION_TAKEN_OVER) void this.gatewaySessionTakenOver();
-          };
-          session.on('broker-disconnect', onDisconnect);
+          // A duplicate daemon (same gateway id) takes this session over again and again: leave instead.
+          const detector = new TakeoverDetector(session, {
+            clock: this.clock,
+            onKick: (kick) => {
+              ownership.gatewayKicked();
+              if (kick.kind === 'disconnect-0x8e' || kick.count >= 3) void this.gatewaySessionTakenOver();
+            },
+          });
           await ownership.start();
           return async () => {
-            session.off('broker-disconnect', onDisconnect);
+            detector.stop();
             ownership.stop();
           };
         });
@@ -322,6 +329,8 @@ export class Gateway {
    * sessions over); this one lets its boards go and leaves the broker instead.
    */
   private async gatewaySessionTakenOver(): Promise<void> {
+    if (this.leftBroker) return;
+    this.leftBroker = true;
     this.log.error(
       { gateway: this.id },
       `another process took over the MQTT session of gateway ${this.id} (a second daemon with the same gateway.id?): this daemon lets its boards go and stays off the broker; give each gateway its own gateway.id`,
