@@ -335,9 +335,10 @@ export class Gateway {
       { gateway: this.id },
       `another process took over the MQTT session of gateway ${this.id} (a second daemon with the same gateway.id?): this daemon lets its boards go and stays off the broker; give each gateway its own gateway.id`,
     );
+    const sessionStopped = this.session?.stop(); // first: no reconnect may slip in while the boards let go
     await this.boardOwnership?.releaseAll(`gateway session of ${this.id} taken over by another daemon`);
     this.boardOwnership?.stop();
-    await this.session?.stop();
+    await sessionStopped;
   }
 
   /** Runs one start step and remembers how to undo it. */

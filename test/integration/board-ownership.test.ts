@@ -89,8 +89,9 @@ describe('two gateways configured with one board', () => {
   }, 90_000);
 
   // A misconfiguration (two daemons sharing a gateway id share its MQTT session): what is
-  // promised is no reconnect storm and one ERROR with the fix, not which daemon keeps the board.
-  it('MQTT 5, the same gateway id twice: one daemon leaves the broker with one ERROR, never both serve, and the connects stop', async () => {
+  // promised is no reconnect storm, never two serving, and an ERROR with the fix; not which
+  // daemon keeps the board (both may leave: they see the same thing at about the same time).
+  it('MQTT 5, the same gateway id twice: the fight stops with an ERROR naming the fix, never both serve', async () => {
     broker = await startMosquitto();
     board = await BoardOnTcp.start({ hexPath: FIRMWARE_HEX_PATH });
     const logs = [new RecordingLogger(), new RecordingLogger()];
@@ -101,20 +102,26 @@ describe('two gateways configured with one board', () => {
 
     const second = await Gateway.start(gatewayConfig('gw', join(dir, 'b'), broker.url, board.url, 5), logs[1]!, { env: {} });
     gateways.push(second);
-    const leftBroker = (l: RecordingLogger) => l.records.filter((r) => r.level === 'error' && /took over the MQTT session of gateway gw/.test(r.msg ?? '')).length;
-    const left = await waitFor(() => [0, 1].find((i) => leftBroker(logs[i]!) > 0), { timeoutMs: 30_000, what: 'one daemon to leave the broker' });
-    await waitFor(() => !gateways[left]!.mqtt.connected && gateways[left]!.ownership!.phase(BOARD) === 'standby', { timeoutMs: 10_000, what: 'it to let go' });
+    const leftBroker = (l: RecordingLogger) => l.records.filter((r) => r.level === 'error' && /took over the MQTT session of gateway gw .*give each gateway its own gateway.id/.test(r.msg ?? '')).length;
     const gatewayConnects = (l: RecordingLogger) => l.records.filter((r) => r.msg === 'connected to the MQTT broker' && (r.obj as { clientId?: string }).clientId === 'tether-gw').length;
-    const settled = logs.map((l) => boardConnects(l) + gatewayConnects(l));
+    const connects = () => logs.map((l) => boardConnects(l) + gatewayConnects(l));
+    await waitFor(() => logs.some((l) => leftBroker(l) > 0), { timeoutMs: 30_000, what: 'a daemon to leave the broker', detail: () => `connects ${connects().join('+')}` });
+    // Whoever left has let its board go and stays off the broker.
+    // Whoever stays is connected again (it was kicked last) before the quiet period is checked.
+    const quiet = (g: Gateway, i: number) =>
+      leftBroker(logs[i]!) > 0
+        ? !g.mqtt.connected && g.devices[0]!.holdMode === 'standby'
+        : g.mqtt.connected && (g.devices[0]!.holdMode !== 'held' || g.devices[0]!.mqtt.connected);
+    await waitFor(() => gateways.every(quiet), { timeoutMs: 10_000, what: 'the leaver(s) to let go and the other to be connected' });
+    const settled = connects();
     await new Promise((r) => setTimeout(r, OBSERVE_MS)); // a fixed wait on purpose: nothing may happen
 
-    expect(gateways[left]!.ownership!.phase(BOARD)).toBe('standby');
-    expect(gateways[left]!.devices[0]!.holdMode).toBe('standby');
-    expect(logs.map((l) => boardConnects(l) + gatewayConnects(l))).toEqual(settled);
+    // At most a last reconnect of the one that stays (a fight would be dozens in this window).
+    const after = connects();
+    expect(after[0]! + after[1]! - settled[0]! - settled[1]!).toBeLessThanOrEqual(2);
     // It left after its gateway session was taken over 3 times (Mosquitto 2.0.11 sends no DISCONNECT 0x8E).
     expect(settled[0]! + settled[1]!).toBeLessThanOrEqual(16);
-    expect(leftBroker(logs[left]!)).toBe(1);
-    expect(leftBroker(logs[1 - left]!)).toBe(0);
-    expect(gateways[left]!.mqtt.connected).toBe(false);
+    expect(logs.map(leftBroker).every((n) => n <= 1)).toBe(true);
+    expect(gateways.filter((g) => g.devices[0]!.holdMode === 'held').length).toBeLessThanOrEqual(1);
   }, 90_000);
 });
