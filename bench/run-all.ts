@@ -5,6 +5,7 @@ import { bridgeHeal } from './bridge-heal.bench.ts';
 import { brokerLeg } from './broker-leg.bench.ts';
 import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
+import { failover } from './failover.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { middleboxKeepalive } from './middlebox-keepalive.bench.ts';
 import { outboxJournal } from './outbox-journal.bench.ts';
@@ -24,6 +25,7 @@ for (const [name, bench] of [
   ['outbox journal', outboxJournal],
   ['keepalive through middleboxes', middleboxKeepalive],
   ['fleet scale', fleetScale],
+  ['failover', failover],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);
   rows.push(...(await bench()));

@@ -7,7 +7,7 @@ import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
 import { TakeoverDetector, type TakeoverKick } from './takeover-detector.ts';
 
 /**
- * Who serves a board: retained on `homie/5/<board>/$tether/owner` by the gateway that claimed
+ * Who serves a board: retained on `tether/boards/<board>/owner` by the gateway that claimed
  * it, before its board session takes the client id over. `instance` tells two runs (or two
  * daemons sharing a gateway id) apart; `epoch` only grows, so a stale gateway's word loses.
  */
@@ -28,10 +28,14 @@ export function boardClientId(board: string): string {
 }
 
 
+/** Where the owner records live: `tether/boards/<board>/owner`. */
+export const OWNER_PREFIX = 'tether/boards';
+
 export const ownerTopics = {
-  owner: (board: string) => `${HOMIE_PREFIX}/${board}/$tether/owner`,
+  /** Outside homie/5: the ownership protocol runs whether the Homie extension is on or not. */
+  owner: (board: string) => `${OWNER_PREFIX}/${board}/owner`,
   /** A non-retained marker this gateway sends itself: when it comes back, the retained messages before it have arrived. */
-  sync: (gateway: string, instance: string) => `${HOMIE_PREFIX}/${gateway}/$tether/sync/${instance}`,
+  sync: (gateway: string, instance: string) => `tether/gateways/${gateway}/sync/${instance}`,
 };
 
 /** The MQTT 5 User Properties every publish of a held board carries (consumers can drop a stale gateway's). */
@@ -220,14 +224,14 @@ export class BoardOwnership {
       return;
     }
     const parts = topic.split('/');
-    // homie/5/<id>/$tether/owner
-    if (parts.length === 5 && `${parts[0]}/${parts[1]}` === HOMIE_PREFIX && parts[3] === '$tether' && parts[4] === 'owner') {
+    // tether/boards/<id>/owner
+    if (parts.length === 4 && `${parts[0]}/${parts[1]}` === OWNER_PREFIX && parts[3] === 'owner') {
       const b = this.boards.get(parts[2]!);
       if (b) this.record(b, payload, info.retain);
       return;
     }
     // homie/5/<gateway>/$state of a gateway named in a record
-    if (parts.length === 4 && parts[3] === '$state') {
+    if (parts.length === 4 && `${parts[0]}/${parts[1]}` === HOMIE_PREFIX && parts[3] === '$state') {
       const watched = this.gateways.get(parts[2]!);
       if (!watched) return;
       watched.state = payload.toString();

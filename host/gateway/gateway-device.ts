@@ -155,7 +155,7 @@ export class GatewayDevice {
     } else {
       this.listenTo(this.opened().mqtt);
     }
-    if (this.options.sharedMqtt || !this.settings.standby) await this.openLink();
+    if (this.options.sharedMqtt || (!this.settings.standby && this.mode !== 'standby')) await this.openLink();
   }
 
   /**
@@ -167,6 +167,7 @@ export class GatewayDevice {
   async acquire(claim: OwnerRecord, options: { superseded: boolean }): Promise<void> {
     const parts = this.opened();
     if (this.stopped || this.options.sharedMqtt || this.mode === 'held') return;
+    if (!this.started) await this.start(); // acquired before the gateway started its devices
     if (options.superseded) this.dropQueued(`another gateway held the board before this one took it (epoch ${claim.epoch})`);
     if (this.sessionUsed) {
       // A BrokerSession runs once: a new one, with the subscriptions the extensions made on the old.

@@ -225,11 +225,8 @@ export class Gateway {
           session.off('message', onMessage);
         };
       });
-      await this.step('devices', async () => {
-        for (const device of this.devices) await device.start();
-        return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
-      });
       // One session per board: its client id (the same on every gateway) is the lock; BoardOwnership decides when to take it.
+      // Before the devices: the check runs while Johnny-Five loads (a board acquired early is started by acquire()).
       if (!config.broker.sharedSession) {
         await this.step('board ownership', async () => {
           const session = this.mqtt;
@@ -250,6 +247,10 @@ export class Gateway {
           };
         });
       }
+      await this.step('devices', async () => {
+        for (const device of this.devices) await device.start();
+        return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
+      });
       await this.step('device wedge guard', async () => {
         const guard = new DeviceWedgeGuard({
           devices: () =>
