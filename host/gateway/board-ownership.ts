@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { HOMIE_PREFIX, homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
-import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
+import type { EventEmitter } from 'node:events';
+import type { BrokerSession, BrokerSessionEvents, MessageInfo } from '../mqtt/broker-session.ts';
 import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
 import { TakeoverDetector, type TakeoverKick } from './takeover-detector.ts';
 
@@ -55,13 +56,16 @@ export interface OwnedBoard {
   readonly id: string;
   readonly settings: { readonly standby: boolean; readonly takeoverDelayMs: number };
   /** Its current board session (replaced after a release): where a takeover is heard. */
-  readonly mqtt: Pick<BrokerSession, 'on' | 'off'>;
+  readonly mqtt: SessionEvents;
   acquire(claim: OwnerRecord, options: { superseded: boolean }): Promise<void>;
   release(reason: string): Promise<void>;
   standBy(reason: string): Promise<void>;
 }
 
-export type OwnershipSession = Pick<BrokerSession, 'connected' | 'subscribe' | 'publish' | 'on' | 'off'>;
+/** What is listened to on a BrokerSession. */
+export type SessionEvents = Pick<EventEmitter<BrokerSessionEvents>, 'on' | 'off'>;
+
+export type OwnershipSession = Pick<BrokerSession, 'connected' | 'subscribe' | 'publish'> & SessionEvents;
 
 export interface BoardOwnershipOptions {
   gatewayId: string;

@@ -1,4 +1,5 @@
-import type { BrokerSession } from '../mqtt/broker-session.ts';
+import type { EventEmitter } from 'node:events';
+import type { BrokerSessionEvents } from '../mqtt/broker-session.ts';
 import type { Clock } from '../time/clock.ts';
 
 /** MQTT 5 reason code of the DISCONNECT a broker sends a connection whose client id another one took. */
@@ -45,7 +46,7 @@ export class TakeoverDetector {
   };
 
   constructor(
-    private readonly session: Pick<BrokerSession, 'on' | 'off'>,
+    private readonly session: Pick<EventEmitter<BrokerSessionEvents>, 'on' | 'off'>,
     private readonly options: TakeoverDetectorOptions,
   ) {
     this.quickMs = options.quickMs ?? 2000;
