@@ -35,6 +35,11 @@ export const OWNER_PREFIX = 'tether/boards';
 export const ownerTopics = {
   /** Outside homie/5: the ownership protocol runs whether the Homie extension is on or not. */
   owner: (board: string) => `${OWNER_PREFIX}/${board}/owner`,
+  /**
+   * Non-retained "who holds it?": the holder answers by publishing its record again. For brokers
+   * that do not replicate retained messages between nodes (RabbitMQ 3.10).
+   */
+  who: (board: string) => `${OWNER_PREFIX}/${board}/who`,
   /** A non-retained marker this gateway sends itself: when it comes back, the retained messages before it have arrived. */
   sync: (gateway: string, instance: string) => `tether/gateways/${gateway}/sync/${instance}`,
 };
@@ -98,6 +103,8 @@ interface BoardState {
   /** Who we last said we stand by for (so it is logged once). */
   standingFor: string | null;
   detector: TakeoverDetector | null;
+  /** "who holds it?" was asked since the last sync found no record. */
+  asked: boolean;
 }
 
 /** After this many takeovers within the detector's window that no better claim explains, a held board is let go anyway. */
@@ -149,6 +156,7 @@ export class BoardOwnership {
         timer: null,
         standingFor: null,
         detector: null,
+        asked: false,
       });
     }
   }
@@ -171,7 +179,10 @@ export class BoardOwnership {
     session.on('message', this.onMessage);
     session.on('up', this.onUp);
     await session.subscribe(ownerTopics.sync(gatewayId, this.instance), 1);
-    for (const id of this.boards.keys()) await session.subscribe(ownerTopics.owner(id), 1);
+    for (const id of this.boards.keys()) {
+      await session.subscribe(ownerTopics.owner(id), 1);
+      await session.subscribe(ownerTopics.who(id), 1);
+    }
     if (session.connected) this.sync();
   }
 
@@ -232,6 +243,14 @@ export class BoardOwnership {
     if (parts.length === 4 && `${parts[0]}/${parts[1]}` === OWNER_PREFIX && parts[3] === 'owner') {
       const b = this.boards.get(parts[2]!);
       if (b) this.record(b, payload, info.retain);
+      return;
+    }
+    // tether/boards/<id>/who: the holder answers with its record (live to every node's subscribers).
+    if (parts.length === 4 && `${parts[0]}/${parts[1]}` === OWNER_PREFIX && parts[3] === 'who') {
+      const b = this.boards.get(parts[2]!);
+      if (b?.phase === 'held' && b.claim && !info.retain) {
+        this.options.session.publish(ownerTopics.owner(b.board.id), JSON.stringify(b.claim), { qos: 1, retain: true }).catch(() => {});
+      }
       return;
     }
     // homie/5/<gateway>/$state of a gateway named in a record
@@ -297,7 +316,13 @@ export class BoardOwnership {
       return;
     }
     const { standby, takeoverDelayMs } = b.board.settings;
-    if (due || (!standby && ours) || takeoverDelayMs === 0) {
+    if (rec === null && !b.asked) {
+      // No record seen: maybe none, maybe not replicated to this broker node. Ask; a holder
+      // answers within the takeover delay, which even an owner waits out in this one case.
+      b.asked = true;
+      this.options.session.publish(ownerTopics.who(b.board.id), this.instance, { qos: 1, retain: false }).catch(() => {});
+    }
+    if (due || (!standby && rec !== null && ours) || takeoverDelayMs === 0) {
       this.cancelTimer(b);
       void this.claim(b);
       return;

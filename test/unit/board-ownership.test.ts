@@ -88,6 +88,14 @@ describe('BoardOwnership', () => {
     const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { standby: false, takeoverDelayMs: 3000 }));
     await a.ownership.start();
     await settle();
+    // No record at all: it asks who holds the board and waits the delay for an answer (a broker
+    // node may not have the retained record), then claims epoch 1.
+    expect(broker.retained.has(ownerTopics.owner('b1'))).toBe(false);
+    clock.advance(2999);
+    await settle();
+    expect(a.board.calls).toEqual([]);
+    clock.advance(1);
+    await settle();
     expect(a.board.calls).toEqual(['acquire gw-a 1']);
     expect(a.ownership.phase('b1')).toBe('held');
 
@@ -129,6 +137,10 @@ describe('BoardOwnership', () => {
     const clock = new ManualClock();
     const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { standby: false, takeoverDelayMs: 3000 }));
     await a.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(a.ownership.phase('b1')).toBe('held');
     const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { standby: true, takeoverDelayMs: 3000 }));
     await b.ownership.start();
     await settle();
@@ -162,6 +174,26 @@ describe('BoardOwnership', () => {
     expect(b.board.calls.filter((c) => c.startsWith('release'))).toEqual([]);
     // gw-a claimed epoch 1 too (or stood by at once): either way it never serves after gw-b's claim.
     expect(a.board.calls.at(-1)).toMatch(/^(release|standBy) /);
+  });
+
+  it('a holder answers "who holds it?" with its record, so a gateway whose broker node lost the retained record stands by', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { standby: false, takeoverDelayMs: 3000 }));
+    await a.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(a.ownership.phase('b1')).toBe('held');
+    broker.retained.delete(ownerTopics.owner('b1')); // as RabbitMQ 3.10 on another node: no retained copy
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { standby: false, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    for (let i = 0; i < 4; i++) await settle();
+    clock.advance(60_000);
+    await settle();
+    expect(b.ownership.phase('b1')).toBe('standby');
+    expect(b.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+    expect(a.ownership.phase('b1')).toBe('held');
   });
 
   it('outranks: the epoch first, then the gateway id, then the instance', () => {
