@@ -210,6 +210,11 @@ export class BoardOwnership {
       [...this.boards.values()].map(async (b) => {
         this.cancelTimer(b);
         if (b.phase === 'held' || b.phase === 'claiming') await this.letGo(b, reason);
+        else if (b.phase === 'waiting') {
+          // Not decided yet: it will not be now, so nothing is queued or opened for it.
+          b.phase = 'standby';
+          await b.board.standBy(reason);
+        }
       }),
     );
   }
@@ -283,6 +288,10 @@ export class BoardOwnership {
       void this.letGo(b, `gateway ${b.best.gateway} took it (epoch ${b.best.epoch})`);
       return;
     }
+    if (b.phase === 'held' && b.claim && !retained && !sameClaim(rec, b.claim)) {
+      // A lower claim, live: its gateway did not see ours (not replicated to its node). Tell it.
+      this.options.session.publish(ownerTopics.owner(b.board.id), JSON.stringify(b.claim), { qos: 1, retain: true }).catch(() => {});
+    }
     this.evaluate(b);
   }
 
@@ -316,13 +325,16 @@ export class BoardOwnership {
       return;
     }
     const { standby, takeoverDelayMs } = b.board.settings;
-    if (rec === null && !b.asked) {
+    // This gateway's own record, but from an earlier run: another gateway may hold the board
+    // with a record this broker node does not have. Ask too before taking it.
+    const earlierRun = rec !== null && ours && rec.instance !== this.instance;
+    if ((rec === null || earlierRun) && !b.asked) {
       // No record seen: maybe none, maybe not replicated to this broker node. Ask; a holder
-      // answers within the takeover delay, which even an owner waits out in this one case.
+      // answers within the takeover delay, which even an owner waits out in these cases.
       b.asked = true;
       this.options.session.publish(ownerTopics.who(b.board.id), this.instance, { qos: 1, retain: false }).catch(() => {});
     }
-    if (due || (!standby && rec !== null && ours) || takeoverDelayMs === 0) {
+    if (due || (!standby && rec !== null && ours && !earlierRun) || takeoverDelayMs === 0) {
       this.cancelTimer(b);
       void this.claim(b);
       return;

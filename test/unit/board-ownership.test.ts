@@ -148,9 +148,13 @@ describe('BoardOwnership', () => {
     a.session.die('gw-a');
     await settle();
     clock.advance(1000);
-    // Restarted before the delay ran out: its earlier run held the board, so it claims it at once.
+    // Restarted before the delay ran out: its earlier run held the board; it asks who holds it now,
+    // nobody answers, and it claims it after the delay; gw-b's timer found gw-a alive again.
     const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { standby: false, takeoverDelayMs: 3000 }));
     await a2.ownership.start();
+    await settle();
+    await settle();
+    clock.advance(3000);
     await settle();
     await settle();
     expect(a2.board.calls).toEqual(['acquire gw-a 2']);
@@ -194,6 +198,27 @@ describe('BoardOwnership', () => {
     expect(b.ownership.phase('b1')).toBe('standby');
     expect(b.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
     expect(a.ownership.phase('b1')).toBe('held');
+  });
+
+  it("the old owner restarted on a node holding only its own old record asks, hears the holder's newer claim and stands by", async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { standby: true, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(b.ownership.claimOf('b1')?.epoch).toBe(1);
+    // As RabbitMQ 3.10 keeps retained messages per node: gw-a's node still has its own old record.
+    broker.retained.set(ownerTopics.owner('b1'), Buffer.from(JSON.stringify({ gateway: 'gw-a', instance: 'old', epoch: 1 })));
+    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { standby: false, takeoverDelayMs: 3000 }));
+    await a2.ownership.start();
+    for (let i = 0; i < 4; i++) await settle();
+    clock.advance(60_000);
+    await settle();
+    expect(a2.ownership.phase('b1')).toBe('standby');
+    expect(a2.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+    expect(b.ownership.phase('b1')).toBe('held');
   });
 
   it('outranks: the epoch first, then the gateway id, then the instance', () => {
