@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # page in a headless browser (about 50 s to install); g++, make and python3 build the optional
 # unix-dgram addon (sd_notify from the daemon itself); systemd for systemd-analyze, python3-seccomp
 # to run the daemon under the unit's SystemCallFilter (test/integration/systemd-unit.test.ts).
-APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients nginx haproxy ser2net openssl nftables iproute2 chromium g++ make python3 systemd python3-seccomp)
+APT_PACKAGES=(gcc-avr avr-libc binutils-avr arduino-core-avr avrdude socat mosquitto mosquitto-clients rabbitmq-server nginx haproxy ser2net openssl nftables iproute2 chromium g++ make python3 systemd python3-seccomp)
 
 step() { printf '\n== %s\n' "$*"; }
 

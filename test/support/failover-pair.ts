@@ -38,8 +38,8 @@ export class OwnerWatcher {
     });
   }
 
-  static async connect(url: string, board: string): Promise<OwnerWatcher> {
-    const client = await mqtt.connectAsync(url, { protocolVersion: 5, clean: true, reconnectPeriod: 200, connectTimeout: 5000 });
+  static async connect(url: string, board: string, protocolVersion: 4 | 5 = 5): Promise<OwnerWatcher> {
+    const client = await mqtt.connectAsync(url, { protocolVersion, clean: true, reconnectPeriod: 200, connectTimeout: 5000 });
     const watcher = new OwnerWatcher(client);
     await client.subscribeAsync(`homie/5/${board}/#`, { qos: 1 });
     return watcher;
@@ -83,12 +83,14 @@ export function pairDaemonConfig(options: {
   dir: string;
   willDelaySec?: number;
   takeoverDelayMs?: number;
+  /** Default 5; RabbitMQ 3.10 speaks 4 (3.1.1) only. */
+  protocolVersion?: 4 | 5;
 }): Record<string, unknown> {
   return {
     gateway: { id: options.gatewayId },
     broker: {
       url: options.brokerUrl,
-      protocolVersion: 5,
+      protocolVersion: options.protocolVersion ?? 5,
       ...(options.willDelaySec !== undefined ? { willDelaySec: options.willDelaySec } : {}),
       backoff: { initialMs: 100, maxMs: 2000 },
       keepaliveTraffic: { learn: false },
