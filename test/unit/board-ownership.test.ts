@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
+import { validateConfig } from '../../host/config/load-config.ts';
 import { BoardOwnership, ownerTopics, outranks, type OwnedBoard, type OwnerRecord, type OwnershipSession } from '../../host/gateway/board-ownership.ts';
 import type { BrokerSessionEvents, MessageInfo } from '../../host/mqtt/broker-session.ts';
 
@@ -219,6 +220,12 @@ describe('BoardOwnership', () => {
     expect(a2.ownership.phase('b1')).toBe('standby');
     expect(a2.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
     expect(b.ownership.phase('b1')).toBe('held');
+  });
+
+  it('config: standby needs a session per board (not broker.sharedSession); takeoverDelayMs defaults to 3000', () => {
+    const device = { id: 'b1', port: 'tcp://127.0.0.1:3333', standby: true };
+    expect(validateConfig({ devices: [device] }).devices[0]).toMatchObject({ standby: true, takeoverDelayMs: 3000 });
+    expect(() => validateConfig({ broker: { sharedSession: true }, devices: [device] })).toThrow(/standby needs a session per board/);
   });
 
   it('outranks: the epoch first, then the gateway id, then the instance', () => {
