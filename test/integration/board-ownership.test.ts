@@ -74,7 +74,6 @@ describe('two gateways configured with one board', () => {
     // A fixed wait on purpose: what is checked is that nothing happens (no reconnect loop).
     await new Promise((r) => setTimeout(r, OBSERVE_MS));
 
-    if (process.env.OWNERSHIP_DEBUG) for (const l of logs) console.log(l.records.filter((r) => r.level !== 'debug' && /ownership|tether.board|gw-/.test(JSON.stringify(r.obj) + r.msg)).map((r) => `${r.level} ${r.msg} ${JSON.stringify(r.obj)}`).join('\n') + '\n----');
     expect(phases().sort()).toEqual(['held', 'standby']);
     expect(holder.ownership!.phase(BOARD)).toBe('held');
     expect(holder.devices[0]!.link.state).toBe('ready');
