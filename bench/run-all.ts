@@ -6,6 +6,7 @@ import { brokerFailover } from './broker-failover.bench.ts';
 import { brokerLeg } from './broker-leg.bench.ts';
 import { cliStartup } from './cli-startup.bench.ts';
 import { detectionLatency } from './detection-latency.bench.ts';
+import { failover } from './failover.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { middleboxKeepalive } from './middlebox-keepalive.bench.ts';
 import { outboxJournal } from './outbox-journal.bench.ts';
@@ -26,6 +27,7 @@ for (const [name, bench] of [
   ['keepalive through middleboxes', middleboxKeepalive],
   ['fleet scale', fleetScale],
   ['broker failover', brokerFailover],
+  ['failover', failover],
 ] as const) {
   process.stderr.write(`running ${name}...\n`);
   rows.push(...(await bench()));

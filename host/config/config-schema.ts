@@ -130,6 +130,15 @@ export const deviceSchema = z
     /** Written to the board's EEPROM at each handshake (CONFIG_SET) when given. */
     config: deviceConfigSchema.optional(),
     components: z.array(componentSchema).default([]),
+    /**
+     * More than one gateway (README "More than one gateway"): true makes this gateway a
+     * standby for the board: it leaves the port closed and takes the board only once the
+     * gateway holding it is gone (its Will said `lost`, or it stopped) and stayed gone for
+     * `takeoverDelayMs`.
+     */
+    standby: z.boolean().default(false),
+    /** How long a board's owner must stay gone before this gateway takes the board (ms). */
+    takeoverDelayMs: ms(0, 600_000).default(3000),
   })
   .superRefine((device, ctx) => {
     if (!device.hupcl && /^tcp:\/\//i.test(device.port)) {
@@ -310,6 +319,16 @@ export const configSchema = z
     devices: z.array(deviceSchema).min(1, 'at least one device'),
   })
   .superRefine((config, ctx) => {
+    if (config.broker.sharedSession) {
+      const standby = config.devices.findIndex((d) => d.standby);
+      if (standby >= 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['devices', standby, 'standby'],
+          message: "standby needs a session per board (its client id is the lock between gateways): remove broker.sharedSession or standby",
+        });
+      }
+    }
     const ids = new Map<string, number>();
     const ports = new Map<string, number>();
     config.devices.forEach((d, i) => {

@@ -17,6 +17,7 @@ import { TetherIO } from '../tether-io/tether-io.ts';
 import type { Clock } from '../time/clock.ts';
 import { createTransport } from '../transport/create-transport.ts';
 import type { GatewayEventBus } from './gateway-events.ts';
+import { ownerUserProperties, type OwnerRecord } from './board-ownership.ts';
 import { SessionView } from './shared-session-dispatcher.ts';
 
 export interface GatewayDeviceOptions {
@@ -42,7 +43,19 @@ export interface GatewayDeviceCounters {
   setsRejected: number;
   /** Times its link was closed and reopened because its session was wedged (DeviceWedgeGuard). */
   wedgeRecoveries: number;
+  /**
+   * Messages this gateway had queued for the board and dropped, counted as lost, because
+   * another gateway held the board meanwhile and publishes its state (README "More than one gateway").
+   */
+  outboxSuperseded: number;
 }
+
+/**
+ * Whether this gateway serves the board (BoardOwnership decides): `pending` until the
+ * ownership is known (messages are queued as always), `held` (served), `standby` (another
+ * gateway holds it: the port is closed and nothing is queued or published for it).
+ */
+export type HoldMode = 'pending' | 'held' | 'standby';
 
 /**
  * One board as the gateway holds it: its keepalive link (through TetherIO and Johnny-Five
@@ -58,13 +71,18 @@ export class GatewayDevice {
   readonly id: string;
   readonly settings: DeviceSettings;
   readonly components: DeviceComponent[];
-  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0, wedgeRecoveries: 0 };
+  readonly counters: GatewayDeviceCounters = { setsApplied: 0, setsRejected: 0, wedgeRecoveries: 0, outboxSuperseded: 0 };
   private readonly log: Logger;
   private parts: { link: DeviceLink; mqtt: BrokerSession; view: BrokerSession | SessionView; outbox: DurableOutbox; pump: OutboxPump } | null = null;
   private io: TetherIO | null = null;
   private jfBoard: five.Board | null = null;
   private started = false;
   private stopped = false;
+  private mode: HoldMode = 'pending';
+  private linkOpened = false;
+  /** The board session has run (and stopped): a new hold needs a fresh one. */
+  private sessionUsed = false;
+  private detachMqtt: (() => void) | null = null;
   private readonly undo: Array<() => void> = [];
 
   constructor(private readonly options: GatewayDeviceOptions) {
@@ -93,6 +111,11 @@ export class GatewayDevice {
     return this.io;
   }
 
+  /** Whether this gateway serves the board (see HoldMode). */
+  get holdMode(): HoldMode {
+    return this.mode;
+  }
+
   /** Johnny-Five, once started, only when the device has components. */
   get board(): five.Board | null {
     return this.jfBoard;
@@ -114,7 +137,12 @@ export class GatewayDevice {
     this.parts = { link: this.createLink(), mqtt, view, outbox, pump };
   }
 
-  /** Opens the port (Johnny-Five on top when there are components), connects, starts delivering. */
+  /**
+   * Listens to the link and the session. In shared-session mode it also opens the port and
+   * starts delivering; otherwise the board's own session waits for acquire() (BoardOwnership:
+   * its client id is the lock between gateways), and the port opens now unless the board is
+   * a `standby` one.
+   */
   async start(): Promise<void> {
     const { link, mqtt, view, pump } = this.opened();
     if (this.started) return;
@@ -128,19 +156,135 @@ export class GatewayDevice {
       link.off('state', onState);
       link.off('reboot', onReboot);
     });
-    // Its own session, or its view of the shared one (only its own topics reach it).
+    this.undo.push(() => this.detachMqtt?.());
+    if (this.options.sharedMqtt) {
+      // Its view of the shared session: only its own topics reach it.
+      this.listenTo(view);
+      this.mode = 'held';
+      pump.start();
+      // The shared session may have come up before this board started listening: it is up for it too.
+      if (view instanceof SessionView && view.connected && view.lastUp) events.emit('brokerUp', this, view.lastUp);
+    } else {
+      this.listenTo(mqtt);
+    }
+    if (this.options.sharedMqtt || (!this.settings.standby && this.mode !== 'standby')) await this.openLink();
+  }
+
+  /**
+   * Serves the board from now on as `claim` (BoardOwnership won it): its session connects
+   * (taking over the client id; MQTT 5 publishes carry the claim), the outbox drains, the port
+   * opens (or reopens). `superseded`: another gateway held the board since this one queued
+   * its messages, so they are dropped (counted in outboxSuperseded), not sent over the newer state.
+   */
+  async acquire(claim: OwnerRecord, options: { superseded: boolean }): Promise<void> {
+    const parts = this.opened();
+    if (this.stopped || this.options.sharedMqtt || this.mode === 'held') return;
+    if (!this.started) await this.start(); // acquired before the gateway started its devices
+    if (options.superseded) this.dropQueued(`another gateway held the board before this one took it (epoch ${claim.epoch})`);
+    if (this.sessionUsed) {
+      // A BrokerSession runs once: a new one, with the subscriptions the extensions made on the old.
+      const fresh = this.options.mqtt();
+      for (const { topic, qos } of parts.mqtt.subscriptionList) void fresh.subscribe(topic, qos);
+      this.detachMqtt?.();
+      parts.mqtt = fresh;
+      parts.view = fresh;
+      parts.pump = new OutboxPump(parts.outbox, fresh, { logger: this.log });
+      this.listenTo(fresh);
+      this.sessionUsed = false;
+    }
+    this.mode = 'held';
+    parts.mqtt.publishUserProperties = ownerUserProperties(claim);
+    parts.mqtt.start();
+    parts.pump.start();
+    if (!this.linkOpened) await this.openLink();
+    else parts.link.resume();
+  }
+
+  /**
+   * Another gateway holds the board: stop serving it at once (no flush, no final publish; a
+   * clean DISCONNECT if the session is still up), close the port (paused: acquire() reopens
+   * it), and drop what was queued for it.
+   */
+  async release(reason: string): Promise<void> {
+    const parts = this.opened();
+    if (this.stopped || this.options.sharedMqtt) return;
+    const wasHeld = this.mode === 'held';
+    this.mode = 'standby';
+    if (wasHeld) {
+      const pumpStopped = parts.pump.stop();
+      await parts.mqtt.stop();
+      await pumpStopped;
+      this.sessionUsed = true;
+    }
+    if (this.linkOpened) await parts.link.pause(reason);
+    this.dropQueued(reason);
+  }
+
+  /** Another live gateway holds the board: keep the port closed and queue nothing for it. */
+  async standBy(reason: string): Promise<void> {
+    await this.release(reason);
+  }
+
+  /**
+   * Queues a message for the broker in the durable outbox (retained, QoS 1): delivered at
+   * least once, across broker outages and restarts. Ignored after stop().
+   */
+  publish(topic: string, payload: string, kind: OutboxKind | PublishKind): void {
+    // Standing by: the gateway holding the board publishes for it, never two at once.
+    if (this.stopped || !this.parts || this.mode === 'standby') return;
+    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
+    this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
+  }
+
+  /**
+   * Leaves on purpose: the queue flushed (up to `flushTimeoutMs`), a clean DISCONNECT (so
+   * the broker does not send the will), the port closed, the journal closed.
+   * Publish what should go out last (e.g. `$state disconnected`) before calling it.
+   */
+  async stop(flushTimeoutMs = 3000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const parts = this.parts;
+    if (!parts) return;
+    if (this.started) {
+      if (this.mode === 'held') {
+        let timer;
+        await Promise.race([parts.pump.flushed(), new Promise<void>((r) => (timer = this.options.clock.setTimeout(r, flushTimeoutMs)))]);
+        if (timer !== undefined) this.options.clock.clearTimeout(timer);
+      }
+      await parts.pump.stop();
+      if (!this.options.sharedMqtt) await parts.mqtt.stop();
+      if (this.io) await this.io.close();
+      else await parts.link.close();
+    }
+    for (const undo of this.undo.splice(0).reverse()) undo();
+    await parts.outbox.close();
+  }
+
+  private opened(): NonNullable<GatewayDevice['parts']> {
+    if (!this.parts) throw new Error(`device ${this.id} is not open yet`);
+    return this.parts;
+  }
+
+  private listenTo(mqtt: BrokerSession | SessionView): void {
+    const { events } = this.options;
     const onUp = (info: { sessionPresent: boolean }) => events.emit('brokerUp', this, info);
     const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => events.emit('mqttMessage', this, topic, payload, info);
-    view.on('up', onUp);
-    view.on('message', onMessage);
-    this.undo.push(() => {
-      view.off('up', onUp);
-      view.off('message', onMessage);
-    });
-    if (!this.options.sharedMqtt) mqtt.start();
-    // The shared session may have come up before this board started listening: it is up for it too.
-    else if (view instanceof SessionView && view.connected && view.lastUp) events.emit('brokerUp', this, view.lastUp);
-    pump.start();
+    mqtt.on('up', onUp);
+    mqtt.on('message', onMessage);
+    this.detachMqtt = () => {
+      mqtt.off('up', onUp);
+      mqtt.off('message', onMessage);
+      this.detachMqtt = null;
+    };
+  }
+
+  /** Opens the port: the link directly (Espruino), or TetherIO under Johnny-Five (Uno). */
+  private async openLink(): Promise<void> {
+    if (this.linkOpened) return;
+    this.linkOpened = true;
+    const { link } = this.opened();
+    const { events } = this.options;
     // Espruino boards run no Firmata; an Uno without components needs only its liveness: no
     // firmata.js (and its per-board handshake, buffers and pin tables) for either (issue 15).
     if (this.settings.board === 'espruino' || this.components.length === 0) {
@@ -168,42 +312,17 @@ export class GatewayDevice {
     });
   }
 
-  /**
-   * Queues a message for the broker in the durable outbox (retained, QoS 1): delivered at
-   * least once, across broker outages and restarts. Ignored after stop().
-   */
-  publish(topic: string, payload: string, kind: OutboxKind | PublishKind): void {
-    if (this.stopped || !this.parts) return;
-    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
-    this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
-  }
-
-  /**
-   * Leaves on purpose: the queue flushed (up to `flushTimeoutMs`), a clean DISCONNECT (so
-   * the broker does not send the will), the port closed, the journal closed.
-   * Publish what should go out last (e.g. `$state disconnected`) before calling it.
-   */
-  async stop(flushTimeoutMs = 3000): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    const parts = this.parts;
-    if (!parts) return;
-    if (this.started) {
-      let timer;
-      await Promise.race([parts.pump.flushed(), new Promise<void>((r) => (timer = this.options.clock.setTimeout(r, flushTimeoutMs)))]);
-      if (timer !== undefined) this.options.clock.clearTimeout(timer);
-      await parts.pump.stop();
-      if (!this.options.sharedMqtt) await parts.mqtt.stop();
-      if (this.io) await this.io.close();
-      else await parts.link.close();
-    }
-    for (const undo of this.undo.splice(0).reverse()) undo();
-    await parts.outbox.close();
-  }
-
-  private opened(): NonNullable<GatewayDevice['parts']> {
-    if (!this.parts) throw new Error(`device ${this.id} is not open yet`);
-    return this.parts;
+  /** Drops every queued message for the board (another gateway's state supersedes them). */
+  private dropQueued(reason: string): void {
+    const { outbox } = this.opened();
+    const entries = outbox.pending();
+    for (const entry of entries) outbox.ack(entry.id);
+    if (entries.length === 0) return;
+    this.counters.outboxSuperseded += entries.length;
+    this.log.warn(
+      { dropped: entries.length, total: this.counters.outboxSuperseded, reason },
+      `dropped ${entries.length} message(s) queued for ${this.id} (counted as lost: ${reason})`,
+    );
   }
 
   private createLink(): DeviceLink {

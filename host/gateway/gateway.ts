@@ -16,6 +16,8 @@ import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { SharedTimers } from '../time/shared-timers.ts';
+import { boardClientId, BoardOwnership } from './board-ownership.ts';
+import { TakeoverDetector } from './takeover-detector.ts';
 import { createBrokerSession, protocolNegotiation } from './create-broker-session.ts';
 import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
@@ -66,6 +68,9 @@ export class Gateway {
   private stopping: Promise<void> | null = null;
   private readonly byId: Map<string, GatewayDevice>;
   private guard: DeviceWedgeGuard | null = null;
+  private boardOwnership: BoardOwnership | null = null;
+  /** Another daemon with this gateway id took the gateway's session over: this one left the broker. */
+  private leftBroker = false;
   private readonly guardOptions: GatewayOptions['wedgeGuard'];
 
   constructor(
@@ -135,6 +140,11 @@ export class Gateway {
   /** Recovers wedged device sessions one by one (close and reopen the link); running once the devices are. */
   get wedgeGuard(): DeviceWedgeGuard | null {
     return this.guard;
+  }
+
+  /** Which boards this gateway serves and which it stands by for (null in shared-session mode); known once started. */
+  get ownership(): BoardOwnership | null {
+    return this.boardOwnership;
   }
 
   /** The running extension of this class, if enabled. */
@@ -219,6 +229,28 @@ export class Gateway {
           this.dispatcher?.detach();
         };
       });
+      // One session per board: its client id (the same on every gateway) is the lock; BoardOwnership decides when to take it.
+      // Before the devices: the check runs while Johnny-Five loads (a board acquired early is started by acquire()).
+      if (!config.broker.sharedSession) {
+        await this.step('board ownership', async () => {
+          const session = this.mqtt;
+          const ownership = new BoardOwnership({ gatewayId: this.id, session, boards: this.devices, clock: this.clock, logger: log });
+          this.boardOwnership = ownership;
+          // A duplicate daemon (same gateway id) takes this session over again and again: leave instead.
+          const detector = new TakeoverDetector(session, {
+            clock: this.clock,
+            onKick: (kick) => {
+              ownership.gatewayKicked();
+              if (kick.kind === 'disconnect-0x8e' || kick.count >= 3) void this.gatewaySessionTakenOver();
+            },
+          });
+          await ownership.start();
+          return async () => {
+            detector.stop();
+            ownership.stop();
+          };
+        });
+      }
       await this.step('devices', async () => {
         for (const device of this.devices) await device.start();
         return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
@@ -297,6 +329,24 @@ export class Gateway {
     this.log.info({ sessions: sessions.size, changed }, `TLS files reloaded for ${sessions.size} MQTT session(s): ${changed ? 'new ones are used from the next connection' : 'unchanged'}`);
   }
 
+  /**
+   * MQTT 5: another connection took the gateway's own client id: a second daemon with the same
+   * gateway id. Fighting back would make both reconnect forever (each taking the other's
+   * sessions over); this one lets its boards go and leaves the broker instead.
+   */
+  private async gatewaySessionTakenOver(): Promise<void> {
+    if (this.leftBroker) return;
+    this.leftBroker = true;
+    this.log.error(
+      { gateway: this.id },
+      `another process took over the MQTT session of gateway ${this.id} (a second daemon with the same gateway.id?): this daemon lets its boards go and stays off the broker; give each gateway its own gateway.id`,
+    );
+    const sessionStopped = this.session?.stop(); // first: no reconnect may slip in while the boards let go
+    await this.boardOwnership?.releaseAll(`gateway session of ${this.id} taken over by another daemon`);
+    this.boardOwnership?.stop();
+    await sessionStopped;
+  }
+
   /** Runs one start step and remembers how to undo it. */
   private async step(what: string, run: () => Promise<(() => Promise<void>) | null>): Promise<void> {
     const undo = await run();
@@ -345,7 +395,8 @@ export class Gateway {
       credentials: this.credentials,
       url: this.brokerUrl,
       keepaliveTraffic: this.pathKeepalive,
-      clientId: `tether-${this.id}-${id}`,
+      // The same whichever gateway serves the board, so that the broker lets one hold it (board-ownership.ts).
+      clientId: boardClientId(id),
       will: { topic: homieTopics.state(id), payload: 'lost', qos: 1, retain: true },
       clock: this.boardTimers,
       logger: this.log.child({ device: id }),

@@ -121,6 +121,8 @@ export type BrokerSessionEvents = {
   down: [reason: string];
   message: [topic: string, payload: Buffer, info: MessageInfo];
   'half-open': [info: { silentForMs: number }];
+  /** MQTT 5: the broker sent DISCONNECT with this reason code (0x8E: another connection took the client id over). */
+  'broker-disconnect': [reasonCode: number];
 };
 
 /** Given to mqtt.js's KeepaliveManager so that it never fires: KeepaliveProbe owns keepalive (see startClient). */
@@ -167,6 +169,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private connectSent = false;
   private connackReceived = false;
   private versionRefusal: string | null = null;
+  /** MQTT 5: sent as User Properties with every publish (e.g. the board's owner and epoch); ignored on 3.1.1. */
+  publishUserProperties: Record<string, string> | undefined;
   private readonly options: BrokerSessionOptions;
   private readonly connectTimeoutMs: number;
   private readonly clock: Clock;
@@ -385,6 +389,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     return this.sendSubscriptions(client, [topic]);
   }
 
+  /** What subscribe() has remembered (sent with every connect). */
+  get subscriptionList(): Array<{ topic: string; qos: QoS }> {
+    return [...this.subscriptions].map(([topic, qos]) => ({ topic, qos }));
+  }
+
   private stopTraffic(): void {
     this.unsubscribeTraffic?.();
     this.unsubscribeTraffic = null;
@@ -474,6 +483,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     });
     client.on('disconnect', (packet) => {
       this.closeReason ??= `broker sent DISCONNECT (reason code ${packet.reasonCode ?? 0})`;
+      if (client === this.client) this.emit('broker-disconnect', packet.reasonCode ?? 0);
     });
     client.on('error', (err) => {
       const code = (err as { code?: unknown }).code;
@@ -694,7 +704,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     return new Promise<void>((resolve, reject) => {
       const entry: PendingPublish = { reject };
       this.pending.add(entry);
-      client.publish(topic, payload, { qos: options.qos, retain: options.retain }, (err) => {
+      const properties = this.protocolVersion === 5 && this.publishUserProperties ? { userProperties: this.publishUserProperties } : undefined;
+      client.publish(topic, payload, { qos: options.qos, retain: options.retain, properties }, (err) => {
         if (!this.pending.delete(entry)) return; // already rejected by the connection loss
         if (err) reject(new Error(`MQTT publish to ${topic} failed: ${err.message}`));
         else resolve();

@@ -56,9 +56,14 @@ describe('metrics endpoint', () => {
       await waitFor(
         async () => {
           m = samples(await (await fetch(url)).text());
-          return m.get('tether_device_state{device="dev-a",state="ready"}') === 1 && (m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}') ?? 0) >= 3;
+          // The board's session connects once the gateway has claimed the board (board-ownership.ts: after the takeover delay on a fresh broker).
+          return (
+            m.get('tether_device_state{device="dev-a",state="ready"}') === 1 &&
+            (m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}') ?? 0) >= 3 &&
+            m.get('tether_broker_connected{client="tether.board.dev-a"}') === 1
+          );
         },
-        { timeoutMs: 20_000, intervalMs: 200, what: 'dev-a ready with 3 RTT samples in the metrics' },
+        { timeoutMs: 20_000, intervalMs: 200, what: 'dev-a ready with 3 RTT samples and its session connected in the metrics' },
       );
       expect(m.get('tether_device_state{device="dev-a",state="ready"}')).toBe(1);
       expect(m.get('tether_device_state{device="dev-a",state="lost"}')).toBe(0);
@@ -71,8 +76,8 @@ describe('metrics endpoint', () => {
       expect(m.get('tether_outbox_depth{device="dev-a"}')).toBe(gateway.devices[0]!.outbox.size);
       expect(m.has('tether_device_reboots_total{device="dev-a",cause="power-on"}')).toBe(true); // first contact with a running board: no reboot counted
       expect(m.get('tether_broker_connected{client="tether-gw"}')).toBe(1);
-      expect(m.get('tether_broker_connected{client="tether-gw-dev-a"}')).toBe(1);
-      expect(m.get('tether_broker_reconnects_total{client="tether-gw-dev-a"}')).toBe(0);
+      expect(m.get('tether_broker_connected{client="tether.board.dev-a"}')).toBe(1);
+      expect(m.get('tether_broker_reconnects_total{client="tether.board.dev-a"}')).toBe(0);
       expect(m.get('tether_mqtt_set_rejected_total{device="dev-a"}')).toBe(0);
       // Late PONGs while the emulated board is busy with the Firmata handshake can count as misses.
       expect(m.get('tether_heartbeat_misses_total{device="dev-a"}')).toBeLessThanOrEqual(gateway.devices[0]!.link.stats().pingsSent);

@@ -72,6 +72,15 @@ describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) 
     const uno = board.uno;
     const device = gateway.devices[0]!;
     await waitFor(() => device.board?.isReady === true, { what: 'device.board?.isReady toBe true', timeoutMs: 20_000 });
+    // The board's session connects once the gateway knows it owns the board (board-ownership.ts),
+    // which may be after the board is ready: its `$state ready` arriving means its SUBSCRIBE, sent
+    // before on the same connection, has been handled, so the commands below cannot miss it.
+    let stateReady = false;
+    client.on('message', (topic, payload) => {
+      if (topic === 'homie/5/dev-r/$state' && payload.toString() === 'ready') stateReady = true;
+    });
+    await client.subscribeAsync('homie/5/dev-r/$state', { qos: 1 });
+    await waitFor(() => stateReady && device.mqtt.connected, { what: "the board's session up and its $state ready", timeoutMs: 20_000 });
 
     // A retained command is stored by the broker (whether its live copy counts as fresh is the
     // broker's business: Mosquitto clears the flag, Aedes now and then does not); a fresh one closes the relay.

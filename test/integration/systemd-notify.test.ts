@@ -144,7 +144,7 @@ describe('tether daemon under a (test) systemd: READY, WATCHDOG through a broker
       const outageAt = performance.now();
       proxy.blackhole(true);
       const degraded = await daemon.waitForLog((l) => /^degraded, WATCHDOG=1 continues/.test(l.msg ?? ''), 15_000);
-      expect(String(degraded.msg)).toMatch(/broker session tether-gw(-dev-a)? down for \d+ s \(outbox keeps messages\)/);
+      expect(String(degraded.msg)).toMatch(/broker session (tether-gw|tether\.board\.dev-a) down for \d+ s \(outbox keeps messages\)/);
       await listener.waitFor((d) => /^STATUS=1 device: 1 ready; broker disconnected; broker session .* down for \d+ s \(outbox keeps messages\)/m.test(d.text), 8000, outageAt);
       await sleep(Math.max(0, outageAt + 5000 - performance.now()));
       await broker.kill9();
@@ -166,8 +166,8 @@ describe('tether daemon under a (test) systemd: READY, WATCHDOG through a broker
 
       // The half-open detection shows in the metrics.
       const text = await (await fetch(metricsUrl)).text();
-      expect(Number(/^tether_broker_half_open_total\{client="tether-gw-dev-a"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
-      expect(Number(/^tether_broker_reconnects_total\{client="tether-gw-dev-a"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+      expect(Number(/^tether_broker_half_open_total\{client="tether\.board\.dev-a"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+      expect(Number(/^tether_broker_reconnects_total\{client="tether\.board\.dev-a"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
 
       // SIGTERM: STOPPING=1, then a clean exit; READY=1 was sent exactly once.
       const stopAt = performance.now();

@@ -1,0 +1,250 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../emulator/testing/manual-clock.ts';
+import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
+import { validateConfig } from '../../host/config/load-config.ts';
+import { BoardOwnership, ownerTopics, outranks, type OwnedBoard, type OwnerRecord, type OwnershipSession } from '../../host/gateway/board-ownership.ts';
+import type { BrokerSessionEvents, MessageInfo } from '../../host/mqtt/broker-session.ts';
+
+// BoardOwnership's decisions with a ManualClock. The broker here is a few lines of MQTT as
+// the spec states it: retained messages go to a new subscription with RETAIN 1, live ones to
+// existing subscriptions with RETAIN 0, in publish order (the integration tests use Mosquitto).
+
+class TinyBroker {
+  readonly retained = new Map<string, Buffer>();
+  readonly sessions = new Set<FakeSession>();
+  publish(topic: string, payload: Buffer, retain: boolean): void {
+    if (retain) this.retained.set(topic, payload);
+    for (const s of this.sessions) if (s.matches(topic)) s.deliver(topic, payload, false);
+  }
+}
+
+class FakeSession extends EventEmitter<BrokerSessionEvents> implements OwnershipSession {
+  connected = true;
+  private readonly filters = new Set<string>();
+  constructor(private readonly broker: TinyBroker) {
+    super();
+    broker.sessions.add(this);
+  }
+  matches(topic: string): boolean {
+    const t = topic.split('/');
+    return [...this.filters].some((f) => {
+      const p = f.split('/');
+      return p.length === t.length && p.every((x, i) => x === '+' || x === t[i]);
+    });
+  }
+  deliver(topic: string, payload: Buffer, retain: boolean): void {
+    const info: MessageInfo = { retain, qos: 1, dup: false };
+    queueMicrotask(() => this.connected && this.emit('message', topic, payload, info));
+  }
+  async subscribe(topic: string): Promise<void> {
+    const fresh = !this.filters.has(topic);
+    this.filters.add(topic);
+    if (fresh) for (const [t, p] of this.broker.retained) if (this.matches(t) && (topic === t || topic.includes('+'))) this.deliver(t, p, true);
+  }
+  async publish(topic: string, payload: string | Buffer, options: { retain: boolean }): Promise<void> {
+    if (!this.connected) throw new Error('not connected');
+    this.broker.publish(topic, Buffer.from(payload), options.retain);
+  }
+  /** The process dies: its gateway Will `lost` is published (no Will Delay here). */
+  die(gatewayId: string): void {
+    this.connected = false;
+    this.broker.sessions.delete(this);
+    this.broker.publish(`homie/5/${gatewayId}/$state`, Buffer.from('lost'), true);
+  }
+}
+
+class FakeBoard implements OwnedBoard {
+  readonly mqtt = new EventEmitter<BrokerSessionEvents>();
+  readonly calls: string[] = [];
+  constructor(
+    readonly id: string,
+    readonly settings: { port: string; standby: boolean; takeoverDelayMs: number },
+  ) {}
+  async acquire(claim: OwnerRecord, options: { superseded: boolean }): Promise<void> {
+    this.calls.push(`acquire ${claim.gateway} ${claim.epoch}${options.superseded ? ' superseded' : ''}`);
+  }
+  async release(reason: string): Promise<void> {
+    this.calls.push(`release ${reason}`);
+  }
+  async standBy(reason: string): Promise<void> {
+    this.calls.push(`standBy ${reason}`);
+  }
+}
+
+const settle = () => new Promise<void>((r) => setImmediate(r));
+
+function gateway(broker: TinyBroker, clock: ManualClock, id: string, board: FakeBoard) {
+  const session = new FakeSession(broker);
+  // The gateway's own session announces it (the Homie extension does so on 'up').
+  void session.publish(`homie/5/${id}/$state`, 'ready', { retain: true });
+  const ownership = new BoardOwnership({ gatewayId: id, session, boards: [board], clock, logger: new RecordingLogger() });
+  return { session, ownership, board };
+}
+
+describe('BoardOwnership', () => {
+  it('a board on a serial port (wired to this host alone) is claimed at once: nobody to ask or wait for', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: '/dev/ttyACM0', standby: false, takeoverDelayMs: 3000 }));
+    await a.ownership.start();
+    await settle();
+    await settle();
+    expect(a.board.calls).toEqual(['acquire gw-a 1']);
+    expect(broker.retained.has(ownerTopics.who('b1'))).toBe(false);
+    a.ownership.stop();
+  });
+
+  it('a standby takes the board only after its owner is gone for takeoverDelayMs; the old owner back stands by', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a.ownership.start();
+    await settle();
+    // No record at all: it asks who holds the board and waits the delay for an answer (a broker
+    // node may not have the retained record), then claims epoch 1.
+    expect(broker.retained.has(ownerTopics.owner('b1'))).toBe(false);
+    clock.advance(2999);
+    await settle();
+    expect(a.board.calls).toEqual([]);
+    clock.advance(1);
+    await settle();
+    expect(a.board.calls).toEqual(['acquire gw-a 1']);
+    expect(a.ownership.phase('b1')).toBe('held');
+
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    await settle();
+    expect(b.ownership.phase('b1')).toBe('standby');
+    clock.advance(60_000);
+    await settle();
+    expect(b.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+
+    a.ownership.stop();
+    a.session.die('gw-a');
+    await settle();
+    clock.advance(2999);
+    await settle();
+    expect(b.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+    clock.advance(1);
+    await settle();
+    await settle();
+    expect(b.board.calls.at(-1)).toBe('acquire gw-b 2 superseded');
+    expect(b.ownership.claimOf('b1')?.epoch).toBe(2);
+    expect(JSON.parse(broker.retained.get(ownerTopics.owner('b1'))!.toString())).toMatchObject({ gateway: 'gw-b', epoch: 2 });
+
+    // gw-a restarted (a new instance, configured as the owner): gw-b holds a newer epoch and is alive.
+    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a2.ownership.start();
+    await settle();
+    await settle();
+    clock.advance(60_000);
+    await settle();
+    expect(a2.ownership.phase('b1')).toBe('standby');
+    expect(a2.board.calls).toEqual(['standBy held by gateway gw-b (epoch 2)']);
+    expect(b.ownership.phase('b1')).toBe('held');
+  });
+
+  it('the owner coming back within the delay keeps the board: the standby stays standby', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(a.ownership.phase('b1')).toBe('held');
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    await settle();
+    a.ownership.stop();
+    a.session.die('gw-a');
+    await settle();
+    clock.advance(1000);
+    // Restarted before the delay ran out: its earlier run held the board; it asks who holds it now,
+    // nobody answers, and it claims it after the delay; gw-b's timer found gw-a alive again.
+    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a2.ownership.start();
+    await settle();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    await settle();
+    expect(a2.board.calls).toEqual(['acquire gw-a 2']);
+    clock.advance(5000);
+    await settle();
+    expect(b.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+    expect(b.ownership.phase('b1')).toBe('standby');
+  });
+
+  it('two owners claiming at once: the greater claim keeps it, the other lets go and does not claim again', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await Promise.all([a.ownership.start(), b.ownership.start()]);
+    for (let i = 0; i < 5; i++) await settle();
+    clock.advance(60_000);
+    for (let i = 0; i < 5; i++) await settle();
+    expect(b.ownership.phase('b1')).toBe('held');
+    expect(a.ownership.phase('b1')).toBe('standby');
+    expect(b.board.calls.filter((c) => c.startsWith('release'))).toEqual([]);
+    // gw-a claimed epoch 1 too (or stood by at once): either way it never serves after gw-b's claim.
+    expect(a.board.calls.at(-1)).toMatch(/^(release|standBy) /);
+  });
+
+  it('a holder answers "who holds it?" with its record, so a gateway whose broker node lost the retained record stands by', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(a.ownership.phase('b1')).toBe('held');
+    broker.retained.delete(ownerTopics.owner('b1')); // as RabbitMQ 3.10 on another node: no retained copy
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    for (let i = 0; i < 4; i++) await settle();
+    clock.advance(60_000);
+    await settle();
+    expect(b.ownership.phase('b1')).toBe('standby');
+    expect(b.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+    expect(a.ownership.phase('b1')).toBe('held');
+  });
+
+  it("the old owner restarted on a node holding only its own old record asks, hears the holder's newer claim and stands by", async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(b.ownership.claimOf('b1')?.epoch).toBe(1);
+    // As RabbitMQ 3.10 keeps retained messages per node: gw-a's node still has its own old record.
+    broker.retained.set(ownerTopics.owner('b1'), Buffer.from(JSON.stringify({ gateway: 'gw-a', instance: 'old', epoch: 1 })));
+    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a2.ownership.start();
+    for (let i = 0; i < 4; i++) await settle();
+    clock.advance(60_000);
+    await settle();
+    expect(a2.ownership.phase('b1')).toBe('standby');
+    expect(a2.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+    expect(b.ownership.phase('b1')).toBe('held');
+  });
+
+  it('config: standby needs a session per board (not broker.sharedSession); takeoverDelayMs defaults to 3000', () => {
+    const device = { id: 'b1', port: 'tcp://127.0.0.1:3333', standby: true };
+    expect(validateConfig({ devices: [device] }).devices[0]).toMatchObject({ standby: true, takeoverDelayMs: 3000 });
+    expect(() => validateConfig({ broker: { sharedSession: true }, devices: [device] })).toThrow(/standby needs a session per board/);
+  });
+
+  it('outranks: the epoch first, then the gateway id, then the instance', () => {
+    const r = (gateway: string, epoch: number, instance = 'i') => ({ gateway, epoch, instance });
+    expect(outranks(r('gw-a', 2), r('gw-b', 1))).toBe(true);
+    expect(outranks(r('gw-b', 1), r('gw-a', 1))).toBe(true);
+    expect(outranks(r('gw-a', 1), r('gw-b', 1))).toBe(false);
+    expect(outranks(r('gw-a', 1, 'y'), r('gw-a', 1, 'x'))).toBe(true);
+  });
+});
