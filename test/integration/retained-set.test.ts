@@ -73,9 +73,16 @@ describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) 
     const device = gateway.devices[0]!;
     await waitFor(() => device.board?.isReady === true, { what: 'device.board?.isReady toBe true', timeoutMs: 60_000 });
 
-    // A retained command is stored by the broker; a fresh one closes the relay. (The retained one
-    // alone would do on a subscription made earlier, but the session's first SUBSCRIBE may still be
-    // on its way here: then the broker sends it only as the replay for a new subscription, RETAIN 1.)
+    // The board can be ready before its session's first SUBSCRIBE is in place, and a command sent
+    // before that is not for it: wait until one (invalid) command is seen and rejected.
+    await waitFor(
+      async () => {
+        await client.publishAsync(relayTopic, 'not-a-boolean', { qos: 1 });
+        return device.counters.setsRejected > 0;
+      },
+      { what: 'the /set subscription in place (an invalid command rejected)', timeoutMs: 20_000, intervalMs: 500 },
+    );
+    // A retained command is stored by the broker; a fresh one closes the relay.
     await client.publishAsync(relayTopic, 'true', { qos: 1, retain: true });
     await client.publishAsync(relayTopic, 'true', { qos: 1 });
     await waitFor(() => uno.digitalOutput(8) === true, { what: 'uno.digitalOutput(8) toBe true', timeoutMs: 10_000 });
