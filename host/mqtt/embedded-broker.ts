@@ -48,6 +48,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
       callback(null, ok);
     };
   }
+  aedes.authorizeForward = (_client, packet) => clearRetainUnlessReplay(packet);
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -108,6 +109,22 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
       return closing;
     },
   };
+}
+
+/**
+ * MQTT 3.1.1 [MQTT-3.3.1-9]: RETAIN is 1 only on the retained messages sent because of a new
+ * SUBSCRIBE, and 0 on everything sent for an established subscription. Aedes clears it on live
+ * deliveries but keeps the publisher's flag on messages it queued for a persistent session: those
+ * published while the client was away, and in-flight ones resent after a cut (both sent at
+ * reconnect). A retained `/set` queued that way reached the gateway once as fresh and once more
+ * with RETAIN, or only with RETAIN. Aedes marks its SUBSCRIBE-time replays with brokerId null
+ * (so they are not deduplicated); everything else it forwards gets the flag cleared here.
+ * Aedes calls this hook on every forward (live, queued, replay) and, for queued ones, sends the
+ * packet it passed in: so the flag is cleared on that (per-delivery) copy.
+ */
+export function clearRetainUnlessReplay<P extends { retain: boolean; brokerId?: string | null }>(packet: P): P {
+  if (packet.brokerId) packet.retain = false;
+  return packet;
 }
 
 function sameSecret(expected: string, given: Buffer | undefined): boolean {

@@ -73,7 +73,17 @@ describe('metrics endpoint', () => {
       expect(m.get('tether_heartbeat_rtt_seconds_bucket{le="+Inf",device="dev-a"}')).toBe(m.get('tether_heartbeat_rtt_seconds_count{device="dev-a"}'));
       expect(m.has('tether_outbox_depth{device="dev-a"}')).toBe(true);
       expect(m.get('tether_outbox_depth{device="dev-a"}')).toBeGreaterThanOrEqual(0);
-      expect(m.get('tether_outbox_depth{device="dev-a"}')).toBe(gateway.devices[0]!.outbox.size);
+      // The outbox drains and fills while a scrape is under way (facts, states): compare a scrape
+      // with the depth read just before and just after it, on a scrape during which it held still.
+      const outbox = gateway.devices[0]!.outbox;
+      await waitFor(
+        async () => {
+          const before = outbox.size;
+          const scraped = samples(await (await fetch(url)).text()).get('tether_outbox_depth{device="dev-a"}');
+          return outbox.size === before && scraped === before;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'tether_outbox_depth equal to the outbox size over one scrape' },
+      );
       expect(m.has('tether_device_reboots_total{device="dev-a",cause="power-on"}')).toBe(true); // first contact with a running board: no reboot counted
       expect(m.get('tether_broker_connected{client="tether-gw"}')).toBe(1);
       expect(m.get('tether_broker_connected{client="tether.board.dev-a"}')).toBe(1);

@@ -1,16 +1,11 @@
-import { accessSync, constants } from 'node:fs';
+import { findTool } from './find-tool.ts';
 import type { Browser } from 'playwright-core';
 
 /** Debian's chromium package. */
 export const CHROMIUM_PATH = '/usr/bin/chromium';
 
 export function chromiumInstalled(): boolean {
-  try {
-    accessSync(CHROMIUM_PATH, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
+  return findTool('chromium') === CHROMIUM_PATH;
 }
 
 /**

@@ -1,10 +1,13 @@
 import { canConnect } from './can-connect.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { findTool, requireTool, toolAvailable } from './find-tool.ts';
 import { freePort } from './free-port.ts';
+
+export { findTool, toolAvailable };
 
 // Real middleboxes in front of a broker, started by the tests: nginx (WebSocket reverse proxy),
 // HAProxy (mode tcp) and a user-space relay that silently forgets idle connections. Each is
@@ -18,37 +21,6 @@ export interface Middlebox {
   stop(): Promise<void>;
 }
 
-const SBIN = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin'];
-
-/** The binary's path, or null when it is not installed. */
-export function findTool(name: string): string | null {
-  const dirs = [...SBIN, ...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean)];
-  for (const dir of dirs) {
-    try {
-      accessSync(path.join(dir, name), constants.X_OK);
-      return path.join(dir, name);
-    } catch {
-      // next
-    }
-  }
-  return null;
-}
-
-/**
- * Whether a test needing `tool` runs: installed, yes; missing under CI=true, it runs and fails
- * (the test script installs it); missing elsewhere, it is skipped with a line saying so.
- */
-export function toolAvailable(tool: string, apt: string): boolean {
-  if (findTool(tool) !== null || process.env.CI === 'true') return true;
-  console.warn(`SKIPPED: ${tool} is not installed (apt-get install ${apt}); under CI=true this test fails instead`);
-  return false;
-}
-
-function requireTool(tool: string, apt: string): string {
-  const found = findTool(tool);
-  if (!found) throw new Error(`${tool} is not installed: run \`apt-get install ${apt}\` (scripts/test-all.sh does)`);
-  return found;
-}
 
 
 async function spawnUntilListening(binary: string, args: string[], port: number, what: string, dir: string): Promise<Middlebox> {

@@ -1,8 +1,9 @@
 import { canConnect } from './can-connect.ts';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { requireTool } from './find-tool.ts';
 import { freePort } from './free-port.ts';
 import { waitFor } from './wait-for.ts';
 
@@ -32,19 +33,8 @@ export interface RunningMosquitto {
   stop(): Promise<void>;
 }
 
-const CANDIDATES = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto'];
-
 function findMosquitto(): string {
-  const dirs = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
-  for (const candidate of [...CANDIDATES, ...dirs.map((d) => path.join(d, 'mosquitto'))]) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  throw new Error('mosquitto is not installed: run `apt-get install mosquitto` (the MQTT integration tests need a real broker)');
+  return requireTool('mosquitto', 'mosquitto', 'the MQTT integration tests need a real broker');
 }
 
 
