@@ -191,6 +191,8 @@ export class DurableOutbox extends EventEmitter {
   };
   /** Topic -> its pending retained slot. */
   private readonly retainedByTopic = new Map<string, Slot>();
+  /** Where the last pendingAfter() stopped (an exhausted iterator is never kept: it stays done). */
+  private cursor: { it: IterableIterator<Slot>; lastId: number } | undefined;
   private nextId = 1;
   private totalBytes = 0;
   private liveLineBytes = 0;
@@ -201,8 +203,11 @@ export class DurableOutbox extends EventEmitter {
   private fd: number | undefined;
   /** Journal bytes, written or waiting to be: for the garbage estimate. */
   private journalBytes = 0;
-  /** Records waiting for the writer, each batch '\n'-terminated. */
-  private queued: Buffer[] = [];
+  /**
+   * Records waiting for the writer, each batch '\n'-terminated; kept as text and encoded once
+   * per write (one Buffer per write, not one per record).
+   */
+  private queued: string[] = [];
   private queuedBytes = 0;
   /** Bumped by every batch of records; the writer and syncer track how far they got. */
   private seq = 0;
@@ -352,22 +357,27 @@ export class DurableOutbox extends EventEmitter {
     const plan = this.planVictims(slot, replaced);
     if (plan === 'drop-new') {
       // Journal the id only, so that ids keep increasing across a reopen.
-      this.journal([encodeDrop(entry.id, reason)]);
+      this.journal(`${encodeDrop(entry.id, reason)}\n`);
       this.noteDrop(entry, reason);
       return entry;
     }
-    const lines: string[] = [];
-    if (replaced) {
-      this.remove(replaced);
-      lines.push(encodeCoalesced(replaced.entry.id, entry.id));
+    if (!replaced && plan.length === 0) {
+      this.insert(slot);
+      this.journal(`${line}\n`, slot.lineBytes);
+    } else {
+      let text = '';
+      if (replaced) {
+        this.remove(replaced);
+        text += `${encodeCoalesced(replaced.entry.id, entry.id)}\n`;
+      }
+      for (const victim of plan) {
+        this.remove(victim);
+        text += `${encodeDrop(victim.entry.id, reason)}\n`;
+      }
+      this.insert(slot);
+      text += `${line}\n`;
+      this.journal(text);
     }
-    for (const victim of plan) {
-      this.remove(victim);
-      lines.push(encodeDrop(victim.entry.id, reason));
-    }
-    this.insert(slot);
-    lines.push(line);
-    this.journal(lines);
 
     if (replaced) {
       this.coalescedCount++;
@@ -395,12 +405,38 @@ export class DurableOutbox extends EventEmitter {
     return out;
   }
 
+  /**
+   * Pending entries with an id above `afterId`, oldest first, at most `limit`. The pump asks for
+   * what follows the last entry it sent: a call that continues where the previous one stopped
+   * resumes the same (live) Map iterator instead of walking past the entries in flight again,
+   * so a publish costs O(1) here, not O(inflight).
+   */
+  pendingAfter(afterId: number, limit: number): OutboxEntry[] {
+    const out: OutboxEntry[] = [];
+    if (limit <= 0) return out;
+    const cursor = this.cursor;
+    this.cursor = undefined;
+    // A Map iterator sees deletions and later insertions (ids only grow, so those come after it).
+    const it = cursor !== undefined && cursor.lastId === afterId ? cursor.it : this.slots.values();
+    for (let r = it.next(); !r.done; r = it.next()) {
+      const entry = r.value.entry;
+      if (entry.id <= afterId) continue;
+      out.push(entry);
+      if (out.length >= limit) {
+        this.cursor = { it, lastId: entry.id };
+        break;
+      }
+    }
+    return out;
+  }
+
   /** Marks entry `id` delivered: it is no longer pending. Idempotent; unknown ids are ignored. */
   ack(id: number): void {
     const slot = this.slots.get(id);
     if (!slot) return;
     this.remove(slot);
-    this.journal([encodeAck(id)]);
+    const ackLine = `${encodeAck(id)}\n`;
+    this.journal(ackLine, ackLine.length); // ASCII: one byte a character
     this.emit('ack', slot.entry);
     this.maybeCompact();
   }
@@ -561,11 +597,12 @@ export class DurableOutbox extends EventEmitter {
   // ---- journal ----
 
   /**
-   * Hands `lines` to the writer as one batch (one write, so a crash tears at most the last of
-   * them). While degraded nothing is appended (the file may end in a partial line): the whole
-   * journal is rewritten from memory instead, at most once per diskRetryMs.
+   * Hands `text` (records, each '\n'-terminated; `bytes` its UTF-8 length if known) to the
+   * writer as one batch (one write, so a crash tears at most the last of them). While degraded
+   * nothing is appended (the file may end in a partial line): the whole journal is rewritten
+   * from memory instead, at most once per diskRetryMs.
    */
-  private journal(lines: string[]): void {
+  private journal(text: string, bytes = Buffer.byteLength(text)): void {
     if (this.closed) return;
     // During a rewrite, records made after its snapshot must follow it into the new journal.
     if (!this.rewriting && (this.isDegraded || this.fd === undefined)) {
@@ -575,10 +612,9 @@ export class DurableOutbox extends EventEmitter {
       }
       return;
     }
-    const buffer = Buffer.from(lines.join('\n') + '\n');
-    this.queued.push(buffer);
-    this.queuedBytes += buffer.length;
-    this.journalBytes += buffer.length;
+    this.queued.push(text);
+    this.queuedBytes += bytes;
+    this.journalBytes += bytes;
     this.seq++;
     this.kick();
   }
@@ -606,7 +642,7 @@ export class DurableOutbox extends EventEmitter {
           continue;
         }
         if (this.queued.length > 0 && !this.isDegraded && this.fd !== undefined) {
-          const batch = this.queued.length === 1 ? this.queued[0]! : Buffer.concat(this.queued);
+          const batch = Buffer.from(this.queued.length === 1 ? this.queued[0]! : this.queued.join(''));
           const upTo = this.seq;
           this.queued = [];
           this.queuedBytes = 0;
@@ -824,7 +860,7 @@ export class DurableOutbox extends EventEmitter {
         // The old journal is intact and still appended to: nothing is at risk. The records the
         // snapshot would have covered still have to go to it.
         this.queued = [...before, ...this.queued];
-        this.queuedBytes += before.reduce((n, b) => n + b.length, 0);
+        this.queuedBytes += before.reduce((n, text) => n + Buffer.byteLength(text), 0);
         this.diskErrorCount++;
         this.logger.warn({ err, code: errorCode(err), path: this.path }, 'outbox journal compaction failed');
       }
