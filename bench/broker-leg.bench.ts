@@ -86,6 +86,8 @@ interface LegRun {
   rate: number;
   p50: number;
   p99: number;
+  /** Process CPU (user + system, all threads: the journal's writes and fsyncs too) per message, µs. */
+  cpuUs: number;
 }
 
 const WINDOW = 64;
@@ -104,7 +106,14 @@ async function produce(n: number, sentAt: Float64Array, hand: (seq: number) => v
   }
 }
 
-async function delivered(sub: Awaited<ReturnType<typeof subscriber>>, n: number, sentAt: Float64Array, t0: number, what: string): Promise<LegRun> {
+async function delivered(
+  sub: Awaited<ReturnType<typeof subscriber>>,
+  n: number,
+  sentAt: Float64Array,
+  t0: number,
+  cpu0: NodeJS.CpuUsage,
+  what: string,
+): Promise<LegRun> {
   await waitFor(() => sub.received.size >= n, {
     what: `${what}: all ${n} messages at the subscriber`,
     timeoutMs: DELIVERY_DEADLINE_MS,
@@ -117,8 +126,9 @@ async function delivered(sub: Awaited<ReturnType<typeof subscriber>>, n: number,
     last = Math.max(last, at);
     lat.push(at - sentAt[seq]!);
   }
+  const cpu = process.cpuUsage(cpu0);
   lat.sort((a, b) => a - b);
-  return { rate: n / ((last - t0) / 1000), p50: percentile(lat, 50), p99: percentile(lat, 99) };
+  return { rate: n / ((last - t0) / 1000), p50: percentile(lat, 50), p99: percentile(lat, 99), cpuUs: (cpu.user + cpu.system) / n };
 }
 
 /**
@@ -148,12 +158,13 @@ async function rawRun(broker: RunningMosquitto, n: number, tag: string): Promise
       raw.publish(TOPIC, payloads[next++]!, { qos: 1 }, onAck);
     }
   };
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await produce(n, sentAt, (seq) => {
     payloads.push(payload(seq));
     pump();
   });
-  const result = await delivered(sub, n, sentAt, t0, 'raw mqtt.js');
+  const result = await delivered(sub, n, sentAt, t0, cpu0, 'raw mqtt.js');
   await withDeadline(raw.endAsync(), 10_000, 'the raw publisher to disconnect');
   await withDeadline(sub.client.endAsync(), 10_000, 'the subscriber to disconnect');
   return result;
@@ -170,11 +181,12 @@ async function legRun(broker: RunningMosquitto, n: number, fsync: 'always' | 'ne
   await onceWithin(session, 'up', 10_000, 'the BrokerSession to connect');
   pump.start();
   const sentAt = new Float64Array(n);
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await produce(n, sentAt, (seq) => {
     outbox.enqueue({ topic: TOPIC, payload: payload(seq), qos: 1, retain: false, kind: 'telemetry' });
   });
-  const result = await delivered(sub, n, sentAt, t0, `durable leg (fsync ${fsync})`);
+  const result = await delivered(sub, n, sentAt, t0, cpu0, `durable leg (fsync ${fsync})`);
   await withDeadline(pump.stop(), 10_000, 'the pump to stop');
   await withDeadline(session.stop(), 10_000, 'the BrokerSession to stop');
   await withDeadline(outbox.close(), 10_000, 'the outbox to close');
@@ -209,13 +221,13 @@ export async function durableLegThroughput(broker: RunningMosquitto): Promise<Ro
           variant === 'raw' ? await rawRun(broker, n, tag) : await legRun(broker, n, variant === 'leg-fsync-always' ? 'always' : 'never', tag);
         const key = `${n}/${variant}`;
         results.set(key, [...(results.get(key) ?? []), r]);
-        if (process.env.TETHER_BENCH_VERBOSE) process.stderr.write(`${tag}: ${r.rate.toFixed(0)} msg/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms\n`);
+        if (process.env.TETHER_BENCH_VERBOSE) process.stderr.write(`${tag}: ${r.rate.toFixed(0)} msg/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, ${r.cpuUs.toFixed(1)} µs CPU/msg\n`);
       }
     }
   }
   const med = (key: string) => {
     const rs = results.get(key)!;
-    return { rate: median(rs.map((r) => r.rate)), p99: median(rs.map((r) => r.p99)) };
+    return { rate: median(rs.map((r) => r.rate)), p99: median(rs.map((r) => r.p99)), cpuUs: median(rs.map((r) => r.cpuUs)) };
   };
   const rows: Row[] = [];
   for (const n of sizes) {
@@ -228,9 +240,9 @@ export async function durableLegThroughput(broker: RunningMosquitto): Promise<Ro
       const ratio = leg.rate / raw.rate;
       const latRatio = leg.p99 / raw.p99;
       rows.push({
-        benchmark: `durable leg, ${label}: ${n} x 32 B QoS 1, ${WINDOW} in flight (median of ${runs}; msg/s, p99 publish->delivered)`,
-        measured: `${leg.rate.toFixed(0)} msg/s, p99 ${leg.p99.toFixed(1)} ms`,
-        limit: `raw mqtt.js ${WINDOW} in flight: ${raw.rate.toFixed(0)} msg/s, p99 ${raw.p99.toFixed(1)} ms`,
+        benchmark: `durable leg, ${label}: ${n} x 32 B QoS 1, ${WINDOW} in flight (median of ${runs}; msg/s, p99 publish->delivered, process CPU per message incl. the in-process subscriber)`,
+        measured: `${leg.rate.toFixed(0)} msg/s, p99 ${leg.p99.toFixed(1)} ms, ${leg.cpuUs.toFixed(1)} µs CPU/msg`,
+        limit: `raw mqtt.js ${WINDOW} in flight: ${raw.rate.toFixed(0)} msg/s, p99 ${raw.p99.toFixed(1)} ms, ${raw.cpuUs.toFixed(1)} µs CPU/msg`,
         ratio: `${ratio.toFixed(2)}x throughput (goal >= ${goal.toFixed(1)}x: ${(ratio / goal).toFixed(2)} of goal); p99 ${latRatio.toFixed(2)}x (goal <= 2x: ${(latRatio / 2).toFixed(2)} of it)`,
       });
     }
