@@ -55,20 +55,25 @@ async function halfOpen(broker: RunningMosquitto): Promise<Row[]> {
     const session = new BrokerSession({ url: `mqtt://127.0.0.1:${proxy.port}`, clientId: `bench-ho-${i}`, keepaliveSec: K, pingRespTimeoutMs: T });
     const raw = mqtt.connect(`mqtt://127.0.0.1:${proxy.port}`, { clientId: `bench-raw-${i}`, keepalive: K, reconnectPeriod: 0 });
     session.start();
-    await new Promise((r) => session.once('up', r));
-    await new Promise((r) => (raw.connected ? r(null) : raw.once('connect', r)));
+    await onceWithin(session, 'up', 10_000, 'the BrokerSession to connect (half-open bench)');
+    if (!raw.connected) await onceWithin(raw, 'connect', 10_000, 'raw mqtt.js to connect (half-open bench)');
     await sleep(Math.random() * 1000);
     const at = performance.now();
     proxy.blackhole(true);
-    const [a, b] = await Promise.all([
-      new Promise<number>((r) => session.once('half-open', () => r(performance.now() - at))),
-      new Promise<number>((r) => raw.once('close', () => r(performance.now() - at))),
-    ]);
+    // Both are bounded (K + T, 1.5 K); the deadline only keeps a broken build from hanging.
+    const [a, b] = await withDeadline(
+      Promise.all([
+        new Promise<number>((r) => session.once('half-open', () => r(performance.now() - at))),
+        new Promise<number>((r) => raw.once('close', () => r(performance.now() - at))),
+      ]),
+      4 * K * 1000 + T,
+      'the half-open verdicts of tether and mqtt.js',
+    );
     ours.push(a);
     theirs.push(b);
-    await session.stop();
+    await withDeadline(session.stop(), 10_000, 'the BrokerSession to stop');
     raw.end(true);
-    await proxy.close();
+    await withDeadline(proxy.close(), 10_000, 'the proxy to close');
   }
   const max = (xs: number[]) => Math.max(...xs);
   return [
@@ -257,7 +262,7 @@ async function outage(broker: RunningMosquitto): Promise<Row[]> {
   const session = new BrokerSession({ url: broker.url, clientId: 'bench-outage-pub', keepaliveSec: 5, pingRespTimeoutMs: 1000, backoff: { initialMs: 100, maxMs: 1000 } });
   const pump = new OutboxPump(outbox, session, { inflight: 64 });
   session.start();
-  await new Promise((r) => session.once('up', r));
+  await onceWithin(session, 'up', 10_000, 'the BrokerSession to connect (outage bench)');
   pump.start();
   let seq = 0;
   const producer = setInterval(() => outbox.enqueue({ topic: TOPIC, payload: payload(seq++), qos: 1, retain: false, kind: 'telemetry' }), 1000 / RATE);
@@ -271,12 +276,13 @@ async function outage(broker: RunningMosquitto): Promise<Row[]> {
   const total = seq;
   const deadline = performance.now() + 60_000;
   while (sub.received.size < total && performance.now() < deadline) await sleep(20);
+  // A deadline that is part of the figure: what has not arrived by then is reported as lost.
   const lastAt = Math.max(...sub.received.values());
   const lost = total - sub.received.size;
-  await pump.stop();
-  await session.stop();
-  await outbox.close();
-  await sub.client.endAsync();
+  await withDeadline(pump.stop(), 10_000, 'the pump to stop');
+  await withDeadline(session.stop(), 10_000, 'the BrokerSession to stop');
+  await withDeadline(outbox.close(), 10_000, 'the outbox to close');
+  await withDeadline(sub.client.endAsync(), 10_000, 'the subscriber to disconnect');
   return [
     {
       benchmark: `10 s broker outage (kill -9) at ${RATE} msg/s: lost of ${total}; broker back -> queue drained`,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { BoardOnPty } from '../emulator/avr/board-on-pty.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
 import { encodeFrame } from '../shared/protocol/index.ts';
+import { waitFor } from '../test/support/wait-for.ts';
 import { firmwareAtBaud, percentile, printTable, type Row } from './support.ts';
 
 const SAMPLES = Number(process.env.TETHER_BENCH_RTT_SAMPLES ?? 300);
@@ -24,7 +25,7 @@ export async function serialRtt(): Promise<Row[]> {
     link.start();
     await link.ready(15_000);
     rtts.length = 0; // warm-up done
-    while (rtts.length < SAMPLES) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => rtts.length >= SAMPLES, { what: `${SAMPLES} RTT samples at ${baud} baud`, timeoutMs: 120_000, intervalMs: 50, detail: () => `${rtts.length} so far` });
     await link.close();
     await board.close();
     const sorted = [...rtts].sort((a, b) => a - b);
