@@ -210,7 +210,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 export async function durableLegThroughput(broker: RunningMosquitto): Promise<Row[]> {
   const sizes = (process.env.TETHER_BENCH_MESSAGES ?? '5000,20000').split(',').map(Number);
   const runs = Number(process.env.TETHER_BENCH_RUNS ?? 3);
-  const variants: LegVariant[] = ['raw', 'leg-fsync-always', 'leg-fsync-never'];
+  // TETHER_BENCH_VARIANTS=leg-fsync-never (comma-separated) runs only those, e.g. to profile one.
+  const variants = (process.env.TETHER_BENCH_VARIANTS ?? 'raw,leg-fsync-always,leg-fsync-never').split(',') as LegVariant[];
   const results = new Map<string, LegRun[]>();
   // Warm-up, discarded: the first run of each variant otherwise pays for the JIT.
   for (const variant of variants) {
@@ -236,11 +237,13 @@ export async function durableLegThroughput(broker: RunningMosquitto): Promise<Ro
   };
   const rows: Row[] = [];
   for (const n of sizes) {
+    if (!results.has(`${n}/raw`)) continue;
     const raw = med(`${n}/raw`);
     for (const [variant, label, goal] of [
       ['leg-fsync-always', 'default fsync (always)', 0.9],
       ['leg-fsync-never', 'fsync off', 1.0],
     ] as const) {
+      if (!results.has(`${n}/${variant}`)) continue;
       const leg = med(`${n}/${variant}`);
       const ratio = leg.rate / raw.rate;
       const latRatio = leg.p99 / raw.p99;

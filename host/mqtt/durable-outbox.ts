@@ -6,12 +6,13 @@
  * Storage: an append-only journal file (format in outbox-journal.ts, every record with a
  * CRC-32). No journal I/O runs on the event loop: enqueue() and ack() change the queue in memory
  * and hand their record to a writer that appends whatever has accumulated in one asynchronous
- * write as soon as the previous write is done (group commit), so a burst costs one write, not
- * one per message, and a slow disk never stalls the process's timers. `flush()` resolves once
+ * write at the end of the event-loop turn or, while a write is under way, as soon as it is done
+ * (group commit), so a burst costs one write, not one per message, and a slow disk never stalls the process's timers. `flush()` resolves once
  * everything enqueued or acked before it is written (and synced, unless `fsync: 'never'`).
  * What a crash can lose, by `fsync` policy:
- *   - a kill -9 of the process: only records still waiting for their write (at most one write's
- *     latency, well under a millisecond on an idle disk); whatever flush() confirmed is kept;
+ *   - a kill -9 of the process: only records still waiting for their write (at most the rest of
+ *     the event-loop turn that made them plus one write's latency, well under a millisecond on
+ *     an idle disk); whatever flush() confirmed is kept;
  *   - a power loss: 'always' (the default) syncs every write before flush() resolves, so
  *     nothing flush() confirmed; { batchMs } syncs within batchMs of a write, so at most that
  *     window; 'never' leaves it to the kernel (Linux writes dirty pages back within ~30 s).
@@ -147,6 +148,7 @@ export interface RecoveryReport {
 }
 
 const KINDS_BY_VICTIM_ORDER: readonly OutboxKind[] = ['telemetry', 'other', 'state'];
+const NO_VICTIMS: Slot[] = Object.freeze([]) as unknown as Slot[];
 
 interface Slot {
   entry: OutboxEntry;
@@ -520,6 +522,7 @@ export class DurableOutbox extends EventEmitter {
    */
   private planVictims(incoming: Slot, replaced: Slot | undefined): Slot[] | 'drop-new' {
     if (incoming.size > this.maxBytes) return 'drop-new';
+    if (this.slots.size + 1 <= this.maxEntries && this.totalBytes + incoming.size <= this.maxBytes) return NO_VICTIMS; // the common case
     let count = this.slots.size + 1 - (replaced ? 1 : 0);
     let bytes = this.totalBytes + incoming.size - (replaced?.size ?? 0);
     const over = () => count > this.maxEntries || bytes > this.maxBytes;
@@ -616,18 +619,23 @@ export class DurableOutbox extends EventEmitter {
     this.queuedBytes += bytes;
     this.journalBytes += bytes;
     this.seq++;
-    this.kick();
+    this.kick(true);
   }
 
   private isDurable(seq: number): boolean {
     return (this.fsyncPolicy === 'never' ? this.writtenSeq : this.syncedSeq) >= seq;
   }
 
-  /** Starts the I/O loop unless it runs. */
-  private kick(): void {
+  /**
+   * Starts the I/O loop unless it runs. `deferred` (appends) starts it after the current
+   * event-loop turn (setImmediate), so what one turn produces (a burst of enqueues, a socket
+   * read full of PUBACKs) goes out in one write instead of the first record alone.
+   */
+  private kick(deferred = false): void {
     if (this.ioRunning) return;
     this.ioRunning = true;
-    void this.ioLoop();
+    if (deferred) setImmediate(() => void this.ioLoop());
+    else void this.ioLoop();
   }
 
   /** Writes and rewrites, one at a time, until there is nothing left to do. */
