@@ -90,10 +90,10 @@ async function rawPlainRtts(path: string, samples: number): Promise<number[]> {
   const port = new SerialPort({ path, baudRate: PLAIN_BAUD, autoOpen: false });
   await withDeadline(new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve()))), 10_000, `serialport to open ${path}`);
   const splitter = new FrameSplitter();
-  let waiting: { seq: number; resolve: () => void } | undefined;
+  let waiting: { seq: number; resolve: (at: number) => void } | undefined;
   port.on('data', (chunk: Buffer) => {
     for (const event of splitter.push(chunk)) {
-      if (event.kind === 'message' && event.message.type === 'pong' && waiting && event.message.seq === waiting.seq) waiting.resolve();
+      if (event.kind === 'message' && event.message.type === 'pong' && waiting && event.message.seq === waiting.seq) waiting.resolve(performance.now());
     }
   });
   const rtts: number[] = [];
@@ -102,10 +102,10 @@ async function rawPlainRtts(path: string, samples: number): Promise<number[]> {
       const seq = (i + 1) & 0xffff;
       const frame = encodeFrame({ type: 'ping', seq, leaseMs: 0 });
       const at = performance.now();
-      const pong = new Promise<void>((resolve) => (waiting = { seq, resolve }));
+      const pong = new Promise<number>((resolve) => (waiting = { seq, resolve }));
       port.write(frame);
-      await withDeadline(pong, 5000, `PONG ${seq} from the simulated board over the raw serialport loop`);
-      const rtt = performance.now() - at;
+      // Timed where the PONG is parsed, as the session times it (not after the await's hops).
+      const rtt = (await withDeadline(pong, 5000, `PONG ${seq} from the simulated board over the raw serialport loop`)) - at;
       if (i >= 10) rtts.push(rtt); // the first ten are warm-up
       await new Promise((r) => setTimeout(r, Math.max(0, PLAIN_INTERVAL_MS - rtt)));
     }
