@@ -50,7 +50,7 @@ export function crc32(data: Uint8Array, start = 0, end = data.length): number {
 }
 
 function hex8(n: number): string {
-  return n.toString(16).padStart(8, '0');
+  return (n + 0x100000000).toString(16).slice(1); // n is unsigned 32-bit: 9 digits, drop the 1
 }
 
 /** `<crc> <json>` for one record (no '\n'); the CRC is of the JSON's UTF-8 bytes. */
