@@ -32,8 +32,8 @@ export async function serialRtt(): Promise<Row[]> {
     await link.ready(15_000);
     rtts.length = 0; // warm-up done
     await waitFor(() => rtts.length >= SAMPLES, { what: `${SAMPLES} RTT samples at ${baud} baud`, timeoutMs: 120_000, intervalMs: 50, detail: () => `${rtts.length} so far` });
-    await link.close();
-    await board.close();
+    await withDeadline(link.close(), 10_000, 'the DeviceLink to close');
+    await withDeadline(board.close(), 10_000, 'the emulated board to close');
     const sorted = [...rtts].sort((a, b) => a - b);
     const wireMs = ((ping + pong) * 10 * 1000) / baud; // 8N1: 10 bits a byte
     const p50 = percentile(sorted, 50);
@@ -62,7 +62,14 @@ async function plainPtyBoard(): Promise<{ path: string; close(): Promise<void> }
   bridge.on('data', (bytes) => device.write(bytes));
   device.on('data', (bytes) => bridge.write(bytes));
   await bridge.open(10_000);
-  return { path, close: () => withDeadline(bridge.close(), 10_000, 'the pty bridge to close') };
+  device.boot();
+  return {
+    path,
+    close: async () => {
+      device.close();
+      await withDeadline(bridge.close(), 10_000, 'the pty bridge to close');
+    },
+  };
 }
 
 /** tether: a DeviceLink pinging every PLAIN_INTERVAL_MS; its own RTT samples after ready. */
