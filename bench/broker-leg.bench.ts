@@ -5,6 +5,7 @@
 //     window of QoS 1 publishes in flight, same payloads, same producer (`--throughput` runs only this);
 //  6. a 10 s broker outage under steady telemetry: messages lost, and time to drain the queue.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -93,6 +94,9 @@ interface LegRun {
   p99: number;
   /** Process CPU (user + system, all threads: the journal's writes and fsyncs too) per message, µs. */
   cpuUs: number;
+  /** Event-loop delay p99 and max during the run, ms (verbose output only). */
+  loopP99: number;
+  loopMax: number;
 }
 
 const WINDOW = 64;
@@ -117,6 +121,7 @@ async function delivered(
   sentAt: Float64Array,
   t0: number,
   cpu0: NodeJS.CpuUsage,
+  loop: IntervalHistogram,
   what: string,
 ): Promise<LegRun> {
   await waitFor(() => sub.received.size >= n, {
@@ -132,8 +137,16 @@ async function delivered(
     lat.push(at - sentAt[seq]!);
   }
   const cpu = process.cpuUsage(cpu0);
+  loop.disable();
   lat.sort((a, b) => a - b);
-  return { rate: n / ((last - t0) / 1000), p50: percentile(lat, 50), p99: percentile(lat, 99), cpuUs: (cpu.user + cpu.system) / n };
+  return {
+    rate: n / ((last - t0) / 1000),
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+    cpuUs: (cpu.user + cpu.system) / n,
+    loopP99: loop.percentile(99) / 1e6,
+    loopMax: loop.max / 1e6,
+  };
 }
 
 /**
@@ -163,13 +176,15 @@ async function rawRun(broker: RunningMosquitto, n: number, tag: string): Promise
       raw.publish(TOPIC, payloads[next++]!, { qos: 1 }, onAck);
     }
   };
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await produce(n, sentAt, (seq) => {
     payloads.push(payload(seq));
     pump();
   });
-  const result = await delivered(sub, n, sentAt, t0, cpu0, 'raw mqtt.js');
+  const result = await delivered(sub, n, sentAt, t0, cpu0, loop, 'raw mqtt.js');
   await withDeadline(raw.endAsync(), 10_000, 'the raw publisher to disconnect');
   await withDeadline(sub.client.endAsync(), 10_000, 'the subscriber to disconnect');
   return result;
@@ -186,12 +201,14 @@ async function legRun(broker: RunningMosquitto, n: number, fsync: 'always' | 'ne
   await onceWithin(session, 'up', 10_000, 'the BrokerSession to connect');
   pump.start();
   const sentAt = new Float64Array(n);
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await produce(n, sentAt, (seq) => {
     outbox.enqueue({ topic: TOPIC, payload: payload(seq), qos: 1, retain: false, kind: 'telemetry' });
   });
-  const result = await delivered(sub, n, sentAt, t0, cpu0, `durable leg (fsync ${fsync})`);
+  const result = await delivered(sub, n, sentAt, t0, cpu0, loop, `durable leg (fsync ${fsync})`);
   await withDeadline(pump.stop(), 10_000, 'the pump to stop');
   await withDeadline(session.stop(), 10_000, 'the BrokerSession to stop');
   await withDeadline(outbox.close(), 10_000, 'the outbox to close');
@@ -227,7 +244,7 @@ export async function durableLegThroughput(broker: RunningMosquitto): Promise<Ro
           variant === 'raw' ? await rawRun(broker, n, tag) : await legRun(broker, n, variant === 'leg-fsync-always' ? 'always' : 'never', tag);
         const key = `${n}/${variant}`;
         results.set(key, [...(results.get(key) ?? []), r]);
-        if (process.env.TETHER_BENCH_VERBOSE) process.stderr.write(`${tag}: ${r.rate.toFixed(0)} msg/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, ${r.cpuUs.toFixed(1)} µs CPU/msg\n`);
+        if (process.env.TETHER_BENCH_VERBOSE) process.stderr.write(`${tag}: ${r.rate.toFixed(0)} msg/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, ${r.cpuUs.toFixed(1)} µs CPU/msg, loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms\n`);
       }
     }
   }
