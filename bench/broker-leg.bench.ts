@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { BrokerSession } from '../host/mqtt/broker-session.ts';
 import { DurableOutbox } from '../host/mqtt/durable-outbox.ts';
+import { nodeFs, type OutboxFs } from '../host/mqtt/outbox-journal.ts';
 import { OutboxPump } from '../host/mqtt/outbox-pump.ts';
 import { startMosquitto, type RunningMosquitto } from '../test/support/mosquitto.ts';
 import { startTcpProxy } from '../test/support/tcp-proxy.ts';
@@ -97,6 +98,8 @@ interface LegRun {
   /** Event-loop delay p99 and max during the run, ms (verbose output only). */
   loopP99: number;
   loopMax: number;
+  /** fdatasync calls by the outbox (verbose output only; 0 for raw). */
+  syncs?: number;
 }
 
 const WINDOW = 64;
@@ -194,7 +197,9 @@ async function rawRun(broker: RunningMosquitto, n: number, tag: string): Promise
 async function legRun(broker: RunningMosquitto, n: number, fsync: 'always' | 'never', tag: string): Promise<LegRun> {
   const sub = await subscriber(broker.url, `bench-sub-leg-${tag}`);
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-ob-'));
-  const outbox = await DurableOutbox.open(join(dir, 'outbox'), { maxEntries: 1_000_000, maxBytes: 512 * 1024 * 1024, fsync });
+  let syncs = 0;
+  const io: OutboxFs = { ...nodeFs, sync: (fd) => (syncs++, nodeFs.sync(fd)) };
+  const outbox = await DurableOutbox.open(join(dir, 'outbox'), { maxEntries: 1_000_000, maxBytes: 512 * 1024 * 1024, fsync, fs: io });
   const session = new BrokerSession({ url: broker.url, clientId: `bench-leg-pub-${tag}`, keepaliveSec: 30 });
   const pump = new OutboxPump(outbox, session, { inflight: WINDOW });
   session.start();
@@ -208,7 +213,8 @@ async function legRun(broker: RunningMosquitto, n: number, fsync: 'always' | 'ne
   await produce(n, sentAt, (seq) => {
     outbox.enqueue({ topic: TOPIC, payload: payload(seq), qos: 1, retain: false, kind: 'telemetry' });
   });
-  const result = await delivered(sub, n, sentAt, t0, cpu0, loop, `durable leg (fsync ${fsync})`);
+  const syncs0 = syncs;
+  const result = { ...(await delivered(sub, n, sentAt, t0, cpu0, loop, `durable leg (fsync ${fsync})`)), syncs: syncs - syncs0 };
   await withDeadline(pump.stop(), 10_000, 'the pump to stop');
   await withDeadline(session.stop(), 10_000, 'the BrokerSession to stop');
   await withDeadline(outbox.close(), 10_000, 'the outbox to close');
@@ -244,7 +250,7 @@ export async function durableLegThroughput(broker: RunningMosquitto): Promise<Ro
           variant === 'raw' ? await rawRun(broker, n, tag) : await legRun(broker, n, variant === 'leg-fsync-always' ? 'always' : 'never', tag);
         const key = `${n}/${variant}`;
         results.set(key, [...(results.get(key) ?? []), r]);
-        if (process.env.TETHER_BENCH_VERBOSE) process.stderr.write(`${tag}: ${r.rate.toFixed(0)} msg/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, ${r.cpuUs.toFixed(1)} µs CPU/msg, loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms\n`);
+        if (process.env.TETHER_BENCH_VERBOSE) process.stderr.write(`${tag}: ${r.rate.toFixed(0)} msg/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, ${r.cpuUs.toFixed(1)} µs CPU/msg, loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms${r.syncs === undefined ? '' : `, ${r.syncs} fdatasyncs`}\n`);
       }
     }
   }
