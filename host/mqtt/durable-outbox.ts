@@ -474,7 +474,7 @@ export class DurableOutbox extends EventEmitter {
   async flush(): Promise<void> {
     const rewrite = this.rewriteWanted || this.rewriting ? this.rewriteDone(this.rewritesDone) : undefined;
     const target = this.seq;
-    if (this.fsyncPolicy === 'batch' && this.writtenSeq > this.syncedSeq) this.startSync();
+    if (this.fsyncPolicy !== 'never' && this.writtenSeq > this.syncedSeq) this.startSync(); // written acks wait for no timer
     if (rewrite) await rewrite;
     if (!this.isDurable(target) && !this.isDegraded && this.fd !== undefined) {
       await new Promise<void>((resolve) => {
