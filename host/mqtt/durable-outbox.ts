@@ -6,13 +6,12 @@
  * Storage: an append-only journal file (format in outbox-journal.ts, every record with a
  * CRC-32). No journal I/O runs on the event loop: enqueue() and ack() change the queue in memory
  * and hand their record to a writer that appends whatever has accumulated in one asynchronous
- * write at the end of the event-loop turn or, while a write is under way, as soon as it is done
- * (group commit), so a burst costs one write, not one per message, and a slow disk never stalls the process's timers. `flush()` resolves once
+ * write as soon as the previous write is done (group commit), so a burst costs one write, not
+ * one per message, and a slow disk never stalls the process's timers. `flush()` resolves once
  * everything enqueued or acked before it is written (and synced, unless `fsync: 'never'`).
  * What a crash can lose, by `fsync` policy:
- *   - a kill -9 of the process: only records still waiting for their write (at most the rest of
- *     the event-loop turn that made them plus one write's latency, well under a millisecond on
- *     an idle disk); whatever flush() confirmed is kept;
+ *   - a kill -9 of the process: only records still waiting for their write (at most one write's
+ *     latency, well under a millisecond on an idle disk); whatever flush() confirmed is kept;
  *   - a power loss: 'always' (the default) syncs every write holding a new message (or a drop)
  *     at once, and one holding only acks within ACK_SYNC_MS (a lost ack only means a message
  *     delivered once more), and all of it before flush() resolves, so nothing flush() confirmed; { batchMs } syncs within batchMs of a write, so at most that
@@ -632,7 +631,7 @@ export class DurableOutbox extends EventEmitter {
     this.journalBytes += bytes;
     this.seq++;
     if (urgent) this.urgentSeq = this.seq;
-    this.kick(true);
+    this.kick();
   }
 
   private isDurable(seq: number): boolean {
@@ -640,15 +639,15 @@ export class DurableOutbox extends EventEmitter {
   }
 
   /**
-   * Starts the I/O loop unless it runs. `deferred` (appends) starts it after the current
-   * event-loop turn (setImmediate), so what one turn produces (a burst of enqueues, a socket
-   * read full of PUBACKs) goes out in one write instead of the first record alone.
+   * Starts the I/O loop unless it runs. An append starts its write at once, not deferred to
+   * gather more records: a kill -9 right after enqueue() or ack() returns then finds the write
+   * already issued (test/integration/outbox-crash.test.ts relies on it); the records that come
+   * while it is under way go out together in the next write.
    */
-  private kick(deferred = false): void {
+  private kick(): void {
     if (this.ioRunning) return;
     this.ioRunning = true;
-    if (deferred) setImmediate(() => void this.ioLoop());
-    else void this.ioLoop();
+    void this.ioLoop();
   }
 
   /** Writes and rewrites, one at a time, until there is nothing left to do. */
