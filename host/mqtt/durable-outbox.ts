@@ -467,11 +467,14 @@ export class DurableOutbox extends EventEmitter {
   /**
    * Resolves once every record of what was enqueued or acked before the call is written to the
    * journal and, unless fsync is 'never', synced to the disk (in 'batch' mode this syncs now),
-   * and a compaction under way has finished. Never rejects: while degraded it resolves once the
+   * and the compactions under way or wanted at the call have finished. Never rejects: while degraded it resolves once the
    * repair attempt under way (if any) has finished, with the outbox still `degraded` if it failed.
    */
   async flush(): Promise<void> {
-    const rewrite = this.rewriteWanted || this.rewriting ? this.rewriteDone(this.rewritesDone) : undefined;
+    // A rewrite under way and one wanted after it: both, or the second could still rename its
+    // snapshot over the journal after flush() resolved.
+    const rewrites = (this.rewriting ? 1 : 0) + (this.rewriteWanted ? 1 : 0);
+    const rewrite = rewrites > 0 ? this.rewriteDone(this.rewritesDone + rewrites - 1) : undefined;
     const target = this.seq;
     if (this.fsyncPolicy !== 'never' && this.writtenSeq > this.syncedSeq) this.startSync(); // written acks wait for no timer
     if (rewrite) await rewrite;
