@@ -12,7 +12,7 @@ import { DeviceLink } from '../host/link/device-link.ts';
 import { startMiddleboxRelay } from '../test/support/middlebox-relay.ts';
 import { createNetns, netnsAvailable } from '../test/support/netns.ts';
 import { ser2netInstalled, startSer2net } from '../test/support/ser2net.ts';
-import { sleep, type Row } from './support.ts';
+import { sleep, withDeadline, type Row } from './support.ts';
 
 const OUTAGE_MS = Number(process.env.BRIDGE_OUTAGE_SEC ?? 60) * 1000;
 const INTERVAL_MS = 1000;
@@ -24,7 +24,7 @@ async function boardOnPty() {
   const pty = new PtyBridge(join(dir, 'board'));
   device.on('data', (b) => pty.write(b));
   pty.on('data', (b) => device.write(b));
-  await pty.open();
+  await pty.open(10_000);
   device.boot();
   return {
     path: join(dir, 'board'),
@@ -69,11 +69,11 @@ async function outage(kind: 'kernel' | 'relay'): Promise<Row> {
       ratio: `${(healed / limit).toFixed(2)}x of the limit`,
     };
   } finally {
-    await link.close();
-    await relay?.close();
-    await bridge.stop();
+    await withDeadline(link.close(), 10_000, 'the DeviceLink to close');
+    await withDeadline(Promise.resolve(relay?.close()), 10_000, 'the relay to close');
+    await withDeadline(bridge.stop(), 10_000, 'ser2net to stop');
     ns?.destroy();
-    await board.close();
+    await withDeadline(board.close(), 10_000, 'the pty board to close');
   }
 }
 

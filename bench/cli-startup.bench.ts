@@ -16,15 +16,16 @@ const EAGER = `
 
 function run(args: string[]): { ms: number; rssKiB: number } {
   const t0 = performance.now();
-  const child = spawnSync(process.execPath, ['--import', EXIT_HOOK, ...args], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnSync(process.execPath, ['--import', EXIT_HOOK, ...args], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
   const ms = performance.now() - t0;
   const rss = /maxrss (\d+)/.exec(child.stderr ?? '');
+  if (child.error) throw new Error(`tether --help did not finish within 60 s: ${child.error.message}`);
   if (child.status !== 0 || !rss || !child.stdout.includes('Usage: tether')) throw new Error(`tether --help failed: ${child.stderr}`);
   return { ms, rssKiB: Number(rss[1]) };
 }
 
 export async function cliStartup(): Promise<Row[]> {
-  execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', 'tsconfig.build.json'], { cwd: ROOT });
+  execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', 'tsconfig.build.json'], { cwd: ROOT, timeout: 300_000 });
   const lazy: Array<{ ms: number; rssKiB: number }> = [];
   const eager: Array<{ ms: number; rssKiB: number }> = [];
   for (let i = 0; i < RUNS; i++) {

@@ -9,7 +9,7 @@ import { FIRMWARE_HEX_PATH } from '../host/paths.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
 import { DeviceSession } from '../host/session/device-session.ts';
 import { PhiAccrualDetector } from '../host/session/phi-accrual-detector.ts';
-import { percentile, printTable, sleep, type Row } from './support.ts';
+import { percentile, printTable, sleep, withDeadline, type Row } from './support.ts';
 
 const TRIALS = Number(process.env.TETHER_BENCH_FREEZES ?? 200);
 const PING_MS = 100;
@@ -38,8 +38,8 @@ export async function detectionLatency(): Promise<Row[]> {
     board.uno.thaw();
     await ready;
   }
-  await link.close();
-  await board.close();
+  await withDeadline(link.close(), 10_000, 'the DeviceLink to close');
+  await withDeadline(board.close(), 10_000, 'the emulated board to close');
   const sorted = latencies.sort((a, b) => a - b);
   const bound = PING_MS * MISSES;
   const rows: Row[] = [

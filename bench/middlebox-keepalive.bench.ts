@@ -17,7 +17,7 @@ import { systemClock } from '../host/time/clock.ts';
 import { freePort } from '../test/support/free-port.ts';
 import { findTool, startCountingRelay, startForgettingRelay, startHaproxyTcp, startNginxWebSocketProxy, type Middlebox } from '../test/support/middleboxes.ts';
 import { startMosquitto } from '../test/support/mosquitto.ts';
-import { printTable, sleep, type Row } from './support.ts';
+import { onceWithin, printTable, sleep, type Row } from './support.ts';
 
 const WINDOW_MS = 15_000;
 const DAY_MS = 86_400_000;
@@ -38,7 +38,7 @@ async function idleSession(url: string, keepaliveSec: number, pingRespTimeoutMs:
     keepaliveTraffic: path,
   });
   session.start();
-  await new Promise<void>((resolve) => session.once('up', () => resolve()));
+  await onceWithin(session, 'up', 30_000, 'the BrokerSession to connect through the middlebox');
   return {
     session,
     measure: async () => {
@@ -57,7 +57,7 @@ function fmt(n: number): string {
 
 export async function middleboxKeepalive(): Promise<Row[]> {
   const wsPort = await freePort();
-  const broker = await startMosquitto({ websocketsPort: wsPort });
+  const broker = await startMosquitto({ websocketsPort: wsPort, keepAllQueued: true });
   const rows: Row[] = [];
   const boxes: Array<{ name: string; start: () => Promise<Middlebox>; scheme: 'ws' | 'mqtt'; keepaliveSec: number; pingRespTimeoutMs: number }> = [];
   if (findTool('nginx')) boxes.push({ name: 'nginx WebSocket, proxy_read_timeout 3 s', start: () => startNginxWebSocketProxy({ upstreamPort: wsPort, idleTimeoutSec: 3 }), scheme: 'ws', keepaliveSec: 30, pingRespTimeoutMs: 5000 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { DurableOutbox, type FsyncPolicy } from '../host/mqtt/durable-outbox.ts';
 import { encodeEntry, nodeFs, type OutboxFs } from '../host/mqtt/outbox-journal.ts';
-import type { Row } from './support.ts';
+import { withDeadline, type Row } from './support.ts';
 
 const BURST = 20_000;
 const PAYLOAD = Buffer.alloc(64, 'x');
@@ -36,10 +36,10 @@ async function burst(fsync: FsyncPolicy): Promise<{ perSec: number; syncs: numbe
     outbox.enqueue({ topic: `homie/5/dev/n${i % 8}/value`, payload: PAYLOAD, qos: 1, retain: false, kind: 'telemetry' });
     if (i % 200 === 199) await yieldNow();
   }
-  await outbox.flush();
+  await withDeadline(outbox.flush(), 60_000, 'the outbox journal to be written and synced');
   const seconds = (performance.now() - started) / 1000;
   const result = { perSec: BURST / seconds, syncs: syncs() - before };
-  await outbox.close();
+  await withDeadline(outbox.close(), 60_000, 'the outbox to close');
   rmSync(dir, { recursive: true, force: true });
   return result;
 }
@@ -82,7 +82,7 @@ async function loopDelayWhileCompacting(): Promise<LoopDelay> {
     outbox.enqueue({ topic: `homie/5/dev/n${i % 8}/blob`, payload: big, qos: 1, retain: false, kind: 'other' });
     if (i % 500 === 499) await yieldNow();
   }
-  await outbox.flush();
+  await withDeadline(outbox.flush(), 60_000, 'the outbox journal to be written and synced');
   const journalMiB = (ENTRIES * (1024 * 4) / 3) / (1 << 20);
 
   const histogram = monitorEventLoopDelay({ resolution: 1 });
@@ -101,14 +101,14 @@ async function loopDelayWhileCompacting(): Promise<LoopDelay> {
   }, 5);
   const until = performance.now() + 6000;
   while (performance.now() < until) {
-    await outbox.compact();
-    await outbox.flush();
+    await withDeadline(outbox.compact(), 60_000, 'a compaction');
+    await withDeadline(outbox.flush(), 60_000, 'the outbox journal to be written and synced');
     compactions++;
   }
   clearInterval(producer);
   clearInterval(tick);
   histogram.disable();
-  await outbox.close();
+  await withDeadline(outbox.close(), 60_000, 'the outbox to close');
   rmSync(dir, { recursive: true, force: true });
   return { p99: histogram.percentile(99) / 1e6, max: histogram.max / 1e6, compactions, journalMiB, lateTicks };
 }

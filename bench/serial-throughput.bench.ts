@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BoardOnPty } from '../emulator/avr/board-on-pty.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
-import { firmwareAtBaud, printTable, sleep, type Row } from './support.ts';
+import { firmwareAtBaud, printTable, sleep, withDeadline, type Row } from './support.ts';
 
 const BAUD = 115200;
 const MEASURE_MS = 5000;
@@ -33,8 +33,8 @@ export async function serialThroughput(): Promise<Row[]> {
   const t0 = performance.now();
   await sleep(MEASURE_MS);
   const seconds = (performance.now() - t0) / 1000;
-  await link.close();
-  await board.close();
+  await withDeadline(link.close(), 10_000, 'the DeviceLink to close');
+  await withDeadline(board.close(), 10_000, 'the emulated board to close');
   const capacity = BAUD / 10;
   const rate = bytes / seconds;
   return [

@@ -35,3 +35,21 @@ export function printTable(title: string, rows: Row[]): void {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Rejects with a message naming `what` unless `promise` settles within `ms`: a bench never hangs. */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`bench: timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves when `emitter` emits `event`, or rejects after `ms` naming `what`. */
+export function onceWithin(emitter: { once(event: string, listener: (...args: any[]) => void): unknown }, event: string, ms: number, what: string): Promise<unknown> {
+  return withDeadline(new Promise((resolve) => emitter.once(event, resolve)), ms, what);
+}

@@ -28,7 +28,7 @@ export interface Publisher {
 }
 
 /** What the pump needs of the outbox. */
-export type PumpSource = Pick<DurableOutbox, 'pending' | 'ack' | 'size' | 'on' | 'off'>;
+export type PumpSource = Pick<DurableOutbox, 'pendingAfter' | 'ack' | 'size' | 'on' | 'off'>;
 
 export interface OutboxPumpOptions {
   /** Most publishes awaiting acknowledgement at once (default 32). */
@@ -78,6 +78,11 @@ export class OutboxPump {
   private readonly failedTopics = new Set<string>();
   /** Every pending id <= this was sent before: a resend. */
   private highestSent = 0;
+  /**
+   * Highest id sent in this round: every pending id up to it is in flight (a round ends, or is
+   * abandoned, before anything is resent), so the next send is the first pending id above it.
+   */
+  private roundSentUpTo = 0;
   private failedRounds = 0;
   private retryTimer: TimerHandle | undefined;
   private fillScheduled = false;
@@ -183,12 +188,10 @@ export class OutboxPump {
     if (!this.running || this.halted || !this.publisher.connected || this.retryTimer !== undefined) return;
     const free = this.window - this.inflight.size;
     if (free <= 0) return;
-    // What is in flight is the front of the pending entries (sent oldest first), so this many
-    // covers it plus `free` entries not yet sent.
     const round = this.round;
     let budget = free;
-    for (const entry of this.outbox.pending(this.inflight.size + free)) {
-      if (this.inflight.has(entry.id)) continue;
+    for (const entry of this.outbox.pendingAfter(this.roundSentUpTo, free)) {
+      this.roundSentUpTo = entry.id;
       this.send(entry);
       // publish() may have reported a disconnect synchronously.
       if (--budget === 0 || round !== this.round || this.halted || !this.publisher.connected) break;
@@ -251,6 +254,7 @@ export class OutboxPump {
   /** Every publish of a failed round has settled: start over from the oldest pending entry. */
   private endFailedRound(): void {
     this.round++;
+    this.roundSentUpTo = 0;
     this.halted = false;
     this.failedTopics.clear();
     this.failedRounds++;
@@ -266,6 +270,7 @@ export class OutboxPump {
   /** The connection is gone: what is in flight will be resent after 'up'. */
   private abandonRound(): void {
     this.logger.debug({ inflight: this.inflight.size }, 'outbox pump: broker down');
+    this.roundSentUpTo = 0; // what is pending is resent from the oldest
     if (this.inflight.size === 0 && !this.halted) return;
     this.round++;
     this.halted = false;

@@ -18,6 +18,14 @@ export interface MosquittoOptions {
   websocketsPort?: number;
   /** More config lines, appended (e.g. a TLS or websockets listener). */
   extraConfig?: string[];
+  /**
+   * Never drop a QoS 1/2 message it acknowledged (benchmarks): mosquitto.conf(5) says that once a
+   * client's queue holds `max_queued_messages` (default 1000) messages above those in flight,
+   * further ones are "silently dropped", so a slow subscriber loses messages the publisher saw
+   * acknowledged. 0 means no maximum for it and for `max_queued_bytes`. Off by default: tests keep
+   * Mosquitto's own defaults.
+   */
+  keepAllQueued?: boolean;
 }
 
 export interface RunningMosquitto {
@@ -67,6 +75,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
       'autosave_interval 1',
     );
   }
+  if (options.keepAllQueued) lines.push('max_queued_messages 0', 'max_queued_bytes 0');
   lines.push(...(options.extraConfig ?? []));
   writeFileSync(confPath, `${lines.join('\n')}\n`);
 

@@ -397,6 +397,23 @@ describe('DurableOutbox: compaction', () => {
     expect(parseJournal(readFileSync(journal)).records.filter((r) => r.type !== 'entry')).toEqual([]);
   });
 
+  it('flush() also waits for a compaction wanted behind the one under way (found by the property test)', async () => {
+    // Two compactions in a row, then flush(): the second must not rename its snapshot over the
+    // journal after flush() resolved (a new outbox opened there would lose what it appends).
+    for (let i = 0; i < 20; i++) {
+      const path = join(dir, `two-compactions-${i}.outbox`);
+      const first = await open({}, path);
+      void first.compact();
+      void first.compact();
+      await first.flush();
+      const second = await open({}, path);
+      second.enqueue(msg('a', `after-${i}`));
+      await second.flush();
+      const third = await open({}, path);
+      expect(third.pending().map((e) => e.payload.toString())).toEqual([`after-${i}`]);
+    }
+  });
+
   it('ids keep increasing after a compaction that left nothing', async () => {
     const o = await open();
     for (let i = 0; i < 3; i++) o.ack(o.enqueue(msg('t', 'x')).id);

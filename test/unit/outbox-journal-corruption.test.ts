@@ -276,6 +276,40 @@ describe('I/O off the event loop, fsync policies (review points 8, 9)', () => {
     expect(clock.pending).toBe(0);
   });
 
+  it("'always' syncs a new message at once, a write of acks only within 1 s, and flush() syncs written acks without waiting", async () => {
+    const clock = new ManualClock();
+    const { io, state } = countingFs();
+    const path = join(dir, 'l.outbox');
+    const o = await open(path, { fs: io, clock });
+    const atOpen = state.syncs;
+    const e = o.enqueue(msg('t', '1'));
+    // No flush(), no clock advance: the entry is synced on its own.
+    const synced = Date.now() + 5000;
+    while (state.syncs === atOpen && Date.now() < synced) await new Promise((r) => setImmediate(r));
+    await o.flush(); // that sync has finished (and flush() added none)
+    expect(state.syncs).toBe(atOpen + 1);
+    o.ack(e.id);
+    // The ack is written and its sync waits for the timer.
+    const armed = Date.now() + 5000;
+    while (clock.pending === 0 && Date.now() < armed) await new Promise((r) => setImmediate(r));
+    expect(parseJournal(readFileSync(path)).records.map((r) => r.type)).toEqual(['entry', 'ack']);
+    expect(state.syncs).toBe(atOpen + 1);
+    clock.advance(1000);
+    const later = Date.now() + 5000;
+    while (state.syncs === atOpen + 1 && Date.now() < later) await new Promise((r) => setImmediate(r));
+    expect(state.syncs).toBe(atOpen + 2);
+    // A written ack under a pending timer: flush() syncs it at once.
+    const f = o.enqueue(msg('t', '2'));
+    await o.flush();
+    const beforeAck = state.syncs;
+    o.ack(f.id);
+    while (clock.pending === 0 && Date.now() < armed + 5000) await new Promise((r) => setImmediate(r));
+    await o.flush(); // would hang until clock.advance if it waited for the timer
+    expect(state.syncs).toBe(beforeAck + 1);
+    await o.close();
+    expect(clock.pending).toBe(0);
+  });
+
   it('rejects a bad fsync option', async () => {
     await expect(DurableOutbox.open(join(dir, 'x.outbox'), { fsync: { batchMs: 0 } })).rejects.toThrow(/fsync must be/);
     expect(existsSync(join(dir, 'x.outbox'))).toBe(false);
