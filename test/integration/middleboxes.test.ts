@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { boardClientId } from '../../host/gateway/board-ownership.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { DaemonProcess, type LogLine } from '../support/daemon-process.ts';
 import { freePort } from '../support/free-port.ts';
@@ -178,7 +179,7 @@ for (const c of cases) {
         await watcher.waitFor('homie/5/idle-board/$state', 'ready', 15_000);
         const cut = await daemon.waitForLog((l) => l.msg === 'MQTT connection lost', c.timeoutMs + 20_000);
         const stateTopic = cut.clientId === 'tether-gw' ? 'homie/5/gw/$state' : 'homie/5/idle-board/$state';
-        expect(cut.clientId === 'tether-gw' || cut.clientId === 'tether-gw-idle-board', String(cut.clientId)).toBe(true);
+        expect(cut.clientId === 'tether-gw' || cut.clientId === boardClientId('idle-board'), String(cut.clientId)).toBe(true);
         await watcher.waitFor(stateTopic, 'lost', 5000);
       } finally {
         expect(await daemon.stop()).toBe(0);

@@ -35,7 +35,7 @@ describe('startEmbeddedBroker', () => {
     }
   });
 
-  it('speaks MQTT 3.1.1 only: an MQTT 5 session is refused with a hint, retries with backoff, and never comes up', async () => {
+  it('speaks MQTT 3.1.1 only: a session fixed to MQTT 5 is refused with one ERROR saying what to set, and never comes up', async () => {
     const broker = await startEmbeddedBroker();
     const logger = new RecordingLogger();
     const session = new BrokerSession({ url: broker.url, clientId: 'v5-on-aedes', protocolVersion: 5, logger, backoff: { initialMs: 50, maxMs: 100 } });
@@ -43,9 +43,9 @@ describe('startEmbeddedBroker', () => {
     session.on('up', () => ups++);
     try {
       session.start();
-      await waitFor(() => logger.records.filter((r) => r.msg?.startsWith('MQTT reconnect in')).length >= 2, { what: 'two reconnect attempts logged' });
-      const retry = logger.records.find((r) => r.msg?.startsWith('MQTT reconnect in'))!.obj as { reason: string };
-      expect(retry.reason).toMatch(/protocol version.*set protocolVersion 4/i);
+      // (With protocolVersion 'auto', the default, it would use 3.1.1: mqtt-version-negotiation.test.ts.)
+      const error = await waitFor(() => logger.records.find((r) => r.level === 'error'), { what: 'the refusal logged at error' });
+      expect(error.msg).toMatch(/does not accept MQTT 5.*Fix: set broker\.protocolVersion to 'auto'/);
       expect(ups).toBe(0);
       expect(broker.protocolVersion).toBe(4);
     } finally {
