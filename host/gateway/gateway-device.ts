@@ -291,10 +291,13 @@ export class GatewayDevice {
       link.start();
       return;
     }
+    // Johnny-Five first: nothing may run between TetherIO (whose link comes up, and firmata.js
+    // says 'connect') and the Board listening, or the Board waits for a 'connect' already gone.
+    const { default: five } = await import('johnny-five');
+    if (this.stopped) return;
     // TetherIO starts the link itself: firmata.js must see the port open first.
     const io = new TetherIO({ port: this.settings.port, link });
     this.io = io;
-    const { default: five } = await import('johnny-five');
     // sigint: false: Johnny-Five would add a SIGINT listener per board (past 10 boards a
     // MaxListenersExceededWarning) that exits the process at once, before the daemon's graceful stop.
     const options: five.BoardOption & { sigint: boolean } = { io, repl: false, debug: false, sigint: false, timeout: 2_147_483_647 };

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../support/wait-for.ts';
+import { eventually, waitFor } from '../support/wait-for.ts';
 import { BoardOnTcp } from '../../emulator/avr/board-on-tcp.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -121,7 +121,11 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
   it('commands from Home Assistant go through the /set validation: ON/OFF as configured move the relay, a bad payload changes nothing', async () => {
     const uno = board.uno;
     const device = gateway.devices[0]!;
-    await eventually(() => expect(device.board?.isReady).toBe(true), { timeoutMs: 20_000, intervalMs: 50 });
+    await waitFor(() => device.board?.isReady === true, {
+      what: "Johnny-Five's board ready",
+      timeoutMs: 20_000,
+      detail: () => `link ${device.link.state}, hold ${device.holdMode}, io ready ${String(device.tetherIO?.isReady)}; log: ${log.records.slice(-12).map((r) => r.msg).join(' | ')}`,
+    });
     const pump = uid('pump_closed');
     await ha.command(pump, true);
     await eventually(() => expect(uno.digitalOutput(8)).toBe(true), { timeoutMs: 10_000, intervalMs: 20 });

@@ -71,7 +71,11 @@ describe.each(brokers)('a retained /set on $name', ({ protocolVersion, start }) 
   it('is ignored after a reconnect (logged once with how to clear it); fresh commands still work', async () => {
     const uno = board.uno;
     const device = gateway.devices[0]!;
-    await waitFor(() => device.board?.isReady === true, { what: 'device.board?.isReady toBe true', timeoutMs: 60_000 });
+    await waitFor(() => device.board?.isReady === true, {
+      what: "Johnny-Five's board ready",
+      timeoutMs: 60_000,
+      detail: () => `link ${device.link.state}, hold ${device.holdMode}, io ready ${String(device.tetherIO?.isReady)}; log: ${log.records.slice(-12).map((r) => r.msg).join(' | ')}`,
+    });
     // The board's session connects once the gateway knows it owns the board (board-ownership.ts),
     // which may be after the board is ready: its `$state ready` arriving means its SUBSCRIBE, sent
     // before on the same connection, has been handled, so the commands below cannot miss it.
