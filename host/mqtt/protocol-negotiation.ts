@@ -99,6 +99,11 @@ export class ProtocolNegotiation {
       };
     }
     const s = this.state(url);
+    // This URL has accepted a version before: a close without CONNACK now is the broker (or the
+    // proxy in front of it, with no broker behind) going away, not a refusal. Only a CONNACK
+    // saying so changes a version that worked (else an outage behind a proxy would downgrade a
+    // MQTT 5 broker to 3.1.1 for good, and log an ERROR for an ordinary outage).
+    if (outcome.kind === 'closed-before-connack' && s.known !== null) return { retryNow: false };
     s.known = null;
     s.refused.set(version, detail);
     const other: ProtocolVersion = version === 5 ? 4 : 5;

@@ -50,6 +50,17 @@ describe('ProtocolNegotiation (auto)', () => {
     expect(n.attemptEnded(A, 5, refused)).toEqual({ retryNow: true });
     expect(n.versionFor(A)).toBe(4);
   });
+  it('a broker that spoke a version and now closes without CONNACK is away (an outage behind a proxy), not refusing: no downgrade, no failure', () => {
+    const n = new ProtocolNegotiation('auto');
+    n.connected(A, 5, new RecordingLogger());
+    for (let i = 0; i < 5; i++) expect(n.attemptEnded(A, 5, closed)).toEqual({ retryNow: false });
+    expect(n.versionFor(A)).toBe(5);
+    // The same after a fallback to 3.1.1 (RabbitMQ): a node going away does not undo it.
+    n.attemptEnded(B, 5, closed);
+    n.connected(B, 4, new RecordingLogger());
+    expect(n.attemptEnded(B, 4, closed)).toEqual({ retryNow: false });
+    expect(n.versionFor(B)).toBe(4);
+  });
 });
 
 describe('ProtocolNegotiation (fixed)', () => {
