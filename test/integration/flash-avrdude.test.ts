@@ -33,7 +33,7 @@ function avrdude(args: string[]): Promise<{ code: number | null; output: string 
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('exit', (code) => resolve({ code, output }));
+    child.on('close', (code) => resolve({ code, output })); // 'close': after the pipes are drained, not 'exit'
   });
 }
 

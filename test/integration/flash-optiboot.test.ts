@@ -40,7 +40,7 @@ function tetherFlash(args: string[]): Promise<CliResult> {
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
+    child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started })); // 'close': after the pipes are drained ('exit' may come before the last stderr line)
   });
 }
 
