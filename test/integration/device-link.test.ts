@@ -125,8 +125,9 @@ describe('DeviceLink on the emulated Uno', () => {
   it('a pin write sent while the host still thinks the board is ready, as the board goes to sleep, arrives after it wakes, once', async () => {
     // The race from the field: the firmware sends SLEEPING and powers down; a write the host sent
     // before SLEEPING reached it meets a sleeping MCU, whose UART is off (the byte only wakes it).
+    // PINGs 1 s apart: one in flight as the MCU sleeps would wake it before the write arrives.
     const { board, link } = await rig({
-      session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 4000, awakeMs: 300 } },
+      session: { pingIntervalMs: 1000, deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 4000, awakeMs: 300 } },
     });
     const lease = link.acquireLease('setup'); // no sleep while pin 13 is set up
     await waitFor(() => link.state === 'ready', { timeoutMs: 10_000, what: 'ready under the lease' });
