@@ -4,7 +4,7 @@ import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.
 import { STATE_SIZE } from '../../shared/protocol/constants.ts';
 import { FirmataCommandTracker } from '../firmata/firmata-command-tracker.ts';
 import { FirmataReplyReader, type FirmataReply } from '../firmata/firmata-reply-reader.ts';
-import { isPinRecordEmpty, type PinRecord } from '../firmata/pin-record.ts';
+import { emptyPinRecord, isPinRecordEmpty, type PinRecord } from '../firmata/pin-record.ts';
 import { registerRuns, replayCommands } from '../firmata/replay.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { BoundedQueue } from '../session/bounded-queue.ts';
@@ -85,6 +85,10 @@ const END_SYSEX = 0xf7;
 const REPORT_VERSION = 0xf9;
 const MODE_OUTPUT = 0x01;
 const MODE_PWM = 0x03;
+/** Writes kept until a PONG proves the board read them (more are sent than a ping interval holds only in a flood). */
+const MAX_UNCONFIRMED_WRITES = 1024;
+/** PINGs remembered for matching PONGs to the writes they confirm. */
+const MAX_PING_MARKS = 64;
 /**
  * A firmware-name report within this long of the program's own firmware-name traffic (a query
  * sent, or one answered) may be an answer rather than an announcement, or the other way round.
@@ -124,6 +128,18 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private readonly requestTimeoutMs: number;
   /** Writes that may not have reached the device (sent while it was not ready): replay on recovery. */
   private missedWrites = false;
+  /**
+   * Writes sent to a `ready` board that no PONG has confirmed yet (a board handles its input in
+   * order: the PONG to a PING sent after a write proves the write was read), with their number.
+   */
+  private unconfirmed: Array<{ n: number; bytes: number[] }> = [];
+  private writesSent = 0;
+  /** PING seq -> writesSent when it went out. */
+  private readonly pingMarks = new Map<number, number>();
+  /** What to send again when the board wakes: the recorded state of what unconfirmed writes touched. */
+  private resendOnWake: PinRecord | null = null;
+  /** Sending that again: new writes wait in the queue so they are not overtaken by older state. */
+  private resending = false;
   private replays = 0;
   private verifications = 0;
   private readonly pending = new Set<(m: DeviceMessage) => boolean>();
@@ -193,7 +209,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.session.on('state', (change) => this.onState(change));
     this.session.on('reboot', (info) => this.emit('reboot', info));
     this.session.on('rtt', (ms) => this.emit('rtt', ms));
-    this.session.on('awake', () => this.flushQueue());
+    this.session.on('awake', () => void this.afterWake());
   }
 
   get state() {
@@ -244,12 +260,13 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const data = Array.from(bytes);
     this.tracker.observe(data);
     const state = this.session.state;
-    if (state === 'sleeping') {
+    if (state === 'sleeping' || this.resending) {
       this.queue.push(data);
       this.session.wake();
       return;
     }
     if (state !== 'ready') this.missedWrites = true;
+    else this.noteUnconfirmed(data);
     this.transport.write(Uint8Array.from(data));
   }
 
@@ -338,6 +355,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     for (const event of this.splitter.push(bytes)) {
       if (event.kind === 'message') {
         const message = event.message as DeviceMessage;
+        if (message.type === 'pong') this.confirmWrites(message.seq);
+        else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
         this.session.receive(message);
         // Deleting the entry being visited is safe in a Set: no copy per message.
         if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
@@ -396,11 +415,22 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private sendFrame(message: HostMessage): void {
+    if (message.type === 'ping') {
+      this.pingMarks.set(message.seq, this.writesSent);
+      if (this.pingMarks.size > MAX_PING_MARKS) this.pingMarks.delete(this.pingMarks.keys().next().value!);
+    }
     // PINGs go out every interval to every board: their own encoder allocates one array.
     this.transport.write(message.type === 'ping' ? encodePingFrame(message.seq, message.leaseMs) : encodeFrame(message));
   }
 
   private onState(change: StateChange): void {
+    if (change.to === 'lost' || change.to === 'init') {
+      // No wake to wait for: the handshake that follows replays what the sleep may have taken.
+      if (this.resendOnWake) this.missedWrites = true;
+      this.resendOnWake = null;
+      this.unconfirmed = [];
+      this.pingMarks.clear();
+    }
     if (change.to === 'ready') {
       this.transport.markHealthy();
       this.flushQueue();
@@ -414,7 +444,81 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private flushQueue(): void {
+    if (this.resending) return; // afterWake() flushes once the older state is back
     for (const data of this.queue.drain()) this.transport.write(Uint8Array.from(data));
+  }
+
+  private noteUnconfirmed(bytes: number[]): void {
+    this.unconfirmed.push({ n: ++this.writesSent, bytes });
+    if (this.unconfirmed.length > MAX_UNCONFIRMED_WRITES) this.unconfirmed.shift();
+  }
+
+  /** A PONG: the writes sent before its PING were read by the board. */
+  private confirmWrites(seq: number): void {
+    const mark = this.pingMarks.get(seq);
+    if (mark === undefined) return;
+    for (const s of this.pingMarks.keys()) {
+      this.pingMarks.delete(s);
+      if (s === seq) break;
+    }
+    const firstUnconfirmed = this.unconfirmed.findIndex((w) => w.n > mark);
+    this.unconfirmed = firstUnconfirmed < 0 ? [] : this.unconfirmed.slice(firstUnconfirmed);
+  }
+
+  /**
+   * SLEEPING: the board powered down right after sending it. A write sent before it arrived
+   * and not confirmed may have met the sleeping MCU, whose UART is off: its first byte only
+   * wakes it and the rest is garbage, so the write is lost without a trace. Which of them
+   * were lost cannot be known, so on AWAKE the recorded state of everything they touched is
+   * sent again: the last commanded values (idempotent on the board), never the raw writes
+   * (a query or an I2C write is not idempotent). Pin modes are not idempotent either (setting
+   * one resets the pin's value): they are checked first and re-sent only where they differ.
+   */
+  private writesMayBeLostToSleep(): void {
+    if (this.unconfirmed.length === 0) return;
+    const touched = new FirmataCommandTracker();
+    for (const w of this.unconfirmed) touched.observe(w.bytes);
+    this.unconfirmed = [];
+    this.pingMarks.clear();
+    // Values as commanded by the time of SLEEPING (writes queued later follow them on wake).
+    const now = this.tracker.record;
+    const t = touched.record;
+    const pick = <V>(keys: Iterable<number>, from: Map<number, V>) => new Map([...keys].filter((k) => from.has(k)).map((k) => [k, from.get(k)!]));
+    const resend = this.resendOnWake ?? emptyPinRecord();
+    for (const [k, v] of pick(t.modes.keys(), now.modes)) resend.modes.set(k, v);
+    for (const [k, v] of pick(t.digitalPorts.keys(), now.digitalPorts)) resend.digitalPorts.set(k, v);
+    for (const [k, v] of pick(t.analogWrites.keys(), now.analogWrites)) resend.analogWrites.set(k, v);
+    for (const c of t.analogReporting) if (now.analogReporting.has(c)) resend.analogReporting.add(c);
+    for (const p of t.digitalReporting) if (now.digitalReporting.has(p)) resend.digitalReporting.add(p);
+    if (t.samplingIntervalMs !== null) resend.samplingIntervalMs = now.samplingIntervalMs;
+    if (isPinRecordEmpty(resend)) return;
+    this.resendOnWake = resend;
+    this.log.info({ writes: t.modes.size + t.digitalPorts.size + t.analogWrites.size }, 'the board went to sleep with writes unconfirmed: sending their state again when it wakes');
+  }
+
+  /** AWAKE: what may have been lost to the sleep first (see writesMayBeLostToSleep), then the queue. */
+  private async afterWake(): Promise<void> {
+    const resend = this.resendOnWake;
+    this.resendOnWake = null;
+    if (resend && !this.resending) {
+      this.resending = true;
+      try {
+        if (resend.modes.size > 0) {
+          const checks = [...resend.modes].sort((a, b) => a[0] - b[0]).map(([pin, mode]) => ({ pin, mode, state: undefined }));
+          const differ = new Set((await this.pinMismatches(checks)).map((m) => m.pin));
+          for (const pin of resend.modes.keys()) if (!differ.has(pin)) resend.modes.delete(pin);
+        }
+        const commands = replayCommands(resend);
+        if (commands.length > 0) this.transport.write(Uint8Array.from(commands));
+      } catch (err) {
+        // No answer to the check: the board is not listening (asleep again, or gone); a handshake replays what it missed.
+        this.missedWrites = true;
+        this.log.warn({ err: (err as Error).message }, 'could not check the pins after the wake: replaying at the next handshake');
+      } finally {
+        this.resending = false;
+      }
+    }
+    this.flushQueue();
   }
 
   /** Sends a request and resolves with the first device message that `match`es. */
@@ -532,17 +636,23 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   /** Asks each pin's state (all at once: answers come in order); the first that differs, if any. */
   private async firstPinMismatch(checks: PinCheck[]): Promise<{ pin: number; expected: string; actual: string } | null> {
+    return (await this.pinMismatches(checks))[0] ?? null;
+  }
+
+  /** Asks each pin's state (all at once: answers come in order); those that differ. */
+  private async pinMismatches(checks: PinCheck[]): Promise<Array<{ pin: number; expected: string; actual: string }>> {
     const answers = checks.map((check) => this.nextReply((r) => r.kind === 'pin-state' && r.pin === check.pin, `pin ${check.pin} state`));
     for (const check of checks) this.transport.write(Uint8Array.from([START_SYSEX, PIN_STATE_QUERY, check.pin, END_SYSEX]));
     const replies = await Promise.all(answers);
+    const out: Array<{ pin: number; expected: string; actual: string }> = [];
     for (const [i, check] of checks.entries()) {
       const reply = replies[i]!;
       if (reply.kind !== 'pin-state') continue;
       if (reply.mode !== check.mode || (check.state !== undefined && reply.state !== check.state)) {
-        return { pin: check.pin, expected: `mode ${check.mode} state ${check.state ?? 'any'}`, actual: `mode ${reply.mode} state ${reply.state}` };
+        out.push({ pin: check.pin, expected: `mode ${check.mode} state ${check.state ?? 'any'}`, actual: `mode ${reply.mode} state ${reply.state}` });
       }
     }
-    return null;
+    return out;
   }
 
   private async registersMatch(): Promise<boolean> {

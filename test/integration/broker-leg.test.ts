@@ -169,6 +169,9 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
       await sleep(1000); // a fixed wait on purpose: time for a (wrong) second delivery to show
       expect(highs).toHaveLength(1);
       expect(uno.uno.stats.sleeps).toBeGreaterThanOrEqual(1);
+    } catch (err) {
+      console.log(daemon.logs.filter((l) => l.level >= 30).slice(-40).map((l) => `${l.time ?? ''} ${l.level} ${l.device ?? ''} ${l.msg}`).join('\n'));
+      throw err;
     } finally {
       expect(await daemon.stop()).toBe(0);
       await watcher.close();

@@ -122,6 +122,37 @@ describe('DeviceLink on the emulated Uno', () => {
     await link.nextState('sleeping', 5000);
   });
 
+  it('a pin write sent while the host still thinks the board is ready, as the board goes to sleep, arrives after it wakes, once', async () => {
+    // The race from the field: the firmware sends SLEEPING and powers down; a write the host sent
+    // before SLEEPING reached it meets a sleeping MCU, whose UART is off (the byte only wakes it).
+    // PINGs 1 s apart: one in flight as the MCU sleeps would wake it before the write arrives.
+    const { board, link } = await rig({
+      session: { pingIntervalMs: 1000, deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 4000, awakeMs: 300 } },
+    });
+    const lease = link.acquireLease('setup'); // no sleep while pin 13 is set up
+    await waitFor(() => link.state === 'ready', { timeoutMs: 10_000, what: 'ready under the lease' });
+    link.writeFirmata([0xf4, 13, 1, 0x91, 0x00, 0x00]); // pin 13 output, low
+    await waitFor(() => board.uno.digitalOutput(13) === false, { timeoutMs: 5000, what: 'pin 13 an output, low' });
+    const highs: number[] = [];
+    board.uno.on('pin', (pin, high) => pin === 13 && high && highs.push(performance.now()));
+    let stateAtWrite: string | undefined;
+    let droppedBefore = 0;
+    // At the instant the MCU executes SLEEP its SLEEPING frame is still on its way to the host
+    // (the pty delivers it later), so the host writes as to a ready board: the race, every time.
+    board.uno.once('sleep', () => {
+      stateAtWrite = link.state;
+      droppedBefore = board.uno.stats.rxDropped;
+      link.writeFirmata([0x91, 0x20, 0x00]); // pin 13 high
+    });
+    lease.release();
+    await waitFor(() => stateAtWrite !== undefined, { timeoutMs: 10_000, what: 'the board asleep' });
+    expect(stateAtWrite).toBe('ready');
+    await waitFor(() => board.uno.digitalOutput(13) === true, { timeoutMs: 15_000, what: 'pin 13 high after the wake' });
+    expect(board.uno.stats.rxDropped).toBeGreaterThan(droppedBefore); // the sleeping MCU did lose bytes of it
+    await new Promise((r) => setTimeout(r, 1000)); // a fixed wait on purpose: time for a (wrong) second edge to show
+    expect(highs).toHaveLength(1);
+  });
+
   it('close() leaves no timers or handles behind', async () => {
     const baseline = activeResources();
     const { board, link } = await rig();

@@ -17,7 +17,7 @@ class FakeDevice extends EventEmitter<TransportEvents> implements Transport {
   bootId = 5;
   private readonly splitter = new FrameSplitter({ from: 'host' });
 
-  constructor(private readonly clock: ManualClock) {
+  constructor(protected readonly clock: ManualClock) {
     super();
   }
 
@@ -112,6 +112,92 @@ describe('DeviceLink (fake transport, fake time)', () => {
     await clock.advanceAsync(50);
     expect(clock.pending).toBe(0);
     expect(link.state).toBe('disconnected');
+  });
+});
+
+/**
+ * The tether firmware's sleep as seen from the serial line: after SLEEPING the MCU is powered
+ * down, its UART off, so a write that arrives then is lost and its first byte only wakes it
+ * (AWAKE). Awake, it applies pin modes and answers PIN_STATE queries (F0 6D pin F7) from them.
+ */
+class SleepyDevice extends FakeDevice {
+  asleep = false;
+  /** Firmata writes the device received while awake, in order (frames and queries left out). */
+  readonly applied: number[][] = [];
+  readonly modes = new Map<number, number>();
+
+  sleep(): void {
+    this.asleep = true;
+    this.reply({ type: 'sleeping', durationMs: 0, wakeSources: ['serial'] });
+  }
+
+  override write(bytes: Uint8Array): boolean {
+    if (this.asleep) {
+      this.asleep = false;
+      // The oscillator starts up, then AWAKE: later than the SLEEPING frame already on its way.
+      this.clock.setTimeout(() => this.reply({ type: 'awake', sleptMs: 1, wakeCauses: ['serial'] }), 10);
+      return true;
+    }
+    const data = [...bytes];
+    if (data[0] === 0xf0 && data[1] === 0x6d) {
+      const pin = data[2]!;
+      const answer = [0xf0, 0x6e, pin, this.modes.get(pin) ?? 0x7e, 0, 0xf7];
+      this.clock.setTimeout(() => this.emit('data', Buffer.from(answer)), 5);
+      return true;
+    }
+    if (data[0] !== 0xf0 && !(data.length === 1 && data[0] === 0)) {
+      // (a lone 0x00 is the host's wake byte)
+      this.applied.push(data);
+      for (let i = 0; i + 2 < data.length; i++) if (data[i] === 0xf4) this.modes.set(data[i + 1]!, data[i + 2]!);
+    }
+    return super.write(bytes);
+  }
+}
+
+describe('DeviceLink and a board that goes to sleep (scripted board, fake time)', () => {
+  async function readySleepy() {
+    const clock = new ManualClock();
+    const device = new SleepyDevice(clock);
+    const link = new DeviceLink({ target: 'fake', clock, transportFactory: () => device, session: { pingIntervalMs: 100, misses: 3 } });
+    link.start();
+    await clock.advanceAsync(1_000);
+    expect(link.state).toBe('ready');
+    return { clock, device, link };
+  }
+
+  it('a write sent to a ready board as it goes to sleep is sent again on AWAKE, before the queue; modes only where the board differs', async () => {
+    const { clock, device, link } = await readySleepy();
+    link.writeFirmata([0xf4, 12, 1]); // pin 12 output: confirmed by the next PONG
+    await clock.advanceAsync(300);
+    device.sleep(); // SLEEPING is on its way; the host still sees the board ready
+    expect(link.state).toBe('ready');
+    link.writeFirmata([0xf4, 13, 1, 0xf4, 12, 1, 0x91, 0x30, 0x00]); // pins 12 and 13 high: lost, it only wakes the board
+    expect(device.asleep).toBe(false);
+    const before = device.applied.length;
+    await clock.advanceAsync(5); // SLEEPING arrives
+    expect(link.state).toBe('sleeping');
+    link.writeFirmata([0x91, 0x10, 0x00]); // pin 13 low: a fresh command, queued for the wake
+    await clock.advanceAsync(500); // AWAKE, pin checks, re-send, queue
+    const after = device.applied.slice(before);
+    // Pin 13's mode is re-sent (the board lacks it), pin 12's is not (setting it again would reset it low).
+    expect(after).toEqual([[0xf4, 13, 1, 0x91, 0x30, 0x00], [0x91, 0x10, 0x00]]);
+    expect(device.modes.get(13)).toBe(1);
+    await link.close();
+  });
+
+  it('writes a PONG confirmed before SLEEPING are not sent again on AWAKE', async () => {
+    const { clock, device, link } = await readySleepy();
+    link.writeFirmata([0xf4, 13, 1, 0x91, 0x20, 0x00]);
+    await clock.advanceAsync(300); // PINGs sent after the write are answered: it was read
+    device.sleep();
+    await clock.advanceAsync(50);
+    expect(link.state).toBe('sleeping');
+    const before = device.applied.length;
+    device.write(Uint8Array.from([0])); // woken from outside (its timer, in effect)
+    await clock.advanceAsync(500);
+    expect(link.state).toBe('ready');
+    expect(device.applied.slice(before)).toEqual([]);
+    await link.close();
   });
 });
 
