@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenHttp } from '../http/listen-http.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { createTetherMetrics, type MetricsSource, type TetherMetrics } from './tether-metrics.ts';
 
@@ -53,23 +53,17 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   server.requestTimeout = 10_000;
   server.headersTimeout = 10_000;
 
+  let listening: { port: number; origin: string };
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    listening = await listenHttp(server, options.port, host, 'metrics');
   } catch (err) {
     metrics.close();
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot serve metrics on ${host}:${options.port}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`);
+    throw err;
   }
   server.on('error', (err) => log.error({ err: err.message }, 'metrics server error'));
 
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`;
+  const { port } = listening;
+  const url = `${listening.origin}/metrics`;
   let closed: Promise<void> | null = null;
   return {
     url,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import { listenHttp } from '../http/listen-http.ts';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { PACKAGE_ROOT } from '../paths.ts';
@@ -164,24 +164,18 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
 
+  let listening: { port: number; origin: string };
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, bind, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    listening = await listenHttp(server, options.port, bind, 'the status page', 'the port is in use (set http.port)');
   } catch (err) {
     clock.clearTimeout(heartbeatTimer!);
     model.off('update', onUpdate);
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot serve the status page on ${bind}:${options.port}: ${e.code === 'EADDRINUSE' ? 'the port is in use (set http.port)' : e.message}`);
+    throw err;
   }
   server.on('error', (err) => log.error({ err: err.message }, 'status page server error'));
 
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}/`;
+  const { port } = listening;
+  const url = `${listening.origin}/`;
   let closed: Promise<void> | null = null;
   return {
     url,

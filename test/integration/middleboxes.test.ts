@@ -168,8 +168,9 @@ for (const c of cases) {
     // broker publish that session's will at once. The daemon has two sessions on the path (the
     // gateway's and the board's) and lowers the interval for both at the first cut: often only one
     // of them is ever cut, so the `lost` looked for is that session's (waiting for the gateway's
-    // alone timed out whenever the board's session was the one cut).
-    it.runIf(c.name.startsWith('HAProxy'))('control: without the will delay (willDelaySec: 0) the first cut shows `lost` to a subscriber on MQTT 5', async () => {
+    // alone timed out whenever the board's session was the one cut). One middlebox is enough for
+    // a control: it is declared for HAProxy only (not skipped for the others).
+    if (c.name.startsWith('HAProxy')) it('control: without the will delay (willDelaySec: 0) the first cut shows `lost` to a subscriber on MQTT 5', async () => {
       const watcher = await MqttWatcher.connect(broker.url, 'homie/5/#', { protocolVersion: 5 });
       const cfg = config(5, join(dir, 'queue-no-delay'));
       const daemon = new DaemonProcess({ ...cfg, broker: { ...cfg.broker, willDelaySec: 0 } });

@@ -13,7 +13,7 @@ import type { StateChange } from '../../host/session/device-session.ts';
 import { StatusPageExtension } from '../../host/status-page/status-page-extension.ts';
 import { chromiumInstalled, launchChromium } from '../support/chromium.ts';
 import { freePort } from '../support/free-port.ts';
-import { findNginx, startNginx, type RunningNginx } from '../support/nginx-http-proxy.ts';
+import { findNginx, startNginx, type RunningNginx } from '../support/nginx.ts';
 
 // The status page as a person sees it: Debian's Chromium (headless, driven by playwright-core)
 // opens the page through nginx (basic authentication, a short proxy_read_timeout) while the
@@ -131,8 +131,8 @@ describe('status page in headless Chromium, through nginx', () => {
         readTimeoutSec: PROXY_TIMEOUT_SEC,
         user,
         locations: [
-          { path: '/tether/', upstreamPort: httpPort },
-          { path: '/quiet/', upstreamPort: quietPort },
+          { path: '/tether/', upstreamPort: httpPort, kind: 'http' },
+          { path: '/quiet/', upstreamPort: quietPort, kind: 'http' },
         ],
       });
       cleanup.push(() => nginx.stop());

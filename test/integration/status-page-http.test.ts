@@ -8,7 +8,7 @@ import { Gateway } from '../../host/gateway/gateway.ts';
 import { StatusPageExtension } from '../../host/status-page/status-page-extension.ts';
 import { freePort } from '../support/free-port.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
-import { findNginx, startNginx, type RunningNginx } from '../support/nginx-http-proxy.ts';
+import { findNginx, startNginx, type RunningNginx } from '../support/nginx.ts';
 import { SseClient } from '../support/sse-client.ts';
 
 // The status page's HTTP side on a real Gateway, in process. Its board sits on a loopback
@@ -122,8 +122,8 @@ describe('status page over HTTP', () => {
       const nginx: RunningNginx = await startNginx({
         readTimeoutSec: 3,
         locations: [
-          { path: '/quiet/', upstreamPort: Number(new URL(quiet.url).port) },
-          { path: '/beating/', upstreamPort: Number(new URL(beating.url).port) },
+          { path: '/quiet/', upstreamPort: Number(new URL(quiet.url).port), kind: 'http' },
+          { path: '/beating/', upstreamPort: Number(new URL(beating.url).port), kind: 'http' },
         ],
       });
       cleanup.push(() => nginx.stop());

@@ -28,6 +28,8 @@ export interface MiddleboxRelay {
   readonly forgotten: number;
   /** Client connections still open. */
   openCount(): number;
+  /** Resets every open connection (both sides closed at once), as a restarted middlebox would. */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -124,6 +126,9 @@ export async function startMiddleboxRelay(options: MiddleboxRelayOptions): Promi
       }
     },
     openCount: () => [...pairs].filter((p) => !p.client.destroyed).length,
+    cut() {
+      for (const pair of pairs) destroyPair(pair);
+    },
     close: () =>
       new Promise<void>((resolve) => {
         if (sweeper) clearInterval(sweeper);

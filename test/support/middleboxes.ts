@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { findTool, requireTool, toolAvailable } from './find-tool.ts';
 import { freePort } from './free-port.ts';
+import { startNginx } from './nginx.ts';
 
 export { findTool, toolAvailable };
 
@@ -61,37 +62,8 @@ async function spawnUntilListening(binary: string, args: string[], port: number,
  * listener), closing connections idle for `idleTimeoutSec` (proxy_read_timeout / proxy_send_timeout).
  */
 export async function startNginxWebSocketProxy(options: { upstreamPort: number; idleTimeoutSec: number }): Promise<Middlebox> {
-  const nginx = requireTool('nginx', 'nginx');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-nginx-'));
-  const port = await freePort();
-  const conf = `
-worker_processes 1;
-${process.getuid?.() === 0 ? 'user root;' : ''}
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log notice;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://127.0.0.1:${options.upstreamPort};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
-      proxy_read_timeout ${options.idleTimeoutSec}s;
-      proxy_send_timeout ${options.idleTimeoutSec}s;
-    }
-  }
-}
-`;
-  writeFileSync(path.join(dir, 'nginx.conf'), conf);
-  return spawnUntilListening(nginx, ['-p', `${dir}/`, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], port, 'nginx', dir);
+  const nginx = await startNginx({ locations: [{ path: '/', upstreamPort: options.upstreamPort, kind: 'websocket' }], readTimeoutSec: options.idleTimeoutSec });
+  return { port: nginx.port, stop: () => nginx.stop() };
 }
 
 /** HAProxy in `mode tcp` to 127.0.0.1:upstreamPort, closing connections idle for `idleTimeoutSec` (timeout client/server). */

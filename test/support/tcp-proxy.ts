@@ -1,4 +1,4 @@
-import net from 'node:net';
+import { startMiddleboxRelay } from './middlebox-relay.ts';
 
 export interface TcpProxy {
   /** The loopback port clients connect to. */
@@ -17,81 +17,8 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-interface Pair {
-  client: net.Socket;
-  upstream: net.Socket;
-  /** One side closed while the link was blackholed. */
-  severed: boolean;
-}
-
-/** A loopback TCP proxy to 127.0.0.1:targetPort that can silently blackhole its connections. */
+/** A loopback TCP proxy to 127.0.0.1:targetPort that can silently blackhole its connections: the relay without forgetting. */
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
-  let blackholed = false;
-  const pairs = new Set<Pair>();
-
-  const server = net.createServer((client) => {
-    const upstream = net.connect({ port: targetPort, host: '127.0.0.1' });
-    const pair: Pair = { client, upstream, severed: false };
-    pairs.add(pair);
-    client.setNoDelay(true);
-    upstream.setNoDelay(true);
-    const forward = (to: net.Socket) => (chunk: Buffer) => {
-      if (!blackholed && !pair.severed && !to.destroyed) to.write(chunk);
-    };
-    client.on('data', forward(upstream));
-    upstream.on('data', forward(client));
-    const onClose = (other: net.Socket) => () => {
-      if (blackholed) {
-        pair.severed = true;
-        return;
-      }
-      other.destroy();
-      if (client.destroyed && upstream.destroyed) pairs.delete(pair);
-    };
-    client.on('close', onClose(upstream));
-    upstream.on('close', onClose(client));
-    client.on('error', () => {});
-    upstream.on('error', () => {});
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as net.AddressInfo;
-
-  return {
-    port,
-    blackhole(on: boolean) {
-      blackholed = on;
-      if (on) return;
-      for (const pair of pairs) {
-        if (pair.severed || pair.client.destroyed || pair.upstream.destroyed) {
-          pair.client.destroy();
-          pair.upstream.destroy();
-          pairs.delete(pair);
-        }
-      }
-    },
-    connectionCount: () => [...pairs].filter((p) => !p.client.destroyed).length,
-    cut() {
-      for (const pair of pairs) {
-        pair.client.destroy();
-        pair.upstream.destroy();
-      }
-      pairs.clear();
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const pair of pairs) {
-          pair.client.destroy();
-          pair.upstream.destroy();
-        }
-        pairs.clear();
-      }),
-  };
+  const relay = await startMiddleboxRelay({ targetPort });
+  return { port: relay.port, blackhole: relay.blackhole, connectionCount: relay.openCount, cut: relay.cut, close: relay.close };
 }

@@ -1,2 +1,0 @@
-import { Aedes } from 'aedes';
-import net from 'node:net';
