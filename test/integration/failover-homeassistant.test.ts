@@ -112,5 +112,17 @@ describe('Home Assistant discovery across a failover (Mosquitto, two daemons)', 
     // Both gateways are devices of their own (their connectivity entity), never the board.
     expect(fresh.ofDevice('tether_gw-a')).toHaveLength(1);
     expect(fresh.ofDevice('tether_gw-b')).toHaveLength(1);
+
+    // A gateway that had the board once and no longer has it in its config deletes its configs
+    // as stale on start (an empty retained payload, as below): the owner publishes them again.
+    const emptied = topicsA[0]!;
+    const removedBefore = fresh.removed.length;
+    await watcher.client.publishAsync(emptied, '', { qos: 1, retain: true });
+    await waitFor(() => fresh!.removed.length > removedBefore && fresh!.entities.has(emptied), {
+      timeoutMs: 15_000,
+      what: `gw-b to publish ${emptied} again`,
+      detail: () => standbyB.logs.slice(-5).map((l) => l.msg).join(' | '),
+    });
+    await standbyB.waitForLog(matches(/was deleted by someone else: publishing it again/), 5000);
   }, 180_000);
 });
