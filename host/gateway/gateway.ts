@@ -11,7 +11,7 @@ import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { resolveBrokerCredentials, type BrokerCredentials } from '../mqtt/broker-credentials.ts';
 import { lockQueueDir } from '../mqtt/queue-lock.ts';
 import { readTls } from '../mqtt/broker-session.ts';
-import { probeIdle } from '../mqtt/idle-probe.ts';
+import { probeIdle, type IdleProbeOptions, type IdleProbeResult } from '../mqtt/idle-probe.ts';
 import { PathKeepalive } from '../mqtt/path-keepalive.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
@@ -63,6 +63,8 @@ export class Gateway {
   private dispatcher: SharedSessionDispatcher | null = null;
   private credentials: BrokerCredentials = {};
   private path: PathKeepalive | null = null;
+  /** Credentials and TLS for the idle probe's connections (set with the path keepalive). */
+  private probeConnectOptions: IdleProbeOptions['connectOptions'] = {};
   /** What start() did, undone in reverse by stop(). */
   private readonly teardown: Array<{ what: string; undo: () => Promise<void> }> = [];
   private stopping: Promise<void> | null = null;
@@ -115,6 +117,14 @@ export class Gateway {
   get brokerUrl(): string {
     if (this.url === null) throw new Error('the gateway has not started');
     return this.url;
+  }
+
+  /**
+   * The broker URL the gateway's own session uses now: with `broker.urls`, the one it is
+   * connected to (or tries next), not the first listed. What the idle probe and the status page use.
+   */
+  get brokerUrlInUse(): string {
+    return this.session?.url ?? this.brokerUrl;
   }
 
   /** The embedded broker, when no broker URL is configured. */
@@ -363,30 +373,39 @@ export class Gateway {
     const broker = this.brokerSettings();
     const traffic = broker.keepaliveTraffic;
     const keepaliveMs = broker.keepaliveSec * 1000;
-    const url = this.brokerUrl;
     const { username, password } = this.credentials;
-    const tls = readTls(broker.tls);
+    // Read once (files): every probe connects with the same.
+    this.probeConnectOptions = { username, password, ...readTls(broker.tls) };
     return new PathKeepalive({
-      url,
+      url: this.brokerUrl,
       keepaliveMs,
       fixedIntervalMs: traffic.intervalSec !== undefined ? traffic.intervalSec * 1000 : traffic.learn ? undefined : keepaliveMs,
       minIntervalMs: traffic.minIntervalSec * 1000,
       storeFile: join(this.config.queue.dir, 'keepalive-paths.json'),
-      probe: (idleMs, signal) =>
-        probeIdle({
-          url,
-          clientId: `tether-${this.id}-probe`,
-          protocolVersion: protocolNegotiation(broker, this.credentials).versionFor(url),
-          keepaliveSec: broker.keepaliveSec,
-          idleMs,
-          pingRespTimeoutMs: broker.pingRespTimeoutMs,
-          connectTimeoutMs: keepaliveMs + broker.pingRespTimeoutMs,
-          connectOptions: { username, password, ...tls },
-          clock: this.clock,
-          signal,
-        }),
+      probe: (idleMs, signal) => this.probeIdle(idleMs, signal),
       clock: this.clock,
       logger: this.log,
+    });
+  }
+
+  /**
+   * One idle test (PathKeepalive's probe) on a connection of its own to the broker URL in use:
+   * with `broker.urls`, the node the sessions are on now, not the first listed (it may be down).
+   */
+  probeIdle(idleMs: number, signal?: AbortSignal): Promise<IdleProbeResult> {
+    const broker = this.brokerSettings();
+    const url = this.brokerUrlInUse;
+    return probeIdle({
+      url,
+      clientId: `tether-${this.id}-probe`,
+      protocolVersion: protocolNegotiation(broker, this.credentials).versionFor(url),
+      keepaliveSec: broker.keepaliveSec,
+      idleMs,
+      pingRespTimeoutMs: broker.pingRespTimeoutMs,
+      connectTimeoutMs: broker.keepaliveSec * 1000 + broker.pingRespTimeoutMs,
+      connectOptions: this.probeConnectOptions,
+      clock: this.clock,
+      signal,
     });
   }
 

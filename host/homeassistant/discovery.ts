@@ -6,9 +6,13 @@ import { boardAvailability, gatewayAvailability, GATEWAY_AVAILABLE_STATES, BOARD
 /**
  * Home Assistant MQTT discovery payloads for the gateway and its boards (pure: the extension
  * publishes what comes back). One config per entity on
- * `<prefix>/<component>/<gateway-id>/<object-id>/config` (the gateway id is the optional
- * node_id level, so a daemon can find its own configs again and delete the ones of boards no
- * longer configured). Entities read and command the Homie topics themselves: states are the
+ * `<prefix>/<component>/<node-id>/<object-id>/config`, where the node_id level is the device:
+ * the gateway's own entity under the gateway id, a board's under the board id. A board's
+ * topics, unique_ids and device identifier name the board only, never the gateway serving it,
+ * so a board that moves to another gateway (README "More than one gateway") is the same Home
+ * Assistant device, and the new owner's configs replace the old owner's retained ones instead
+ * of adding a second device. (Homie device ids are one namespace, so a board id never equals a
+ * gateway id.) Entities read and command the Homie topics themselves: states are the
  * retained Homie property values, commands go to the Homie `/set` topics, where the same
  * validation as every other `/set` applies (host/homie/set-commands-extension.ts).
  */
@@ -56,17 +60,21 @@ export function objectId(...parts: string[]): string {
   return parts.join('_');
 }
 
-export function discoveryTopic(prefix: string, component: HaComponent, gatewayId: string, object: string): string {
-  return `${prefix}/${component}/${gatewayId}/${object}/config`;
+export function discoveryTopic(prefix: string, component: HaComponent, nodeId: string, object: string): string {
+  return `${prefix}/${component}/${nodeId}/${object}/config`;
 }
 
-/** The subscription that finds every config this gateway ever published (any component, this node_id). */
-export function ownDiscoveryTopics(prefix: string, gatewayId: string): string {
-  return `${prefix}/+/${gatewayId}/+/config`;
+/**
+ * The subscription that finds every config under one node_id (any component): a gateway's own,
+ * and those of a board it is configured with. Under the gateway id are also the board configs
+ * earlier tether versions named by gateway (`<gateway>/<board>_<entity>`), now stale.
+ */
+export function ownDiscoveryTopics(prefix: string, nodeId: string): string {
+  return `${prefix}/+/${nodeId}/+/config`;
 }
 
 const gatewayIdentifier = (gatewayId: string) => `tether_${gatewayId}`;
-const boardIdentifier = (gatewayId: string, deviceId: string) => `tether_${gatewayId}_${deviceId}`;
+const boardIdentifier = (deviceId: string) => `tether_${deviceId}`;
 
 function origin(ctx: DiscoveryContext): Record<string, unknown> {
   return { name: 'tether', sw_version: ctx.tetherVersion };
@@ -104,7 +112,7 @@ export function gatewayDiscovery(ctx: DiscoveryContext): DiscoveryMessage[] {
 
 function boardDevice(ctx: DiscoveryContext, board: BoardDescription): Record<string, unknown> {
   const device: Record<string, unknown> = {
-    identifiers: [boardIdentifier(ctx.gatewayId, board.id)],
+    identifiers: [boardIdentifier(board.id)],
     name: board.name,
     manufacturer: board.board === 'espruino' ? 'Espruino' : 'Arduino',
     model: board.board === 'espruino' ? espruinoModel(board.firmware) : 'Uno (ATmega328P)',
@@ -127,8 +135,8 @@ export function boardDiscovery(ctx: DiscoveryContext, board: BoardDescription): 
   const put = (component: HaComponent, parts: string[], config: Record<string, unknown>) => {
     const object = objectId(board.id, ...parts);
     out.push({
-      topic: discoveryTopic(ctx.prefix, component, ctx.gatewayId, object),
-      config: { ...config, unique_id: objectId('tether', ctx.gatewayId, object), device, origin: origin(ctx) },
+      topic: discoveryTopic(ctx.prefix, component, board.id, object),
+      config: { ...config, unique_id: objectId('tether', object), device, origin: origin(ctx) },
     });
   };
   const boardLive = boardAvailability(ctx.gatewayId, board.id);

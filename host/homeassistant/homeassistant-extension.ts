@@ -27,8 +27,15 @@ export interface HomeAssistantOptions {
  * are deleted with an empty retained payload on the next start, found two ways: the config
  * topics published are recorded in `<queue.dir>/homeassistant-configs.json` (a persistent MQTT 5
  * session keeps its subscriptions, and with Retain Handling 1 the broker does not hand retained
- * configs back to it), and any retained config under this gateway's node_id the broker does
- * hand back (a new session, MQTT 3.1.1) that is not expected is deleted too.
+ * configs back to it), and any retained config under this gateway's node_id or one of its
+ * boards' the broker does hand back (a new session, MQTT 3.1.1) that is not expected is deleted
+ * too. That also clears the board configs earlier versions published under the gateway's
+ * node_id (discovery.ts): they are in the record and under the gateway's node_id.
+ *
+ * A board's configs name the board only, so gateways sharing a board publish the same topics.
+ * A gateway that deletes a board's configs as stale (the board taken out of its config because
+ * it moved to another gateway for good) would delete the new owner's: the gateway serving a
+ * board watches its configs and publishes them again when they are emptied.
  */
 export class HomeAssistantExtension implements Extension {
   readonly name = 'homeassistant';
@@ -92,7 +99,7 @@ export class HomeAssistantExtension implements Extension {
     this.offMessage = () => session.off('message', onMessage);
     // Remembered by the session and sent with every connect (it starts after the extensions).
     await session.subscribe(options.statusTopic, 1);
-    await session.subscribe(ownDiscoveryTopics(options.prefix, gateway.id), 1);
+    for (const nodeId of this.ownNodeIds()) await session.subscribe(ownDiscoveryTopics(options.prefix, nodeId), 1);
   }
 
   async beforeStop(): Promise<void> {
@@ -121,7 +128,12 @@ export class HomeAssistantExtension implements Extension {
       this.rediscover();
       return;
     }
-    if (payload.length === 0 || this.expected.has(topic) || !this.isOwnConfig(topic)) return;
+    if (payload.length === 0) {
+      // Someone deleted a config of a board we serve (another gateway that had the board once).
+      if (this.expected.has(topic)) this.restoreBoard(topic);
+      return;
+    }
+    if (this.expected.has(topic) || !this.isOwnConfig(topic)) return;
     // A config of ours the current config does not publish: a board or component was removed.
     // (Our own empty payload comes back too, and is ignored above.)
     if (this.pending.has(topic) || this.removed.has(topic)) return;
@@ -177,15 +189,32 @@ export class HomeAssistantExtension implements Extension {
     return this.saving;
   }
 
-  private isOwnConfig(topic: string): boolean {
+  /** The node_ids this gateway publishes under: its own id and its boards'. */
+  private ownNodeIds(): string[] {
+    return [this.gateway.id, ...this.gateway.devices.map((d) => d.id)];
+  }
+
+  /** The node_id of a discovery config topic under our prefix (undefined: not one). */
+  private nodeIdOf(topic: string): string | undefined {
     const parts = topic.split('/');
     const prefix = this.options.prefix.split('/');
-    return (
-      parts.length === prefix.length + 4 &&
-      prefix.every((p, i) => parts[i] === p) &&
-      parts[prefix.length + 1] === this.gateway.id &&
-      parts[prefix.length + 3] === 'config'
-    );
+    if (parts.length !== prefix.length + 4 || !prefix.every((p, i) => parts[i] === p) || parts[prefix.length + 3] !== 'config') return undefined;
+    return parts[prefix.length + 1];
+  }
+
+  private isOwnConfig(topic: string): boolean {
+    const nodeId = this.nodeIdOf(topic);
+    return nodeId !== undefined && this.ownNodeIds().includes(nodeId);
+  }
+
+  /** An expected config of a board was emptied: publish it again if we serve the board. */
+  private restoreBoard(topic: string): void {
+    const device = this.gateway.devices.find((d) => d.id === this.nodeIdOf(topic));
+    if (!device || !this.context || device.holdMode === 'standby' || !this.published.has(device.id)) return;
+    const message = boardDiscovery(this.context, this.describe(device)).find((m) => m.topic === topic);
+    if (!message) return;
+    this.log.info({ topic, device: device.id }, `a Home Assistant config of ${device.id} was deleted by someone else: publishing it again`);
+    device.publish(message.topic, JSON.stringify(message.config), 'state');
   }
 
   private publishGateway(): void {

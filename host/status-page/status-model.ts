@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { GatewayEventBus } from '../gateway/gateway-events.ts';
 import type { DeviceLinkStats } from '../link/device-link.ts';
+import { redactUrl } from '../log/redact.ts';
 import type { RebootInfo, StateChange } from '../session/device-session.ts';
 import { every, type Clock, type WallClock } from '../time/clock.ts';
 
@@ -20,7 +21,8 @@ export interface StatusView {
   readonly id: string;
   readonly config: { readonly gateway: { readonly name: string } };
   readonly events: GatewayEventBus;
-  readonly mqtt: { readonly connected: boolean; readonly clientId: string };
+  /** `url`: the broker URL in use (with `broker.urls`, the one connected to, or tried next). */
+  readonly mqtt: { readonly connected: boolean; readonly clientId: string; readonly url: string };
   readonly devices: ReadonlyArray<StatusDeviceView>;
 }
 
@@ -74,7 +76,8 @@ export interface DeviceStatus {
 export interface StatusSnapshot {
   /** Changes for every daemon start: a page tells a restarted daemon from a reconnect by it. */
   instance: string;
-  gateway: { id: string; name: string; startedAt: number; brokerConnected: boolean; clientId: string };
+  /** brokerUrl: the gateway session's broker URL in use, credentials redacted. */
+  gateway: { id: string; name: string; startedAt: number; brokerConnected: boolean; brokerUrl: string; clientId: string };
   /** How long the RTT history reaches back (ms). */
   historyMs: number;
   /** The stream's heartbeat period (ms). */
@@ -89,7 +92,7 @@ export type StatusUpdate =
   | { type: 'reboot'; device: string; reboot: { at: number; causes: string[]; stateSurvived: boolean }; facts: DeviceFacts }
   | { type: 'facts'; device: string; facts: DeviceFacts }
   | { type: 'rtt'; device: string; samples: Array<[number, number]>; stats: DeviceStatus['rttStats']; lastSeen: number | null }
-  | { type: 'gateway'; brokerConnected: boolean };
+  | { type: 'gateway'; brokerConnected: boolean; brokerUrl: string };
 
 export interface StatusModelOptions {
   clock: Clock & WallClock;
@@ -124,6 +127,7 @@ export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
   private readonly heartbeatMs: number;
   private readonly records = new Map<string, DeviceRecord>();
   private brokerConnected = false;
+  private brokerUrl = '';
   private stopTicks: (() => void) | null = null;
   private readonly offs: Array<() => void> = [];
 
@@ -175,7 +179,7 @@ export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
     const horizon = this.clock.wallNow() - this.historyMs;
     return {
       instance: this.instance,
-      gateway: { id: this.view.id, name: this.view.config.gateway.name, startedAt: this.startedAt, brokerConnected: this.gatewayConnected(), clientId: this.view.mqtt.clientId },
+      gateway: { id: this.view.id, name: this.view.config.gateway.name, startedAt: this.startedAt, brokerConnected: this.gatewayConnected(), brokerUrl: redactUrl(this.view.mqtt.url), clientId: this.view.mqtt.clientId },
       historyMs: this.historyMs,
       heartbeatMs: this.heartbeatMs,
       now: this.clock.wallNow(),
@@ -205,9 +209,11 @@ export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
     this.flushRtt();
     for (const [id, r] of this.records) this.emitFactsIfChanged(id, r);
     const connected = this.gatewayConnected();
-    if (connected !== this.brokerConnected) {
+    const url = redactUrl(this.view.mqtt.url);
+    if (connected !== this.brokerConnected || (connected && url !== this.brokerUrl)) {
       this.brokerConnected = connected;
-      this.emit('update', { type: 'gateway', brokerConnected: connected });
+      this.brokerUrl = url;
+      this.emit('update', { type: 'gateway', brokerConnected: connected, brokerUrl: url });
     }
   }
 

@@ -69,7 +69,7 @@ describe('retained state on every reconnect, and refresh requests (Mosquitto)', 
   it('every reconnect of a board session republishes its retained $state, $description and Home Assistant discovery', async () => {
     const gateway = await startGateway('gw-r', 'dev-r');
     const device = gateway.devices[0]!;
-    const wanted = ['homie/5/dev-r/$state', 'homie/5/dev-r/$description', 'homeassistant/+/gw-r/+/config', 'homie/5/gw-r/$state'];
+    const wanted = ['homie/5/dev-r/$state', 'homie/5/dev-r/$description', 'homeassistant/+/dev-r/+/config', 'homie/5/gw-r/$state'];
     for (let round = 1; round <= 2; round++) {
       const connects = device.mqtt.stats.connects;
       // kill -9 without persistence: the restarted broker has no retained message at all.
@@ -83,7 +83,7 @@ describe('retained state on every reconnect, and refresh requests (Mosquitto)', 
         () =>
           late.some((r) => r.topic === 'homie/5/dev-r/$state' && r.payload === 'ready' && r.retain) &&
           late.some((r) => r.topic === 'homie/5/dev-r/$description' && r.retain) &&
-          late.some((r) => r.topic.startsWith('homeassistant/') && r.topic.includes('/gw-r/dev-r') && r.retain) &&
+          late.some((r) => r.topic.startsWith('homeassistant/') && r.topic.includes('/dev-r/dev-r_') && r.retain) &&
           late.some((r) => r.topic === 'homie/5/gw-r/$state' && r.payload === 'ready' && r.retain),
         { timeoutMs: 10_000, what: `round ${round}: the retained state back on the broker`, detail: () => JSON.stringify(late.map((r) => r.topic)) },
       );

@@ -1,6 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
+import { validateConfig } from '../../host/config/load-config.ts';
+import { Gateway } from '../../host/gateway/gateway.ts';
 import { BrokerSession } from '../../host/mqtt/broker-session.ts';
+import { StatusModel } from '../../host/status-page/status-model.ts';
 import { freePort } from '../support/free-port.ts';
 import { startMosquitto, type RunningMosquitto } from '../support/mosquitto.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -58,5 +64,29 @@ describe('BrokerSession with several broker URLs', () => {
     await waitFor(() => s.connected && s.url === a.url, { timeoutMs: 5000, what: 'connected to a again' });
     await b.restart();
     expect(log.records.filter((r) => r.level === 'error')).toEqual([]);
+  });
+
+  it('a gateway on the second URL: its idle probe and its status page use that one, not the first listed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-urls-'));
+    const config = validateConfig({
+      gateway: { id: 'gw-urls' },
+      broker: { urls: [dead, b.url], keepaliveSec: 5, backoff: { initialMs: 50, maxMs: 200 }, keepaliveTraffic: { learn: false } },
+      queue: { dir: join(dir, 'queue') },
+      homeassistant: { enabled: false },
+      // A board nobody answers for: the gateway's own session is what is looked at here.
+      devices: [{ id: 'nobody', port: dead.replace('mqtt:', 'tcp:') }],
+    });
+    const gateway = await Gateway.start(config, new RecordingLogger(), { env: {} });
+    try {
+      await waitFor(() => gateway.mqtt.connected, { timeoutMs: 5000, what: 'the gateway session connected' });
+      expect(gateway.brokerUrlInUse).toBe(b.url);
+      const probe = await gateway.probeIdle(300);
+      expect(probe).toEqual({ outcome: 'survived', idleMs: expect.any(Number) }); // on the first URL: refused, 'failed'
+      const status = new StatusModel(gateway, { heartbeatMs: 15_000, clock: gateway.clock });
+      expect(status.snapshot().gateway).toMatchObject({ brokerConnected: true, brokerUrl: b.url });
+    } finally {
+      await gateway.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

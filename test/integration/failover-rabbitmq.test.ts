@@ -4,12 +4,15 @@ import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import type { DaemonProcess, LogLine } from '../support/daemon-process.ts';
 import { OwnerWatcher, pairDaemon } from '../support/failover-pair.ts';
 import { rabbitmqInstalled, startRabbitCluster, type RabbitCluster } from '../support/rabbitmq-cluster.ts';
+import { FirehoseWatcher, type TracedPublish } from '../support/rabbitmq-firehose.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 // Issue 16, acceptance on a 3-node RabbitMQ 3.10 cluster (Debian's rabbitmq-server, MQTT
 // plugin, quorum session queues; test/support/rabbitmq-cluster.ts): the owner on node 0, the
 // standby on node 1, the subscriber on node 2. MQTT 3.1.1 (RabbitMQ 3.10 has no MQTT 5), so
-// publishers are told apart by the daemons' logs and the owner record, not User Properties.
+// no User Properties tell publishers apart: a second subscriber reads the broker's firehose
+// tracer (test/support/rabbitmq-firehose.ts), which names the connection behind every publish,
+// and counts the board's publishers by connection.
 // Retained messages are kept per node here: the standby learns of the owner by asking `who`.
 
 const BOARD = 'b1';
@@ -27,11 +30,13 @@ describe.skipIf(!installed)('failover between two daemons on a 3-node RabbitMQ c
   let cluster: RabbitCluster;
   let board: BoardOnTcp;
   let watcher: OwnerWatcher;
+  let firehose: FirehoseWatcher;
   const daemons: DaemonProcess[] = [];
 
   afterAll(async () => {
     for (const d of daemons) await d.kill9();
     await watcher?.close();
+    await firehose?.close();
     await board?.close();
     await cluster?.stop();
   });
@@ -41,6 +46,7 @@ describe.skipIf(!installed)('failover between two daemons on a 3-node RabbitMQ c
     board = await BoardOnTcp.start({ hexPath: FIRMWARE_HEX_PATH });
     const [url0, url1, url2] = cluster.urls as [string, string, string];
     watcher = await OwnerWatcher.connect(url2, BOARD, 4);
+    firehose = await FirehoseWatcher.start(cluster, `homie.5.${BOARD}.`, 2);
     const common = { board: BOARD, boardUrl: board.url, takeoverDelayMs: TAKEOVER_DELAY_MS, protocolVersion: 4 as const };
     const ownerA = pairDaemon({ ...common, brokerUrl: url0, gatewayId: 'gw-a', standby: false });
     const standbyB = pairDaemon({ ...common, brokerUrl: url1, gatewayId: 'gw-b', standby: true });
@@ -80,5 +86,20 @@ describe.skipIf(!installed)('failover between two daemons on a 3-node RabbitMQ c
     expect(board.clientConnected).toBe(true);
     expect(standbyB.logs.filter(matches(/applying \/set/))).toHaveLength(1);
     expect([...ownerA.logs, ...ownerA2.logs].filter(matches(/applying \/set/))).toHaveLength(0);
+
+    // Never two publishers, counted by the broker: the board's topics came from gw-a's board
+    // session (node 0) up to its Will, then from gw-b's (node 1) only; no two connections'
+    // windows overlap, and the old owner back (node 0 again) published nothing for the board.
+    const [node0, node1] = [cluster.nodes[0]!.name, cluster.nodes[1]!.name];
+    const lostTraced = await waitFor(() => firehose.find((m) => m.routingKey === `homie.5.${BOARD}.$state` && m.payload === 'lost'), { timeoutMs: 10_000, what: 'lost in the firehose' });
+    await waitFor(() => firehose.find((m) => m.routingKey === `homie.5.${BOARD}.$state` && m.payload === 'ready' && m.node === node1), { timeoutMs: 10_000, what: "gw-b's ready in the firehose" });
+    const boardOwn = (m: TracedPublish) => !m.routingKey.endsWith('.set'); // a consumer's command is not the board's
+    const windows = firehose.publisherWindows(boardOwn);
+    console.log(`RabbitMQ firehose: board publishers ${windows.map((w) => `${w.node.replace(/^.*n(\d)@.*$/, 'node$1')} ${w.connection} x${w.count}`).join(', ')}`);
+    expect(FirehoseWatcher.overlaps(windows)).toEqual([]);
+    expect(windows[0]!.node).toBe(node0);
+    expect(lostTraced.connection).toBe(windows[0]!.connection); // the broker's Will for gw-a's session
+    expect(windows.length).toBeGreaterThanOrEqual(2);
+    expect(windows.slice(1).every((w) => w.node === node1)).toBe(true);
   }, 240_000);
 });

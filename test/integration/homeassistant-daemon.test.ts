@@ -56,8 +56,8 @@ describe.each(brokers)('Home Assistant and the daemon process on $name', ({ prot
     d.start();
     return d;
   };
-  const board = (id: string) => ha.ofDevice(`tether_gw-d_${id}`);
-  const available = (id: string) => Object.fromEntries(board(id).map((e) => [e.config.unique_id!.replace(`tether_gw-d_${id}_`, ''), e.availability.available]));
+  const board = (id: string) => ha.ofDevice(`tether_${id}`);
+  const available = (id: string) => Object.fromEntries(board(id).map((e) => [e.config.unique_id!.replace(`tether_${id}_`, ''), e.availability.available]));
   const gatewayConnectivity = () => {
     const e = ha.byUniqueId('tether_gw-d_connectivity');
     return { available: e.availability.available, state: binaryState(e.config, e.state ?? '', 'unknown') };
@@ -86,18 +86,18 @@ describe.each(brokers)('Home Assistant and the daemon process on $name', ({ prot
           expect(ha.invalid).toEqual([]);
           expect(board('uno-nap')).toHaveLength(9); // LED + 8 keepalive
           expect(board('sim-gone')).toHaveLength(8);
-          expect(ha.byUniqueId('tether_gw-d_uno-nap_state').state).toBe('sleeping');
+          expect(ha.byUniqueId('tether_uno-nap_state').state).toBe('sleeping');
         },
         { timeoutMs: 30_000, intervalMs: 50 },
       );
       expect(Object.values(available('uno-nap')).every(Boolean)).toBe(true);
       expect(Object.values(available('sim-gone')).every(Boolean)).toBe(true);
-      const connectivity = ha.byUniqueId('tether_gw-d_uno-nap_connectivity');
+      const connectivity = ha.byUniqueId('tether_uno-nap_connectivity');
       expect(binaryState(connectivity.config, connectivity.state!, 'unknown')).toBe('on');
       expect(gatewayConnectivity()).toEqual({ available: true, state: 'on' });
       // Available through a whole sleep longer than the keepalive bound (4 x 250 ms): the board
       // wakes now and then (its awake window, a ping), so watch sleeps until one lasted 1.5 s.
-      const state = () => ha.byUniqueId('tether_gw-d_uno-nap_state').state;
+      const state = () => ha.byUniqueId('tether_uno-nap_state').state;
       let longest = 0;
       const deadline = Date.now() + 20_000;
       while (longest < 1500 && Date.now() < deadline) {
@@ -112,7 +112,7 @@ describe.each(brokers)('Home Assistant and the daemon process on $name', ({ prot
       expect(longest).toBeGreaterThanOrEqual(1500);
       // A command from Home Assistant to the sleeping board wakes it and is applied.
       await eventually(() => expect(state()).toBe('sleeping'), { timeoutMs: 10_000, intervalMs: 10 });
-      await ha.command(ha.byUniqueId('tether_gw-d_uno-nap_status_on'), true);
+      await ha.command(ha.byUniqueId('tether_uno-nap_status_on'), true);
       await eventually(() => expect(uno.uno.digitalOutput(13)).toBe(true), { timeoutMs: 10_000, intervalMs: 20 });
       expect(uno.uno.stats.sleeps).toBeGreaterThanOrEqual(1);
     } catch (err) {
@@ -131,7 +131,7 @@ describe.each(brokers)('Home Assistant and the daemon process on $name', ({ prot
         expect(gatewayConnectivity()).toEqual({ available: true, state: 'off' });
         // The board session's own will (the broker handles each dead socket on its own, so it may
         // come a moment after the gateway's, which already makes the entities unavailable).
-        expect(ha.byUniqueId('tether_gw-d_uno-nap_state').state).toBe('lost');
+        expect(ha.byUniqueId('tether_uno-nap_state').state).toBe('lost');
       },
       { timeoutMs: 10_000, intervalMs: 20 },
     );
@@ -154,9 +154,9 @@ describe.each(brokers)('Home Assistant and the daemon process on $name', ({ prot
       // Gone from the broker too: a Home Assistant starting now finds only the configured board.
       const fresh = await FakeHomeAssistant.connect(broker.url);
       try {
-        await eventually(() => expect(fresh.ofDevice('tether_gw-d_uno-nap')).toHaveLength(9), { timeoutMs: 10_000, intervalMs: 50 });
+        await eventually(() => expect(fresh.ofDevice('tether_uno-nap')).toHaveLength(9), { timeoutMs: 10_000, intervalMs: 50 });
         await new Promise((r) => setTimeout(r, 300));
-        expect(fresh.ofDevice('tether_gw-d_sim-gone')).toEqual([]);
+        expect(fresh.ofDevice('tether_sim-gone')).toEqual([]);
         expect(fresh.invalid).toEqual([]);
       } finally {
         await fresh.close();

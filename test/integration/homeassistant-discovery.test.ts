@@ -31,7 +31,7 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
   let board: BoardOnTcp;
   let gateway: Gateway;
   let ha: FakeHomeAssistant;
-  const uid = (entity: string) => ha.byUniqueId(`tether_gw-ha_uno-ha_${entity}`);
+  const uid = (entity: string) => ha.byUniqueId(`tether_uno-ha_${entity}`);
 
   beforeAll(async () => {
     baseline = activeResources();
@@ -87,23 +87,23 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     expect(kinds).toEqual(
       [
         'binary_sensor:tether_gw-ha_connectivity',
-        'switch:tether_gw-ha_uno-ha_pump_closed',
-        'light:tether_gw-ha_uno-ha_status_on',
-        'binary_sensor:tether_gw-ha_uno-ha_door_pressed',
-        'sensor:tether_gw-ha_uno-ha_light_value',
-        'binary_sensor:tether_gw-ha_uno-ha_connectivity',
-        'sensor:tether_gw-ha_uno-ha_state',
-        'sensor:tether_gw-ha_uno-ha_tether_rtt',
-        'sensor:tether_gw-ha_uno-ha_tether_last-seen',
-        'sensor:tether_gw-ha_uno-ha_tether_reboots',
-        'sensor:tether_gw-ha_uno-ha_tether_reset-cause',
-        'sensor:tether_gw-ha_uno-ha_tether_asleep-time',
-        'sensor:tether_gw-ha_uno-ha_tether_boot-id',
+        'switch:tether_uno-ha_pump_closed',
+        'light:tether_uno-ha_status_on',
+        'binary_sensor:tether_uno-ha_door_pressed',
+        'sensor:tether_uno-ha_light_value',
+        'binary_sensor:tether_uno-ha_connectivity',
+        'sensor:tether_uno-ha_state',
+        'sensor:tether_uno-ha_tether_rtt',
+        'sensor:tether_uno-ha_tether_last-seen',
+        'sensor:tether_uno-ha_tether_reboots',
+        'sensor:tether_uno-ha_tether_reset-cause',
+        'sensor:tether_uno-ha_tether_asleep-time',
+        'sensor:tether_uno-ha_tether_boot-id',
       ]
         .concat()
         .sort(),
     );
-    expect(ha.ofDevice('tether_gw-ha_uno-ha')).toHaveLength(12);
+    expect(ha.ofDevice('tether_uno-ha')).toHaveLength(12);
     expect(uid('pump_closed').config.device).toMatchObject({ name: 'Bench Uno', manufacturer: 'Arduino', via_device: 'tether_gw-ha' });
     expect(ha.byUniqueId('tether_gw-ha_connectivity').config.device).toMatchObject({ identifiers: ['tether_gw-ha'], name: 'HA gateway' });
     // Ready: every entity available, connectivity on, values from the retained Homie topics.
@@ -190,7 +190,7 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     await gateway.stop();
     await eventually(
       () => {
-        for (const e of ha.ofDevice('tether_gw-ha_uno-ha')) expect({ id: e.config.unique_id, available: e.availability.available }).toMatchObject({ available: false });
+        for (const e of ha.ofDevice('tether_uno-ha')) expect({ id: e.config.unique_id, available: e.availability.available }).toMatchObject({ available: false });
         expect(binaryState(ha.byUniqueId('tether_gw-ha_connectivity').config, ha.byUniqueId('tether_gw-ha_connectivity').state ?? '', 'unknown')).toBe('off');
       },
       { timeoutMs: 10_000, intervalMs: 20 },

@@ -85,6 +85,8 @@ export function pairDaemonConfig(options: {
   takeoverDelayMs?: number;
   /** Default 5; RabbitMQ 3.10 speaks 4 (3.1.1) only. */
   protocolVersion?: 4 | 5;
+  /** Home Assistant discovery (default off). */
+  homeassistant?: boolean;
 }): Record<string, unknown> {
   return {
     gateway: { id: options.gatewayId },
@@ -98,7 +100,7 @@ export function pairDaemonConfig(options: {
     queue: { dir: join(options.dir, 'queue'), fsync: 'never' },
     log: { level: 'info' },
     control: { enabled: false },
-    homeassistant: { enabled: false },
+    homeassistant: { enabled: options.homeassistant ?? false },
     devices: [
       {
         id: options.board,

@@ -30,6 +30,9 @@ export interface RabbitNode {
   readonly name: string;
   readonly mqttPort: number;
   readonly mqttUrl: string;
+  /** The node's AMQP 0-9-1 listener (loopback, a free port): the firehose tracer is read there. */
+  readonly amqpPort: number;
+  readonly amqpUrl: string;
   /** Pid of the process group leader (the start script). */
   readonly pid: number;
   readonly alive: boolean;
@@ -82,6 +85,7 @@ function findEpmd(): string {
 interface NodeProc {
   name: string;
   mqttPort: number;
+  amqpPort: number;
   child: ChildProcess | null;
   exited: Promise<void>;
   output: string;
@@ -150,7 +154,7 @@ export async function startRabbitCluster(options: { nodes?: number; timeoutMs?: 
       // Erlang distribution on loopback only.
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
     });
-    const node: NodeProc = { name, mqttPort, child: null, exited: Promise.resolve(), output: '' };
+    const node: NodeProc = { name, mqttPort, amqpPort, child: null, exited: Promise.resolve(), output: '' };
     const child = spawn(RABBITMQ_SERVER, [], { cwd: nodeDir, env: nodeEnv.get(i), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     node.child = child;
     node.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -209,6 +213,9 @@ export async function startRabbitCluster(options: { nodes?: number; timeoutMs?: 
     name: n.name,
     mqttPort: n.mqttPort,
     mqttUrl: `mqtt://127.0.0.1:${n.mqttPort}`,
+    amqpPort: n.amqpPort,
+    // The default user (guest) may connect from anywhere: `loopback_users = none` above.
+    amqpUrl: `amqp://guest:guest@127.0.0.1:${n.amqpPort}`,
     get pid() {
       return n.child?.pid ?? -1;
     },

@@ -41,23 +41,25 @@ describe('Home Assistant discovery payloads', () => {
     const kinds = Object.fromEntries(all.map((m) => [m.config.unique_id, m.component]));
     expect(kinds).toEqual({
       tether_lab_connectivity: 'binary_sensor',
-      'tether_lab_bench-uno_status_on': 'light',
-      'tether_lab_bench-uno_pump_closed': 'switch',
-      'tether_lab_bench-uno_door_pressed': 'binary_sensor',
-      'tether_lab_bench-uno_light_value': 'sensor',
-      'tether_lab_bench-uno_connectivity': 'binary_sensor',
-      'tether_lab_bench-uno_state': 'sensor',
-      'tether_lab_bench-uno_tether_rtt': 'sensor',
-      'tether_lab_bench-uno_tether_last-seen': 'sensor',
-      'tether_lab_bench-uno_tether_reboots': 'sensor',
-      'tether_lab_bench-uno_tether_reset-cause': 'sensor',
-      'tether_lab_bench-uno_tether_asleep-time': 'sensor',
-      'tether_lab_bench-uno_tether_boot-id': 'sensor',
+      'tether_bench-uno_status_on': 'light',
+      'tether_bench-uno_pump_closed': 'switch',
+      'tether_bench-uno_door_pressed': 'binary_sensor',
+      'tether_bench-uno_light_value': 'sensor',
+      'tether_bench-uno_connectivity': 'binary_sensor',
+      'tether_bench-uno_state': 'sensor',
+      'tether_bench-uno_tether_rtt': 'sensor',
+      'tether_bench-uno_tether_last-seen': 'sensor',
+      'tether_bench-uno_tether_reboots': 'sensor',
+      'tether_bench-uno_tether_reset-cause': 'sensor',
+      'tether_bench-uno_tether_asleep-time': 'sensor',
+      'tether_bench-uno_tether_boot-id': 'sensor',
     });
     for (const m of all) {
-      // node_id = the gateway id: the daemon finds its own configs again with one subscription.
-      expect(parseDiscoveryTopic('homeassistant', m.topic)).toMatchObject({ component: m.component, nodeId: 'lab' });
-      expect(m.topic.startsWith(ownDiscoveryTopics('homeassistant', 'lab').split('+')[0]!)).toBe(true);
+      // node_id = the device: the gateway's entity under the gateway id, a board's under the
+      // board id (whichever gateway serves it); one subscription per node_id finds them again.
+      const nodeId = m.config.unique_id === 'tether_lab_connectivity' ? 'lab' : 'bench-uno';
+      expect(parseDiscoveryTopic('homeassistant', m.topic)).toMatchObject({ component: m.component, nodeId });
+      expect(m.topic).toMatch(new RegExp(`^${ownDiscoveryTopics('homeassistant', nodeId).replaceAll('+', '[^/]+')}$`));
       expect(m.config.qos).toBe(1);
       expect(m.config.origin).toEqual({ name: 'tether', sw_version: '0.1.0' });
     }
@@ -70,7 +72,7 @@ describe('Home Assistant discovery payloads', () => {
 
   it('states and commands are the Homie topics; commands are Homie /set payloads, never retained', () => {
     const all = validated(boardDiscovery(ctx, board()));
-    const pump = all.find((m) => m.config.unique_id === 'tether_lab_bench-uno_pump_closed')!.config;
+    const pump = all.find((m) => m.config.unique_id === 'tether_bench-uno_pump_closed')!.config;
     expect(pump).toMatchObject({
       name: 'Pump',
       state_topic: 'homie/5/bench-uno/pump/closed',
@@ -87,10 +89,22 @@ describe('Home Assistant discovery payloads', () => {
     expect(seen).toMatchObject({ device_class: 'timestamp' });
   });
 
+  it("a board's topics, unique_ids and device name the board only: another gateway serving it publishes the same configs", () => {
+    const other: DiscoveryContext = { ...ctx, gatewayId: 'garage', gatewayName: 'Garage' };
+    const here = boardDiscovery(ctx, board());
+    const there = boardDiscovery(other, board());
+    expect(there.map((m) => m.topic)).toEqual(here.map((m) => m.topic));
+    expect(there.map((m) => m.config.unique_id)).toEqual(here.map((m) => m.config.unique_id));
+    expect(there.map((m) => (m.config.device as { identifiers: string[] }).identifiers)).toEqual(here.map((m) => (m.config.device as { identifiers: string[] }).identifiers));
+    // What does differ is who serves it: the device's via_device and the availability from that gateway's $state.
+    expect(there[0]!.config.device).toMatchObject({ via_device: 'tether_garage' });
+    expect(JSON.stringify(there)).not.toMatch(/"homie\/5\/lab\/|tether_lab/);
+  });
+
   it('a read-only gateway (commands off) shows relays and LEDs as binary sensors', () => {
     const all = validated(boardDiscovery({ ...ctx, commands: false }, board()));
     expect(all.filter((m) => m.config.command_topic !== undefined)).toEqual([]);
-    expect(all.find((m) => m.config.unique_id === 'tether_lab_bench-uno_pump_closed')!.component).toBe('binary_sensor');
+    expect(all.find((m) => m.config.unique_id === 'tether_bench-uno_pump_closed')!.component).toBe('binary_sensor');
   });
 
   it('one device per board, via the gateway, with firmware facts from HELLO once known', () => {
@@ -98,7 +112,7 @@ describe('Home Assistant discovery payloads', () => {
     expect(gw!.config.device).toMatchObject({ identifiers: ['tether_lab'], name: 'Lab', manufacturer: 'tether', sw_version: '0.1.0' });
     const [uno] = validated(boardDiscovery(ctx, board()));
     expect(uno!.config.device).toEqual({
-      identifiers: ['tether_lab_bench-uno'],
+      identifiers: ['tether_bench-uno'],
       name: 'Bench Uno',
       manufacturer: 'Arduino',
       model: 'Uno (ATmega328P)',
@@ -156,7 +170,7 @@ describe('availability (Home Assistant availability_mode all over two $state top
   });
 
   it('connectivity stays available while the daemon runs and says off when the board is lost', () => {
-    const connectivity = validated(boardDiscovery(ctx, board())).find((m) => m.config.unique_id === 'tether_lab_bench-uno_connectivity');
+    const connectivity = validated(boardDiscovery(ctx, board())).find((m) => m.config.unique_id === 'tether_bench-uno_connectivity');
     expect(connectivity!.config.device_class).toBe('connectivity');
     expect(connectivity!.config.availability).toEqual(gatewayAvailability('lab').availability);
     expect(binaryState(connectivity!.config, 'lost', 'unknown')).toBe('off');

@@ -40,7 +40,7 @@ function rig() {
   const clock = new ManualClock(1000, EPOCH);
   const events = new EventEmitter() as GatewayEventBus;
   const a = fakeDevice('a');
-  const mqtt = { connected: false, clientId: 'tether-gw' };
+  const mqtt = { connected: false, clientId: 'tether-gw', url: 'mqtt://gw:s3cret@node-a:1883' };
   const view: StatusView = { id: 'gw', config: { gateway: { name: 'Lab' } }, events, mqtt, devices: [a.device as unknown as StatusDeviceView] };
   const model = new StatusModel(view, { clock, heartbeatMs: 15_000, historyMs: 60_000 });
   const updates: StatusUpdate[] = [];
@@ -54,6 +54,27 @@ function rig() {
 }
 
 describe('StatusModel', () => {
+  it('shows the broker URL the gateway is connected to now (broker.urls: not the first listed), redacted', () => {
+    const { clock, mqtt, model, updates } = rig();
+    mqtt.connected = true;
+    clock.advance(1000);
+    expect(updates.filter((u) => u.type === 'gateway')).toEqual([{ type: 'gateway', brokerConnected: true, brokerUrl: 'mqtt://gw:***@node-a:1883' }]);
+    // Its node died; while it tries the next ones nothing is said beyond "not connected".
+    mqtt.connected = false;
+    mqtt.url = 'mqtt://gw:s3cret@node-b:1883';
+    clock.advance(1000);
+    mqtt.url = 'mqtt://gw:s3cret@node-c:1883';
+    mqtt.connected = true;
+    clock.advance(1000);
+    expect(updates.filter((u) => u.type === 'gateway').slice(1)).toEqual([
+      { type: 'gateway', brokerConnected: false, brokerUrl: 'mqtt://gw:***@node-b:1883' },
+      { type: 'gateway', brokerConnected: true, brokerUrl: 'mqtt://gw:***@node-c:1883' },
+    ]);
+    expect(model.snapshot().gateway.brokerUrl).toBe('mqtt://gw:***@node-c:1883');
+    expect(JSON.stringify(updates)).not.toMatch(/s3cret/);
+  });
+
+
   it('gives a connecting page the gateway, each board with its bound, facts and history', () => {
     const { clock, a, model, state } = rig();
     state('init', 'ready', 'handshake complete');
@@ -62,7 +83,7 @@ describe('StatusModel', () => {
     a.device.link.emit('rtt', 4.123);
     clock.advance(1000);
     const snap = model.snapshot();
-    expect(snap.gateway).toEqual({ id: 'gw', name: 'Lab', startedAt: EPOCH, brokerConnected: false, clientId: 'tether-gw' });
+    expect(snap.gateway).toEqual({ id: 'gw', name: 'Lab', startedAt: EPOCH, brokerConnected: false, brokerUrl: 'mqtt://gw:***@node-a:1883', clientId: 'tether-gw' });
     expect(snap.instance).toMatch(/^[0-9a-f]{12}$/);
     expect(snap.heartbeatMs).toBe(15_000);
     expect(snap.devices).toHaveLength(1);
@@ -97,7 +118,7 @@ describe('StatusModel', () => {
     clock.advance(1000);
     expect(updates).toEqual([
       { type: 'facts', device: 'a', facts: expect.objectContaining({ leases: [{ name: 'dashboard', count: 1 }], outbox: { size: 3, bytes: 120 } }) },
-      { type: 'gateway', brokerConnected: true },
+      { type: 'gateway', brokerConnected: true, brokerUrl: 'mqtt://gw:***@node-a:1883' },
     ]);
 
     updates.length = 0;

@@ -142,7 +142,7 @@
 
   function onUpdate(u) {
     if (u.type === 'gateway') {
-      if (page.gateway) page.gateway.brokerConnected = u.brokerConnected;
+      if (page.gateway) Object.assign(page.gateway, { brokerConnected: u.brokerConnected, brokerUrl: u.brokerUrl });
       renderGateway();
       return;
     }
@@ -326,7 +326,9 @@
     const broker = $('#broker');
     broker.textContent = g.brokerConnected ? 'broker: connected' : 'broker: not connected';
     broker.dataset.good = String(g.brokerConnected);
-    $('#footer-gateway').textContent = `gateway ${g.id}, daemon started ${clock(g.startedAt)}`;
+    // With broker.urls, the node the gateway is on now (not the first one listed).
+    broker.title = `The gateway's own MQTT session: ${g.brokerUrl}`;
+    $('#footer-gateway').textContent = `gateway ${g.id}, broker ${g.brokerUrl}, daemon started ${clock(g.startedAt)}`;
   }
 
   function renderStream() {
