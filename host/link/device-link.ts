@@ -210,6 +210,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.session.on('reboot', (info) => this.emit('reboot', info));
     this.session.on('rtt', (ms) => this.emit('rtt', ms));
     this.session.on('awake', () => void this.afterWake());
+    // Still lost and the new connection carried nothing back: the path is still out; try a fresh one.
+    this.session.on('unanswered', (cause) => {
+      if (this.reopenOnLost && !this.paused && !this.closed && this.transport.isUp) this.transport.recycle(`reopening: ${cause}`);
+    });
   }
 
   get state() {
