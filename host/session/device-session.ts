@@ -343,6 +343,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.transition('init', cause);
   }
 
+  /**
+   * A PING outside the schedule, only while `ready`: keep-traffic on a path that forgets idle
+   * links (BridgeKeepalive). Its PONG is contact like any other; the schedule is unchanged.
+   */
+  keepPing(): void {
+    if (this.current === 'ready' && this.handshake === 'done') this.ping();
+  }
+
   /** Left on purpose: stop everything. The session cannot be reused. */
   close(): void {
     this.clearTimers();
