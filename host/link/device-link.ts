@@ -462,7 +462,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     if (message.type === 'ping') {
       this.pingMarks.set(message.seq, this.writesSent);
       if (this.pingMarks.size > MAX_PING_MARKS) this.pingMarks.delete(this.pingMarks.keys().next().value!);
-      this.keepTraffic?.pingSent(message.seq, this.transport.silenceMs);
+      this.keepTraffic?.pingSent(message.seq, Math.round(this.transport.silenceMs));
     }
     // PINGs go out every interval to every board: their own encoder allocates one array.
     this.transport.write(message.type === 'ping' ? encodePingFrame(message.seq, message.leaseMs) : encodeFrame(message));
