@@ -124,7 +124,7 @@ async function idlePath(learn: boolean): Promise<{ cuts: number; learnedAtMs: nu
   }
 }
 
-async function learnBridgePath(): Promise<Row[]> {
+export async function learnBridgePath(): Promise<Row[]> {
   const [fixed, learned] = await Promise.all([idlePath(false), idlePath(true)]);
   const perHour = (cuts: number, ms: number) => (ms > 0 ? (cuts * 3_600_000) / ms : NaN);
   const fixedPerHour = perHour(fixed.cuts, LEARN_WINDOW_MS);
