@@ -217,7 +217,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
           clock: this.clock,
           logger: this.log,
           idleMs: () => (this.transport.isUp ? this.transport.silenceMs : Infinity),
-          ready: () => this.session.state === 'ready' && this.transport.isUp,
+          // Our PINGs only: a plain Firmata board would not answer them (it gets no keep-traffic).
+          ready: () => this.session.state === 'ready' && this.session.protocol === 'tether' && this.transport.isUp,
           ping: () => this.session.keepPing(),
           reopen: (reason) => {
             if (this.reopenOnLost) this.reopen(reason);
