@@ -52,6 +52,8 @@ describe.runIf(toolAvailable('ser2net', 'ser2net') && toolAvailable('mosquitto',
     cleanups.push(() => broker.stop());
     const watcher = await MqttWatcher.connect(broker.url, STATE);
     cleanups.push(() => watcher.close());
+    const facts = await MqttWatcher.connect(broker.url, 'homie/5/b1/tether/+');
+    cleanups.push(() => facts.close());
 
     const daemon = new DaemonProcess({
       gateway: { id: 'gw' },
@@ -84,5 +86,11 @@ describe.runIf(toolAvailable('ser2net', 'ser2net') && toolAvailable('mosquitto',
     // lost once; at most one init, and only right before ready (the board answered).
     expect(history.filter((s) => s === 'lost')).toHaveLength(1);
     expect(['lost,ready', 'lost,init,ready']).toContain(history.join(','));
+    // The bridge path's facts on the board's tether node: the outage counted as one half-open cut
+    // (pings at 0.5 s idle: under the 2 s floor, nothing to learn, so no keep-traffic beyond the pings).
+    await facts.waitFor('homie/5/b1/tether/drops-half-open', '1', 15_000);
+    expect(facts.last('homie/5/b1/tether/keep-interval')).toBe('0.5');
+    expect(facts.last('homie/5/b1/tether/idle-timeout')).toBe('0.0');
+    expect(facts.last('homie/5/b1/tether/drops-closed')).toBe('0');
   });
 });
