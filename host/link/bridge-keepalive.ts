@@ -27,6 +27,8 @@ export interface BridgeKeepaliveOptions extends BridgeKeepaliveSettings {
   ready(): boolean;
   /** Sends a PING now, outside the session's schedule (its PONG is contact as any other). */
   ping(): void;
+  /** How long a PING may go unanswered before it is taken as lost (default 1500 ms). */
+  answerMs?(): number;
   /** Closes the connection and opens a fresh one (the path forgot this one). */
   reopen(reason: string): void;
 }
@@ -137,7 +139,7 @@ export class BridgeKeepalive {
       entry.timer = this.clock.setTimeout(() => {
         entry.timer = null;
         if (this.outstanding.get(seq) === entry) this.unanswered(seq, entry.idleMs);
-      }, DEFAULT_ANSWER_MS);
+      }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
     }
     this.outstanding.set(seq, entry);
     this.arm();

@@ -220,6 +220,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
           // Our PINGs only: a plain Firmata board would not answer them (it gets no keep-traffic).
           ready: () => this.session.state === 'ready' && this.session.protocol === 'tether' && this.transport.isUp,
           ping: () => this.session.keepPing(),
+          // Generous against the board's own round trips (a slow serial line, a loaded host).
+          answerMs: () => Math.max(1500, Math.min(intervalMs, 4 * (this.session.rtt.count ? this.session.rtt.p99 : 0))),
           reopen: (reason) => {
             if (this.reopenOnLost) this.reopen(reason);
           },
