@@ -3,6 +3,8 @@
 // (a) the kernel drops every packet (nftables in a network namespace of our own, as root),
 // (b) a user-space relay stops forwarding (its kernel still ACKs). Both run at once.
 // Measured: lost after the cut, ready after the path returns, against one ping interval + the bound.
+// Then: a path that forgets idle connections under a long ping interval, learning off vs on
+// (time to learn the path's timeout, cuts per hour; learnBridgePath).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,10 +79,82 @@ async function outage(kind: 'kernel' | 'relay'): Promise<Row> {
   }
 }
 
+/**
+ * A bridge path that forgets idle connections (a relay, FORGET_MS) and a long device ping
+ * interval (LEARN_PING_MS, battery or bandwidth reasons), for BRIDGE_LEARN_WINDOW_SEC: cuts per
+ * hour with the keep-traffic fixed at the ping interval (learning off: as before) against
+ * learned (cuts while learning, time to learn, then cuts per hour after it). Both run at once,
+ * each on its own board, ser2net and relay.
+ */
+const FORGET_MS = 6000;
+const LEARN_PING_MS = 20_000;
+const LEARN_WINDOW_MS = Number(process.env.BRIDGE_LEARN_WINDOW_SEC ?? 240) * 1000;
+
+async function idlePath(learn: boolean): Promise<{ cuts: number; learnedAtMs: number | null; cutsWhileLearning: number; intervalMs: number; timeoutMs: number | null }> {
+  const board = await boardOnPty();
+  const bridge = await startSer2net({ device: board.path });
+  const relay = await startMiddleboxRelay({ targetPort: bridge.port, forgetIdleMs: FORGET_MS });
+  const link = new DeviceLink({ target: `tcp://127.0.0.1:${relay.port}`, session: { pingIntervalMs: LEARN_PING_MS, misses: 3 }, keepTraffic: { learn } });
+  let cuts = 0;
+  let cutsWhileLearning = 0;
+  let learnedAtMs: number | null = null;
+  const started = performance.now();
+  link.on('state', (c) => {
+    if (c.to === 'lost') cuts++;
+  });
+  try {
+    link.start();
+    await link.ready(10_000);
+    const poll = setInterval(() => {
+      const k = link.keepTraffic!.stats;
+      if (learnedAtMs === null && k.learned && k.timeoutMs !== null) {
+        learnedAtMs = performance.now() - started;
+        cutsWhileLearning = cuts;
+      }
+    }, 100);
+    await sleep(LEARN_WINDOW_MS);
+    clearInterval(poll);
+    const k = link.keepTraffic!.stats;
+    return { cuts, learnedAtMs, cutsWhileLearning, intervalMs: k.intervalMs, timeoutMs: k.timeoutMs };
+  } finally {
+    await withDeadline(link.close(), 10_000, 'the DeviceLink to close');
+    await withDeadline(relay.close(), 10_000, 'the relay to close');
+    await withDeadline(bridge.stop(), 10_000, 'ser2net to stop');
+    await withDeadline(board.close(), 10_000, 'the pty board to close');
+  }
+}
+
+export async function learnBridgePath(): Promise<Row[]> {
+  const [fixed, learned] = await Promise.all([idlePath(false), idlePath(true)]);
+  const perHour = (cuts: number, ms: number) => (ms > 0 ? (cuts * 3_600_000) / ms : NaN);
+  const fixedPerHour = perHour(fixed.cuts, LEARN_WINDOW_MS);
+  const afterMs = learned.learnedAtMs === null ? 0 : LEARN_WINDOW_MS - learned.learnedAtMs;
+  const learnedPerHour = perHour(learned.cuts - learned.cutsWhileLearning, afterMs);
+  const name = `bridge path forgetting after ${FORGET_MS / 1000} s idle, pings every ${LEARN_PING_MS / 1000} s, ser2net, ${LEARN_WINDOW_MS / 1000} s`;
+  return [
+    {
+      benchmark: `${name}: time to learn the path's timeout`,
+      measured:
+        learned.learnedAtMs === null
+          ? `not learned within ${LEARN_WINDOW_MS / 1000} s`
+          : `${(learned.learnedAtMs / 1000).toFixed(1)} s (${learned.cutsWhileLearning} cuts); keep-traffic every ${(learned.intervalMs / 1000).toFixed(1)} s, timeout at most ${((learned.timeoutMs ?? 0) / 1000).toFixed(1)} s`,
+      limit: 'at most 2 cuts while learning (issue 12)',
+      ratio: '-',
+    },
+    {
+      benchmark: `${name}: cuts per hour, fixed vs learned`,
+      measured: `learned: ${learned.cuts - learned.cutsWhileLearning} cuts in ${(afterMs / 1000).toFixed(0)} s after learning (${learnedPerHour.toFixed(0)}/h)`,
+      limit: `fixed at the ping interval: ${fixed.cuts} cuts in ${LEARN_WINDOW_MS / 1000} s (${fixedPerHour.toFixed(0)}/h)`,
+      ratio: fixedPerHour > 0 ? `${(learnedPerHour / fixedPerHour).toFixed(2)}x` : '-',
+    },
+  ];
+}
+
 export async function bridgeHeal(): Promise<Row[]> {
   if (!ser2netInstalled()) return [{ benchmark: 'bridge heal', measured: 'skipped: ser2net is not installed', limit: '-', ratio: '-' }];
   const kinds: Array<'kernel' | 'relay'> = netnsAvailable() ? ['kernel', 'relay'] : ['relay'];
-  return await Promise.all(kinds.map(outage));
+  const heal = await Promise.all(kinds.map(outage));
+  return [...heal, ...(await learnBridgePath())];
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -71,6 +71,20 @@ const keepaliveSchema = z.strictObject({
   phiThreshold: z.number().min(1).max(32).default(8),
   sleepGraceMs: ms(0, 600_000).default(2000),
   handshakeTimeoutMs: ms(100, 600_000).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+  /**
+   * tcp:// bridges: a PING after this much silence on the link, below the path's idle timeout
+   * (learned from the link's cuts and kept in queue.dir), whatever intervalMs is; intervalMs
+   * stays the detection bound.
+   */
+  keepTraffic: z
+    .strictObject({
+      learn: z.boolean().default(true),
+      /** A fixed interval (ms) instead of learning. */
+      intervalMs: ms(100, 600_000).optional(),
+      /** The shortest interval learning may choose (ms). */
+      minIntervalMs: ms(100, 600_000).default(2000),
+    })
+    .default({ learn: true, minIntervalMs: 2000 }),
 });
 
 /**

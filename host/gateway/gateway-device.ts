@@ -10,6 +10,7 @@ import { DeviceLink, type DeviceLinkOptions } from '../link/device-link.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
 import { DurableOutbox, type OutboxKind } from '../mqtt/durable-outbox.ts';
+import type { KeepalivePathStore } from '../mqtt/keepalive-path-store.ts';
 import { OutboxPump } from '../mqtt/outbox-pump.ts';
 import type { RebootInfo, StateChange } from '../session/device-session.ts';
 import { PhiAccrualDetector } from '../session/phi-accrual-detector.ts';
@@ -34,6 +35,8 @@ export interface GatewayDeviceOptions {
    */
   sessionView?: () => SessionView;
   events: GatewayEventBus;
+  /** Where tcp:// links keep what they learned about their path (the gateway's keepalive-paths.json). */
+  pathStore?: KeepalivePathStore;
   clock: Clock;
   logger: Logger;
 }
@@ -340,7 +343,8 @@ export class GatewayDevice {
       detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
     };
     const { reopenOnLost, ...tcp } = settings.tcp;
-    const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session, tcp, reopenOnLost };
+    const keepTraffic = { ...k.keepTraffic, store: this.options.pathStore };
+    const common = { target: settings.port, baudRate: settings.baudRate, clock: this.options.clock, logger: this.log, session, tcp, reopenOnLost, keepTraffic };
     const portLog = this.log.child({ port: settings.port });
     // hupcl: false keeps DTR up across close and reopen (no Uno reset on a reconnect or restart).
     const transport = () => createTransport(settings.port, { baudRate: settings.baudRate, logger: portLog, hupcl: settings.hupcl });

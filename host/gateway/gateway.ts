@@ -13,6 +13,7 @@ import { lockQueueDir } from '../mqtt/queue-lock.ts';
 import { readTls } from '../mqtt/broker-session.ts';
 import { probeIdle, type IdleProbeOptions, type IdleProbeResult } from '../mqtt/idle-probe.ts';
 import { PathKeepalive } from '../mqtt/path-keepalive.ts';
+import { KeepalivePathStore } from '../mqtt/keepalive-path-store.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { SharedTimers } from '../time/shared-timers.ts';
@@ -65,6 +66,8 @@ export class Gateway {
   private path: PathKeepalive | null = null;
   /** Credentials and TLS for the idle probe's connections (set with the path keepalive). */
   private probeConnectOptions: IdleProbeOptions['connectOptions'] = {};
+  /** What the broker path and the tcp:// bridges learned about their idle timeouts (one writer per file). */
+  private readonly pathStore: KeepalivePathStore;
   /** What start() did, undone in reverse by stop(). */
   private readonly teardown: Array<{ what: string; undo: () => Promise<void> }> = [];
   private stopping: Promise<void> | null = null;
@@ -85,6 +88,7 @@ export class Gateway {
     this.boardTimers = new SharedTimers(this.clock);
     this.env = options.env ?? process.env;
     this.guardOptions = options.wedgeGuard;
+    this.pathStore = new KeepalivePathStore(join(config.queue.dir, 'keepalive-paths.json'), logger);
     this.devices = config.devices.map(
       (settings) =>
         new GatewayDevice({
@@ -94,6 +98,7 @@ export class Gateway {
           sharedMqtt: config.broker.sharedSession,
           sessionView: config.broker.sharedSession ? () => this.sharedDispatcher().view(settings.id) : undefined,
           events: this.events,
+          pathStore: this.pathStore,
           clock: this.boardTimers,
           logger,
         }),
@@ -381,7 +386,8 @@ export class Gateway {
       keepaliveMs,
       fixedIntervalMs: traffic.intervalSec !== undefined ? traffic.intervalSec * 1000 : traffic.learn ? undefined : keepaliveMs,
       minIntervalMs: traffic.minIntervalSec * 1000,
-      storeFile: join(this.config.queue.dir, 'keepalive-paths.json'),
+      storeFile: this.pathStore.file,
+      store: this.pathStore,
       probe: (idleMs, signal) => this.probeIdle(idleMs, signal),
       clock: this.clock,
       logger: this.log,

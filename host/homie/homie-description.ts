@@ -61,6 +61,21 @@ export const keepaliveNode: HomieNode = {
 };
 
 /**
+ * The `tether` node of a board on a tcp:// bridge: the keepalive facts plus its path's (the
+ * keep-traffic interval, the idle timeout learned, cuts by cause), as the gateway's `broker` node.
+ */
+export const bridgeKeepaliveNode: HomieNode = {
+  ...keepaliveNode,
+  properties: {
+    ...keepaliveNode.properties,
+    'keep-interval': { name: 'Traffic on the bridge link at least every (learned below the path idle timeout)', datatype: 'float', unit: 's', retained: true },
+    'idle-timeout': { name: 'Idle timeout learned for the bridge path (0: none seen)', datatype: 'float', unit: 's', retained: true },
+    'drops-closed': { name: 'Bridge links closed by the path', datatype: 'integer', retained: true },
+    'drops-half-open': { name: 'Bridge links found half-open', datatype: 'integer', retained: true },
+  },
+};
+
+/**
  * The gateway's broker path (node `broker` of the gateway device): the PINGREQ interval its
  * sessions use, the idle timeout learned for the path, drops by cause, keepalive bytes.
  */

@@ -3,7 +3,7 @@ import type { Gateway } from '../gateway/gateway.ts';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { RebootInfo } from '../session/device-session.ts';
 import { every } from '../time/clock.ts';
-import { brokerPathNode, describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
+import { bridgeKeepaliveNode, brokerPathNode, describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
 import { homieTopics } from './homie-topics.ts';
 import { KeepaliveFacts } from './keepalive-facts.ts';
 import type { MessageInfo } from '../mqtt/broker-session.ts';
@@ -124,7 +124,7 @@ export class HomieExtension implements Extension {
       type: settings.board === 'espruino' ? 'tether-espruino' : 'tether-uno',
       root: this.gateway.id,
       parent: this.gateway.id,
-      nodes: Object.fromEntries([...device.components.map((c) => [c.id, c.node] as const), ['tether', keepaliveNode] as const]),
+      nodes: Object.fromEntries([...device.components.map((c) => [c.id, c.node] as const), ['tether', device.link.keepTraffic ? bridgeKeepaliveNode : keepaliveNode] as const]),
     });
   }
 

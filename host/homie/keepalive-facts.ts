@@ -22,7 +22,7 @@ export interface KeepaliveFactsOptions {
   rttMinChangeMs?: number;
 }
 
-type Stats = Pick<DeviceLinkStats, 'rttMs' | 'lastSeen' | 'bootId' | 'reboots' | 'asleepMs'>;
+type Stats = Pick<DeviceLinkStats, 'rttMs' | 'lastSeen' | 'bootId' | 'reboots' | 'asleepMs'> & Partial<Pick<DeviceLinkStats, 'keepTraffic'>>;
 
 /**
  * Which keepalive facts of a board (the Homie `tether` node) are worth a message now: an idle
@@ -77,6 +77,14 @@ export class KeepaliveFacts {
     onChange('reboots', String(Object.values(stats.reboots).reduce((a, b) => a + b, 0)));
     onChange('asleep-time', String(Math.round(stats.asleepMs / 1000)));
     if (event.reboot) onChange('reset-cause', event.reboot.causes[0] ?? 'unknown');
+    const path = stats.keepTraffic;
+    if (path) {
+      // A tcp:// bridge's path: these change only when a cut is seen or the search moves.
+      onChange('keep-interval', (path.intervalMs / 1000).toFixed(1));
+      onChange('idle-timeout', ((path.timeoutMs ?? 0) / 1000).toFixed(1));
+      onChange('drops-closed', String(path.drops.closed));
+      onChange('drops-half-open', String(path.drops['half-open']));
+    }
     return out;
   }
 

@@ -14,6 +14,7 @@ import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { createTransport, parseTarget } from '../transport/create-transport.ts';
 import { tcpKeepaliveForBound, type TcpKeepaliveConfig } from '../transport/tcp-keepalive.ts';
 import { ReconnectingTransport } from '../transport/reconnecting-transport.ts';
+import { BridgeKeepalive, type BridgeKeepaliveSettings, type BridgeKeepaliveStats } from './bridge-keepalive.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface DeviceLinkOptions {
@@ -42,6 +43,12 @@ export interface DeviceLinkOptions {
    * off for serial ports (reopening a USB port resets an Uno).
    */
   reopenOnLost?: boolean;
+  /**
+   * tcp:// only: keep-traffic below the path's idle timeout, learned from the link's cuts
+   * (BridgeKeepalive; on by default), or at a fixed interval. The ping interval stays the
+   * detection bound.
+   */
+  keepTraffic?: BridgeKeepaliveSettings;
   /** For tests: how to make a transport. */
   transportFactory?: () => Transport;
   /** How long to wait for a device answer (STATE_DATA, AWAKE) before giving up (default 3000 ms). */
@@ -77,6 +84,8 @@ export interface DeviceLinkStats {
   pongs: number;
   lostCount: number;
   asleepMs: number;
+  /** tcp:// links: the keep-traffic interval, the path's idle timeout as learned, cuts by cause (null: a serial port). */
+  keepTraffic: BridgeKeepaliveStats | null;
 }
 
 const START_SYSEX = 0xf0;
@@ -148,6 +157,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   /** Paused on purpose (the port is lent out): a transport going down is not an outage. */
   private paused = false;
   private readonly reopenOnLost: boolean;
+  /** tcp:// only: keep-traffic below the path's idle timeout. */
+  readonly keepTraffic: BridgeKeepalive | null;
+  /** A reopen of ours is under way: the 'down' it causes is no cut by the path. */
+  private reopening = false;
 
   constructor(readonly options: DeviceLinkOptions) {
     super();
@@ -196,12 +209,35 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       // A bridge that accepts but carries nothing must not be retried in a tight loop.
       resetBackoffOn: tcp ? 'healthy' : 'open',
     });
+    this.keepTraffic = tcp
+      ? new BridgeKeepalive({
+          ...options.keepTraffic,
+          target: options.target,
+          pingIntervalMs: intervalMs,
+          clock: this.clock,
+          logger: this.log,
+          idleMs: () => (this.transport.isUp ? this.transport.silenceMs : Infinity),
+          // Our PINGs only: a plain Firmata board would not answer them (it gets no keep-traffic).
+          ready: () => this.session.state === 'ready' && this.session.protocol === 'tether' && this.transport.isUp,
+          ping: () => this.session.keepPing(),
+          // Generous against the board's own round trips (a slow serial line, a loaded host).
+          answerMs: () => Math.max(1500, Math.min(intervalMs, 4 * (this.session.rtt.count ? this.session.rtt.p99 : 0))),
+          reopen: (reason) => {
+            if (this.reopenOnLost) this.reopen(reason);
+          },
+        })
+      : null;
     this.transport.on('up', () => {
       this.session.linkUp();
       this.emit('up');
     });
     this.transport.on('down', (error) => {
       if (this.paused) return;
+      if (this.keepTraffic) {
+        // Closed under a ready board, not by us: a cut by the path (or a kernel giving up: half-open).
+        if (!this.reopening && this.session.state === 'ready') this.keepTraffic.closed(this.transport.silenceMs, /ETIMEDOUT|TCP_USER_TIMEOUT|keepalive/i.test(error.message));
+        this.keepTraffic.linkDown();
+      }
       this.session.linkDown(error.message);
       this.emit('down', error.message);
     });
@@ -210,6 +246,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.session.on('reboot', (info) => this.emit('reboot', info));
     this.session.on('rtt', (ms) => this.emit('rtt', ms));
     this.session.on('awake', () => void this.afterWake());
+    // Still lost and the new connection carried nothing back: the path is still out; try a fresh one.
+    this.session.on('unanswered', (cause) => {
+      if (this.reopenOnLost) this.reopen(`reopening: ${cause}`);
+    });
   }
 
   get state() {
@@ -229,6 +269,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   start(): void {
     if (this.started) return;
     this.started = true;
+    void this.keepTraffic?.start();
     this.transport.start();
   }
 
@@ -316,6 +357,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       pongs: s.counters.pongs,
       lostCount: s.counters.lostCount,
       asleepMs: s.counters.asleepMs,
+      keepTraffic: this.keepTraffic?.stats ?? null,
     };
   }
 
@@ -326,6 +368,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   async pause(cause: string): Promise<void> {
     if (this.closed || this.paused) return;
     this.paused = true;
+    this.keepTraffic?.linkDown();
     this.session.pause(cause);
     await this.transport.stop();
   }
@@ -341,6 +384,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.keepTraffic?.stop();
     this.session.close();
     this.leases.close();
     this.pending.clear();
@@ -355,7 +399,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     for (const event of this.splitter.push(bytes)) {
       if (event.kind === 'message') {
         const message = event.message as DeviceMessage;
-        if (message.type === 'pong') this.confirmWrites(message.seq);
+        if (message.type === 'pong') {
+          this.confirmWrites(message.seq);
+          this.keepTraffic?.pong(message.seq);
+        }
         else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
         this.session.receive(message);
         // Deleting the entry being visited is safe in a Set: no copy per message.
@@ -418,6 +465,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     if (message.type === 'ping') {
       this.pingMarks.set(message.seq, this.writesSent);
       if (this.pingMarks.size > MAX_PING_MARKS) this.pingMarks.delete(this.pingMarks.keys().next().value!);
+      this.keepTraffic?.pingSent(message.seq, Math.round(this.transport.silenceMs));
     }
     // PINGs go out every interval to every board: their own encoder allocates one array.
     this.transport.write(message.type === 'ping' ? encodePingFrame(message.seq, message.leaseMs) : encodeFrame(message));
@@ -435,11 +483,22 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.transport.markHealthy();
       this.flushQueue();
     }
+    if (change.to === 'lost' && change.from === 'ready' && this.transport.isUp) this.keepTraffic?.lostWithLinkOpen();
     this.emit('state', change);
+    if (change.to === 'ready') this.keepTraffic?.activity();
     // Lost with the transport still open: the path may have forgotten the connection. A
     // fresh one heals it as soon as the path works again (the old one may never recover).
-    if (change.to === 'lost' && this.reopenOnLost && !this.paused && !this.closed && this.transport.isUp) {
-      this.transport.recycle(`reopening: board lost with the connection open (${change.cause})`);
+    if (change.to === 'lost' && this.reopenOnLost) this.reopen(`reopening: board lost with the connection open (${change.cause})`);
+  }
+
+  /** Closes the connection although it looks open and opens a fresh one (nothing if not up, paused or closed). */
+  private reopen(reason: string): void {
+    if (this.paused || this.closed || !this.transport.isUp) return;
+    this.reopening = true;
+    try {
+      this.transport.recycle(reason);
+    } finally {
+      this.reopening = false;
     }
   }
 

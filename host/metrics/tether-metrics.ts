@@ -35,6 +35,10 @@ import type { EventLoopDelaySnapshot } from './event-loop-delay.ts';
  *   tether_broker_ping_interval_seconds    the PINGREQ interval in use (learned per path, at most the keepalive)
  *   tether_broker_keepalive_bytes_total    PINGREQ/PINGRESP bytes sent and received (MQTT + WebSocket framing)
  *   tether_broker_keepalive_bytes_per_day  what an idle session spends on them a day at the current interval
+ * Per tcp:// board (label `device`), the path to its bridge:
+ *   tether_bridge_keep_interval_seconds     traffic on the link after this long idle (learned; the ping interval when nothing is cut)
+ *   tether_bridge_path_idle_timeout_seconds the idle timeout learned for the path (upper bound; 0: none seen)
+ *   tether_bridge_drops_total{cause}        links cut under a ready board: closed (by the path) or half-open
  * The daemon:
  *   tether_event_loop_delay_seconds{quantile}  event-loop delay since the previous scrape (0.5, 0.99, 1 = max)
  * Per broker path (label `path`, the broker URL without credentials):
@@ -52,7 +56,7 @@ import type { EventLoopDelaySnapshot } from './event-loop-delay.ts';
 
 export interface DeviceMetricsInput {
   id: string;
-  stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'lostCount' | 'queueDepth'>;
+  stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'lostCount' | 'queueDepth'> & Partial<Pick<DeviceLinkStats, 'keepTraffic'>>;
   outbox: {
     readonly size: number;
     readonly bytes: number;
@@ -200,6 +204,25 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
   });
   counter(registers, 'tether_firmata_dropped_bytes_total', 'Bytes from the device kept from firmata.js (a sysex over 4 KiB, or cut short)', ['device'], (set) => {
     for (const d of source.devices()) set({ device: d.id }, d.firmataDroppedBytes?.() ?? 0);
+  });
+  // tcp:// bridges: the path between the gateway and the bridge (BridgeKeepalive).
+  gauge(registers, 'tether_bridge_keep_interval_seconds', 'tcp:// bridge: traffic on the link after this long idle (learned below the path idle timeout; the ping interval when none)', ['device'], (set) => {
+    for (const d of source.devices()) {
+      const k = d.stats().keepTraffic;
+      if (k) set({ device: d.id }, k.intervalMs / 1000);
+    }
+  });
+  gauge(registers, 'tether_bridge_path_idle_timeout_seconds', 'tcp:// bridge: the idle timeout learned for the path (upper bound; 0: none seen)', ['device'], (set) => {
+    for (const d of source.devices()) {
+      const k = d.stats().keepTraffic;
+      if (k) set({ device: d.id }, (k.timeoutMs ?? 0) / 1000);
+    }
+  });
+  counter(registers, 'tether_bridge_drops_total', 'tcp:// bridge: links cut under a ready board, by cause: closed (by the path) or half-open', ['device', 'cause'], (set) => {
+    for (const d of source.devices()) {
+      const k = d.stats().keepTraffic;
+      if (k) for (const [cause, n] of Object.entries(k.drops)) set({ device: d.id, cause }, n);
+    }
   });
   gauge(registers, 'tether_broker_connected', '1 while the MQTT session is connected', ['client'], (set) => {
     for (const b of source.brokers()) set({ client: b.client }, b.connected ? 1 : 0);

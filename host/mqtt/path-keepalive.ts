@@ -1,9 +1,9 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
 import type { IdleProbeResult } from './idle-probe.ts';
 import { IdleTimeoutLearner, type IntervalChange, type LearnedPath } from './idle-timeout-learner.ts';
 import type { DropCause, KeepaliveTraffic } from './keepalive-traffic.ts';
+import { KeepalivePathStore } from './keepalive-path-store.ts';
 
 export interface PathKeepaliveOptions {
   /** The broker URL; stored without credentials (pathKey). */
@@ -16,6 +16,8 @@ export interface PathKeepaliveOptions {
   minIntervalMs?: number;
   /** JSON file where what was learned is kept per path (null: not kept). */
   storeFile: string | null;
+  /** The store of that file, when others (tcp:// bridges) write to it too: one store per file. */
+  store?: KeepalivePathStore;
   /** Runs one idle test on a separate connection (probeIdle with the sessions' URL and credentials). */
   probe: (idleMs: number, signal: AbortSignal) => Promise<IdleProbeResult>;
   clock: Clock & WallClock;
@@ -71,7 +73,7 @@ export class PathKeepalive implements KeepaliveTraffic {
   private timer: TimerHandle | null = null;
   private probing: AbortController | null = null;
   private running = false;
-  private saving: Promise<void> = Promise.resolve();
+  private readonly store: KeepalivePathStore | null;
   /** The learner had nothing left to search for at the last look (for the one 'learned' line). */
   private wasLearned = true;
 
@@ -81,6 +83,7 @@ export class PathKeepalive implements KeepaliveTraffic {
     this.clock = options.clock;
     this.log = (options.logger ?? silentLogger).child({ component: 'path-keepalive', path: this.key });
     this.learner = this.newLearner();
+    this.store = options.store ?? (options.storeFile ? new KeepalivePathStore(options.storeFile, this.log) : null);
   }
 
   get learning(): boolean {
@@ -146,7 +149,7 @@ export class PathKeepalive implements KeepaliveTraffic {
 
   /** Waits for the last write of the store file. */
   async flushed(): Promise<void> {
-    await this.saving;
+    await this.store?.flushed();
   }
 
   survived(idleMs: number): void {
@@ -258,47 +261,21 @@ export class PathKeepalive implements KeepaliveTraffic {
   }
 
   private async load(): Promise<LearnedPath | undefined> {
-    const file = this.options.storeFile;
-    if (!file) return undefined;
-    try {
-      const all = JSON.parse(await readFile(file, 'utf8')) as { paths?: Record<string, { learned?: LearnedPath }> };
-      const entry = all.paths?.[this.key]?.learned;
-      return entry?.version === 1 ? entry : undefined;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: (err as Error).message }, 'could not read what was learned about the broker path: starting afresh');
-      return undefined;
-    }
+    const entry = (await this.store?.read(this.key))?.learned as LearnedPath | undefined;
+    return entry?.version === 1 ? entry : undefined;
   }
 
-  /** Read-modify-write of the whole file (other paths kept), atomically (rename), 0600; writes are serialized. */
+  /** The whole entry for this path, written through the store (writes are serialized there). */
   private save(): void {
-    const file = this.options.storeFile;
-    if (!file) return;
+    if (!this.store) return;
     const stats = this.stats;
-    const learned = this.learner.snapshot();
-    this.saving = this.saving.then(async () => {
-      try {
-        let all: { version: number; paths: Record<string, unknown> } = { version: 1, paths: {} };
-        try {
-          const read = JSON.parse(await readFile(file, 'utf8'));
-          if (read && typeof read === 'object' && read.paths && typeof read.paths === 'object') all = read;
-        } catch {
-          // absent or unreadable: rewritten
-        }
-        all.paths[this.key] = {
-          intervalMs: stats.intervalMs,
-          timeoutMs: stats.timeoutMs,
-          exact: stats.exact,
-          keepaliveMs: this.options.keepaliveMs,
-          updatedAt: new Date(this.clock.wallNow()).toISOString(),
-          learned,
-        };
-        const tmp = `${file}.tmp`;
-        await writeFile(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600 });
-        await rename(tmp, file);
-      } catch (err) {
-        this.log.warn({ file, err: (err as Error).message }, 'could not store what was learned about the broker path');
-      }
+    this.store.write(this.key, {
+      intervalMs: stats.intervalMs,
+      timeoutMs: stats.timeoutMs,
+      exact: stats.exact,
+      keepaliveMs: this.options.keepaliveMs,
+      updatedAt: new Date(this.clock.wallNow()).toISOString(),
+      learned: this.learner.snapshot(),
     });
   }
 }

@@ -101,6 +101,8 @@ interface DeviceSessionEvents {
   awake: [];
   /** The device is about to sleep (SLEEPING). */
   sleeping: [durationMs: number];
+  /** Nothing came back within the handshake time after the link came up (the state is `lost` either way). */
+  unanswered: [cause: string];
 }
 
 const FIRMATA_REPORT_VERSION = 0xf9;
@@ -229,8 +231,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.probeOutstanding = false;
     this.contactSinceLinkUp = false;
     this.detector.reset();
-    this.transition('init', 'link up');
-    // Nothing heard at all within the handshake time after opening: lost.
+    // A board that is `lost` stays `lost` until it answers on the new link: a bridge (or a
+    // relay in front of it) accepts a connection whatever the path behind it does, so each
+    // reopen attempt during an outage would otherwise show `init` and then `lost` again.
+    if (this.current === 'lost') this.log.debug({}, 'link up: the board stays lost until it answers');
+    else this.transition('init', 'link up');
+    // Nothing heard at all within the handshake time after opening: lost (or, if lost already, unanswered).
     this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS));
     this.tick();
   }
@@ -335,6 +341,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.handshake = 'waiting-hello';
     this.detector.reset();
     this.transition('init', cause);
+  }
+
+  /**
+   * A PING outside the schedule, only while `ready`: keep-traffic on a path that forgets idle
+   * links (BridgeKeepalive). Its PONG is contact like any other; the schedule is unchanged.
+   */
+  keepPing(): void {
+    if (this.current === 'ready' && this.handshake === 'done') this.ping();
   }
 
   /** Left on purpose: stop everything. The session cannot be reused. */
@@ -598,6 +612,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     // accepts and forwards nothing) must not stay `init` forever: contact counts since this link came up.
     if (this.current === 'init' && !this.contactSinceLinkUp) {
       this.becomeLost('no answer since the link came up');
+      this.emit('unanswered', 'no answer since the link came up');
+      return;
+    }
+    if (this.current === 'lost' && !this.contactSinceLinkUp && this.linkIsUp) {
+      this.emit('unanswered', 'still no answer since the link came up');
       return;
     }
     if (this.detector.isLost(now)) {

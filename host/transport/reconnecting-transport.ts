@@ -56,6 +56,8 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
   private pendingOpen: Promise<void> | null = null;
   private timer: TimerHandle | null = null;
   private inOutage = false;
+  /** Clock time of the last byte in or out on the current connection (or when it opened). */
+  private lastActivityAt = 0;
   /** Bumped by stop(): callbacks from an earlier run see a different number and do nothing. */
   private generation = 0;
   private target = 'unknown target';
@@ -79,6 +81,11 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     return this.state === 'up';
   }
 
+  /** Silence on the current (or last) connection both ways: ms since its last byte in or out, or since it opened. */
+  get silenceMs(): number {
+    return this.clock.now() - this.lastActivityAt;
+  }
+
   /** Starts connecting; does nothing if already started. Failures are reported through events, never thrown. */
   start(): void {
     if (this.state !== 'idle') return;
@@ -90,6 +97,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
   /** Sends bytes on the current link; false while down (the bytes are not sent). */
   write(bytes: Uint8Array): boolean {
     if (this.state !== 'up' || !this.current) return false;
+    this.lastActivityAt = this.clock.now();
     return this.current.write(bytes);
   }
 
@@ -171,7 +179,10 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     // A close seen while open() is pending is kept for the open handler to judge.
     let closedEarly: TransportError | null = null;
     const onData = (chunk: Buffer) => {
-      if (this.current === transport && this.state === 'up') this.safeEmit('data', chunk);
+      if (this.current === transport && this.state === 'up') {
+        this.lastActivityAt = this.clock.now();
+        this.safeEmit('data', chunk);
+      }
     };
     const onClose = (error: TransportError | null) => {
       if (this.current !== transport) return;
@@ -213,6 +224,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
         if (this.resetBackoffOn === 'open') this.backoff.reset();
         this.inOutage = false;
         this.state = 'up';
+        this.lastActivityAt = this.clock.now();
         this.logger.info({ target: this.target, attempts }, 'link up');
         this.safeEmit('up');
       },

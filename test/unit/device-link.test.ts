@@ -208,3 +208,67 @@ function indexOfSeq(haystack: number[], needle: number[]): number {
   }
   return -1;
 }
+
+/**
+ * A tcp:// link through a path that forgets a connection idle for `forgetMs` (no bytes either
+ * way): from then on, nothing passes and nobody is told, as the relay of the integration tests.
+ */
+class ForgettingPath extends FakeDevice {
+  private lastTraffic: number;
+  private forgotten = false;
+  constructor(
+    clock: ManualClock,
+    private readonly forgetMs: number,
+  ) {
+    super(clock);
+    this.lastTraffic = clock.now();
+  }
+  private passes(): boolean {
+    if (!this.forgotten && this.clock.now() - this.lastTraffic >= this.forgetMs) this.forgotten = true;
+    if (!this.forgotten) this.lastTraffic = this.clock.now();
+    return !this.forgotten;
+  }
+  override write(bytes: Uint8Array): boolean {
+    if (!this.passes()) return true; // the kernel took it; the path drops it
+    return super.write(bytes);
+  }
+  override reply(message: DeviceMessage): void {
+    this.clock.setTimeout(() => {
+      if (this.passes() && this.isOpen) this.emit('data', Buffer.from(encodeFrame(message)));
+    }, 5);
+  }
+}
+
+describe('DeviceLink keep-traffic on a tcp:// path that forgets idle links (fake path, fake time)', () => {
+  it('20 s pings through a path forgetting after 6 s: two cuts while learning, then none for an hour; the interval below 6 s; drops counted half-open', async () => {
+    const clock = new ManualClock();
+    const link = new DeviceLink({ target: 'tcp://bridge.example:2000', clock, transportFactory: () => new ForgettingPath(clock, 6000), session: { pingIntervalMs: 20_000, misses: 3 } });
+    const lost: number[] = [];
+    link.on('state', (c) => c.to === 'lost' && lost.push(clock.now()));
+    link.start();
+    await clock.advanceAsync(10 * 60_000);
+    const learned = link.keepTraffic!.stats;
+    expect(learned.learned).toBe(true);
+    expect(lost.length).toBeGreaterThanOrEqual(1);
+    expect(lost.length).toBeLessThanOrEqual(2);
+    expect(learned.intervalMs).toBeLessThan(6000);
+    expect(learned.drops).toEqual({ closed: 0, 'half-open': lost.length });
+    const before = lost.length;
+    await clock.advanceAsync(3600_000);
+    expect(lost.length).toBe(before);
+    expect(link.state).toBe('ready');
+    await link.close();
+  });
+
+  it('learning off: the same path cuts the link at every ping interval, as before', async () => {
+    const clock = new ManualClock();
+    const link = new DeviceLink({ target: 'tcp://bridge.example:2000', clock, transportFactory: () => new ForgettingPath(clock, 6000), session: { pingIntervalMs: 20_000, misses: 3 }, keepTraffic: { learn: false } });
+    const lost: number[] = [];
+    link.on('state', (c) => c.to === 'lost' && lost.push(clock.now()));
+    link.start();
+    await clock.advanceAsync(3600_000);
+    expect(link.keepTraffic!.stats.intervalMs).toBe(20_000);
+    expect(lost.length).toBeGreaterThan(30);
+    await link.close();
+  });
+});

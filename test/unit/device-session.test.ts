@@ -377,15 +377,54 @@ describe('DeviceSession after a reconnect', () => {
     expect(h.session.state).toBe('ready');
     h.session.linkDown('dropped');
     h.answer = false; // a middlebox that accepts the new connection and forwards nothing
+    const unanswered: string[] = [];
+    h.session.on('unanswered', (cause) => unanswered.push(cause));
     h.session.linkUp();
-    expect(h.session.state).toBe('init');
+    // Lost stays lost until the board answers: no `init` for a connection that carries nothing.
+    expect(h.session.state).toBe('lost');
     await clock.advanceAsync(4_999); // the handshake time (5 s by default)
-    expect(h.session.state).toBe('init');
+    expect(unanswered).toEqual([]);
     await clock.advanceAsync(1);
-    expect(h.changes.at(-1)).toMatchObject({ from: 'init', to: 'lost', cause: 'no answer since the link came up' });
+    expect(unanswered).toEqual(['still no answer since the link came up']);
+    expect(h.session.state).toBe('lost');
     h.answer = true; // the path works again: the HELLO_REQUEST of the next tick gets through
     await clock.advanceAsync(1_100);
     expect(h.session.state).toBe('ready');
+    expect(h.changes.map((c) => c.to)).toEqual(['ready', 'lost', 'ready']);
+    expect(h.changes.at(-1)).toMatchObject({ from: 'lost', to: 'ready', cause: 'answered again' });
+    h.session.close();
+  });
+
+  it('reopen attempts during an outage (link up, nothing, link down, ...) change nothing: lost once, then ready when it answers', async () => {
+    const h = harness();
+    h.session.linkUp();
+    await clock.advanceAsync(100);
+    h.session.linkDown('path gone');
+    h.answer = false;
+    const lostCount = h.session.counters.lostCount;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      h.session.linkUp();
+      await clock.advanceAsync(5_000);
+      h.session.linkDown('reopening: still no answer since the link came up');
+      await clock.advanceAsync(1_000);
+    }
+    expect(h.session.counters.lostCount).toBe(lostCount);
+    h.answer = true;
+    h.session.linkUp();
+    await clock.advanceAsync(200);
+    expect(h.changes.map((c) => c.to)).toEqual(['ready', 'lost', 'ready']);
+    h.session.close();
+  });
+
+  it('a first link that never answers is still init, then lost, and says unanswered', async () => {
+    const h = harness();
+    const unanswered: string[] = [];
+    h.session.on('unanswered', (cause) => unanswered.push(cause));
+    h.answer = false;
+    h.session.linkUp();
+    await clock.advanceAsync(5_000);
+    expect(h.changes.map((c) => c.to)).toEqual(['lost']); // it starts in init
+    expect(unanswered).toEqual(['no answer since the link came up']);
     h.session.close();
   });
 });

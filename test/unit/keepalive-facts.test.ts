@@ -69,4 +69,26 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
     facts.reset();
     expect(facts.due(stats({ p50: 40, bootId: 8, lastSeen: 19_000 })).length).toBe(5);
   });
+
+  it('a tcp:// board: its bridge path facts go out once, and again only when a cut or the search changes them', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock });
+    const path = (intervalMs: number, timeoutMs: number | null, halfOpen: number) => ({ ...stats(), keepTraffic: { intervalMs, timeoutMs, learned: true, drops: { closed: 0, 'half-open': halfOpen } } });
+    const first = facts.due(path(20_000, null, 0)).filter((f) => ['keep-interval', 'idle-timeout', 'drops-closed', 'drops-half-open'].includes(f.property));
+    expect(first.map((f) => [f.property, f.value])).toEqual([
+      ['keep-interval', '20.0'],
+      ['idle-timeout', '0.0'],
+      ['drops-closed', '0'],
+      ['drops-half-open', '0'],
+    ]);
+    expect(facts.due(path(20_000, null, 0))).toEqual([]);
+    const cut = facts.due(path(2000, 20_000, 1));
+    expect(cut.map((f) => [f.property, f.value])).toEqual([
+      ['keep-interval', '2.0'],
+      ['idle-timeout', '20.0'],
+      ['drops-half-open', '1'],
+    ]);
+    // A serial board has no such facts.
+    expect(new KeepaliveFacts({ clock }).due(stats()).some((f) => f.property === 'keep-interval')).toBe(false);
+  });
 });

@@ -15,6 +15,7 @@ function fakeDevice(id: string) {
     pongs: 0,
     lostCount: 0,
     queueDepth: 0,
+    keepTraffic: null as null | { intervalMs: number; timeoutMs: number | null; learned: boolean; drops: { closed: number; 'half-open': number } },
   };
   const outbox = { size: 0, bytes: 0, dropped: 0, droppedByKind: { telemetry: 0, state: 0, other: 0 } as Record<string, number> };
   const counters = { setsApplied: 0, setsRejected: 0 };
@@ -104,6 +105,19 @@ describe('tether metrics', () => {
     metrics.close();
     expect(a.rtt.listenerCount('rtt')).toBe(0);
     expect(b.rtt.listenerCount('rtt')).toBe(0);
+  });
+
+  it('a tcp:// board: its bridge path (keep-traffic interval, idle timeout learned, drops by cause); a serial board has none', async () => {
+    const { a, src } = source();
+    const metrics = createTetherMetrics(src);
+    a.stats.keepTraffic = { intervalMs: 4500, timeoutMs: 6700, learned: true, drops: { closed: 0, 'half-open': 2 } };
+    const m = samples(await metrics.registry.metrics());
+    expect(m.get('tether_bridge_keep_interval_seconds{device="dev-a"}')).toBe(4.5);
+    expect(m.get('tether_bridge_path_idle_timeout_seconds{device="dev-a"}')).toBe(6.7);
+    expect(m.get('tether_bridge_drops_total{device="dev-a",cause="half-open"}')).toBe(2);
+    expect(m.get('tether_bridge_drops_total{device="dev-a",cause="closed"}')).toBe(0);
+    expect(m.has('tether_bridge_keep_interval_seconds{device="dev-b"}')).toBe(false);
+    metrics.close();
   });
 
   it('heartbeat misses: PINGs unanswered beyond the one in flight, never decreasing', async () => {

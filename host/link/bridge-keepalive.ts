@@ -1,0 +1,306 @@
+import { silentLogger, type Logger } from '../log/logger.ts';
+import type { KeepalivePathStore } from '../mqtt/keepalive-path-store.ts';
+import type { CutCause } from '../mqtt/idle-timeout-learner.ts';
+import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
+import { BridgeIdleLearner, type BridgeIntervalChange, type LearnedBridgePath } from './bridge-idle-learner.ts';
+
+export interface BridgeKeepaliveSettings {
+  /** Learn the path's idle timeout and keep the link's traffic below it (default true). */
+  learn?: boolean;
+  /** A fixed interval of keep-traffic PINGs (ms) instead of learning (capped at the ping interval). */
+  intervalMs?: number;
+  /** The shortest interval learning may choose (ms, default 2000). */
+  minIntervalMs?: number;
+  /** Where what was learned is kept (the gateway's keepalive-paths.json); none: not kept. */
+  store?: KeepalivePathStore;
+}
+
+export interface BridgeKeepaliveOptions extends BridgeKeepaliveSettings {
+  /** The tcp:// target: the path's name in the store and the log. */
+  target: string;
+  pingIntervalMs: number;
+  clock: Clock;
+  logger?: Logger;
+  /** Silence on the link both ways now (ms since the last byte either way; Infinity while down). */
+  idleMs(): number;
+  /** Whether the board is `ready` (keep-traffic and learning only then). */
+  ready(): boolean;
+  /** Sends a PING now, outside the session's schedule (its PONG is contact as any other). */
+  ping(): void;
+  /** How long a PING may go unanswered before it is taken as lost (default 1500 ms). */
+  answerMs?(): number;
+  /** Closes the connection and opens a fresh one (the path forgot this one). */
+  reopen(reason: string): void;
+}
+
+export interface BridgeKeepaliveStats {
+  /** Keep-traffic after this long of silence (ms); the ping interval when nothing is to be kept awake. */
+  intervalMs: number;
+  /** Upper bound on the path's idle timeout (null: no cut stands). */
+  timeoutMs: number | null;
+  learned: boolean;
+  /** Cuts of the link while the board was ready, by cause. */
+  drops: Record<CutCause, number>;
+}
+
+/** How long a PING sent after a longer silence than ever proven safe may go unanswered before the path is taken to have forgotten the link. */
+const DEFAULT_ANSWER_MS = 1500;
+
+/**
+ * The keep-traffic of one tcp:// link: a PING after the learned interval of silence (the
+ * configured ping interval stays the detection bound: this only adds traffic), what the link
+ * tells about the path (answered PINGs, cuts: closed by the path, or half-open) fed to a
+ * BridgeIdleLearner, one log line when the interval drops below a cut and one when the search
+ * settles, and what was learned stored per path so a restart starts from it.
+ *
+ * A PING sent after a longer silence than the path was ever proven to survive, and not
+ * answered within the answer time, is taken as a cut at once: the link is reopened (healed)
+ * rather than left for the session's bound. A PING at a proven idle age that goes unanswered
+ * is only a miss: the session decides (its `lost` with the link open then counts as a cut).
+ */
+export class BridgeKeepalive {
+  readonly key: string;
+  private readonly options: BridgeKeepaliveOptions;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private learner: BridgeIdleLearner;
+  private timer: TimerHandle | null = null;
+  private running = false;
+  /** PINGs sent on this connection and not answered yet: seq -> idle age when sent. */
+  private readonly outstanding = new Map<number, { idleMs: number; unproven: boolean; timer: TimerHandle | null }>();
+  private readonly drops: Record<CutCause, number> = { closed: 0, 'half-open': 0 };
+  private readonly changeListeners = new Set<(stats: BridgeKeepaliveStats) => void>();
+  private wasLearned = true;
+
+  constructor(options: BridgeKeepaliveOptions) {
+    this.options = options;
+    this.key = `bridge ${options.target}`;
+    this.clock = options.clock;
+    this.log = (options.logger ?? silentLogger).child({ component: 'bridge-keepalive' });
+    this.learner = this.newLearner();
+  }
+
+  get learning(): boolean {
+    return this.options.intervalMs === undefined && this.options.learn !== false;
+  }
+
+  get intervalMs(): number {
+    if (this.options.intervalMs !== undefined) return Math.min(this.options.intervalMs, this.options.pingIntervalMs);
+    return this.learning ? this.learner.intervalMs : this.options.pingIntervalMs;
+  }
+
+  get stats(): BridgeKeepaliveStats {
+    return { intervalMs: this.intervalMs, timeoutMs: this.learner.timeoutMs, learned: this.learner.learned, drops: { ...this.drops } };
+  }
+
+  onChange(listener: (stats: BridgeKeepaliveStats) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /** Reads what was learned before on this path (if stored), then keeps the link's traffic. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const store = this.options.store;
+    if (this.learning && store) {
+      const stored = (await store.read(this.key))?.learned as LearnedBridgePath | undefined;
+      if (!this.running) return;
+      if (stored?.version === 1) {
+        this.learner = this.newLearner(stored);
+        const { timeoutMs } = this.learner;
+        if (timeoutMs !== null) {
+          this.log.info(
+            { intervalMs: this.intervalMs, observedTimeoutMs: timeoutMs },
+            `the path to ${this.options.target} cut idle links after ${sec(timeoutMs)} before: traffic every ${sec(this.intervalMs)} (learned, from ${store.file})`,
+          );
+        }
+      }
+    }
+    this.wasLearned = this.learner.learned;
+    this.arm();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.forgetPings();
+  }
+
+  /** A PING went out (any: the session's or ours), `idleMs` after the last byte either way. */
+  pingSent(seq: number, idleMs: number): void {
+    if (!this.running || !this.options.ready() || !Number.isFinite(idleMs)) return;
+    const safe = this.learner.safeMs ?? 0;
+    // Longer than ever proven safe (plus the timer's slack): an answer proves more, silence is a cut.
+    const unproven = this.learning && idleMs > safe + 250 && idleMs >= this.learner.minIntervalMs;
+    const entry: { idleMs: number; unproven: boolean; timer: TimerHandle | null } = { idleMs, unproven, timer: null };
+    if (unproven) {
+      entry.timer = this.clock.setTimeout(() => {
+        entry.timer = null;
+        if (this.outstanding.get(seq) === entry) this.unanswered(seq, entry.idleMs);
+      }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
+    }
+    this.outstanding.set(seq, entry);
+    this.arm();
+  }
+
+  /** A PONG came: the PING `seq` (and every older one, answered in order) survived. */
+  pong(seq: number): void {
+    const entry = this.outstanding.get(seq);
+    if (entry) {
+      for (const [s, e] of this.outstanding) {
+        if (e.timer !== null) this.clock.clearTimeout(e.timer);
+        this.outstanding.delete(s);
+        if (s === seq) break;
+      }
+    }
+    if (entry && this.learning) this.apply(this.learner.survived(entry.idleMs, this.wallNow()), null);
+    this.arm();
+  }
+
+  /** Any traffic from the board: the keep-traffic timer looks again from the new silence. */
+  activity(): void {
+    this.arm();
+  }
+
+  /**
+   * The board went `lost` with the connection still open (the session's bound): if a PING was
+   * unanswered, the path may have forgotten the link when it was sent.
+   */
+  lostWithLinkOpen(): void {
+    const first = this.outstanding.values().next().value;
+    this.forgetPings();
+    if (!first) return;
+    this.noteCut(first.idleMs, 'half-open');
+  }
+
+  /** The connection closed under a ready board, not by us: `idleMs` of silence before the close. */
+  closed(idleMs: number, silentDeath: boolean): void {
+    const first = this.outstanding.values().next().value;
+    this.forgetPings();
+    // A kernel giving up on unacknowledged data (TCP_USER_TIMEOUT) is a silent death: the PING's idle age counts.
+    if (silentDeath) {
+      if (first) this.noteCut(first.idleMs, 'half-open');
+      return;
+    }
+    this.noteCut(idleMs, 'closed');
+  }
+
+  /** The connection is gone (any reason): its PINGs will never be answered. */
+  linkDown(): void {
+    this.forgetPings();
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private unanswered(seq: number, idleMs: number): void {
+    if (!this.running || !this.options.ready()) return;
+    this.outstanding.delete(seq);
+    this.forgetPings();
+    this.noteCut(idleMs, 'half-open');
+    this.options.reopen(`reopening: a PING sent after ${sec(idleMs)} idle went unanswered (the path forgot the connection)`);
+  }
+
+  private noteCut(idleMs: number, cause: CutCause): void {
+    this.drops[cause]++;
+    const change = this.learning ? this.learner.cut(idleMs, cause, this.wallNow()) : null;
+    if (change) this.apply(change, { idleMs, cause });
+    else this.emitChange();
+  }
+
+  private apply(change: BridgeIntervalChange | null, cut: { idleMs: number; cause: CutCause } | null): void {
+    const learned = this.learner.learned;
+    if (change) {
+      const timeout = change.timeoutMs;
+      const fields = { intervalMs: change.intervalMs, previousMs: change.previousMs, observedTimeoutMs: timeout, trial: change.trial, reason: change.reason };
+      if (cut && learned && !this.wasLearned && change.trial === false && this.learner.safeMs !== null && change.previousMs > change.intervalMs && change.previousMs < this.options.pingIntervalMs) {
+        // A step of the search was cut: the search settles at the last good value.
+        this.log.info(
+          fields,
+          `learned the idle timeout of the path to ${this.options.target}: at most ${sec(timeout ?? cut.idleMs)} (a step to ${sec(cut.idleMs)} idle was cut); traffic every ${sec(change.intervalMs)} from now on`,
+        );
+      } else if (cut && change.intervalMs < change.previousMs) {
+        const how = cut.cause === 'closed' ? 'closed by the path' : 'half-open: a PING went unanswered';
+        this.log.warn(
+          fields,
+          `the link to ${this.options.target} was cut after ${sec(cut.idleMs)} idle (${how}): traffic every ${sec(change.intervalMs)} from now on (was ${sec(change.previousMs)}; PINGs every ${sec(this.options.pingIntervalMs)} still bound the detection)`,
+        );
+      } else if (learned && !this.wasLearned) {
+        this.log.info(
+          fields,
+          `learned the idle timeout of the path to ${this.options.target}: ${timeout === null ? 'none' : `at most ${sec(timeout)}`}; traffic every ${sec(change.intervalMs)} (${change.reason})`,
+        );
+      } else {
+        this.log.debug(fields, `${change.reason}: traffic every ${sec(change.intervalMs)} (was ${sec(change.previousMs)})`);
+      }
+      this.save();
+    } else if (learned && !this.wasLearned) {
+      const timeout = this.learner.timeoutMs;
+      this.log.info(
+        { intervalMs: this.intervalMs, observedTimeoutMs: timeout },
+        `learned the idle timeout of the path to ${this.options.target}: ${timeout === null ? 'none' : `at most ${sec(timeout)}`}; traffic every ${sec(this.intervalMs)}`,
+      );
+      this.save();
+    }
+    this.wasLearned = learned;
+    this.emitChange();
+    this.arm();
+  }
+
+  /** One timer: due when the link will have been silent for the interval. */
+  private arm(): void {
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    if (!this.running || !this.options.ready()) return;
+    const interval = this.intervalMs;
+    if (interval >= this.options.pingIntervalMs) return; // the session's own PINGs are enough
+    const idle = this.options.idleMs();
+    if (!Number.isFinite(idle)) return;
+    this.timer = this.clock.setTimeout(() => this.due(), Math.max(0, interval - idle));
+  }
+
+  private due(): void {
+    this.timer = null;
+    if (!this.running || !this.options.ready()) return;
+    // A PING of ours still unanswered: its answer (or its timeout) decides first.
+    if (this.outstanding.size > 0) return;
+    const idle = this.options.idleMs();
+    if (idle + 5 >= this.intervalMs) this.options.ping();
+    else this.arm();
+  }
+
+  private forgetPings(): void {
+    for (const e of this.outstanding.values()) if (e.timer !== null) this.clock.clearTimeout(e.timer);
+    this.outstanding.clear();
+  }
+
+  private emitChange(): void {
+    const stats = this.stats;
+    for (const l of this.changeListeners) l(stats);
+  }
+
+  private save(): void {
+    const store = this.options.store;
+    if (!store || !this.learning) return;
+    store.write(this.key, {
+      intervalMs: this.intervalMs,
+      timeoutMs: this.learner.timeoutMs,
+      pingIntervalMs: this.options.pingIntervalMs,
+      updatedAt: new Date(this.wallNow()).toISOString(),
+      learned: this.learner.snapshot(),
+    });
+  }
+
+  private newLearner(restored?: LearnedBridgePath): BridgeIdleLearner {
+    return new BridgeIdleLearner({ pingIntervalMs: this.options.pingIntervalMs, minIntervalMs: this.options.minIntervalMs, restored });
+  }
+
+  private wallNow(): number {
+    return (this.clock as Partial<WallClock>).wallNow?.() ?? Date.now();
+  }
+}
+
+function sec(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
