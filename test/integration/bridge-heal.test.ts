@@ -7,8 +7,9 @@ import { SimulatedDevice } from '../../emulator/simulator/simulated-device.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
 import { startMiddleboxRelay, type MiddleboxRelay } from '../support/middlebox-relay.ts';
+import { toolAvailable } from '../support/find-tool.ts';
 import { createNetns, netnsAvailable, type TestNetns } from '../support/netns.ts';
-import { ser2netInstalled, startSer2net, type RunningSer2net } from '../support/ser2net.ts';
+import { startSer2net, type RunningSer2net } from '../support/ser2net.ts';
 
 /**
  * ser2net (Debian's) in front of a board on a pty, and between tether and ser2net a path that
@@ -19,6 +20,8 @@ import { ser2netInstalled, startSer2net, type RunningSer2net } from '../support/
  * The blackhole lasts BRIDGE_BLACKHOLE_SEC seconds (6 here; `npm run bench` runs 60 s).
  */
 const BLACKHOLE_MS = Number(process.env.BRIDGE_BLACKHOLE_SEC ?? 6) * 1000;
+/** The issue's outage through the kernel (conntrack, TCP retransmission backoff): 60 s, as reported. */
+const KERNEL_BLACKHOLE_MS = Number(process.env.BRIDGE_KERNEL_BLACKHOLE_SEC ?? 60) * 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -79,7 +82,7 @@ function healTimes(changes: Array<StateChange & { t: number }>): number[] {
   return out;
 }
 
-describe.skipIf(!ser2netInstalled())('a tcp:// bridge through ser2net heals when the path comes back', () => {
+describe.runIf(toolAvailable('ser2net', 'ser2net'))('a tcp:// bridge through ser2net heals when the path comes back', () => {
   it('a path that forgets idle connections (1 s) under 2 s pings: lost, then a fresh connection is ready again within one interval plus the bound, every time; without reopening it stays lost', async () => {
     const pty = await boardOnPty();
     const bridge = await ser2net({ device: pty });
@@ -134,16 +137,10 @@ describe.skipIf(!ser2netInstalled())('a tcp:// bridge through ser2net heals when
   });
 
   it.skipIf(!netnsAvailable())(
-    `nftables drops every packet to the bridge's namespace for ${BLACKHOLE_MS / 1000} s: ready again within one interval plus the bound after the path returns`,
+    `nftables drops every packet to the bridge's namespace for ${KERNEL_BLACKHOLE_MS / 1000} s: ready again within one interval plus the bound after the path returns`,
     async () => {
       const pty = await boardOnPty();
-      let ns: TestNetns;
-      try {
-        ns = createNetns();
-      } catch (err) {
-        console.log(`no network namespace here (${(err as Error).message.split('\n')[0]}): skipped`);
-        return;
-      }
+      const ns: TestNetns = createNetns();
       cleanups.push(() => ns.destroy());
       const bridge = await ser2net({ device: pty, host: ns.address, prefix: ns.prefix });
       const intervalMs = 1000;
@@ -156,17 +153,18 @@ describe.skipIf(!ser2netInstalled())('a tcp:// bridge through ser2net heals when
       ns.blackhole(true);
       await l.link.nextState('lost', boundMs + intervalMs + 1000);
       const lostAfter = Date.now() - cutAt;
-      await sleep(Math.max(0, BLACKHOLE_MS - (Date.now() - cutAt)));
+      await sleep(Math.max(0, KERNEL_BLACKHOLE_MS - (Date.now() - cutAt)));
       expect(l.link.state).toBe('lost');
       const backAt = Date.now();
       ns.blackhole(false);
       await l.link.ready(intervalMs + boundMs + 3000);
       const healedAfter = Date.now() - backAt;
       console.log(
-        `kernel blackhole ${BLACKHOLE_MS} ms: lost ${lostAfter} ms after the cut; ready ${healedAfter} ms after the path returned (limit ${intervalMs + boundMs} ms); link down reasons: ${[...new Set(l.downs.map((d) => d.replace(/^tcp:\/\/\S+ /, '')))].join(' | ')}`,
+        `kernel blackhole ${KERNEL_BLACKHOLE_MS} ms: lost ${lostAfter} ms after the cut; ready ${healedAfter} ms after the path returned (limit ${intervalMs + boundMs} ms); link down reasons: ${[...new Set(l.downs.map((d) => d.replace(/^tcp:\/\/\S+ /, '')))].join(' | ')}`,
       );
       expect(healedAfter).toBeLessThanOrEqual(intervalMs + boundMs);
     },
+    KERNEL_BLACKHOLE_MS + 30_000,
   );
 
   it.skipIf(!netnsAvailable())('without reopening, TCP_USER_TIMEOUT (from the bound) still lets a blackholed socket go within about the bound, not after ~15 minutes', async () => {
