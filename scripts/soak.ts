@@ -7,7 +7,7 @@
 // messages are counted per fault (from the fault to the next one, recovery included). QoS 1
 // is at least once: duplicates are allowed, losses are not. Also reports the daemon's RSS and
 // open file descriptors over time (both must stay flat).
-import { readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { serveDeviceOverTcp } from '../emulator/simulator/tcp-device-server.ts';
 import { startMosquitto } from '../test/support/mosquitto.ts';
 import { onJsonLines } from '../test/support/json-lines.ts';
 import { startTcpProxy } from '../test/support/tcp-proxy.ts';
+import { waitFor } from '../test/support/wait-for.ts';
 
 const CLI = fileURLToPath(new URL('../bin/tether.js', import.meta.url));
 // The daemon runs the compiled dist/: build it first, so the soak never runs stale code.
@@ -26,13 +27,28 @@ execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescrip
   cwd: fileURLToPath(new URL('..', import.meta.url)),
   stdio: 'inherit',
 });
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, 'fault-every': { type: 'string', default: '180' } } });
+const { values } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '30' },
+    'fault-every': { type: 'string', default: '180' },
+    'warm-up': { type: 'string', default: '20' },
+    // Which faults, in turn (kill, half-open, hang): e.g. `--faults kill` to repeat one.
+    faults: { type: 'string', default: 'kill,half-open,hang' },
+    // A folder for the daemon's log, Mosquitto's verbose log and every message received, to follow a number.
+    trace: { type: 'string' },
+  },
+});
 const minutes = Number(values.minutes);
 const faultEveryS = Number(values['fault-every']);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-soak-'));
-const broker = await startMosquitto({ persistenceDir: join(dir, 'mosquitto') });
+const trace = values.trace;
+if (trace) mkdirSync(trace, { recursive: true });
+const broker = await startMosquitto({
+  persistenceDir: join(dir, 'mosquitto'),
+  extraConfig: trace ? [`log_dest file ${join(trace, 'mosquitto.log')}`, 'log_type all', 'log_timestamp_format %H:%M:%S'] : [],
+});
 const proxy = await startTcpProxy(broker.port);
 // The board's sequence: steps every 25 ms while the board runs, reported at 1 kHz. On the pin
 // it is a triangle (0 up to 1023 and back down, period 2046): consecutive numbers always
@@ -85,6 +101,8 @@ class SequenceCheck {
   private readonly received = new Set<number>();
   private highestQueued: number | null = null;
   private highestReceived: number | null = null;
+  /** Sequence numbers queued and never received (after finish()). */
+  readonly lostNumbers: number[] = [];
 
   constructor(
     first: string,
@@ -129,7 +147,11 @@ class SequenceCheck {
   finish(): void {
     this.open('(end)');
     this.windows.pop();
-    for (const [n, window] of this.queuedIn) if (!this.received.has(n)) this.windows[window]!.lost++;
+    for (const [n, window] of this.queuedIn) {
+      if (this.received.has(n)) continue;
+      this.windows[window]!.lost++;
+      this.lostNumbers.push(n);
+    }
   }
 }
 
@@ -159,15 +181,17 @@ const watcher = await mqtt.connectAsync(broker.url, {
   resubscribe: false,
 });
 const subscribe = () => watcher.subscribeAsync('homie/5/soak/seq/value', { qos: 1, rh: 1 }).catch(() => {});
-let watcherConnects = 0;
+// connectAsync resolved on the first CONNACK: every 'connect' from here on is a reconnect.
 watcher.on('connect', (connack) => {
   // A broker that comes back without the subscriber's session (sessionPresent false) has lost
-  // what it had queued for it: that is the broker's loss, not the daemon's; said in the window.
-  if (watcherConnects++ > 0 && !connack.sessionPresent) check.note('the broker came back without the subscriber\'s session');
+  // its subscription and what it had queued for it: said in the window.
+  if (!connack.sessionPresent) check.note('the broker came back without the subscriber\'s session');
   void subscribe();
 });
 let notANumber = 0;
+const received = trace ? createWriteStream(join(trace, 'received.jsonl')) : null;
 watcher.on('message', (_topic, payload, packet) => {
+  received?.write(`${JSON.stringify({ t: new Date().toISOString(), mid: packet.messageId, retain: packet.retain, dup: packet.dup, payload: payload.toString() })}\n`);
   if (packet.retain) return;
   const value = payload.length > 0 ? Number(payload.toString()) : NaN;
   if (!Number.isInteger(value)) {
@@ -178,9 +202,14 @@ watcher.on('message', (_topic, payload, packet) => {
   check.receive(value);
 });
 await subscribe();
+// The subscription must be on disk before any fault: a broker that cannot save (e.g. a missing
+// persistence folder) comes back from kill -9 empty, and the loss would be the soak's setup.
+await waitFor(() => existsSync(join(dir, 'mosquitto', 'mosquitto.db')), { timeoutMs: 10_000, what: 'Mosquitto to save its database' });
 
 const daemon = spawn(process.execPath, [CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+const daemonLog = trace ? createWriteStream(join(trace, 'daemon.jsonl')) : null;
 onJsonLines<{ level: number; msg?: string; topic?: string; payload?: string }>(daemon.stdout!, (line) => {
+  daemonLog?.write(`${JSON.stringify(line)}\n`);
   if (line.msg === 'queued for the broker' && line.topic === 'homie/5/soak/seq/value') check.queued(Number(line.payload));
   else if (line.level >= 40) process.stderr.write(`${JSON.stringify(line)}\n`);
 });
@@ -188,44 +217,56 @@ const pid = daemon.pid!;
 const rss = () => Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)![1]) / 1024;
 const fds = () => readdirSync(`/proc/${pid}/fd`).length;
 
-await sleep(20_000); // warm-up
+await sleep(Number(values['warm-up']) * 1000); // warm-up
 check.open('no fault');
 const samples: Array<{ t: number; rss: number; fds: number; received: number }> = [];
 const started = Date.now();
 const sample = () => samples.push({ t: (Date.now() - started) / 1000, rss: rss(), fds: fds(), received: receivedCount });
 sample();
-const faults = [
-  async () => {
-    await broker.kill9();
-    await sleep(10_000);
-    await broker.restart();
-    return 'broker kill -9, back after 10 s';
+const faultKinds: Record<string, { what: string; run: () => Promise<void> }> = {
+  kill: {
+    what: 'broker kill -9, back after 10 s',
+    run: async () => {
+      await broker.kill9();
+      await sleep(10_000);
+      await broker.restart();
+    },
   },
-  async () => {
-    proxy.blackhole(true);
-    await sleep(12_000);
-    proxy.blackhole(false);
-    return 'half-open broker link for 12 s';
+  'half-open': {
+    what: 'half-open broker link for 12 s',
+    run: async () => {
+      proxy.blackhole(true);
+      await sleep(12_000);
+      proxy.blackhole(false);
+    },
   },
-  async () => {
-    boardFrozen = true;
-    sim.device.setFrozen(true);
-    await sleep(5000);
-    sim.device.setFrozen(false);
-    boardFrozen = false;
-    return 'board hung for 5 s';
+  hang: {
+    what: 'board hung for 5 s',
+    run: async () => {
+      boardFrozen = true;
+      sim.device.setFrozen(true);
+      await sleep(5000);
+      sim.device.setFrozen(false);
+      boardFrozen = false;
+    },
   },
-];
+};
+const faults = values.faults.split(',').map((name) => {
+  const kind = faultKinds[name.trim()];
+  if (!kind) throw new Error(`--faults: unknown fault ${name} (known: ${Object.keys(faultKinds).join(', ')})`);
+  return kind;
+});
 let faultIndex = 0;
 const end = started + minutes * 60_000;
 let nextFault = started + faultEveryS * 1000;
 while (Date.now() < end) {
-  await sleep(10_000);
+  await sleep(Math.max(0, Math.min(10_000, nextFault - Date.now())));
   sample();
   if (Date.now() >= nextFault) {
-    check.open(['broker kill -9, back after 10 s', 'half-open broker link for 12 s', 'board hung for 5 s'][faultIndex % faults.length]!);
-    const what = await faults[faultIndex++ % faults.length]!();
-    process.stderr.write(`${((Date.now() - started) / 1000).toFixed(0)} s: ${what}\n`);
+    const fault = faults[faultIndex++ % faults.length]!;
+    check.open(fault.what);
+    process.stderr.write(`${new Date().toISOString()} (${((Date.now() - started) / 1000).toFixed(0)} s): ${fault.what}\n`);
+    await fault.run();
     nextFault += faultEveryS * 1000;
   }
 }
@@ -233,6 +274,7 @@ clearInterval(stepper); // the board stops counting: everything up to boardSeq m
 await sleep(15_000); // let the queue drain
 sample();
 check.finish();
+if (trace) writeFileSync(join(trace, 'lost.json'), JSON.stringify(check.lostNumbers.map((n) => ({ n, pin: onPin(n) }))));
 daemon.kill('SIGTERM');
 await new Promise((r) => daemon.once('exit', r));
 await watcher.endAsync();
