@@ -7,6 +7,12 @@
 // messages are counted per fault (from the fault to the next one, recovery included). QoS 1
 // is at least once: duplicates are allowed, losses are not. Also reports the daemon's RSS and
 // open file descriptors over time (both must stay flat).
+// The broker keeps its sessions across kill -9 only as far as Mosquitto can: persistence saved
+// after every change (the soak checks the first save happened), no queue limit. What Mosquitto
+// acknowledged with "no matching subscribers" is counted from its log, per window, and what it
+// loses by itself on kill -9 is measured first, with no tether involved (--broker-check trials).
+// `--faults kill,half-open,hang` picks the faults (in turn); `--trace DIR` keeps the daemon's log,
+// Mosquitto's verbose log, every message received and the lost numbers, to follow one.
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -432,7 +438,7 @@ if (brokerChecks.length > 0) {
   for (const [i, r] of brokerChecks.entries()) console.log(`| ${i + 1} | ${r.acked} | ${r.lost.length}${r.lost.length ? ` (number ${r.lost.join(', ')}; highest acknowledged ${r.highest})` : ''} |`);
   console.log(
     'Mosquitto writes PUBACK while it handles a PUBLISH and saves its database later in the same pass of its loop: what it acknowledged since its last completed save is lost on kill -9 (no setting changes that). ' +
-      'The soak above is not exposed to it only while its subscriber is online with room in its in-flight window: Mosquitto writes the message to such a subscriber before the PUBACK.',
+      'The soak above is exposed to it only while its subscriber is offline or its in-flight window is full: Mosquitto writes a message to an online subscriber with room in that window before it sends the PUBACK (its log: PUBLISH to the subscriber, PUBACK, then the save).',
   );
 }
 process.exit(sum('lost') === 0 ? 0 : 1);
