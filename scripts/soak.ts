@@ -401,6 +401,11 @@ while (Date.now() < end) {
     nextFault += faultEveryS * 1000;
   }
 }
+// The last fault's window gets its full length too (its recovery is what it measures).
+while (faultIndex > 0 && Date.now() < nextFault) {
+  await sleep(Math.max(0, Math.min(10_000, nextFault - Date.now())));
+  sample();
+}
 clearInterval(stepper); // the board stops counting: everything up to boardSeq must arrive
 // Let the queue drain: until every value queued has arrived, or 60 s (what is missing then is lost).
 await sleep(2000); // the last readings reach the daemon's log
