@@ -13,7 +13,7 @@
 // loses by itself on kill -9 is measured first, with no tether involved (--broker-check trials).
 // `--faults kill,half-open,hang` picks the faults (in turn); `--trace DIR` keeps the daemon's log,
 // Mosquitto's verbose log, every message received and the lost numbers, to follow one.
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, rmSync, readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -420,6 +420,7 @@ await watcher.endAsync();
 await sim.close();
 await proxy.close();
 await broker.stop();
+rmSync(dir, { recursive: true, force: true }); // queue, broker database and log (a verbose log grows ~2 MB a minute); --trace keeps what to read
 
 const first = samples[0]!;
 const last = samples.at(-1)!;
