@@ -1,6 +1,6 @@
 import { canConnect } from './can-connect.ts';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { requireTool } from './find-tool.ts';
@@ -67,6 +67,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
     'log_type notice',
   ];
   if (options.persistenceDir) {
+    // Mosquitto does not create it: without it every save fails ("Error saving in-memory
+    // database ... No such file or directory") and a restart comes back with nothing.
+    mkdirSync(options.persistenceDir, { recursive: true });
     lines.push(
       'persistence true',
       `persistence_location ${options.persistenceDir.endsWith('/') ? options.persistenceDir : `${options.persistenceDir}/`}`,
