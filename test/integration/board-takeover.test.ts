@@ -79,11 +79,14 @@ describe("a held board's session taken over by another gateway", () => {
     // gw-a's gateway Will, as the broker publishes it when that session alone dies (see the top).
     const will = await mqtt.connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 0 });
     await will.publishAsync('homie/5/gw-a/$state', 'lost', { qos: 1, retain: true });
+    const willAt = performance.now();
     await will.endAsync();
 
     // gw-b takes the board: its board session connects with the client id gw-a's holds.
     await waitFor(() => b.ownership!.phase(BOARD) === 'held', { timeoutMs: 20_000, what: 'gw-b to claim the board', detail: () => `gw-b: ${logB.records.slice(-4).map((r) => r.msg).join(' | ')}` });
-    await waitFor(() => a.ownership!.phase(BOARD) === 'standby', { timeoutMs: 10_000, what: 'gw-a to let go' });
+    const claimedMs = performance.now() - willAt;
+    await waitFor(() => a.ownership!.phase(BOARD) === 'standby', { timeoutMs: 10_000, intervalMs: 5, what: 'gw-a to let go' });
+    const letGoMs = performance.now() - willAt;
     await waitFor(() => b.devices[0]!.link.state === 'ready' && b.devices[0]!.mqtt.connected, { timeoutMs: 30_000, what: 'gw-b to serve the board' });
     const readyB = await waitFor(() => watcher!.find((m) => m.topic === STATE && m.payload === 'ready' && (!v5 || m.owner === 'gw-b'), markWill), { timeoutMs: 10_000, what: 'ready from gw-b' });
     if (v5) expect(readyB.epoch).toBe(2);
@@ -101,6 +104,7 @@ describe("a held board's session taken over by another gateway", () => {
 
     // One WARN, naming gw-b, and no other warning from gw-a about it.
     const warnsA = logA.records.filter((r) => r.level === 'warn').slice(warnsBefore);
+    console.log(`MQTT ${protocolVersion}: after the Will: gw-b held the board at ${Math.round(claimedMs)} ms, gw-a had let go by ${Math.round(letGoMs)} ms, ready from gw-b at ${Math.round(readyB.at - willAt)} ms`);
     console.log(`MQTT ${protocolVersion}: gw-a warned ${JSON.stringify(warnsA.map((r) => r.msg))}; its board connects ${connectsBefore} -> ${boardConnects(logA)}`);
     expect(warnsA).toHaveLength(1);
     expect(warnsA[0]!.msg).toMatch(/^b1: gateway gw-b took it \(epoch 2\): letting it go/);
