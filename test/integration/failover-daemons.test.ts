@@ -20,7 +20,7 @@ const TAKEOVER_DELAY_MS = 1000;
  * The stated bound (README "More than one gateway"), from these settings:
  * (willDelaySec 1 s + up to 1 s for Mosquitto's Will timer) + takeoverDelayMs 1 s
  * + bridge and handshake 2 s + 3 s slack for a loaded 2-core CI machine = 8 s
- * (measured 2.6-3.1 s). A correctness bound, not a speed target (bench/failover.bench.ts).
+ * (measured 2.6-3.2 s). A correctness bound, not a speed target (bench/failover.bench.ts).
  */
 const FAILOVER_BOUND_MS = failoverBoundMs({ willDelaySec: WILL_DELAY_SEC, takeoverDelayMs: TAKEOVER_DELAY_MS });
 
