@@ -118,3 +118,23 @@ export function pairDaemonConfig(options: {
 export function pairDaemon(options: Omit<Parameters<typeof pairDaemonConfig>[0], 'dir'>, dir = mkdtempSync(join(tmpdir(), `tether-${options.gatewayId}-`))): DaemonProcess {
   return new DaemonProcess(pairDaemonConfig({ ...options, dir }), dir);
 }
+
+/** Opening the bridge to the board and the tether handshake after a claim (measured 0.1-0.3 s here). */
+export const BRIDGE_AND_HANDSHAKE_MS = 2000;
+/** Slack for a loaded 2-core CI machine shared with other test runs. */
+export const LOADED_MACHINE_SLACK_MS = 3000;
+
+/**
+ * The bound from kill -9 of the owner to `ready` from the standby, as README "More than one
+ * gateway" states it:
+ *
+ *   detection + takeoverDelayMs + BRIDGE_AND_HANDSHAKE_MS (2 s) + LOADED_MACHINE_SLACK_MS (3 s)
+ *
+ * where detection is the time until the broker publishes the owner's Will: the kernel closes
+ * the killed process's sockets at once, so it is `willDelaySec` plus up to 1 s (Mosquitto runs
+ * its Will timer once a second); on MQTT 3.1.1 (no Will Delay) up to 1 s.
+ */
+export function failoverBoundMs(settings: { willDelaySec: number; takeoverDelayMs: number }): number {
+  const detectionMs = settings.willDelaySec * 1000 + 1000;
+  return detectionMs + settings.takeoverDelayMs + BRIDGE_AND_HANDSHAKE_MS + LOADED_MACHINE_SLACK_MS;
+}
