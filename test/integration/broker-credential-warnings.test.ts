@@ -35,9 +35,14 @@ describe('broker credential warnings', () => {
     tlsPort = await freePort();
     // The host name may resolve to loopback (Debian's 127.0.1.1, or 127.0.0.1) or to an
     // interface address: a listener on whatever it resolves to.
-    const host = hostname();
-    const { address } = await lookup(host);
-    byHostName = { host, port: await freePort() };
+    // A machine whose host name does not resolve (some containers) gets 0.0.0.0, which Linux
+    // connects to the local machine: also a host not written as loopback.
+    const resolved = await lookup(hostname()).then(
+      ({ address }) => ({ host: hostname(), address }),
+      () => ({ host: '0.0.0.0', address: '127.0.0.1' }),
+    );
+    const { address } = resolved;
+    byHostName = { host: resolved.host, port: await freePort() };
     broker = await startMosquitto({
       users: { alice: SECRET },
       extraConfig: [`listener ${byHostName.port} ${address}`, `listener ${tlsPort} 127.0.0.1`, `certfile ${certs.serverCert}`, `keyfile ${certs.serverKey}`],
