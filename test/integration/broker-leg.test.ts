@@ -294,9 +294,10 @@ describe('broker leg defaults and modes', () => {
 
   it('with no broker URL the daemon starts the embedded broker and says so first', async () => {
     boards.push(await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath: join(dir, 'emb') }));
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    // Port 0: the broker takes a free port and the daemon's first lines name it (a random port
+    // once collided with another test's outgoing connection: EADDRINUSE).
     const daemon = new DaemonProcess({
-      broker: { embeddedPort: port },
+      broker: { embeddedPort: 0 },
       queue: { dir: join(dir, 'queue-emb') },
       devices: [{ id: 'emb', port: join(dir, 'emb'), keepalive: { intervalMs: 200 } }],
     });
@@ -304,7 +305,9 @@ describe('broker leg defaults and modes', () => {
     try {
       const line = await daemon.waitForLog((l) => /embedded MQTT broker/.test(l.msg ?? ''));
       expect(daemon.logs.indexOf(line)).toBeLessThan(3);
-      const watcher = await MqttWatcher.connect(`mqtt://127.0.0.1:${port}`, 'homie/5/#', { protocolVersion: 4 });
+      const url = String(line.url);
+      expect(url).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
+      const watcher = await MqttWatcher.connect(url, 'homie/5/#', { protocolVersion: 4 });
       await watcher.waitFor('homie/5/emb/$state', 'ready');
       await watcher.waitFor('homie/5/tether-gateway/$state', 'ready');
       // SIGTERM: every device `disconnected` (not lost), then a clean exit 0, quickly.
