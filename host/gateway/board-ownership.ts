@@ -253,7 +253,8 @@ export class BoardOwnership {
     // tether/boards/<id>/who: the holder answers with its record (live to every node's subscribers).
     if (parts.length === 4 && `${parts[0]}/${parts[1]}` === OWNER_PREFIX && parts[3] === 'who') {
       const b = this.boards.get(parts[2]!);
-      if (b?.phase === 'held' && b.claim && !info.retain) {
+      // Our own question (asked when kicked) is not for us to answer with a record it doubts.
+      if (b?.phase === 'held' && b.claim && !info.retain && payload.toString() !== this.instance) {
         this.options.session.publish(ownerTopics.owner(b.board.id), JSON.stringify(b.claim), { qos: 1, retain: true }).catch(() => {});
       }
       return;
@@ -426,6 +427,10 @@ export class BoardOwnership {
       return;
     }
     this.log.warn({ device: b.board.id, kick: kick.kind, times: kick.count }, `${b.board.id}: its MQTT session looks taken over but no other gateway claims it: keeping it`);
+    // Its record may not have reached this broker node (retained messages are per node on some
+    // clusters): ask live. A holder answers with its record, which outranks ours: we let go then,
+    // naming it, instead of kicking its session again.
+    this.options.session.publish(ownerTopics.who(b.board.id), this.instance, { qos: 1, retain: false }).catch(() => {});
   }
 
   private async letGo(b: BoardState, reason: string): Promise<void> {

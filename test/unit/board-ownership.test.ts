@@ -145,6 +145,43 @@ describe('BoardOwnership', () => {
     expect(b.ownership.phase('b1')).toBe('held');
   });
 
+  it('a holder that missed the new owner\'s record (not on its broker node) asks who holds the board at the first kick and lets go naming it', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    await a.ownership.start();
+    await settle();
+    clock.advance(3000);
+    await settle();
+    expect(a.ownership.phase('b1')).toBe('held');
+    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
+    await b.ownership.start();
+    await settle();
+    // gw-a hears nothing for a while (its node lost its subscriptions' traffic): meanwhile gw-b
+    // sees gw-a's gateway lost and takes the board with epoch 2.
+    a.session.connected = false;
+    void b.session.publish('homie/5/gw-a/$state', 'lost', { retain: true });
+    await settle();
+    clock.advance(3000);
+    await settle();
+    await settle();
+    expect(b.ownership.phase('b1')).toBe('held');
+    a.session.connected = true;
+    expect(a.ownership.phase('b1')).toBe('held');
+    // gw-b's board session takes the client id: gw-a's connection is closed right after it came up.
+    a.board.mqtt.emit('up', { sessionPresent: true });
+    a.board.mqtt.emit('down', 'connection closed by the broker');
+    await settle();
+    await settle();
+    await settle();
+    expect(a.ownership.phase('b1')).toBe('standby');
+    expect(a.board.calls.at(-1)).toBe('release gateway gw-b took it (epoch 2)');
+    expect(b.ownership.phase('b1')).toBe('held');
+    expect(JSON.parse(broker.retained.get(ownerTopics.owner('b1'))!.toString())).toMatchObject({ gateway: 'gw-b', epoch: 2 });
+    a.ownership.stop();
+    b.ownership.stop();
+  });
+
   it('the owner coming back within the delay keeps the board: the standby stays standby', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
