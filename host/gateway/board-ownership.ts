@@ -109,6 +109,8 @@ interface BoardState {
 
 /** After this many takeovers within the detector's window that no better claim explains, a held board is let go anyway. */
 const MAX_UNEXPLAINED_KICKS = 3;
+/** A claim whose publish failed while the session is (again) up is tried again after this long. */
+const CLAIM_RETRY_MS = 1000;
 
 /**
  * Which gateway serves which board when several gateways are configured with the same board
@@ -385,6 +387,14 @@ export class BoardOwnership {
       b.phase = 'waiting';
       b.claim = null;
       this.log.warn({ device: b.board.id, err: (err as Error).message }, `${b.board.id}: claim not published; trying again once connected`);
+      // The session may be up again already (its 'up' and sync came while this publish was
+      // failing, and evaluate() skipped a board still 'claiming'): then no later 'up' would retry.
+      if (this.running && session.connected && b.timer === null) {
+        b.timer = clock.setTimeout(() => {
+          b.timer = null;
+          this.evaluate(b, true);
+        }, CLAIM_RETRY_MS);
+      }
       return;
     }
     if (b.phase !== 'claiming' || !this.running) return; // outranked meanwhile (letGo ran)

@@ -95,6 +95,34 @@ describe('BoardOwnership', () => {
     a.ownership.stop();
   });
 
+  it('a claim whose publish failed while the session stayed (or came back) up is tried again a second later', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: '/dev/ttyACM0', standby: false, takeoverDelayMs: 3000 }));
+    // The first owner-record publish fails (the connection dropped before its PUBACK, and the
+    // session was up again before the failure arrived): no later 'up' will come to retry it.
+    const publish = a.session.publish.bind(a.session);
+    let failures = 1;
+    a.session.publish = async (topic, payload, options) => {
+      if (topic === ownerTopics.owner('b1') && failures-- > 0) throw new Error('connection closed before PUBACK');
+      return publish(topic, payload, options);
+    };
+    await a.ownership.start();
+    await settle();
+    await settle();
+    expect(a.board.calls).toEqual([]);
+    clock.advance(999);
+    await settle();
+    expect(a.board.calls).toEqual([]);
+    clock.advance(1);
+    await settle();
+    await settle();
+    expect(a.board.calls).toHaveLength(1);
+    expect(a.board.calls[0]).toMatch(/^acquire gw-a \d+$/);
+    expect(a.ownership.phase('b1')).toBe('held');
+    a.ownership.stop();
+  });
+
   it('a standby takes the board only after its owner is gone for takeoverDelayMs; the old owner back stands by', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
