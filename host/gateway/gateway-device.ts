@@ -130,6 +130,7 @@ export class GatewayDevice {
       maxBytes: this.options.queue.maxBytes,
       fsync: this.options.queue.fsync,
       logger: this.log,
+      clock: this.options.clock, // the board timers: its idle-close timer joins the fleet's one heap
     });
     const mqtt = this.options.mqtt();
     const view = this.options.sessionView?.() ?? mqtt;
