@@ -171,3 +171,22 @@ describe('tether_event_loop_delay_seconds', () => {
     without.close();
   });
 });
+
+describe('tether_process_memory_bytes', () => {
+  it('reports each kind of process.memoryUsage() as read at the scrape, and is absent when the source has none', async () => {
+    let rss = 100;
+    const usage = () => ({ rss: rss++, heapTotal: 50, heapUsed: 40, external: 7, arrayBuffers: 3 });
+    const metrics = createTetherMetrics({ devices: () => [], brokers: () => [], memoryUsage: usage });
+    const first = await metrics.registry.metrics();
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 100$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="heap_total"\} 50$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="heap_used"\} 40$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="external"\} 7$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="array_buffers"\} 3$/m);
+    expect(await metrics.registry.metrics()).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 101$/m);
+    metrics.close();
+    const without = createTetherMetrics({ devices: () => [], brokers: () => [] });
+    expect(await without.registry.metrics()).not.toMatch(/tether_process_memory_bytes/);
+    without.close();
+  });
+});
