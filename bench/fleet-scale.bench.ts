@@ -13,9 +13,9 @@
 //   TETHER_BENCH_FLEET_CLI=PATH          another build's bin/tether.js (before/after pairs)
 //   TETHER_BENCH_FLEET_NODE_ARGS='...'   extra node flags for the daemon (trying runtime settings)
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -26,6 +26,20 @@ import { printTable, sleep, type Row } from './support.ts';
 
 const CLI = process.env.TETHER_BENCH_FLEET_CLI ?? fileURLToPath(new URL('../bin/tether.js', import.meta.url));
 const NODE_ARGS = (process.env.TETHER_BENCH_FLEET_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/**
+ * The node flags the systemd unit runs the daemon with (its ExecStart line): the bench runs the
+ * same. The unit beside the CLI that runs (none beside a bare build copy: no flags, as before).
+ */
+const UNIT_NODE_ARGS = (() => {
+  const path = join(dirname(CLI), '..', 'packaging', 'tether.service');
+  if (!existsSync(path)) return [];
+  const unit = readFileSync(path, 'utf8');
+  const exec = unit.split('\n').find((l) => l.startsWith('ExecStart='));
+  if (!exec) throw new Error('packaging/tether.service has no ExecStart= line');
+  const words = exec.slice('ExecStart='.length).trim().split(/\s+/);
+  const script = words.findIndex((w) => w.endsWith('/tether.js'));
+  return words.slice(1, script).filter((w) => w.startsWith('--'));
+})();
 const SIMS = fileURLToPath(new URL('./fleet-sims.ts', import.meta.url));
 const SIZES = (process.env.TETHER_BENCH_FLEET ?? '1000,5000,10000').split(',').map(Number);
 const MEASURE_MS = Number(process.env.TETHER_BENCH_FLEET_MEASURE_MS ?? 20_000);
@@ -214,7 +228,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-3000));
   const args = PROFILE_DIR ? [`--cpu-prof`, `--cpu-prof-dir=${PROFILE_DIR}`, '--heap-prof', `--heap-prof-dir=${PROFILE_DIR}`] : [];
   const started = performance.now();
-  const daemon = spawn(process.execPath, [...NODE_ARGS, ...args, CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemon = spawn(process.execPath, [...UNIT_NODE_ARGS, ...NODE_ARGS, ...args, CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   daemon.stdout!.on('data', keep);
   daemon.stderr!.on('data', keep);
   const pid = daemon.pid!;
@@ -292,6 +306,7 @@ export async function fleetScale(): Promise<Row[]> {
     for (const n of SIZES) {
       process.stderr.write(`  fleet of ${n}...\n`);
       try {
+        process.stderr.write(`  daemon node flags: ${[...UNIT_NODE_ARGS, ...NODE_ARGS].join(' ') || 'none'} (packaging/tether.service, TETHER_BENCH_FLEET_NODE_ARGS)\n`);
         const r = await measure(n, broker.url);
         process.stderr.write(`  ${JSON.stringify(r)}\n`);
         out.push(...rows(r));
