@@ -62,6 +62,7 @@ import { EventEmitter } from 'node:events';
 import { constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../log/logger.ts';
+import type { JournalFdPool } from './journal-fd-pool.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import {
   encodeAck,
@@ -133,6 +134,11 @@ export interface DurableOutboxOptions {
    * publish then holds no descriptor per board for their outboxes.
    */
   idleCloseMs?: number;
+  /**
+   * Shared by the outboxes of a daemon: at most this many journals hold a descriptor at once
+   * (journal-fd-pool.ts). A journal waiting for one delays its write, never drops it.
+   */
+  fdPool?: JournalFdPool;
   /** Least ms between two drop warnings; drops in between are summarised (default 5000). */
   dropLogIntervalMs?: number;
   /** File operations; for tests that inject disk errors. */
@@ -225,6 +231,15 @@ export class DurableOutbox extends EventEmitter {
   private idleTimer: TimerHandle | undefined;
   /** When I/O last went quiet (clock ms). */
   private quietSince = 0;
+  private readonly fdPool: JournalFdPool | undefined;
+  /** This outbox holds one of fdPool's descriptors (from before its fd is opened until it is closed). */
+  private holdsSlot = false;
+  /** Registered with fdPool as only waiting out its idle time. */
+  private markedIdle = false;
+  private readonly evictNow = (): void => {
+    this.markedIdle = false;
+    this.closeIfIdle(true);
+  };
   /** Journal bytes, written or waiting to be: for the garbage estimate. */
   private journalBytes = 0;
   /**
@@ -271,6 +286,7 @@ export class DurableOutbox extends EventEmitter {
     this.diskRetryMs = options.diskRetryMs ?? 1000;
     this.dropLogIntervalMs = options.dropLogIntervalMs ?? 5000;
     this.idleCloseMs = options.idleCloseMs ?? 1000;
+    this.fdPool = options.fdPool;
     if (!(this.idleCloseMs >= 0)) throw new RangeError(`idleCloseMs must be >= 0, got ${this.idleCloseMs}`);
     for (const [name, v, min] of [
       ['maxEntries', this.maxEntries, 1],
@@ -515,6 +531,7 @@ export class DurableOutbox extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.cancelIdleTimer();
+    this.unmarkIdle();
     this.flushDropLog();
     if (this.isDegraded) this.rewriteWanted = true;
     this.kick();
@@ -527,6 +544,7 @@ export class DurableOutbox extends EventEmitter {
       this.fd = undefined;
       await this.io.close(fd).catch(() => {});
     }
+    this.releaseSlot();
     this.parked = false;
     this.settleWaiters(true);
   }
@@ -651,6 +669,7 @@ export class DurableOutbox extends EventEmitter {
       }
       return;
     }
+    if (this.markedIdle) this.unmarkIdle();
     this.queued.push(text);
     this.queuedBytes += bytes;
     this.journalBytes += bytes;
@@ -696,8 +715,10 @@ export class DurableOutbox extends EventEmitter {
             // Closed while idle: open it again to append (never created here: if it is gone,
             // that is a disk error and the rewrite from memory puts it back).
             try {
+              await this.acquireSlot();
               this.fd = await this.io.open(this.path, fsConstants.O_WRONLY | fsConstants.O_APPEND);
             } catch (err) {
+              this.releaseSlot();
               this.enterDegraded(err);
               continue;
             } finally {
@@ -739,7 +760,8 @@ export class DurableOutbox extends EventEmitter {
 
   private afterWrite(): void {
     if (this.fsyncPolicy === 'never') return;
-    if (this.syncUrgent()) this.startSync();
+    // Others wait for a descriptor: sync now rather than hold this one for the batch timer.
+    if (this.syncUrgent() || (this.fdPool !== undefined && this.fdPool.waiting > 0)) this.startSync();
     else if (this.syncTimer === undefined) {
       this.syncTimer = this.clock.setTimeout(
         () => {
@@ -805,7 +827,15 @@ export class DurableOutbox extends EventEmitter {
   private noteQuiet(): void {
     if (this.closed || this.fd === undefined || this.isDegraded || !this.quiet() || !Number.isFinite(this.idleCloseMs)) return;
     this.quietSince = this.clock.now();
+    if (this.fdPool !== undefined && this.fdPool.waiting > 0) {
+      this.closeIfIdle(true); // others wait for a descriptor: no idle time
+      return;
+    }
     if (this.idleTimer === undefined) this.armIdleTimer(this.idleCloseMs);
+    if (this.fdPool !== undefined && !this.markedIdle) {
+      this.markedIdle = true;
+      this.fdPool.markIdle(this.evictNow);
+    }
   }
 
   private armIdleTimer(ms: number): void {
@@ -816,17 +846,39 @@ export class DurableOutbox extends EventEmitter {
     (this.idleTimer as { unref?: () => void }).unref?.();
   }
 
-  private closeIfIdle(): void {
+  /** Closes the fd if quiet and idle for idleCloseMs (`now`: idle or not). */
+  private closeIfIdle(now = false): void {
     if (this.closed || this.fd === undefined || this.isDegraded || !this.quiet()) return; // the next noteQuiet() arms it again
     const left = this.quietSince + this.idleCloseMs - this.clock.now();
-    if (left > 0) {
+    if (left > 0 && !now) {
       this.armIdleTimer(left); // I/O came and went since it was armed
       return;
     }
+    this.cancelIdleTimer();
+    this.unmarkIdle();
     const fd = this.fd;
     this.fd = undefined;
     this.parked = true;
     void this.io.close(fd).catch(() => {}); // written and synced already: nothing in it is at risk
+    this.releaseSlot(); // at once: a reopen right after must acquire its own
+  }
+
+  private async acquireSlot(): Promise<void> {
+    if (this.fdPool === undefined || this.holdsSlot) return;
+    this.holdsSlot = true; // before the wait: a second caller meanwhile must not acquire twice
+    await this.fdPool.acquire();
+  }
+
+  private releaseSlot(): void {
+    if (this.fdPool === undefined || !this.holdsSlot) return;
+    this.holdsSlot = false;
+    this.fdPool.release();
+  }
+
+  private unmarkIdle(): void {
+    if (!this.markedIdle) return;
+    this.markedIdle = false;
+    this.fdPool?.unmarkIdle(this.evictNow);
   }
 
   private cancelIdleTimer(): void {
@@ -933,6 +985,7 @@ export class DurableOutbox extends EventEmitter {
     this.rewriting = true;
     let fd: number | undefined;
     try {
+      if (this.fd === undefined) await this.acquireSlot(); // the new journal's fd (an open one hands its slot over)
       await this.io.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
       fd = await this.io.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o600);
       let written = 0;
@@ -977,6 +1030,7 @@ export class DurableOutbox extends EventEmitter {
         await this.io.close(fd).catch(() => {});
         await this.io.unlink(tmp).catch(() => {}); // else left for the next rewrite to truncate
       }
+      if (this.fd === undefined) this.releaseSlot();
       this.removalsSinceCompact += removalsBefore;
       if (this.isDegraded || !this.journalUsable()) {
         this.enterDegraded(err);

@@ -12,6 +12,7 @@ import {
   type OutboxMessage,
 } from '../../host/mqtt/durable-outbox.ts';
 import { encodeHeader, nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
+import { JournalFdPool } from '../../host/mqtt/journal-fd-pool.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
@@ -579,6 +580,31 @@ describe('DurableOutbox: the journal fd is closed while idle', () => {
     const again = await DurableOutbox.open(journal);
     opened.push(again);
     expect(again.pending().map((e) => e.payload.toString())).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a shared JournalFdPool bounds the journals holding a descriptor; an idle holder gives its own up at once to a waiter', async () => {
+    const clock = new ManualClock();
+    const pool = new JournalFdPool(2);
+    const boxes = await Promise.all([0, 1, 2].map((i) => open({ clock, fdPool: pool }, join(dir, `b${i}.outbox`))));
+    // Each opened (its compaction holds a descriptor) in turn: the third took an idle one's.
+    expect(pool.held).toBe(2);
+    expect(boxes.filter((b) => b.journalOpen).length).toBeLessThanOrEqual(2);
+    // All three write at once: every record is written, never more than two journals open.
+    let most = 0;
+    const watch = setInterval(() => (most = Math.max(most, boxes.filter((b) => b.journalOpen).length)), 0);
+    for (const [i, b] of boxes.entries()) b.enqueue(msg('t', `m${i}`));
+    await Promise.all(boxes.map((b) => b.flush()));
+    clearInterval(watch);
+    expect(most).toBeLessThanOrEqual(2);
+    expect(pool.held).toBeLessThanOrEqual(2);
+    expect(pool.waiting).toBe(0);
+    for (const b of boxes) await b.close();
+    expect(pool.held).toBe(0);
+    for (const i of [0, 1, 2]) {
+      const again = await DurableOutbox.open(join(dir, `b${i}.outbox`));
+      opened.push(again);
+      expect(again.pending().map((e) => e.payload.toString())).toEqual([`m${i}`]);
+    }
   });
 
   it('idleCloseMs: Infinity keeps it open; a negative value is refused', async () => {
