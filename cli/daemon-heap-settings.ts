@@ -1,13 +1,15 @@
 import v8 from 'node:v8';
 
 /**
- * The V8 old-generation growing factor the daemon runs with: the heap may grow to 1.2x what
+ * The V8 old-generation growing factor the daemon runs with: the heap may grow to 1.5x what
  * survived the last full collection before the next one (V8's default is dynamic, 1.1x to 4x,
  * and with a fleet's steady trickle of garbage it let the heap grow to 2-3x the live data:
- * RSS 4x the live heap at 1,000 boards). Costs some CPU in more frequent (incremental,
- * concurrent) full collections; measured in docs/benchmarks-issue15-fleet.md.
+ * RSS 4x the live heap at 1,000 boards). Costs CPU in more frequent full collections: 1.2x
+ * made the collector a quarter of the daemon's busy time at 1,000 boards and slowed the start
+ * of 5,000 boards to 123 s (1.5x: 59 s, RSS per board 145 KiB against 134); measured in
+ * docs/benchmarks-issue15-fleet.md.
  */
-export const DAEMON_HEAP_GROWING_PERCENT = 20;
+export const DAEMON_HEAP_GROWING_PERCENT = 50;
 
 /**
  * Sets the growing factor unless the operator chose one (node flag or NODE_OPTIONS). V8 reads
