@@ -130,6 +130,11 @@ describe('tether metrics', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     expect(await res.text()).toMatch(/^tether_device_state\{device="dev-a",state="ready"\} 1$/m);
+    // ?name=...: only the metrics named (unknown names are left out).
+    const only = await (await fetch(`${server.url}?name=tether_device_lost_total&name=tether_outbox_depth&name=no_such_metric`)).text();
+    expect(only).toMatch(/^tether_device_lost_total\{device="dev-a"\} 0$/m);
+    expect(only).toMatch(/^tether_outbox_depth\{device="dev-b"\} 0$/m);
+    expect(only).not.toMatch(/tether_device_state|no_such_metric/);
     const other = await fetch(`http://127.0.0.1:${server.port}/`);
     expect(other.status).toBe(404);
     await other.text();
