@@ -5,6 +5,7 @@ import { createLogger } from '../../host/log/create-logger.ts';
 import { redactUrl } from '../../host/log/redact.ts';
 import { QueueLockedError } from '../../host/mqtt/queue-lock.ts';
 import type { Command } from '../command.ts';
+import { applyDaemonHeapSettings } from '../daemon-heap-settings.ts';
 import { EXIT } from '../usage-error.ts';
 
 const help = `Usage: tether daemon [--config tether.yaml] [--check]
@@ -58,6 +59,7 @@ export const daemonCommand: Command = {
       return EXIT.ok;
     }
     const logger = createLogger(config.log.level);
+    applyDaemonHeapSettings(); // RSS near the live heap with thousands of boards (daemon-heap-settings.ts)
     let gateway: Gateway;
     try {
       gateway = await Gateway.start(config, logger);

@@ -10,6 +10,7 @@ import { DeviceLink, type DeviceLinkOptions } from '../link/device-link.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BrokerSession, MessageInfo } from '../mqtt/broker-session.ts';
 import { DurableOutbox, type OutboxKind } from '../mqtt/durable-outbox.ts';
+import type { JournalFdPool } from '../mqtt/journal-fd-pool.ts';
 import type { KeepalivePathStore } from '../mqtt/keepalive-path-store.ts';
 import { OutboxPump } from '../mqtt/outbox-pump.ts';
 import type { RebootInfo, StateChange } from '../session/device-session.ts';
@@ -28,6 +29,8 @@ export interface GatewayDeviceOptions {
   mqtt: () => BrokerSession;
   /** True when `mqtt` hands out the gateway's own session (shared-session mode). */
   sharedMqtt: boolean;
+  /** The daemon's bound on outbox journals holding a descriptor at once (absent: none). */
+  journalFds?: JournalFdPool;
   /**
    * Shared-session mode: this board's view of the shared session (SharedSessionDispatcher), which
    * its outbox publishes through and whose ups and messages it hears, instead of listening on the
@@ -133,6 +136,8 @@ export class GatewayDevice {
       maxBytes: this.options.queue.maxBytes,
       fsync: this.options.queue.fsync,
       logger: this.log,
+      clock: this.options.clock, // the board timers: its idle-close timer joins the fleet's one heap
+      fdPool: this.options.journalFds,
     });
     const mqtt = this.options.mqtt();
     const view = this.options.sessionView?.() ?? mqtt;

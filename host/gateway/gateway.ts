@@ -17,6 +17,7 @@ import { KeepalivePathStore } from '../mqtt/keepalive-path-store.ts';
 import { redactUrl } from '../log/redact.ts';
 import { systemClock, type Clock, type WallClock } from '../time/clock.ts';
 import { SharedTimers } from '../time/shared-timers.ts';
+import { JournalFdPool } from '../mqtt/journal-fd-pool.ts';
 import { boardClientId, BoardOwnership } from './board-ownership.ts';
 import { TakeoverDetector } from './takeover-detector.ts';
 import { createBrokerSession, protocolNegotiation } from './create-broker-session.ts';
@@ -32,6 +33,13 @@ export interface GatewayOptions {
   /** Overrides for the wedge guard's bounds (tests; defaults in DeviceWedgeGuard). */
   wedgeGuard?: { wedgeGraceMs?: number; maxBackoffMs?: number };
 }
+
+/**
+ * Outbox journals holding a descriptor at once, for the whole daemon (journal-fd-pool.ts): the
+ * bursts in which every board writes (start-up) queue for these instead of needing a descriptor
+ * per board next to its two sockets.
+ */
+const JOURNAL_FDS = 64;
 
 /**
  * The daemon's controller (in the spirit of Zigbee2MQTT's): it owns the device links and
@@ -55,6 +63,8 @@ export class Gateway {
    * heap behind one runtime timer rather than several timers per board (issue 15).
    */
   readonly boardTimers: SharedTimers;
+  /** At most JOURNAL_FDS boards' outbox journals hold a descriptor at once: a board costs its two sockets. */
+  readonly journalFds: JournalFdPool;
   readonly env: NodeJS.ProcessEnv;
   readonly log: Logger;
   private embeddedBroker: EmbeddedBroker | null = null;
@@ -86,6 +96,7 @@ export class Gateway {
     this.log = logger;
     this.clock = options.clock ?? systemClock;
     this.boardTimers = new SharedTimers(this.clock);
+    this.journalFds = new JournalFdPool(JOURNAL_FDS);
     this.env = options.env ?? process.env;
     this.guardOptions = options.wedgeGuard;
     this.pathStore = new KeepalivePathStore(join(config.queue.dir, 'keepalive-paths.json'), logger);
@@ -96,6 +107,7 @@ export class Gateway {
           queue: config.queue,
           mqtt: () => (config.broker.sharedSession ? this.mqtt : this.deviceSession(settings.id)),
           sharedMqtt: config.broker.sharedSession,
+          journalFds: this.journalFds,
           sessionView: config.broker.sharedSession ? () => this.sharedDispatcher().view(settings.id) : undefined,
           events: this.events,
           pathStore: this.pathStore,

@@ -520,8 +520,12 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.pingMarks.delete(s);
       if (s === seq) break;
     }
-    const firstUnconfirmed = this.unconfirmed.findIndex((w) => w.n > mark);
-    this.unconfirmed = firstUnconfirmed < 0 ? [] : this.unconfirmed.slice(firstUnconfirmed);
+    // Once per PONG per board: nothing allocated when there is nothing to confirm (the usual case).
+    const unconfirmed = this.unconfirmed;
+    if (unconfirmed.length === 0) return;
+    let firstUnconfirmed = 0;
+    while (firstUnconfirmed < unconfirmed.length && unconfirmed[firstUnconfirmed]!.n <= mark) firstUnconfirmed++;
+    if (firstUnconfirmed > 0) unconfirmed.splice(0, firstUnconfirmed);
   }
 
   /**

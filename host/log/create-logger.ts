@@ -1,5 +1,6 @@
 import pino from 'pino';
 import pretty from 'pino-pretty';
+import { LazyChildLogger, type LevelAwareLogger } from './lazy-child-logger.ts';
 import type { Logger } from './logger.ts';
 
 /**
@@ -11,5 +12,6 @@ export function createLogger(level: string, format: 'auto' | 'json' | 'pretty' =
   const destination = human
     ? pretty({ colorize: process.stdout.isTTY === true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
     : pino.destination({ dest: 1, sync: true });
-  return pino({ level, base: { pid: process.pid } }, destination) as unknown as Logger;
+  // Children (several per board) are made when they first log: lazy-child-logger.ts.
+  return LazyChildLogger.of(pino({ level, base: { pid: process.pid } }, destination) as unknown as LevelAwareLogger);
 }

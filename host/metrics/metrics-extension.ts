@@ -24,7 +24,7 @@ export class MetricsExtension implements Extension {
     const { gateway } = this;
     const loopDelay = new EventLoopDelay();
     this.loopDelay = loopDelay;
-    const source = { ...gatewayMetricsSource(gateway), eventLoopDelay: () => loopDelay.take() };
+    const source = { ...gatewayMetricsSource(gateway), eventLoopDelay: () => loopDelay.take(), memoryUsage: () => process.memoryUsage() };
     this.server = await startMetricsServer({ ...this.settings, source, logger: gateway.log });
     gateway.log.info({ url: this.server.url }, `Prometheus metrics at ${this.server.url}`);
   }

@@ -38,7 +38,16 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
       return;
     }
-    registry.metrics().then(
+    // `?name=a&name=b`: only those metrics (a full scrape costs about 1 ms per board; the event-loop
+    // delay or memory alone cost next to nothing).
+    const names = new URL(req.url ?? '/', 'http://x').searchParams.getAll('name');
+    const body =
+      names.length === 0
+        ? registry.metrics()
+        : Promise.all(names.filter((n) => registry.getSingleMetric(n) !== undefined).map((n) => registry.getSingleMetricAsString(n))).then((parts) =>
+            parts.length === 0 ? '' : `${parts.join('\n\n')}\n`,
+          );
+    body.then(
       (body) => {
         res.writeHead(200, { 'content-type': registry.contentType });
         res.end(req.method === 'HEAD' ? undefined : body);

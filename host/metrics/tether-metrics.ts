@@ -1,9 +1,10 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { DeviceLinkStats } from '../link/device-link.ts';
 import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.ts';
 import { firmataDrops } from '../tether-io/link-port.ts';
 import type { EventLoopDelaySnapshot } from './event-loop-delay.ts';
+import { FastHistogram } from './fast-histogram.ts';
 
 /**
  * tether's Prometheus metrics, in a Registry of their own (never prom-client's global one).
@@ -41,6 +42,7 @@ import type { EventLoopDelaySnapshot } from './event-loop-delay.ts';
  *   tether_bridge_drops_total{cause}        links cut under a ready board: closed (by the path) or half-open
  * The daemon:
  *   tether_event_loop_delay_seconds{quantile}  event-loop delay since the previous scrape (0.5, 0.99, 1 = max)
+ *   tether_process_memory_bytes{kind}      rss, heap_total, heap_used, external, array_buffers (process.memoryUsage())
  * Per broker path (label `path`, the broker URL without credentials):
  *   tether_broker_path_idle_timeout_seconds  the idle timeout learned for the path (upper bound; 0: none seen)
  *   tether_broker_path_learned             1 when nothing is left to search for (the probe connection is idle)
@@ -92,6 +94,8 @@ export interface MetricsSource {
   paths?(): PathMetricsInput[];
   /** The event loop's delay since the previous scrape (EventLoopDelay.take(); absent: not reported). */
   eventLoopDelay?(): EventLoopDelaySnapshot;
+  /** The process's memory (process.memoryUsage(); absent: not reported). */
+  memoryUsage?(): NodeJS.MemoryUsage;
 }
 
 export const DEVICE_STATES = ['init', 'ready', 'sleeping', 'lost', 'disconnected'] as const;
@@ -121,6 +125,20 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
     });
   }
 
+  if (source.memoryUsage) {
+    const read = source.memoryUsage;
+    // Where the RSS goes: a daemon's RSS far above its live heap is garbage or freed Buffers
+    // not yet returned (see docs/benchmarks-issue15-fleet.md).
+    gauge(registers, 'tether_process_memory_bytes', 'The process\'s memory by kind (process.memoryUsage())', ['kind'], (set) => {
+      const m = read();
+      set({ kind: 'rss' }, m.rss);
+      set({ kind: 'heap_total' }, m.heapTotal);
+      set({ kind: 'heap_used' }, m.heapUsed);
+      set({ kind: 'external' }, m.external);
+      set({ kind: 'array_buffers' }, m.arrayBuffers);
+    });
+  }
+
   new Gauge({
     name: 'tether_device_state',
     help: "1 for the device session's current state, 0 for the others",
@@ -136,18 +154,11 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
     },
   });
 
-  const rtt = new Histogram({
-    name: 'tether_heartbeat_rtt_seconds',
-    help: 'Heartbeat round trip (PING to its PONG)',
-    labelNames: ['device'],
-    buckets: RTT_BUCKETS_SECONDS,
-    registers,
-  });
+  const rtt = new FastHistogram('tether_heartbeat_rtt_seconds', 'Heartbeat round trip (PING to its PONG)', RTT_BUCKETS_SECONDS, registers);
   const unsubscribe: Array<() => void> = [];
   for (const d of devices) {
-    rtt.zero({ device: d.id });
-    const labels = { device: d.id }; // one object per device, not one per PONG
-    unsubscribe.push(d.onRtt((ms) => rtt.observe(labels, ms / 1000)));
+    const observe = rtt.series({ device: d.id }); // once per PONG: nothing allocated (fast-histogram.ts)
+    unsubscribe.push(d.onRtt((ms) => observe(ms / 1000)));
   }
 
   const missHighWater = new Map<string, number>();

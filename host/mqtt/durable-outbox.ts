@@ -62,6 +62,7 @@ import { EventEmitter } from 'node:events';
 import { constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../log/logger.ts';
+import type { JournalFdPool } from './journal-fd-pool.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import {
   encodeAck,
@@ -126,6 +127,18 @@ export interface DurableOutboxOptions {
   fsync?: FsyncPolicy | boolean;
   /** While degraded, least ms between attempts to rewrite the journal (default 1000). */
   diskRetryMs?: number;
+  /**
+   * The journal's file descriptor is closed once the journal has been idle (everything written
+   * and synced, nothing under way) for this many ms, and opened again (append) for the next
+   * write (default 1000; Infinity keeps it open). A daemon with thousands of boards that rarely
+   * publish then holds no descriptor per board for their outboxes.
+   */
+  idleCloseMs?: number;
+  /**
+   * Shared by the outboxes of a daemon: at most this many journals hold a descriptor at once
+   * (journal-fd-pool.ts). A journal waiting for one delays its write, never drops it.
+   */
+  fdPool?: JournalFdPool;
   /** Least ms between two drop warnings; drops in between are summarised (default 5000). */
   dropLogIntervalMs?: number;
   /** File operations; for tests that inject disk errors. */
@@ -212,6 +225,21 @@ export class DurableOutbox extends EventEmitter {
   private coalescedCount = 0;
 
   private fd: number | undefined;
+  /** The journal is healthy on disk but its fd is closed while idle (idleCloseMs): the next write opens it. */
+  private parked = false;
+  private readonly idleCloseMs: number;
+  private idleTimer: TimerHandle | undefined;
+  /** When I/O last went quiet (clock ms). */
+  private quietSince = 0;
+  private readonly fdPool: JournalFdPool | undefined;
+  /** This outbox holds one of fdPool's descriptors (from before its fd is opened until it is closed). */
+  private holdsSlot = false;
+  /** Registered with fdPool as only waiting out its idle time. */
+  private markedIdle = false;
+  private readonly evictNow = (): void => {
+    this.markedIdle = false;
+    this.closeIfIdle(true);
+  };
   /** Journal bytes, written or waiting to be: for the garbage estimate. */
   private journalBytes = 0;
   /**
@@ -257,6 +285,9 @@ export class DurableOutbox extends EventEmitter {
     this.compactEvery = options.compactEvery ?? 1000;
     this.diskRetryMs = options.diskRetryMs ?? 1000;
     this.dropLogIntervalMs = options.dropLogIntervalMs ?? 5000;
+    this.idleCloseMs = options.idleCloseMs ?? 1000;
+    this.fdPool = options.fdPool;
+    if (!(this.idleCloseMs >= 0)) throw new RangeError(`idleCloseMs must be >= 0, got ${this.idleCloseMs}`);
     for (const [name, v, min] of [
       ['maxEntries', this.maxEntries, 1],
       ['maxBytes', this.maxBytes, 1],
@@ -336,6 +367,11 @@ export class DurableOutbox extends EventEmitter {
   }
 
   /** Failed journal writes (appends and rewrites) since open. */
+  /** Whether the journal's file descriptor is open now (it is closed while idle: idleCloseMs). */
+  get journalOpen(): boolean {
+    return this.fd !== undefined;
+  }
+
   get diskErrors(): number {
     return this.diskErrorCount;
   }
@@ -478,7 +514,7 @@ export class DurableOutbox extends EventEmitter {
     const target = this.seq;
     if (this.fsyncPolicy !== 'never' && this.writtenSeq > this.syncedSeq) this.startSync(); // written acks wait for no timer
     if (rewrite) await rewrite;
-    if (!this.isDurable(target) && !this.isDegraded && this.fd !== undefined) {
+    if (!this.isDurable(target) && !this.isDegraded && this.journalUsable()) {
       await new Promise<void>((resolve) => {
         this.seqWaiters.push({ seq: target, resolve });
         this.kick();
@@ -494,6 +530,8 @@ export class DurableOutbox extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.cancelIdleTimer();
+    this.unmarkIdle();
     this.flushDropLog();
     if (this.isDegraded) this.rewriteWanted = true;
     this.kick();
@@ -506,6 +544,8 @@ export class DurableOutbox extends EventEmitter {
       this.fd = undefined;
       await this.io.close(fd).catch(() => {});
     }
+    this.releaseSlot();
+    this.parked = false;
     this.settleWaiters(true);
   }
 
@@ -622,19 +662,25 @@ export class DurableOutbox extends EventEmitter {
   private journal(text: string, bytes = Buffer.byteLength(text), urgent = true): void {
     if (this.closed) return;
     // During a rewrite, records made after its snapshot must follow it into the new journal.
-    if (!this.rewriting && (this.isDegraded || this.fd === undefined)) {
+    if (!this.rewriting && (this.isDegraded || !this.journalUsable())) {
       if (this.clock.now() - this.lastRepairAt >= this.diskRetryMs) {
         this.lastRepairAt = this.clock.now();
         void this.requestRewrite();
       }
       return;
     }
+    if (this.markedIdle) this.unmarkIdle();
     this.queued.push(text);
     this.queuedBytes += bytes;
     this.journalBytes += bytes;
     this.seq++;
     if (urgent) this.urgentSeq = this.seq;
     this.kick();
+  }
+
+  /** The journal can take appends: its fd is open, or closed only because it was idle. */
+  private journalUsable(): boolean {
+    return this.fd !== undefined || this.parked;
   }
 
   private isDurable(seq: number): boolean {
@@ -664,7 +710,21 @@ export class DurableOutbox extends EventEmitter {
           this.settleRewriteWaiters();
           continue;
         }
-        if (this.queued.length > 0 && !this.isDegraded && this.fd !== undefined) {
+        if (this.queued.length > 0 && !this.isDegraded && this.journalUsable()) {
+          if (this.fd === undefined) {
+            // Closed while idle: open it again to append (never created here: if it is gone,
+            // that is a disk error and the rewrite from memory puts it back).
+            try {
+              await this.acquireSlot();
+              this.fd = await this.io.open(this.path, fsConstants.O_WRONLY | fsConstants.O_APPEND);
+            } catch (err) {
+              this.releaseSlot();
+              this.enterDegraded(err);
+              continue;
+            } finally {
+              this.parked = false;
+            }
+          }
           const batch = Buffer.from(this.queued.length === 1 ? this.queued[0]! : this.queued.join(''));
           const upTo = this.seq;
           this.queued = [];
@@ -689,6 +749,7 @@ export class DurableOutbox extends EventEmitter {
       }
       this.settleWaiters(false);
       this.settleIdle();
+      this.noteQuiet();
     }
   }
 
@@ -699,7 +760,8 @@ export class DurableOutbox extends EventEmitter {
 
   private afterWrite(): void {
     if (this.fsyncPolicy === 'never') return;
-    if (this.syncUrgent()) this.startSync();
+    // Others wait for a descriptor: sync now rather than hold this one for the batch timer.
+    if (this.syncUrgent() || (this.fdPool !== undefined && this.fdPool.waiting > 0)) this.startSync();
     else if (this.syncTimer === undefined) {
       this.syncTimer = this.clock.setTimeout(
         () => {
@@ -741,7 +803,88 @@ export class DurableOutbox extends EventEmitter {
       if (again && !this.isDegraded && this.fd !== undefined && this.writtenSeq > this.syncedSeq) this.startSync();
       this.settleWaiters(false);
       this.settleIdle();
+      this.noteQuiet();
     });
+  }
+
+  // ---- closing the journal's fd while idle ----
+
+  /** Nothing is under way or due: everything appended is written and (unless 'never') synced. */
+  private quiet(): boolean {
+    return (
+      !this.ioRunning &&
+      !this.syncing &&
+      !this.rewriting &&
+      !this.rewriteWanted &&
+      this.queued.length === 0 &&
+      this.syncTimer === undefined &&
+      this.seqWaiters.length === 0 &&
+      (this.fsyncPolicy === 'never' || this.syncedSeq >= this.writtenSeq)
+    );
+  }
+
+  /** I/O has finished: close the fd once it stays quiet for idleCloseMs (one timer, re-armed lazily). */
+  private noteQuiet(): void {
+    if (this.closed || this.fd === undefined || this.isDegraded || !this.quiet() || !Number.isFinite(this.idleCloseMs)) return;
+    this.quietSince = this.clock.now();
+    if (this.fdPool !== undefined && this.fdPool.waiting > 0) {
+      this.closeIfIdle(true); // others wait for a descriptor: no idle time
+      return;
+    }
+    if (this.idleTimer === undefined) this.armIdleTimer(this.idleCloseMs);
+    if (this.fdPool !== undefined && !this.markedIdle) {
+      this.markedIdle = true;
+      this.fdPool.markIdle(this.evictNow);
+    }
+  }
+
+  private armIdleTimer(ms: number): void {
+    this.idleTimer = this.clock.setTimeout(() => {
+      this.idleTimer = undefined;
+      this.closeIfIdle();
+    }, ms);
+    (this.idleTimer as { unref?: () => void }).unref?.();
+  }
+
+  /** Closes the fd if quiet and idle for idleCloseMs (`now`: idle or not). */
+  private closeIfIdle(now = false): void {
+    if (this.closed || this.fd === undefined || this.isDegraded || !this.quiet()) return; // the next noteQuiet() arms it again
+    const left = this.quietSince + this.idleCloseMs - this.clock.now();
+    if (left > 0 && !now) {
+      this.armIdleTimer(left); // I/O came and went since it was armed
+      return;
+    }
+    this.cancelIdleTimer();
+    this.unmarkIdle();
+    const fd = this.fd;
+    this.fd = undefined;
+    this.parked = true;
+    void this.io.close(fd).catch(() => {}); // written and synced already: nothing in it is at risk
+    this.releaseSlot(); // at once: a reopen right after must acquire its own
+  }
+
+  private async acquireSlot(): Promise<void> {
+    if (this.fdPool === undefined || this.holdsSlot) return;
+    this.holdsSlot = true; // before the wait: a second caller meanwhile must not acquire twice
+    await this.fdPool.acquire();
+  }
+
+  private releaseSlot(): void {
+    if (this.fdPool === undefined || !this.holdsSlot) return;
+    this.holdsSlot = false;
+    this.fdPool.release();
+  }
+
+  private unmarkIdle(): void {
+    if (!this.markedIdle) return;
+    this.markedIdle = false;
+    this.fdPool?.unmarkIdle(this.evictNow);
+  }
+
+  private cancelIdleTimer(): void {
+    if (this.idleTimer === undefined) return;
+    this.clock.clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   private cancelSyncTimer(): void {
@@ -774,7 +917,7 @@ export class DurableOutbox extends EventEmitter {
   /** Resolves flush() waiters that are durable (or all of them when `all` or degraded). */
   private settleWaiters(all: boolean): void {
     if (this.seqWaiters.length === 0) return;
-    const everyone = all || this.isDegraded || this.fd === undefined;
+    const everyone = all || this.isDegraded || !this.journalUsable();
     const keep: typeof this.seqWaiters = [];
     for (const w of this.seqWaiters) {
       if (everyone || this.isDurable(w.seq)) w.resolve();
@@ -842,6 +985,7 @@ export class DurableOutbox extends EventEmitter {
     this.rewriting = true;
     let fd: number | undefined;
     try {
+      if (this.fd === undefined) await this.acquireSlot(); // the new journal's fd (an open one hands its slot over)
       await this.io.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
       fd = await this.io.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o600);
       let written = 0;
@@ -866,6 +1010,7 @@ export class DurableOutbox extends EventEmitter {
       if (sync) await this.syncDirectory();
       const old = this.fd;
       this.fd = fd;
+      this.parked = false;
       fd = undefined;
       this.journalBytes = written + this.queuedBytes;
       this.writtenSeq = Math.max(this.writtenSeq, snapshotSeq);
@@ -885,8 +1030,9 @@ export class DurableOutbox extends EventEmitter {
         await this.io.close(fd).catch(() => {});
         await this.io.unlink(tmp).catch(() => {}); // else left for the next rewrite to truncate
       }
+      if (this.fd === undefined) this.releaseSlot();
       this.removalsSinceCompact += removalsBefore;
-      if (this.isDegraded || this.fd === undefined) {
+      if (this.isDegraded || !this.journalUsable()) {
         this.enterDegraded(err);
       } else {
         // The old journal is intact and still appended to: nothing is at risk. The records the

@@ -34,13 +34,6 @@ export interface PingSequencerOptions {
   start?: number;
 }
 
-interface Sent {
-  /** Unwrapped issue number: orders PINGs across wraparound. */
-  index: number;
-  sentAt: number;
-  answered: boolean;
-}
-
 /**
  * Issues seqs and classifies PONGs.
  *
@@ -58,7 +51,15 @@ interface Sent {
 export class PingSequencer {
   readonly window: number;
   private readonly start: number;
-  private readonly sent = new Map<number, Sent>();
+  /**
+   * The remembered PINGs, by unwrapped issue number (index) modulo the window: send time and
+   * whether answered. Rings, not an object per PING: one PING a second per board, each
+   * remembered for `window` PINGs, made an object that lived long enough to reach V8's old
+   * generation, for every board every second. A seq maps to at most one remembered index
+   * (the window is at most half the seq space).
+   */
+  private readonly sentAt: Float64Array;
+  private readonly answered: Uint8Array;
   /** PINGs issued so far; the next one gets index `issued`. */
   private issued = 0;
   /** Lowest index still in `sent` (eviction and reset() move it). */
@@ -75,33 +76,35 @@ export class PingSequencer {
     if (!Number.isInteger(this.start) || this.start < 0 || this.start > MAX_U14) {
       throw new RangeError(`start must be an integer in 0..${MAX_U14}, got ${String(this.start)}`);
     }
+    this.sentAt = new Float64Array(this.window);
+    this.answered = new Uint8Array(this.window);
   }
 
   /** Issues the seq for a PING sent at `at` (ms), wrapping 16383 -> 0. */
   next(at: number): number {
     requireTime(at);
     const index = this.issued++;
-    const seq = this.seqOf(index);
-    this.sent.set(seq, { index, sentAt: at, answered: false });
-    if (this.issued - this.oldestTracked > this.window) {
-      this.sent.delete(this.seqOf(this.oldestTracked));
-      this.oldestTracked++;
-    }
-    return seq;
+    const slot = index % this.window;
+    this.sentAt[slot] = at;
+    this.answered[slot] = 0;
+    if (this.issued - this.oldestTracked > this.window) this.oldestTracked++; // its slot was the one just reused
+    return this.seqOf(index);
   }
 
   /** Classifies a PONG with `seq` received at `at` (ms). Never throws for any seq. */
   match(seq: number, at: number): PongMatch {
     requireTime(at);
     if (!Number.isInteger(seq) || seq < 0 || seq > MAX_U14) return { unexpected: 'unknown' };
-    const ping = this.sent.get(seq);
-    if (ping === undefined) return { unexpected: this.wasIssued(seq) ? 'stale' : 'unknown' };
-    if (ping.answered) return { unexpected: 'duplicate' };
-    ping.answered = true;
-    if (ping.index < this.newestAnswered) return { reordered: true };
-    this.newestAnswered = ping.index;
+    // The one index that could carry this seq among the remembered ones: the newest such.
+    const index = this.issued - 1 - ((this.seqOf(this.issued - 1) - seq + SEQ_MODULUS) % SEQ_MODULUS);
+    if (this.issued === 0 || index < this.oldestTracked) return { unexpected: this.wasIssued(seq) ? 'stale' : 'unknown' };
+    const slot = index % this.window;
+    if (this.answered[slot] === 1) return { unexpected: 'duplicate' };
+    this.answered[slot] = 1;
+    if (index < this.newestAnswered) return { reordered: true };
+    this.newestAnswered = index;
     // A clock that stepped back must not produce a negative RTT.
-    return { rttMs: Math.max(0, at - ping.sentAt) };
+    return { rttMs: Math.max(0, at - this.sentAt[slot]!) };
   }
 
   /**
@@ -109,20 +112,19 @@ export class PingSequencer {
    * was, so late PONGs for old PINGs read as 'stale' rather than matching new PINGs.
    */
   reset(): void {
-    this.sent.clear();
     this.oldestTracked = this.issued;
     this.newestAnswered = -1;
   }
 
   /** PINGs remembered (at most `window`). */
   get tracked(): number {
-    return this.sent.size;
+    return this.issued - this.oldestTracked;
   }
 
   /** Remembered PINGs not answered yet. */
   get unanswered(): number {
     let count = 0;
-    for (const ping of this.sent.values()) if (!ping.answered) count++;
+    for (let index = this.oldestTracked; index < this.issued; index++) if (this.answered[index % this.window] === 0) count++;
     return count;
   }
 

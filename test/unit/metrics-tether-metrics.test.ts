@@ -144,6 +144,11 @@ describe('tether metrics', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     expect(await res.text()).toMatch(/^tether_device_state\{device="dev-a",state="ready"\} 1$/m);
+    // ?name=...: only the metrics named (unknown names are left out).
+    const only = await (await fetch(`${server.url}?name=tether_device_lost_total&name=tether_outbox_depth&name=no_such_metric`)).text();
+    expect(only).toMatch(/^tether_device_lost_total\{device="dev-a"\} 0$/m);
+    expect(only).toMatch(/^tether_outbox_depth\{device="dev-b"\} 0$/m);
+    expect(only).not.toMatch(/tether_device_state|no_such_metric/);
     const other = await fetch(`http://127.0.0.1:${server.port}/`);
     expect(other.status).toBe(404);
     await other.text();
@@ -182,6 +187,25 @@ describe('tether_event_loop_delay_seconds', () => {
     metrics.close();
     const without = createTetherMetrics({ devices: () => [], brokers: () => [] });
     expect(await without.registry.metrics()).not.toMatch(/tether_event_loop_delay_seconds/);
+    without.close();
+  });
+});
+
+describe('tether_process_memory_bytes', () => {
+  it('reports each kind of process.memoryUsage() as read at the scrape, and is absent when the source has none', async () => {
+    let rss = 100;
+    const usage = () => ({ rss: rss++, heapTotal: 50, heapUsed: 40, external: 7, arrayBuffers: 3 });
+    const metrics = createTetherMetrics({ devices: () => [], brokers: () => [], memoryUsage: usage });
+    const first = await metrics.registry.metrics();
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 100$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="heap_total"\} 50$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="heap_used"\} 40$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="external"\} 7$/m);
+    expect(first).toMatch(/^tether_process_memory_bytes\{kind="array_buffers"\} 3$/m);
+    expect(await metrics.registry.metrics()).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 101$/m);
+    metrics.close();
+    const without = createTetherMetrics({ devices: () => [], brokers: () => [] });
+    expect(await without.registry.metrics()).not.toMatch(/tether_process_memory_bytes/);
     without.close();
   });
 });

@@ -12,6 +12,7 @@ import {
   type OutboxMessage,
 } from '../../host/mqtt/durable-outbox.ts';
 import { encodeHeader, nodeFs, parseJournal, type OutboxFs } from '../../host/mqtt/outbox-journal.ts';
+import { JournalFdPool } from '../../host/mqtt/journal-fd-pool.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 
@@ -446,6 +447,174 @@ describe('DurableOutbox: compaction', () => {
     o.ack(o.enqueue(msg('t', 'x')).id);
     await o.flush();
     expect(statSync(journal).size).toBeLessThan(100);
+  });
+});
+
+describe('DurableOutbox: the journal fd is closed while idle', () => {
+  /** nodeFs that logs opens, syncs and closes of the journal and its compaction temp file (which becomes the journal). */
+  function tracingFs() {
+    const calls: string[] = [];
+    const open = new Set<number>();
+    let written: (() => void) | undefined;
+    /** Resolves after the next write to the journal has finished. */
+    const nextWrite = () => new Promise<void>((resolve) => (written = resolve));
+    const io: OutboxFs = {
+      ...nodeFs,
+      async write(fd, buffer, offset, length) {
+        const n = await nodeFs.write(fd, buffer, offset, length);
+        if (open.has(fd)) {
+          written?.();
+          written = undefined;
+        }
+        return n;
+      },
+      async open(path, flags, mode) {
+        const fd = await nodeFs.open(path, flags, mode);
+        if (path === journal || path === `${journal}.compact`) {
+          open.add(fd);
+          calls.push('open');
+        }
+        return fd;
+      },
+      async sync(fd) {
+        await nodeFs.sync(fd);
+        if (open.has(fd)) calls.push('sync');
+      },
+      async close(fd) {
+        if (open.delete(fd)) calls.push('close');
+        return nodeFs.close(fd);
+      },
+      async rename(from, to) {
+        await nodeFs.rename(from, to);
+        if (to === journal) calls.push('rename');
+      },
+    };
+    return { io, calls, open, nextWrite };
+  }
+
+  it('closes it after idleCloseMs with nothing under way, and opens it again (append) for the next record', async () => {
+    const clock = new ManualClock();
+    const { io, calls, open: fds } = tracingFs();
+    const o = await open({ fs: io, clock });
+    o.enqueue(msg('t', 'a'));
+    await o.flush();
+    expect(o.journalOpen).toBe(true);
+    clock.advance(999);
+    expect(o.journalOpen).toBe(true);
+    clock.advance(1);
+    expect(o.journalOpen).toBe(false);
+    expect(fds.size).toBe(0); // the renamed compaction fd was the one held: now none
+
+    calls.length = 0;
+    o.ack(o.enqueue(msg('t', 'b')).id);
+    await o.flush();
+    expect(o.journalOpen).toBe(true);
+    expect(calls).toEqual(['open', 'sync']); // appended through a new fd, synced before flush() resolved
+    clock.advance(1000);
+    expect(o.journalOpen).toBe(false);
+    expect(calls).toEqual(['open', 'sync', 'close']);
+
+    const again = await DurableOutbox.open(journal);
+    opened.push(again);
+    expect(again.pending().map((e) => e.payload.toString())).toEqual(['a']);
+    expect(again.recovery).toMatchObject({ torn: 0, corrupt: 0 });
+  });
+
+  it("under fsync 'always' a written ack is synced before its fd is closed, and I/O in between puts the close off", async () => {
+    const clock = new ManualClock();
+    const { io, calls } = tracingFs();
+    const o = await open({ fs: io, clock });
+    const e = o.enqueue(msg('t', 'a'));
+    await o.flush();
+    clock.advance(600);
+    calls.length = 0;
+    o.ack(e.id); // written at once, synced within ACK_SYNC_MS (1000)
+    await o.flush(); // written and synced (flush() syncs written acks at once)
+    clock.advance(400); // the first idle deadline, but there was I/O since: not yet
+    expect(o.journalOpen).toBe(true);
+    clock.advance(599);
+    expect(o.journalOpen).toBe(true);
+    clock.advance(1);
+    expect(o.journalOpen).toBe(false);
+    expect(calls).toEqual(['sync', 'close']);
+  });
+
+  it('an ack waiting for its batched sync keeps the fd open until the sync', async () => {
+    const clock = new ManualClock();
+    const { io, calls, nextWrite } = tracingFs();
+    const o = await open({ fs: io, clock, idleCloseMs: 0 });
+    const e = o.enqueue(msg('t', 'a'));
+    await o.flush();
+    clock.advance(0);
+    expect(o.journalOpen).toBe(false);
+    calls.length = 0;
+    const write = nextWrite();
+    o.ack(e.id); // written through a new fd; its sync waits for ACK_SYNC_MS
+    await write;
+    clock.advance(0);
+    expect(o.journalOpen).toBe(true); // written, not yet synced: not idle
+    clock.advance(1000); // ACK_SYNC_MS: the sync
+    await o.flush();
+    clock.advance(0);
+    expect(o.journalOpen).toBe(false);
+    expect(calls).toEqual(['open', 'sync', 'close']);
+  });
+
+  it('a journal removed while its fd was closed is a disk error: degraded, then rewritten from memory', async () => {
+    const clock = new ManualClock();
+    const logger = new RecordingLogger();
+    const o = await open({ clock, logger, diskRetryMs: 1000 });
+    o.enqueue(msg('t', 'a'));
+    await o.flush();
+    clock.advance(1000);
+    expect(o.journalOpen).toBe(false);
+    rmSync(journal);
+    o.enqueue(msg('t', 'b'));
+    await o.flush();
+    expect(o.degraded).toBe(true);
+    expect(logger.records.find((r) => r.level === 'error')!.obj).toMatchObject({ code: 'ENOENT', path: journal });
+    clock.advance(1000);
+    o.enqueue(msg('t', 'c'));
+    await o.flush();
+    expect(o.degraded).toBe(false);
+    const again = await DurableOutbox.open(journal);
+    opened.push(again);
+    expect(again.pending().map((e) => e.payload.toString())).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a shared JournalFdPool bounds the journals holding a descriptor; an idle holder gives its own up at once to a waiter', async () => {
+    const clock = new ManualClock();
+    const pool = new JournalFdPool(2);
+    const boxes = await Promise.all([0, 1, 2].map((i) => open({ clock, fdPool: pool }, join(dir, `b${i}.outbox`))));
+    // Each opened (its compaction holds a descriptor) in turn: the third took an idle one's.
+    expect(pool.held).toBe(2);
+    expect(boxes.filter((b) => b.journalOpen).length).toBeLessThanOrEqual(2);
+    // All three write at once: every record is written, never more than two journals open.
+    let most = 0;
+    const watch = setInterval(() => (most = Math.max(most, boxes.filter((b) => b.journalOpen).length)), 0);
+    for (const [i, b] of boxes.entries()) b.enqueue(msg('t', `m${i}`));
+    await Promise.all(boxes.map((b) => b.flush()));
+    clearInterval(watch);
+    expect(most).toBeLessThanOrEqual(2);
+    expect(pool.held).toBeLessThanOrEqual(2);
+    expect(pool.waiting).toBe(0);
+    for (const b of boxes) await b.close();
+    expect(pool.held).toBe(0);
+    for (const i of [0, 1, 2]) {
+      const again = await DurableOutbox.open(join(dir, `b${i}.outbox`));
+      opened.push(again);
+      expect(again.pending().map((e) => e.payload.toString())).toEqual([`m${i}`]);
+    }
+  });
+
+  it('idleCloseMs: Infinity keeps it open; a negative value is refused', async () => {
+    const clock = new ManualClock();
+    const o = await open({ clock, idleCloseMs: Infinity });
+    o.enqueue(msg('t', 'a'));
+    await o.flush();
+    clock.advance(3_600_000);
+    expect(o.journalOpen).toBe(true);
+    await expect(DurableOutbox.open(join(dir, 'other.outbox'), { idleCloseMs: -1 })).rejects.toThrow(/idleCloseMs/);
   });
 });
 

@@ -256,7 +256,8 @@ describe('I/O off the event loop, fsync policies (review points 8, 9)', () => {
   it('{ batchMs } syncs within batchMs of a write, on flush() at once, and close() clears its timer', async () => {
     const clock = new ManualClock();
     const { io, state } = countingFs();
-    const o = await open(join(dir, 'b.outbox'), { fs: io, clock, fsync: { batchMs: 200 } });
+    // No idle close: the sync timer is then the only timer the loops below wait for.
+    const o = await open(join(dir, 'b.outbox'), { fs: io, clock, fsync: { batchMs: 200 }, idleCloseMs: Infinity });
     const atOpen = state.syncs;
     o.enqueue(msg('t', '1'));
     // The write lands and arms the sync timer (the sync itself waits for it).
@@ -280,7 +281,8 @@ describe('I/O off the event loop, fsync policies (review points 8, 9)', () => {
     const clock = new ManualClock();
     const { io, state } = countingFs();
     const path = join(dir, 'l.outbox');
-    const o = await open(path, { fs: io, clock });
+    // No idle close: the sync timer is then the only timer the loops below wait for.
+    const o = await open(path, { fs: io, clock, idleCloseMs: Infinity });
     const atOpen = state.syncs;
     const e = o.enqueue(msg('t', '1'));
     // No flush(), no clock advance: the entry is synced on its own.
