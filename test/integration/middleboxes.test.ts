@@ -192,7 +192,10 @@ for (const c of cases) {
           expect(dropsOfCause, `${cause} drops`).toBeGreaterThanOrEqual(1);
           const pathKey = [...m.keys()].find((k) => k.startsWith('tether_broker_path_idle_timeout_seconds{'));
           expect(pathKey, 'the path idle timeout metric').toBeDefined();
-          expect(m.get(pathKey!)! * 1000, 'the path idle timeout (ms)').toBe(learned.observedTimeoutMs);
+          // The timeout learned, or a cut of the other session a moment later at a slightly shorter idle age.
+          const pathTimeoutMs = m.get(pathKey!)! * 1000;
+          expect(pathTimeoutMs, 'the path idle timeout (ms)').toBeLessThanOrEqual(learned.observedTimeoutMs as number);
+          expect(pathTimeoutMs, 'the path idle timeout (ms)').toBeGreaterThanOrEqual(c.timeoutMs - 300);
           expect(m.get(pathKey!.replace('idle_timeout_seconds', 'learned'))).toBe(1);
 
           // The gateway's Homie node `broker` says the same, retained (the last value received).
