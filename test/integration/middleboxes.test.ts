@@ -18,7 +18,7 @@ import { eventually, waitFor } from '../support/wait-for.ts';
 // but for the broker URL, the queue dir, debug logging (the test reads what was queued) and the
 // metrics endpoint (the test reads it). The middleboxes' idle timeouts are short in CI (3, 3 and
 // 4 s instead of the issue's 15, 15 and 20 s) to keep the file short; TETHER_MIDDLEBOX_REAL_TIMEOUTS=1
-// runs the issue's 15/15/20 s (about 13 minutes). What is asserted: at most one cut per session
+// runs the issue's 15/15/20 s (about 15 minutes; the results are in the README). What is asserted: at most one cut per session
 // while learning, then none; no `lost` seen by a subscriber after learning (none at all on
 // MQTT 5: the will delay); each drop counted with its cause in /metrics and on the gateway's
 // Homie node `broker`, with the learned interval and the keepalive bytes a day; nothing lost
