@@ -10,20 +10,11 @@ import { SystemdExtension } from '../../host/systemd/systemd-extension.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { parsePrometheusText as samples } from '../support/prometheus-scrape.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 // The Prometheus endpoint of a real Gateway (in process): an emulated board on a pty, the
 // embedded broker on a free loopback port, metrics on a free loopback port.
-
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
 
 describe('metrics endpoint', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tether-metrics-'));
