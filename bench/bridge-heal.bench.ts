@@ -5,11 +5,7 @@
 // Measured: lost after the cut, ready after the path returns, against one ping interval + the bound.
 // Then: a path that forgets idle connections under a long ping interval, learning off vs on
 // (time to learn the path's timeout, cuts per hour; learnBridgePath).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PtyBridge } from '../emulator/avr/pty-bridge.ts';
-import { SimulatedDevice } from '../emulator/simulator/simulated-device.ts';
+import { SimulatedDeviceOnPty } from '../emulator/simulator/simulated-device-on-pty.ts';
 import { DeviceLink } from '../host/link/device-link.ts';
 import { startMiddleboxRelay } from '../test/support/middlebox-relay.ts';
 import { createNetns, netnsAvailable } from '../test/support/netns.ts';
@@ -20,22 +16,8 @@ const OUTAGE_MS = Number(process.env.BRIDGE_OUTAGE_SEC ?? 60) * 1000;
 const INTERVAL_MS = 1000;
 const MISSES = 3;
 
-async function boardOnPty() {
-  const dir = mkdtempSync(join(tmpdir(), 'tether-heal-bench-'));
-  const device = new SimulatedDevice();
-  const pty = new PtyBridge(join(dir, 'board'));
-  device.on('data', (b) => pty.write(b));
-  pty.on('data', (b) => device.write(b));
-  await pty.open(10_000);
-  device.boot();
-  return {
-    path: join(dir, 'board'),
-    async close() {
-      device.close();
-      await pty.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+function boardOnPty() {
+  return SimulatedDeviceOnPty.start({}, 10_000);
 }
 
 async function outage(kind: 'kernel' | 'relay'): Promise<Row> {

@@ -1,9 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PtyBridge } from '../../emulator/avr/pty-bridge.ts';
-import { SimulatedDevice } from '../../emulator/simulator/simulated-device.ts';
+import { SimulatedDeviceOnPty } from '../../emulator/simulator/simulated-device-on-pty.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
 import { startMiddleboxRelay, type MiddleboxRelay } from '../support/middlebox-relay.ts';
@@ -31,20 +27,9 @@ afterEach(async () => {
 
 /** A protocol-level board behind a pty, as a USB serial board looks to ser2net. */
 async function boardOnPty(): Promise<string> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-heal-'));
-  const ptyPath = path.join(dir, 'board');
-  const device = new SimulatedDevice();
-  const pty = new PtyBridge(ptyPath);
-  device.on('data', (b) => pty.write(b));
-  pty.on('data', (b) => device.write(b));
-  await pty.open();
-  device.boot();
-  cleanups.push(async () => {
-    device.close();
-    await pty.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return ptyPath;
+  const board = await SimulatedDeviceOnPty.start();
+  cleanups.push(() => board.close());
+  return board.path;
 }
 
 async function ser2net(options: Parameters<typeof startSer2net>[0]): Promise<RunningSer2net> {

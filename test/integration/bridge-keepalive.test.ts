@@ -2,8 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PtyBridge } from '../../emulator/avr/pty-bridge.ts';
-import { SimulatedDevice } from '../../emulator/simulator/simulated-device.ts';
+import { SimulatedDeviceOnPty } from '../../emulator/simulator/simulated-device-on-pty.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { DeviceLink } from '../../host/link/device-link.ts';
 import { KeepalivePathStore } from '../../host/mqtt/keepalive-path-store.ts';
@@ -35,17 +34,9 @@ describe.runIf(toolAvailable('ser2net', 'ser2net'))('a tcp:// bridge behind a pa
   it(`relay forgetting after ${FORGET_MS / 1000} s, pings every ${PING_MS / 1000} s: at most two cuts while learning, then none; ready throughout after; a restart starts from the stored interval`, async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-bridge-ka-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const device = new SimulatedDevice();
-    const pty = new PtyBridge(path.join(dir, 'board'));
-    device.on('data', (b) => pty.write(b));
-    pty.on('data', (b) => device.write(b));
-    await pty.open();
-    device.boot();
-    cleanups.push(async () => {
-      device.close();
-      await pty.close();
-    });
-    const bridge = await startSer2net({ device: path.join(dir, 'board') });
+    const board = await SimulatedDeviceOnPty.start();
+    cleanups.push(() => board.close());
+    const bridge = await startSer2net({ device: board.path });
     cleanups.push(() => bridge.stop());
     const relay = await startMiddleboxRelay({ targetPort: bridge.port, forgetIdleMs: FORGET_MS });
     cleanups.push(() => relay.close());

@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PtyBridge } from '../../emulator/avr/pty-bridge.ts';
-import { SimulatedDevice } from '../../emulator/simulator/simulated-device.ts';
+import { SimulatedDeviceOnPty } from '../../emulator/simulator/simulated-device-on-pty.ts';
 import { DaemonProcess } from '../support/daemon-process.ts';
 import { toolAvailable } from '../support/find-tool.ts';
 import { startMiddleboxRelay } from '../support/middlebox-relay.ts';
@@ -34,17 +33,9 @@ describe.runIf(toolAvailable('ser2net', 'ser2net') && toolAvailable('mosquitto',
   it('lost once, then ready: reopen attempts that nothing answers publish no init', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-flap-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const device = new SimulatedDevice();
-    const pty = new PtyBridge(path.join(dir, 'board'));
-    device.on('data', (b) => pty.write(b));
-    pty.on('data', (b) => device.write(b));
-    await pty.open();
-    device.boot();
-    cleanups.push(async () => {
-      device.close();
-      await pty.close();
-    });
-    const bridge = await startSer2net({ device: path.join(dir, 'board') });
+    const board = await SimulatedDeviceOnPty.start();
+    cleanups.push(() => board.close());
+    const bridge = await startSer2net({ device: board.path });
     cleanups.push(() => bridge.stop());
     const relay = await startMiddleboxRelay({ targetPort: bridge.port });
     cleanups.push(() => relay.close());

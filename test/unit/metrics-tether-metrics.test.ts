@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { startMetricsServer } from '../../host/metrics/metrics-server.ts';
 import { createTetherMetrics, type BrokerMetricsInput, type DeviceMetricsInput, type MetricsSource } from '../../host/metrics/tether-metrics.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { parsePrometheusText } from '../support/prometheus-scrape.ts';
 
 function fakeDevice(id: string) {
   const rtt = new EventEmitter<{ rtt: [number] }>();
@@ -43,16 +44,6 @@ function source() {
   return { a, b, brokers, src };
 }
 
-/** `name{labels} value` lines as a map. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
 
 describe('tether metrics', () => {
   it('reads live stats at scrape time into its own registry', async () => {
@@ -71,7 +62,7 @@ describe('tether metrics', () => {
     a.rtt.emit('rtt', 12);
     a.rtt.emit('rtt', 40);
     b.rtt.emit('rtt', 3);
-    const m = samples(await metrics.registry.metrics());
+    const m = parsePrometheusText(await metrics.registry.metrics());
     expect(m.get('tether_device_state{device="dev-a",state="lost"}')).toBe(1);
     expect(m.get('tether_device_state{device="dev-a",state="ready"}')).toBe(0);
     expect(m.get('tether_device_state{device="dev-b",state="ready"}')).toBe(1);
@@ -97,7 +88,7 @@ describe('tether metrics', () => {
     expect(m.get('tether_broker_half_open_total{client="tether-gw-dev-a"}')).toBe(2);
     // A state that changed since is read again at the next scrape.
     a.stats.state = 'ready';
-    const again = samples(await metrics.registry.metrics());
+    const again = parsePrometheusText(await metrics.registry.metrics());
     expect(again.get('tether_device_state{device="dev-a",state="lost"}')).toBe(0);
     expect(again.get('tether_device_state{device="dev-a",state="ready"}')).toBe(1);
     // Nothing in prom-client's global registry.
@@ -111,7 +102,7 @@ describe('tether metrics', () => {
     const { a, src } = source();
     const metrics = createTetherMetrics(src);
     a.stats.keepTraffic = { intervalMs: 4500, timeoutMs: 6700, learned: true, drops: { closed: 0, 'half-open': 2 } };
-    const m = samples(await metrics.registry.metrics());
+    const m = parsePrometheusText(await metrics.registry.metrics());
     expect(m.get('tether_bridge_keep_interval_seconds{device="dev-a"}')).toBe(4.5);
     expect(m.get('tether_bridge_path_idle_timeout_seconds{device="dev-a"}')).toBe(6.7);
     expect(m.get('tether_bridge_drops_total{device="dev-a",cause="half-open"}')).toBe(2);
@@ -123,7 +114,7 @@ describe('tether metrics', () => {
   it('heartbeat misses: PINGs unanswered beyond the one in flight, never decreasing', async () => {
     const { a, src } = source();
     const metrics = createTetherMetrics(src);
-    const misses = async () => samples(await metrics.registry.metrics()).get('tether_heartbeat_misses_total{device="dev-a"}');
+    const misses = async () => parsePrometheusText(await metrics.registry.metrics()).get('tether_heartbeat_misses_total{device="dev-a"}');
     Object.assign(a.stats, { pingsSent: 10, pongs: 9 }); // one in flight
     expect(await misses()).toBe(0);
     Object.assign(a.stats, { pingsSent: 13, pongs: 9 }); // the board went quiet
