@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { listenHttp } from '../http/listen-http.ts';
+import { scrapeInTurns } from './scrape-in-turns.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { createTetherMetrics, type MetricsSource, type TetherMetrics } from './tether-metrics.ts';
 
@@ -38,15 +39,10 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
       return;
     }
-    // `?name=a&name=b`: only those metrics (a full scrape costs about 1 ms per board; the event-loop
-    // delay or memory alone cost next to nothing).
+    // `?name=a&name=b`: only those metrics (a full scrape costs about 1 ms per board, spread
+    // over one event-loop turn per metric; the event-loop delay or memory alone cost next to nothing).
     const names = new URL(req.url ?? '/', 'http://x').searchParams.getAll('name');
-    const body =
-      names.length === 0
-        ? registry.metrics()
-        : Promise.all(names.filter((n) => registry.getSingleMetric(n) !== undefined).map((n) => registry.getSingleMetricAsString(n))).then((parts) =>
-            parts.length === 0 ? '' : `${parts.join('\n\n')}\n`,
-          );
+    const body = scrapeInTurns(registry, names);
     body.then(
       (body) => {
         res.writeHead(200, { 'content-type': registry.contentType });
