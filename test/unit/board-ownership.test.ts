@@ -74,6 +74,28 @@ class FakeBoard implements OwnedBoard {
 
 const settle = () => new Promise<void>((r) => setImmediate(r));
 
+/** b1 behind a TCP bridge (it can move between gateways), with the default 3 s takeover delay. */
+const onBridge = (standby: boolean) => new FakeBoard('b1', { port: 'tcp://bridge:2000', standby, takeoverDelayMs: 3000 });
+
+/** gw-a, configured as b1's owner, once it holds it (no record: it asked and waited the delay). */
+async function ownerHolding(broker: TinyBroker, clock: ManualClock) {
+  const a = gateway(broker, clock, 'gw-a', onBridge(false));
+  await a.ownership.start();
+  await settle();
+  clock.advance(3000);
+  await settle();
+  expect(a.ownership.phase('b1')).toBe('held');
+  return a;
+}
+
+/** gw-b, configured as b1's standby, started. */
+async function standbyStarted(broker: TinyBroker, clock: ManualClock) {
+  const b = gateway(broker, clock, 'gw-b', onBridge(true));
+  await b.ownership.start();
+  await settle();
+  return b;
+}
+
 function gateway(broker: TinyBroker, clock: ManualClock, id: string, board: FakeBoard) {
   const session = new FakeSession(broker);
   // The gateway's own session announces it (the Homie extension does so on 'up').
@@ -126,7 +148,7 @@ describe('BoardOwnership', () => {
   it('a standby takes the board only after its owner is gone for takeoverDelayMs; the old owner back stands by', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const a = gateway(broker, clock, 'gw-a', onBridge(false));
     await a.ownership.start();
     await settle();
     // No record at all: it asks who holds the board and waits the delay for an answer (a broker
@@ -140,7 +162,7 @@ describe('BoardOwnership', () => {
     expect(a.board.calls).toEqual(['acquire gw-a 1']);
     expect(a.ownership.phase('b1')).toBe('held');
 
-    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
+    const b = gateway(broker, clock, 'gw-b', onBridge(true));
     await b.ownership.start();
     await settle();
     expect(b.ownership.phase('b1')).toBe('standby');
@@ -162,7 +184,7 @@ describe('BoardOwnership', () => {
     expect(JSON.parse(broker.retained.get(ownerTopics.owner('b1'))!.toString())).toMatchObject({ gateway: 'gw-b', epoch: 2 });
 
     // gw-a restarted (a new instance, configured as the owner): gw-b holds a newer epoch and is alive.
-    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const a2 = gateway(broker, clock, 'gw-a', onBridge(false));
     await a2.ownership.start();
     await settle();
     await settle();
@@ -176,15 +198,8 @@ describe('BoardOwnership', () => {
   it('a holder that missed the new owner\'s record (not on its broker node) asks who holds the board at the first kick and lets go naming it', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
-    await a.ownership.start();
-    await settle();
-    clock.advance(3000);
-    await settle();
-    expect(a.ownership.phase('b1')).toBe('held');
-    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
-    await b.ownership.start();
-    await settle();
+    const a = await ownerHolding(broker, clock);
+    const b = await standbyStarted(broker, clock);
     // gw-a hears nothing for a while (its node lost its subscriptions' traffic): meanwhile gw-b
     // sees gw-a's gateway lost and takes the board with epoch 2.
     a.session.connected = false;
@@ -213,22 +228,15 @@ describe('BoardOwnership', () => {
   it('the owner coming back within the delay keeps the board: the standby stays standby', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
-    await a.ownership.start();
-    await settle();
-    clock.advance(3000);
-    await settle();
-    expect(a.ownership.phase('b1')).toBe('held');
-    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
-    await b.ownership.start();
-    await settle();
+    const a = await ownerHolding(broker, clock);
+    const b = await standbyStarted(broker, clock);
     a.ownership.stop();
     a.session.die('gw-a');
     await settle();
     clock.advance(1000);
     // Restarted before the delay ran out: its earlier run held the board; it asks who holds it now,
     // nobody answers, and it claims it after the delay; gw-b's timer found gw-a alive again.
-    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const a2 = gateway(broker, clock, 'gw-a', onBridge(false));
     await a2.ownership.start();
     await settle();
     await settle();
@@ -245,8 +253,8 @@ describe('BoardOwnership', () => {
   it('two owners claiming at once: the greater claim keeps it, the other lets go and does not claim again', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
-    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const a = gateway(broker, clock, 'gw-a', onBridge(false));
+    const b = gateway(broker, clock, 'gw-b', onBridge(false));
     await Promise.all([a.ownership.start(), b.ownership.start()]);
     for (let i = 0; i < 5; i++) await settle();
     clock.advance(60_000);
@@ -261,14 +269,9 @@ describe('BoardOwnership', () => {
   it('a holder answers "who holds it?" with its record, so a gateway whose broker node lost the retained record stands by', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const a = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
-    await a.ownership.start();
-    await settle();
-    clock.advance(3000);
-    await settle();
-    expect(a.ownership.phase('b1')).toBe('held');
+    const a = await ownerHolding(broker, clock);
     broker.retained.delete(ownerTopics.owner('b1')); // as RabbitMQ 3.10 on another node: no retained copy
-    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const b = gateway(broker, clock, 'gw-b', onBridge(false));
     await b.ownership.start();
     for (let i = 0; i < 4; i++) await settle();
     clock.advance(60_000);
@@ -281,7 +284,7 @@ describe('BoardOwnership', () => {
   it("the old owner restarted on a node holding only its own old record asks, hears the holder's newer claim and stands by", async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const b = gateway(broker, clock, 'gw-b', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: true, takeoverDelayMs: 3000 }));
+    const b = gateway(broker, clock, 'gw-b', onBridge(true));
     await b.ownership.start();
     await settle();
     clock.advance(3000);
@@ -289,7 +292,7 @@ describe('BoardOwnership', () => {
     expect(b.ownership.claimOf('b1')?.epoch).toBe(1);
     // As RabbitMQ 3.10 keeps retained messages per node: gw-a's node still has its own old record.
     broker.retained.set(ownerTopics.owner('b1'), Buffer.from(JSON.stringify({ gateway: 'gw-a', instance: 'old', epoch: 1 })));
-    const a2 = gateway(broker, clock, 'gw-a', new FakeBoard('b1', { port: 'tcp://bridge:2000', standby: false, takeoverDelayMs: 3000 }));
+    const a2 = gateway(broker, clock, 'gw-a', onBridge(false));
     await a2.ownership.start();
     for (let i = 0; i < 4; i++) await settle();
     clock.advance(60_000);
