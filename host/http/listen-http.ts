@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import { listen } from '../net/listen.ts';
 
 /**
  * Starts `server` on host:port; a failure is one line saying what could not be served and why
@@ -8,13 +9,7 @@ import type { Server } from 'node:http';
  */
 export async function listenHttp(server: Server, port: number, host: string, what: string, inUseHint = 'the port is in use'): Promise<{ port: number; origin: string }> {
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, port, host);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`cannot serve ${what} on ${host}:${port}: ${e.code === 'EADDRINUSE' ? inUseHint : e.message}`);

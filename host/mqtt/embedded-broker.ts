@@ -4,6 +4,7 @@ import { Duplex } from 'node:stream';
 import { Aedes } from 'aedes';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { MqttPacketSizeLimit } from './mqtt-packet-size-limit.ts';
+import { listen } from '../net/listen.ts';
 
 export interface EmbeddedBrokerOptions {
   /** TCP port; 0 (the default) lets the OS pick a free one. */
@@ -73,13 +74,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'connection error'));
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, port, host);
   } catch (err) {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     throw err;
