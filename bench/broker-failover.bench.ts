@@ -90,8 +90,10 @@ export async function brokerFailover(): Promise<Row[]> {
     rows.push({
       benchmark: `${n} boards + gateway: kill -9 of broker node A, every $state ready republished on node B (broker.urls)`,
       measured: `${r.failoverS.toFixed(2)} s`,
-      limit: `first start of the same daemon: ${r.startS.toFixed(2)} s`,
-      ratio: `${(r.failoverS / r.startS).toFixed(2)}x`,
+      // The first start is shown for scale only: it is not the same work (process start, ownership
+      // delays, every session new), so no ratio is made against it.
+      limit: `no baseline (first start of the same daemon, for scale: ${r.startS.toFixed(2)} s)`,
+      ratio: '-',
     });
   }
   return rows;
