@@ -12,6 +12,7 @@
 //   TETHER_BENCH_FLEET_PROFILE=DIR       run the daemon with --cpu-prof (and --heap-prof) into DIR
 //   TETHER_BENCH_FLEET_CLI=PATH          another build's bin/tether.js (before/after pairs)
 //   TETHER_BENCH_FLEET_NODE_ARGS='...'   extra node flags for the daemon (trying runtime settings)
+//   TETHER_BENCH_FLEET_FIRST_PORT=12000  first port of the simulated boards' bridges
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -46,8 +47,11 @@ const MEASURE_MS = Number(process.env.TETHER_BENCH_FLEET_MEASURE_MS ?? 20_000);
 const PROFILE_DIR = process.env.TETHER_BENCH_FLEET_PROFILE;
 /** Boards per simulator process: its listening and accepted sockets stay under the fd limit. */
 const SIMS_PER_PROCESS = 4000;
-/** Ports below Linux's ephemeral range (32768-60999), so the daemon's outgoing sockets never collide. */
-const FIRST_SIM_PORT = 12_000;
+/**
+ * Ports below Linux's ephemeral range (32768-60999), so the daemon's outgoing sockets never
+ * collide; TETHER_BENCH_FLEET_FIRST_PORT moves them (two benches at once on one machine).
+ */
+const FIRST_SIM_PORT = Number(process.env.TETHER_BENCH_FLEET_FIRST_PORT ?? 12_000);
 const SETTLE_MS = 5000;
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
