@@ -86,6 +86,12 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
 
+/** The main thread's user and system ticks (the event loop) apart from the other threads' (GC helpers, libuv pool). */
+function mainThreadTicks(pid: number): { user: number; sys: number } {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { user: Number(fields[11]), sys: Number(fields[12]) };
+}
+
 function rssMiB(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
   return Number(line.split(/\s+/)[1]) / 1024;
@@ -261,6 +267,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     alive();
     const t0 = performance.now();
     const c0 = cpuTicks(pid);
+    const m0 = mainThreadTicks(pid);
     const s0 = sims.pids.map(cpuTicks);
     counting = new Map();
     await sleep(MEASURE_MS);
@@ -268,6 +275,11 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     counting = null;
     const seconds = (performance.now() - t0) / 1000;
     const cpuPct = ((cpuTicks(pid) - c0) / CLOCK_TICKS / seconds) * 100;
+    const m1 = mainThreadTicks(pid);
+    const pct = (ticks: number) => ((ticks / CLOCK_TICKS / seconds) * 100).toFixed(1);
+    process.stderr.write(
+      `  daemon CPU ${cpuPct.toFixed(1)} % of a core: main thread user ${pct(m1.user - m0.user)} % + system ${pct(m1.sys - m0.sys)} %, other threads ${pct(cpuTicks(pid) - c0 - (m1.user - m0.user) - (m1.sys - m0.sys))} %\n`,
+    );
     const simCpuPct = (sims.pids.reduce((sum, p, i) => sum + cpuTicks(p) - s0[i]!, 0) / CLOCK_TICKS / seconds) * 100;
     const rss = rssMiB(pid);
     const fds = openFds(pid);
