@@ -29,6 +29,9 @@ export interface HalfOpenInfo {
   pingIdleMs: number;
 }
 
+/** An answer deadline this late means the event loop was blocked: its sockets are read before it is believed. */
+const LATE_DEADLINE_MS = 100;
+
 /**
  * MQTT keepalive as the client's own failure detector, pure apart from the injected clock
  * and callbacks so it can be driven with a fake clock.
@@ -66,6 +69,8 @@ export class KeepaliveProbe {
   private pingSentAt: number | null = null;
   private rttMs: number | null = null;
   private pings = 0;
+  /** The answer deadline fired late and is looked at again after one turn of the event loop. */
+  private deferred = false;
 
   constructor(options: KeepaliveProbeOptions) {
     const { keepaliveMs, pingRespTimeoutMs } = options;
@@ -120,6 +125,7 @@ export class KeepaliveProbe {
   stop(): void {
     this.running = false;
     this.pingSentAt = null;
+    this.deferred = false;
     if (this.timer !== null) {
       this.clock.clearTimeout(this.timer);
       this.timer = null;
@@ -132,6 +138,7 @@ export class KeepaliveProbe {
     const now = this.clock.now();
     this.lastReceivedAt = now;
     if (cmd === 'pingresp' && this.pingSentAt !== null) {
+      this.deferred = false;
       const rttMs = now - this.pingSentAt;
       this.rttMs = rttMs;
       this.pingSentAt = null;
@@ -196,6 +203,15 @@ export class KeepaliveProbe {
         this.arm(answerBy);
         return;
       }
+      // Fired late: the loop was blocked (thousands of boards starting, a loaded machine) and
+      // timers run before it reads its sockets, where the PINGRESP may be waiting. Look again
+      // after one turn, once, before declaring the link half-open.
+      if (now - answerBy > LATE_DEADLINE_MS && !this.deferred) {
+        this.deferred = true;
+        this.arm(now);
+        return;
+      }
+      this.deferred = false;
       const info: HalfOpenInfo = { silentForMs: now - this.lastReceivedAt, pingOutstandingForMs: now - this.pingSentAt, pingIdleMs: this.pingIdleMs };
       this.stop();
       this.onHalfOpen(info);

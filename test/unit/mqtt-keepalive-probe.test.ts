@@ -53,6 +53,32 @@ describe('KeepaliveProbe', () => {
     expect(pings).toHaveLength(1);
   });
 
+  it('an answer deadline that fires late (event loop blocked) lets a waiting PINGRESP in before it decides', () => {
+    const { clock, probe, pings, halfOpen } = setup();
+    probe.start();
+    clock.advance(K);
+    expect(pings).toHaveLength(1);
+    clock.block(5 * T); // busy past the answer deadline; the PINGRESP sits in the socket
+    // After the due timers (the late deadline looks again only after a turn of the loop), the
+    // loop reads the socket: the PINGRESP arrives.
+    clock.setTimeout(() => probe.packetReceived('pingresp'), 0);
+    clock.advance(0);
+    expect(halfOpen).toEqual([]);
+    expect(probe.isRunning).toBe(true);
+    expect(probe.pingsAnswered).toBe(1);
+  });
+
+  it('a late answer deadline with nothing waiting is half-open after one more turn of the loop', () => {
+    const { clock, probe, halfOpen } = setup();
+    const t0 = clock.now();
+    probe.start();
+    clock.advance(K);
+    clock.block(5 * T);
+    clock.advance(0);
+    expect(halfOpen).toEqual([{ at: t0 + K + 5 * T, silentForMs: K + 5 * T, pingOutstandingForMs: 5 * T, pingIdleMs: K }]);
+    expect(clock.pending).toBe(0);
+  });
+
   it('a PINGRESP clears the outstanding ping, records the RTT and starts a new keepalive period', () => {
     const { clock, probe, pings, halfOpen } = setup();
     const t0 = clock.now();
