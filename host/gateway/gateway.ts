@@ -25,6 +25,7 @@ import { DeviceWedgeGuard } from './device-wedge-guard.ts';
 import { GatewayDevice } from './gateway-device.ts';
 import { SharedSessionDispatcher } from './shared-session-dispatcher.ts';
 import { forEachConcurrently } from './for-each-concurrently.ts';
+import { StartGate } from './start-gate.ts';
 import type { GatewayEventBus, GatewayEvents } from './gateway-events.ts';
 
 export interface GatewayOptions {
@@ -47,6 +48,13 @@ const JOURNAL_FDS = 64;
  * took 9.0 s one after the other and 2.9-3.4 s 16 to 256 at a time on this kind of machine.
  */
 const OPEN_CONCURRENCY = 16;
+
+/**
+ * Board sessions connecting at once (each until it is up and its start-up publishes are
+ * queued): a place is held a few milliseconds, so this many keep the broker busy without
+ * thousands of CONNECTs and their publishes landing in the same turns.
+ */
+const SESSION_STARTS = 64;
 
 /**
  * The daemon's controller (in the spirit of Zigbee2MQTT's): it owns the device links and
@@ -72,6 +80,8 @@ export class Gateway {
   readonly boardTimers: SharedTimers;
   /** At most JOURNAL_FDS boards' outbox journals hold a descriptor at once: a board costs its two sockets. */
   readonly journalFds: JournalFdPool;
+  /** At most SESSION_STARTS boards' MQTT sessions connecting at once (start-gate.ts). */
+  readonly sessionStarts = new StartGate(SESSION_STARTS);
   readonly env: NodeJS.ProcessEnv;
   readonly log: Logger;
   private embeddedBroker: EmbeddedBroker | null = null;
@@ -115,6 +125,7 @@ export class Gateway {
           mqtt: () => (config.broker.sharedSession ? this.mqtt : this.deviceSession(settings.id)),
           sharedMqtt: config.broker.sharedSession,
           journalFds: this.journalFds,
+          sessionStarts: this.sessionStarts,
           sessionView: config.broker.sharedSession ? () => this.sharedDispatcher().view(settings.id) : undefined,
           events: this.events,
           pathStore: this.pathStore,
