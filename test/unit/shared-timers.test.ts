@@ -142,7 +142,7 @@ describe('SharedTimers (one scheduler for many timers)', () => {
       for (const l of listeners) process.on('uncaughtException', l);
     }
   });
-  it('a pass that has run its time budget lets the event loop turn before the timers still due, in their order', () => {
+  it('a pass that has run its time budget lets the event loop turn before the timers still due, in their order, put off once at most', () => {
     const base = new ManualClock();
     const timers = new SharedTimers(base);
     const ran: number[] = [];
@@ -165,11 +165,10 @@ describe('SharedTimers (one scheduler for many timers)', () => {
     expect(passes[0]).toBeGreaterThan(0);
     expect(passes[0]).toBeLessThan(100);
     expect(base.pending).toBe(1);
-    while (ran.length < 100) {
-      base.advance(0);
-      countPass();
-    }
-    expect(passes.every((n) => n <= 16)).toBe(true);
+    // The next pass runs those it put off whatever its budget: a timer waits one extra turn at most.
+    base.advance(0);
+    countPass();
+    expect(passes).toEqual([passes[0], 100 - passes[0]!]);
     expect(ran).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect(timers.pending).toBe(0);
     expect(base.pending).toBe(0);
