@@ -54,7 +54,7 @@ const OPEN_CONCURRENCY = 16;
  * queued): a place is held a few milliseconds, so this many keep the broker busy without
  * thousands of CONNECTs and their publishes landing in the same turns.
  */
-const SESSION_STARTS = 64;
+const SESSION_STARTS = 256;
 
 /**
  * The daemon's controller (in the spirit of Zigbee2MQTT's): it owns the device links and
