@@ -13,8 +13,10 @@
 //   TETHER_BENCH_FLEET_CLI=PATH          another build's bin/tether.js (before/after pairs)
 //   TETHER_BENCH_FLEET_NODE_ARGS='...'   extra node flags for the daemon (trying runtime settings)
 //   TETHER_BENCH_FLEET_FIRST_PORT=12000  first port of the simulated boards' bridges
+//   TETHER_BENCH_FLEET_LOG_LEVEL=warn    the daemon's log level (info shows each board's claim, for start-up timelines)
+//   TETHER_BENCH_FLEET_DAEMON_OUT=FILE   the daemon's whole stdout and stderr into FILE (e.g. with --trace-gc)
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -45,6 +47,7 @@ const SIMS = fileURLToPath(new URL('./fleet-sims.ts', import.meta.url));
 const SIZES = (process.env.TETHER_BENCH_FLEET ?? '1000,5000,10000').split(',').map(Number);
 const MEASURE_MS = Number(process.env.TETHER_BENCH_FLEET_MEASURE_MS ?? 20_000);
 const PROFILE_DIR = process.env.TETHER_BENCH_FLEET_PROFILE;
+const DAEMON_OUT = process.env.TETHER_BENCH_FLEET_DAEMON_OUT;
 /** Boards per simulator process: its listening and accepted sockets stay under the fd limit. */
 const SIMS_PER_PROCESS = 4000;
 /**
@@ -220,7 +223,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     gateway: { id: 'fleet-gw' },
     broker: { url: brokerUrl, keepaliveSec: 30 },
     queue: { dir: join(dir, 'queue') },
-    log: { level: 'warn' },
+    log: { level: process.env.TETHER_BENCH_FLEET_LOG_LEVEL ?? 'warn' },
     metrics: { port: metricsPort },
     devices: sims.targets.map((target, i) => ({ id: `sim-${i}`, port: target, keepalive: { intervalMs: 1000, misses: 3 } })),
   };
@@ -245,6 +248,14 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
   const daemon = spawn(process.execPath, [...UNIT_NODE_ARGS, ...NODE_ARGS, ...args, CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   daemon.stdout!.on('data', keep);
   daemon.stderr!.on('data', keep);
+  if (DAEMON_OUT) {
+    const file = createWriteStream(DAEMON_OUT);
+    daemon.stdout!.pipe(file, { end: false });
+    daemon.stderr!.pipe(file, { end: false });
+    daemon.once('exit', () => file.end());
+  }
+  // How the boards become ready over time (where the start-up spends its time).
+  const progress = setInterval(() => process.stderr.write(`  ${((performance.now() - started) / 1000).toFixed(0)} s: ${ready.size} of ${n} ready\n`), 5000);
   const pid = daemon.pid!;
   const fdLimit = openFileLimit();
   const alive = () => {
@@ -261,6 +272,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
       () => `${ready.size} ready, daemon fds ${openFds(pid)}; daemon output: ${output.trim().slice(-500)}`,
     );
     const readyS = (performance.now() - started) / 1000;
+    clearInterval(progress);
     await sleep(SETTLE_MS); // the start-up burst (descriptions, discovery) is over
     await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
     await sleep(1000); // the scrape's own work is not part of the window
@@ -295,6 +307,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const messagesPerBoardMin = perMinute([...published.values()].reduce((a, b) => a + b, 0));
     return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS };
   } finally {
+    clearInterval(progress);
     await stopChild(daemon, 60_000);
     await watcher.endAsync(true);
     await sims.stop();

@@ -21,6 +21,10 @@ import { createTransport } from '../transport/create-transport.ts';
 import type { GatewayEventBus } from './gateway-events.ts';
 import { ownerUserProperties, type OwnerRecord } from './board-ownership.ts';
 import { SessionView } from './shared-session-dispatcher.ts';
+import type { StartGate } from './start-gate.ts';
+
+/** A board session that is not up after this long gives its place in the StartGate to the next (it keeps trying on its own). */
+const SESSION_START_HOLD_MS = 10_000;
 
 export interface GatewayDeviceOptions {
   settings: DeviceSettings;
@@ -31,6 +35,11 @@ export interface GatewayDeviceOptions {
   sharedMqtt: boolean;
   /** The daemon's bound on outbox journals holding a descriptor at once (absent: none). */
   journalFds?: JournalFdPool;
+  /**
+   * The daemon's bound on board sessions connecting at once (absent: none): a session holds a
+   * place from its start until it is up (and its start-up publishes are queued), or SESSION_START_HOLD_MS.
+   */
+  sessionStarts?: StartGate;
   /**
    * Shared-session mode: this board's view of the shared session (SharedSessionDispatcher), which
    * its outbox publishes through and whose ups and messages it hears, instead of listening on the
@@ -89,6 +98,8 @@ export class GatewayDevice {
   /** The board session has run (and stopped): a new hold needs a fresh one. */
   private sessionUsed = false;
   private detachMqtt: (() => void) | null = null;
+  /** Gives back this board's place in the session StartGate (held while its session connects). */
+  private startPlace: (() => void) | null = null;
   private readonly undo: Array<() => void> = [];
 
   constructor(private readonly options: GatewayDeviceOptions) {
@@ -202,6 +213,26 @@ export class GatewayDevice {
     }
     this.mode = 'held';
     parts.mqtt.publishUserProperties = ownerUserProperties(claim);
+    const gate = this.options.sessionStarts;
+    if (gate) {
+      const mqtt = parts.mqtt;
+      const release = gate.tryEnter() ?? (await gate.enter());
+      // Let go or stopped while waiting for its place: nothing to start.
+      if (this.stopped || this.mode !== 'held' || parts.mqtt !== mqtt) {
+        release();
+        return;
+      }
+      const { clock } = this.options;
+      const done = () => {
+        mqtt.off('up', done);
+        clock.clearTimeout(timer);
+        if (this.startPlace === done) this.startPlace = null;
+        release();
+      };
+      const timer = clock.setTimeout(done, SESSION_START_HOLD_MS);
+      this.startPlace = done;
+      mqtt.on('up', done); // after the extensions' 'up' listeners: its start-up publishes are queued by then
+    }
     parts.mqtt.start();
     parts.pump.start();
     if (!this.linkOpened) await this.openLink();
@@ -218,6 +249,7 @@ export class GatewayDevice {
     if (this.stopped || this.options.sharedMqtt) return;
     const wasHeld = this.mode === 'held';
     this.mode = 'standby';
+    this.startPlace?.();
     if (wasHeld) {
       const pumpStopped = parts.pump.stop();
       await parts.mqtt.stop();
@@ -252,6 +284,7 @@ export class GatewayDevice {
   async stop(flushTimeoutMs = 3000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.startPlace?.();
     const parts = this.parts;
     if (!parts) return;
     if (this.started) {

@@ -142,4 +142,56 @@ describe('SharedTimers (one scheduler for many timers)', () => {
       for (const l of listeners) process.on('uncaughtException', l);
     }
   });
+  it('a pass that has run its time budget lets the event loop turn before the timers still due, in their order, put off once at most', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: number[] = [];
+    // 100 timers due at once, each taking 1 ms of the event loop (ManualClock.block).
+    for (let i = 0; i < 100; i++) {
+      timers.setTimeout(() => {
+        ran.push(i);
+        base.block(1);
+      }, 10);
+    }
+    const passes: number[] = [];
+    let last = 0;
+    const countPass = () => {
+      passes.push(ran.length - last);
+      last = ran.length;
+    };
+    base.advance(10);
+    countPass();
+    // The first pass stopped after its budget (checked every 16 timers); the rest wait for a timer of the underlying clock.
+    expect(passes[0]).toBeGreaterThan(0);
+    expect(passes[0]).toBeLessThan(100);
+    expect(base.pending).toBe(1);
+    // The next pass runs those it put off whatever its budget: a timer waits one extra turn at most.
+    base.advance(0);
+    countPass();
+    expect(passes).toEqual([passes[0], 100 - passes[0]!]);
+    expect(ran).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(timers.pending).toBe(0);
+    expect(base.pending).toBe(0);
+  });
+
+  it('a timer cleared while it waits for the next pass never runs', () => {
+    const base = new ManualClock();
+    const timers = new SharedTimers(base);
+    const ran: number[] = [];
+    const handles: ReturnType<SharedTimers['setTimeout']>[] = [];
+    for (let i = 0; i < 40; i++) {
+      handles.push(
+        timers.setTimeout(() => {
+          ran.push(i);
+          base.block(1);
+        }, 10),
+      );
+    }
+    base.advance(10);
+    const first = ran.length;
+    expect(first).toBeLessThan(40);
+    timers.clearTimeout(handles[39]!);
+    while (base.pending > 0) base.advance(0);
+    expect(ran).toEqual(Array.from({ length: 39 }, (_, i) => i));
+  });
 });
