@@ -1,4 +1,4 @@
-import type { DeviceLinkStats } from '../link/device-link.ts';
+import type { DeviceLink, DeviceLinkStats } from '../link/device-link.ts';
 import type { OutboxKind } from '../mqtt/durable-outbox.ts';
 import type { RebootInfo } from '../session/device-session.ts';
 import type { Clock, WallClock } from '../time/clock.ts';
@@ -30,7 +30,38 @@ export interface KeepaliveFactsOptions {
   rttSettleMs?: number;
 }
 
-type Stats = Pick<DeviceLinkStats, 'rttMs' | 'lastSeen' | 'bootId' | 'reboots' | 'asleepMs'> & Partial<Pick<DeviceLinkStats, 'keepTraffic'>>;
+export type KeepaliveFactStats = Pick<DeviceLinkStats, 'rttMs' | 'lastSeen' | 'bootId' | 'reboots' | 'asleepMs'> & Partial<Pick<DeviceLinkStats, 'keepTraffic'>>;
+type Stats = KeepaliveFactStats;
+
+/** keepaliveStats()'s one object: due() reads it and keeps nothing of it. */
+const scratch: { rttMs: { last: number | null; p50: number | null; p99: null } } & Omit<KeepaliveFactStats, 'rttMs'> = {
+  rttMs: { last: null, p50: null, p99: null },
+  lastSeen: null,
+  bootId: null,
+  reboots: {},
+  asleepMs: 0,
+  keepTraffic: null,
+};
+
+/**
+ * What due() needs of `link`, read from its session: the whole of link.stats() (a new object
+ * of fifteen fields, a copy of the reboot counts, the 99th percentile) for every board every
+ * few seconds was most of what the facts check allocated. The object returned is reused by the
+ * next call: hand it to due() at once.
+ */
+export function keepaliveStats(link: Pick<DeviceLink, 'session' | 'keepTraffic'>): KeepaliveFactStats {
+  const { session } = link;
+  const { rtt, counters } = session;
+  const any = rtt.count > 0;
+  scratch.rttMs.last = any ? rtt.last : null;
+  scratch.rttMs.p50 = any ? rtt.p50 : null;
+  scratch.lastSeen = session.lastSeen;
+  scratch.bootId = session.bootId;
+  scratch.reboots = counters.reboots;
+  scratch.asleepMs = counters.asleepMs;
+  scratch.keepTraffic = link.keepTraffic?.stats ?? null;
+  return scratch;
+}
 
 /** What due() returns when nothing is news (most looks): one frozen array, nothing allocated. */
 const NOTHING: readonly KeepaliveFact[] = Object.freeze([]);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
-import { KeepaliveFacts } from '../../host/homie/keepalive-facts.ts';
+import { KeepaliveFacts, keepaliveStats } from '../../host/homie/keepalive-facts.ts';
+import { RttStats } from '../../host/session/rtt-stats.ts';
 
 const stats = (over: Partial<{ p50: number | null; last: number | null; lastSeen: number | null; bootId: number | null; reboots: Record<string, number>; asleepMs: number }> = {}) => ({
   rttMs: { last: over.last ?? over.p50 ?? null, p50: over.p50 ?? null, p99: null },
@@ -152,5 +153,26 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
     ]);
     // A serial board has no such facts.
     expect(new KeepaliveFacts({ clock }).due(stats()).some((f) => f.property === 'keep-interval')).toBe(false);
+  });
+
+  it("keepaliveStats reads a link's session as link.stats() would for the facts: no RTT before the first PONG, then its median", () => {
+    const rtt = new RttStats();
+    const session = { rtt, lastSeen: null as number | null, bootId: null as number | null, counters: { reboots: { watchdog: 0, external: 0 }, asleepMs: 0 } };
+    const link = { session, keepTraffic: null } as unknown as Parameters<typeof keepaliveStats>[0];
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock });
+    expect(facts.due(keepaliveStats(link)).map((f) => f.property)).toEqual(['reboots', 'asleep-time']); // no RTT, last-seen or boot id yet
+    for (const ms of [12, 14, 13]) rtt.add(ms);
+    Object.assign(session, { lastSeen: 0, bootId: 5 });
+    session.counters.reboots.external = 2;
+    session.counters.asleepMs = 3000;
+    expect(keepaliveStats(link)).toMatchObject({ rttMs: { last: 13, p50: 13 }, lastSeen: 0, bootId: 5, asleepMs: 3000, keepTraffic: null });
+    expect(facts.due(keepaliveStats(link)).map((f) => [f.property, f.value])).toEqual([
+      ['rtt', '13.0'],
+      ['last-seen', new Date(clock.wallNow()).toISOString()],
+      ['boot-id', '5'],
+      ['reboots', '2'],
+      ['asleep-time', '3'],
+    ]);
   });
 });
