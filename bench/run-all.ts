@@ -9,6 +9,7 @@ import { detectionLatency } from './detection-latency.bench.ts';
 import { failover } from './failover.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { middleboxKeepalive } from './middlebox-keepalive.bench.ts';
+import { mqttSessionHeap } from './mqtt-session-heap.bench.ts';
 import { outboxJournal } from './outbox-journal.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
 import { serialThroughput } from './serial-throughput.bench.ts';
@@ -24,6 +25,7 @@ for (const [name, bench] of [
   ['broker leg', brokerLeg],
   ['bridge heal', bridgeHeal],
   ['outbox journal', outboxJournal],
+  ['MQTT side of a board', mqttSessionHeap],
   ['keepalive through middleboxes', middleboxKeepalive],
   ['fleet scale', fleetScale],
   ['broker failover', brokerFailover],

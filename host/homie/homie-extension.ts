@@ -5,7 +5,7 @@ import type { RebootInfo } from '../session/device-session.ts';
 import { spreadEvery } from '../time/spread-every.ts';
 import { bridgeKeepaliveNode, brokerPathNode, describeDevice, keepaliveNode, type HomieDescription } from './homie-description.ts';
 import { homieTopics } from './homie-topics.ts';
-import { KeepaliveFacts } from './keepalive-facts.ts';
+import { KeepaliveFacts, keepaliveStats } from './keepalive-facts.ts';
 import type { MessageInfo } from '../mqtt/broker-session.ts';
 import { refreshTopics, RefreshThrottle } from './refresh-requests.ts';
 
@@ -216,6 +216,6 @@ export class HomieExtension implements Extension {
       facts = new KeepaliveFacts({ clock: this.gateway.clock, refreshMs: this.options.factsRefreshMs });
       this.facts.set(device.id, facts);
     }
-    for (const f of facts.due(device.link.stats(), event)) device.publish(homieTopics.property(device.id, 'tether', f.property), f.value, f.kind);
+    for (const f of facts.due(keepaliveStats(device.link), event)) device.publish(homieTopics.property(device.id, 'tether', f.property), f.value, f.kind);
   }
 }

@@ -131,6 +131,13 @@ const INERT_TIMER: Timer = {
   clear: (() => {}) as Timer['clear'],
 };
 
+/**
+ * mqtt.js's own debug log, given to every client: a client makes a `debug` instance of its own
+ * otherwise (about 1 KiB a board, with its properties). Kept when DEBUG names mqttjs, so that
+ * mqtt.js's debug output still works where someone asked for it.
+ */
+const MQTTJS_LOG: IClientOptions['log'] = /mqttjs/.test(process.env.DEBUG ?? '') ? undefined : () => {};
+
 /** How long stop() waits for the final publish's PUBACK and for the broker to close after DISCONNECT. */
 const STOP_STEP_TIMEOUT_MS = 3000;
 
@@ -440,12 +447,15 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       username: options.username,
       password: options.password,
       ...this.tlsOptions,
+      log: MQTTJS_LOG,
       // ws:// and wss://: make the WebSocket ourselves (as mqtt.js would) to reach its socket and send pings.
-      createWebsocket: (url: string, protocols: string[], opts: IClientOptions) => {
-        const ws = new WebSocket(url, protocols, opts.wsOptions as WebSocket.ClientOptions);
-        this.webSocket = ws;
-        return ws;
-      },
+      createWebsocket: /^wss?:/i.test(this.url)
+        ? (url: string, protocols: string[], opts: IClientOptions) => {
+            const ws = new WebSocket(url, protocols, opts.wsOptions as WebSocket.ClientOptions);
+            this.webSocket = ws;
+            return ws;
+          }
+        : undefined,
     });
     this.client = client;
     let resolveClosed!: () => void;
@@ -507,6 +517,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.everConnected = true;
     this.attempt = 0;
     this.negotiation.connected(this.url, this.version, this.log);
+    // mqtt.js makes a table for topic aliases we send (an LRU cache and a number allocator,
+    // about 1.5 KiB) whenever the broker allows them (Mosquitto: 10). We never send one
+    // (no autoUseTopicAlias / autoAssignTopicAlias, no topicAlias property), and mqtt.js
+    // reads it only for those: without it every publish goes out with its topic, as now.
+    (client as unknown as { topicAliasSend?: unknown }).topicAliasSend = undefined;
     // The broker may impose its own keepalive (MQTT 5 Server Keep Alive): mqtt.js's getter returns it.
     const keepaliveMs = (client.keepalive || this.keepaliveSec) * 1000;
     this.probe = new KeepaliveProbe({

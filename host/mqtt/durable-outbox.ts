@@ -207,14 +207,14 @@ export class DurableOutbox extends EventEmitter {
 
   /** Pending entries by id, in id (= enqueue) order. */
   private readonly slots = new Map<number, Slot>();
-  /** The same slots split by kind, each in id order, to find victims without scanning. */
-  private readonly byKind: Record<OutboxKind, Map<number, Slot>> = {
-    telemetry: new Map(),
-    state: new Map(),
-    other: new Map(),
-  };
+  /**
+   * The same slots split by kind, each in id order, to find victims without scanning. Made
+   * when a slot of the kind comes and dropped when the last one goes, as is retainedByTopic:
+   * a fleet's outboxes are empty nearly always, and an empty Map is about 190 bytes.
+   */
+  private readonly byKind: Record<OutboxKind, Map<number, Slot> | undefined> = { telemetry: undefined, state: undefined, other: undefined };
   /** Topic -> its pending retained slot. */
-  private readonly retainedByTopic = new Map<string, Slot>();
+  private retainedByTopic: Map<string, Slot> | undefined;
   /** Where the last pendingAfter() stopped (an exhausted iterator is never kept: it stays done). */
   private cursor: { it: IterableIterator<Slot>; lastId: number } | undefined;
   private nextId = 1;
@@ -236,10 +236,8 @@ export class DurableOutbox extends EventEmitter {
   private holdsSlot = false;
   /** Registered with fdPool as only waiting out its idle time. */
   private markedIdle = false;
-  private readonly evictNow = (): void => {
-    this.markedIdle = false;
-    this.closeIfIdle(true);
-  };
+  /** Given to fdPool while markedIdle (made the first time). */
+  private evictNow: (() => void) | undefined;
   /** Journal bytes, written or waiting to be: for the garbage estimate. */
   private journalBytes = 0;
   /**
@@ -402,7 +400,7 @@ export class DurableOutbox extends EventEmitter {
     const slot: Slot = { entry, size: entrySize(entry), lineBytes: Buffer.byteLength(line) + 1 };
     const reason: DropReason = this.isDegraded ? 'disk-error' : 'full';
 
-    const replaced = coalesces(entry) ? this.retainedByTopic.get(entry.topic) : undefined;
+    const replaced = coalesces(entry) ? this.retainedByTopic?.get(entry.topic) : undefined;
     const plan = this.planVictims(slot, replaced);
     if (plan === 'drop-new') {
       // Journal the id only, so that ids keep increasing across a reopen.
@@ -554,8 +552,8 @@ export class DurableOutbox extends EventEmitter {
   private insert(slot: Slot): void {
     const { entry } = slot;
     this.slots.set(entry.id, slot);
-    this.byKind[entry.kind].set(entry.id, slot);
-    if (coalesces(entry)) this.retainedByTopic.set(entry.topic, slot);
+    (this.byKind[entry.kind] ??= new Map()).set(entry.id, slot);
+    if (coalesces(entry)) (this.retainedByTopic ??= new Map()).set(entry.topic, slot);
     this.totalBytes += slot.size;
     this.liveLineBytes += slot.lineBytes;
   }
@@ -563,8 +561,14 @@ export class DurableOutbox extends EventEmitter {
   private remove(slot: Slot): void {
     const { entry } = slot;
     this.slots.delete(entry.id);
-    this.byKind[entry.kind].delete(entry.id);
-    if (this.retainedByTopic.get(entry.topic) === slot) this.retainedByTopic.delete(entry.topic);
+    const ofKind = this.byKind[entry.kind]!;
+    ofKind.delete(entry.id);
+    if (ofKind.size === 0) this.byKind[entry.kind] = undefined;
+    const retained = this.retainedByTopic;
+    if (retained !== undefined && retained.get(entry.topic) === slot) {
+      retained.delete(entry.topic);
+      if (retained.size === 0) this.retainedByTopic = undefined;
+    }
     this.totalBytes -= slot.size;
     this.liveLineBytes -= slot.lineBytes;
     this.removalsSinceCompact++;
@@ -583,7 +587,7 @@ export class DurableOutbox extends EventEmitter {
     const victims: Slot[] = [];
     for (const kind of KINDS_BY_VICTIM_ORDER) {
       if (!over()) break;
-      for (const slot of this.byKind[kind].values()) {
+      for (const slot of this.byKind[kind]?.values() ?? NO_VICTIMS) {
         if (slot === replaced) continue;
         victims.push(slot);
         count--;
@@ -834,7 +838,12 @@ export class DurableOutbox extends EventEmitter {
     if (this.idleTimer === undefined) this.armIdleTimer(this.idleCloseMs);
     if (this.fdPool !== undefined && !this.markedIdle) {
       this.markedIdle = true;
-      this.fdPool.markIdle(this.evictNow);
+      this.fdPool.markIdle(
+        (this.evictNow ??= () => {
+          this.markedIdle = false;
+          this.closeIfIdle(true);
+        }),
+      );
     }
   }
 
@@ -878,7 +887,7 @@ export class DurableOutbox extends EventEmitter {
   private unmarkIdle(): void {
     if (!this.markedIdle) return;
     this.markedIdle = false;
-    this.fdPool?.unmarkIdle(this.evictNow);
+    if (this.evictNow !== undefined) this.fdPool?.unmarkIdle(this.evictNow);
   }
 
   private cancelIdleTimer(): void {
@@ -1147,7 +1156,7 @@ export class DurableOutbox extends EventEmitter {
   private enforceBoundsAfterReplay(): void {
     const over = () => this.slots.size > this.maxEntries || this.totalBytes > this.maxBytes;
     for (const kind of KINDS_BY_VICTIM_ORDER) {
-      for (const slot of this.byKind[kind].values()) {
+      for (const slot of this.byKind[kind]?.values() ?? NO_VICTIMS) {
         if (!over()) return;
         this.remove(slot);
         this.noteDrop(slot.entry, 'full');

@@ -71,11 +71,16 @@ export class OutboxPump {
   private round = 0;
   /** A publish of this round failed: send nothing more until the round has settled. */
   private halted = false;
-  private readonly inflight = new Map<number, InFlight>();
-  /** Per topic, its in-flight entries in send order. */
-  private readonly topicQueues = new Map<string, InFlight[]>();
+  /** Publishes of this round awaiting their result (each is in its topic's queue). */
+  private inflight = 0;
+  /**
+   * Per topic, its in-flight entries in send order. Made with the first publish and dropped
+   * with the last result, as is failedTopics with a failure: a fleet's pumps are idle nearly
+   * always, and an empty Map is about 190 bytes.
+   */
+  private topicQueues: Map<string, InFlight[]> | undefined;
   /** Topics with a failure in this round: their later successes are not acked. */
-  private readonly failedTopics = new Set<string>();
+  private failedTopics: Set<string> | undefined;
   /** Every pending id <= this was sent before: a resend. */
   private highestSent = 0;
   /**
@@ -120,7 +125,7 @@ export class OutboxPump {
 
   /** Publishes awaiting their result. */
   get inFlight(): number {
-    return this.inflight.size;
+    return this.inflight;
   }
 
   /** Starts sending (at once if the publisher is connected, else on its next 'up'). */
@@ -157,7 +162,7 @@ export class OutboxPump {
   }
 
   private async finishStop(): Promise<void> {
-    if (this.inflight.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     if (this.running) return; // started again meanwhile
     this.stopping = false;
     this.publisher.off('up', this.onUp);
@@ -186,7 +191,7 @@ export class OutboxPump {
 
   private fill(): void {
     if (!this.running || this.halted || !this.publisher.connected || this.retryTimer !== undefined) return;
-    const free = this.window - this.inflight.size;
+    const free = this.window - this.inflight;
     if (free <= 0) return;
     const round = this.round;
     let budget = free;
@@ -200,9 +205,10 @@ export class OutboxPump {
 
   private send(entry: OutboxEntry): void {
     const record: InFlight = { entry, round: this.round, state: 'waiting' };
-    this.inflight.set(entry.id, record);
-    let queue = this.topicQueues.get(entry.topic);
-    if (!queue) this.topicQueues.set(entry.topic, (queue = []));
+    this.inflight++;
+    const queues = (this.topicQueues ??= new Map());
+    let queue = queues.get(entry.topic);
+    if (!queue) queues.set(entry.topic, (queue = []));
     queue.push(record);
     this.counters.sent++;
     if (entry.id <= this.highestSent) this.counters.retried++;
@@ -230,20 +236,25 @@ export class OutboxPump {
       );
     }
     const topic = record.entry.topic;
-    const queue = this.topicQueues.get(topic)!;
+    const queues = this.topicQueues!;
+    const queue = queues.get(topic)!;
     while (queue.length > 0 && queue[0].state !== 'waiting') {
       const head = queue.shift()!;
-      this.inflight.delete(head.entry.id);
-      if (head.state === 'failed') this.failedTopics.add(topic);
-      else if (!this.failedTopics.has(topic)) {
+      this.inflight--;
+      if (head.state === 'failed') (this.failedTopics ??= new Set()).add(topic);
+      else if (this.failedTopics === undefined || !this.failedTopics.has(topic)) {
         this.counters.acked++;
         this.failedRounds = 0;
         this.outbox.ack(head.entry.id);
+        if (record.round !== this.round) return; // an 'ack' listener ended the round (abandoned it)
       }
     }
-    if (queue.length === 0) this.topicQueues.delete(topic);
+    if (queue.length === 0) {
+      queues.delete(topic);
+      if (queues.size === 0 && this.topicQueues === queues) this.topicQueues = undefined;
+    }
 
-    if (this.inflight.size === 0) {
+    if (this.inflight === 0) {
       this.resolveIdle();
       if (this.halted) this.endFailedRound();
     }
@@ -256,7 +267,7 @@ export class OutboxPump {
     this.round++;
     this.roundSentUpTo = 0;
     this.halted = false;
-    this.failedTopics.clear();
+    this.failedTopics = undefined;
     this.failedRounds++;
     if (!this.running) return;
     const delay = Math.min(this.maxRetryDelayMs, this.retryDelayMs * 2 ** Math.min(this.failedRounds - 1, 30));
@@ -269,14 +280,14 @@ export class OutboxPump {
 
   /** The connection is gone: what is in flight will be resent after 'up'. */
   private abandonRound(): void {
-    this.logger.debug({ inflight: this.inflight.size }, 'outbox pump: broker down');
+    this.logger.debug({ inflight: this.inflight }, 'outbox pump: broker down');
     this.roundSentUpTo = 0; // what is pending is resent from the oldest
-    if (this.inflight.size === 0 && !this.halted) return;
+    if (this.inflight === 0 && !this.halted) return;
     this.round++;
     this.halted = false;
-    this.inflight.clear();
-    this.topicQueues.clear();
-    this.failedTopics.clear();
+    this.inflight = 0;
+    this.topicQueues = undefined;
+    this.failedTopics = undefined;
     this.resolveIdle();
   }
 

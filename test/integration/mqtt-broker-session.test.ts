@@ -140,6 +140,22 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     await expect(s.publish(topic, 'late', { qos: 0, retain: false })).rejects.toThrow(/not connected/);
   });
 
+  it('keeps no table for topic aliases it never sends (Mosquitto offers 10): publishes to more topics than that all arrive, each with its topic', async () => {
+    const base = `tether-test/${uniqueId('alias')}`;
+    const watcher = await observer();
+    const got = collect(watcher);
+    await watcher.subscribeAsync(`${base}/#`, { qos: 1 });
+    const s = session();
+    s.start();
+    await nextEvent(s, 'up', 3000);
+    const mqttjs = (s as unknown as { client: { topicAliasSend?: unknown } }).client;
+    expect(mqttjs.topicAliasSend).toBeUndefined();
+    const topics = Array.from({ length: 25 }, (_, i) => `${base}/t${i % 12}`);
+    for (const [i, topic] of topics.entries()) await s.publish(topic, String(i), { qos: 1, retain: false });
+    await waitFor(() => got.length === topics.length, { timeoutMs: 3000, what: 'every publish' });
+    expect(got.map((m) => [m.topic, m.payload])).toEqual(topics.map((t, i) => [t, String(i)]));
+  });
+
   it('kill(): the broker publishes the Last Will', async () => {
     const willTopic = `tether-test/${uniqueId('will')}/$state`;
     const watcher = await observer();

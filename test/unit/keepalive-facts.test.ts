@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
-import { KeepaliveFacts } from '../../host/homie/keepalive-facts.ts';
+import { KeepaliveFacts, keepaliveStats } from '../../host/homie/keepalive-facts.ts';
+import { RttStats } from '../../host/session/rtt-stats.ts';
 
 const stats = (over: Partial<{ p50: number | null; last: number | null; lastSeen: number | null; bootId: number | null; reboots: Record<string, number>; asleepMs: number }> = {}) => ({
   rttMs: { last: over.last ?? over.p50 ?? null, p50: over.p50 ?? null, p99: null },
@@ -43,14 +44,73 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
       rtt += sent.filter((f) => f.property === 'rtt').length;
     }
     expect(rtt).toBe(2); // the first value and the refresh at 5 minutes
+    // A real change still goes out, once it has lasted rttSettleMs (30 s: every look of it until then says nothing).
+    const looks: string[][] = [];
+    for (let t = 0; t <= 30_000; t += 5000) {
+      clock.advance(5000);
+      looks.push(facts.due(stats({ p50: 30, lastSeen: clock.now() })).map((f) => `${f.property} ${f.value}`));
+    }
+    expect(looks).toEqual([[], [], [], [], [], [], ['rtt 30.0']]);
+  });
+
+  it("the daemon's own load moving the median for less than rttSettleMs is not news: a fleet's start-up publishes no RTT after `ready`", () => {
+    // Modelled on a 2,000-board start measured with the bench (board sim-17): the median is 1.7 ms
+    // when the board becomes ready, 26 ms while the other boards start (about 25 s), then 7.1 ms.
+    // The old rule published 26.0 and then 7.1: two messages per board while the fleet settled.
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock, refreshMs: 300_000 });
+    expect(facts.due(stats({ p50: 1.7, lastSeen: clock.now() }), { stateChanged: true }).filter((f) => f.property === 'rtt').map((f) => f.value)).toEqual(['1.7']);
+    const rtt: string[] = [];
+    for (let t = 5000; t < 240_000; t += 5000) {
+      clock.advance(5000);
+      const p50 = t < 10_000 ? 1.7 : t < 35_000 ? 26 : 7.1;
+      for (const f of facts.due(stats({ p50, lastSeen: clock.now() }))) if (f.property === 'rtt') rtt.push(f.value);
+    }
+    expect(rtt).toEqual([]);
+  });
+
+  it('a change must stay on one side of the published value: a spike up then a dip down (each shorter than rttSettleMs) is not news, a dip that lasts is', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock, refreshMs: 300_000, rttSettleMs: 30_000 });
+    facts.due(stats({ p50: 40, lastSeen: 0 }));
+    const look = (p50: number) => {
+      clock.advance(5000);
+      return facts.due(stats({ p50, lastSeen: clock.now() })).filter((f) => f.property === 'rtt').map((f) => f.value);
+    };
+    for (let i = 0; i < 5; i++) expect(look(90)).toEqual([]); // up for 25 s
+    for (let i = 0; i < 6; i++) expect(look(5)).toEqual([]); // then down: its own 30 s start now (25 s of them here)
+    expect(look(5)).toEqual(['5.0']); // 30 s down
+    for (let i = 0; i < 5; i++) expect(look(40)).toEqual([]); // back up for 25 s
+    expect(look(6)).toEqual([]); // within the bounds of 5.0: the up-run is forgotten
+    for (let i = 0; i < 6; i++) expect(look(40)).toEqual([]);
+    expect(look(40)).toEqual(['40.0']);
+  });
+
+  it('rttSettleMs 0: an RTT beyond both bounds goes out at the first look', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock, rttSettleMs: 0 });
+    facts.due(stats({ p50: 2, lastSeen: 0 }));
     clock.advance(5000);
-    expect(facts.due(stats({ p50: 30, lastSeen: clock.now() })).map((f) => f.property)).toEqual(['rtt']); // a real change still goes at once
+    expect(facts.due(stats({ p50: 30, lastSeen: 0 })).map((f) => [f.property, f.value])).toEqual([['rtt', '30.0']]);
+    clock.advance(5000);
+    expect(facts.due(stats({ p50: 40, lastSeen: 0 }))).toEqual([]); // within 50 % of 30
+  });
+
+  it('a look with nothing new allocates no result: the same empty array every time', () => {
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock });
+    facts.due(stats({ p50: 12, lastSeen: 0 }));
+    clock.advance(5000);
+    const first = facts.due(stats({ p50: 13, lastSeen: 4000 }));
+    clock.advance(5000);
+    expect(first).toEqual([]);
+    expect(facts.due(stats({ p50: 14, lastSeen: 9000 }))).toBe(first);
   });
 
   it('counters go out once per change; a state change sends RTT and last-seen at once', () => {
     const clock = new ManualClock();
     const facts = new KeepaliveFacts({ clock, refreshMs: 300_000 });
-    const names = (xs: Array<{ property: string }>) => xs.map((x) => x.property).sort();
+    const names = (xs: ReadonlyArray<{ property: string }>) => xs.map((x) => x.property).sort();
     expect(names(facts.due(stats({ p50: 12, lastSeen: 0 })))).toEqual(['asleep-time', 'boot-id', 'last-seen', 'reboots', 'rtt']);
     clock.advance(5000);
     expect(facts.due(stats({ p50: 13, lastSeen: 4000 }))).toEqual([]); // nothing new
@@ -63,8 +123,11 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
       ['reboots', '1'],
       ['reset-cause', 'watchdog'],
     ]);
+    const moved = () => facts.due(stats({ p50: 40, bootId: 8, reboots: { watchdog: 1 }, lastSeen: 19_000 })).map((f) => [f.property, f.value]);
     clock.advance(5000);
-    expect(facts.due(stats({ p50: 40, bootId: 8, reboots: { watchdog: 1 }, lastSeen: 19_000 })).map((f) => [f.property, f.value])).toEqual([['rtt', '40.0']]); // moved > 50 %
+    expect(moved()).toEqual([]); // moved > 50 %, not for long yet
+    clock.advance(30_000);
+    expect(moved()).toEqual([['rtt', '40.0']]); // and it lasted
     expect(facts.due(stats({ p50: 40, bootId: 8, reboots: { watchdog: 1 }, asleepMs: 2400, lastSeen: 19_000 })).map((f) => [f.property, f.value])).toEqual([['asleep-time', '2']]);
     facts.reset();
     expect(facts.due(stats({ p50: 40, bootId: 8, lastSeen: 19_000 })).length).toBe(5);
@@ -90,5 +153,26 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
     ]);
     // A serial board has no such facts.
     expect(new KeepaliveFacts({ clock }).due(stats()).some((f) => f.property === 'keep-interval')).toBe(false);
+  });
+
+  it("keepaliveStats reads a link's session as link.stats() would for the facts: no RTT before the first PONG, then its median", () => {
+    const rtt = new RttStats();
+    const session = { rtt, lastSeen: null as number | null, bootId: null as number | null, counters: { reboots: { watchdog: 0, external: 0 }, asleepMs: 0 } };
+    const link = { session, keepTraffic: null } as unknown as Parameters<typeof keepaliveStats>[0];
+    const clock = new ManualClock();
+    const facts = new KeepaliveFacts({ clock });
+    expect(facts.due(keepaliveStats(link)).map((f) => f.property)).toEqual(['reboots', 'asleep-time']); // no RTT, last-seen or boot id yet
+    for (const ms of [12, 14, 13]) rtt.add(ms);
+    Object.assign(session, { lastSeen: 0, bootId: 5 });
+    session.counters.reboots.external = 2;
+    session.counters.asleepMs = 3000;
+    expect(keepaliveStats(link)).toMatchObject({ rttMs: { last: 13, p50: 13 }, lastSeen: 0, bootId: 5, asleepMs: 3000, keepTraffic: null });
+    expect(facts.due(keepaliveStats(link)).map((f) => [f.property, f.value])).toEqual([
+      ['rtt', '13.0'],
+      ['last-seen', new Date(clock.wallNow()).toISOString()],
+      ['boot-id', '5'],
+      ['reboots', '2'],
+      ['asleep-time', '3'],
+    ]);
   });
 });

@@ -254,6 +254,30 @@ describe('DurableOutbox: bounds', () => {
     expect(again.pending().map((e) => e.payload.toString())).toEqual(['state1', 'other1', 'tel3', 'other2']);
   });
 
+  it('an outbox that emptied holds no per-kind or retained index (a fleet of idle outboxes); they come back, in order, for the next entries and bounds', async () => {
+    const o = await open({ maxEntries: 2 });
+    const indexes = () => {
+      const inside = o as unknown as { byKind: Record<string, Map<number, unknown> | undefined>; retainedByTopic: Map<string, unknown> | undefined };
+      return { kinds: Object.keys(inside.byKind).filter((k) => inside.byKind[k] !== undefined), retained: inside.retainedByTopic?.size ?? 0 };
+    };
+    expect(indexes()).toEqual({ kinds: [], retained: 0 });
+    const a = o.enqueue(msg('s', 's1', 'state', true));
+    const b = o.enqueue(msg('t', 't1'));
+    expect(indexes()).toEqual({ kinds: ['telemetry', 'state'], retained: 1 });
+    o.ack(a.id);
+    o.ack(b.id);
+    expect(indexes()).toEqual({ kinds: [], retained: 0 });
+    // Made again: coalescing finds the retained value, the bound drops the oldest telemetry.
+    const drops = recordDrops(o);
+    o.enqueue(msg('s', 's2', 'state', true));
+    o.enqueue(msg('s', 's3', 'state', true));
+    expect(o.coalesced).toBe(1);
+    o.enqueue(msg('t', 't2'));
+    o.enqueue(msg('t', 't3'));
+    expect(drops.map((d) => d.payload)).toEqual(['t2']);
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['s3', 't3']);
+  });
+
   it('then the oldest other; state only when nothing else is left; telemetry into a queue of state drops itself', async () => {
     const o = await open({ maxEntries: 3 });
     const drops = recordDrops(o);

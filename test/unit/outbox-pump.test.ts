@@ -109,6 +109,25 @@ describe('OutboxPump', () => {
     expect(pub.calls[0].opts).toEqual({ qos: 1, retain: false });
   });
 
+  it('an idle pump keeps no per-topic bookkeeping; the next round (after a failure too) keeps per-topic order', async () => {
+    const o = await outbox();
+    const pub = new ManualPublisher();
+    const pump = new OutboxPump(o, pub, { retryDelayMs: 1, clock: new ManualClock() });
+    const inside = pump as unknown as { topicQueues?: Map<string, unknown>; failedTopics?: Set<string> };
+    pump.start();
+    put(o, 't', 'a');
+    put(o, 't', 'b');
+    await settle();
+    expect(inside.topicQueues?.get('t')).toHaveLength(2);
+    pub.calls[0].reject(new Error('refused')); // b's success is not acked: a round after a failure resends both, in order
+    pub.calls[1].resolve();
+    await settle();
+    expect(pump.inFlight).toBe(0);
+    expect(inside.topicQueues).toBeUndefined();
+    expect(inside.failedTopics).toBeUndefined();
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['a', 'b']);
+  });
+
   it('sends what is enqueued after start, and QoS 0 entries are acked once publish resolves (written)', async () => {
     const o = await outbox();
     const pub = new ManualPublisher();
