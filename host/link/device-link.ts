@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { encodeFrame, encodePingFrame, FrameSplitter } from '../../shared/protocol/index.ts';
+import { encodeFrame, encodePingInto, FrameSplitter, PING_FRAME_LENGTH, pongMessage, type PongFields, type SplitterSink } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
 import { STATE_SIZE } from '../../shared/protocol/constants.ts';
 import { FirmataCommandTracker } from '../firmata/firmata-command-tracker.ts';
@@ -24,7 +24,7 @@ export interface DeviceLinkOptions {
   clock?: Clock;
   logger?: Logger;
   /** Session timing and device configuration (ping interval, misses, detector, ...). */
-  session?: Omit<DeviceSessionOptions, 'send' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
+  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
   /** Writes held for a sleeping device before the oldest are dropped (default 256). */
   queueCapacity?: number;
   /**
@@ -143,8 +143,13 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    */
   private unconfirmed: Array<{ n: number; bytes: number[] }> = [];
   private writesSent = 0;
-  /** PING seq -> writesSent when it went out. */
-  private readonly pingMarks = new Map<number, number>();
+  /**
+   * PING seq -> writesSent when it went out, for PINGs sent while writes await confirmation
+   * (made then: a board without components never needs it).
+   */
+  private pingMarks: Map<number, number> | null = null;
+  /** The PING frame, reused while each PING leaves at once (the socket took it whole). */
+  private pingFrame: Buffer | null = null;
   /** What to send again when the board wakes: the recorded state of what unconfirmed writes touched. */
   private resendOnWake: PinRecord | null = null;
   /** Sending that again: new writes wait in the queue so they are not overtaken by older state. */
@@ -178,6 +183,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       logger: this.log,
       leases: this.leases,
       send: (message) => this.sendFrame(message),
+      sendPing: (seq, leaseMs) => this.sendPing(seq, leaseMs),
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
       restorePlain: (rebooted) => this.restorePlain(rebooted),
@@ -241,7 +247,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.session.linkDown(error.message);
       this.emit('down', error.message);
     });
-    this.transport.on('data', (bytes) => this.receive(bytes));
+    // Straight from the socket's read to the splitter: no event, no Buffer per read (tcp://).
+    this.transport.setReceiver((bytes, length) => this.splitter.pushTo(bytes, length, this.sink));
     this.session.on('state', (change) => this.onState(change));
     this.session.on('reboot', (info) => this.emit('reboot', info));
     this.session.on('rtt', (ms) => this.emit('rtt', ms));
@@ -395,26 +402,41 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   // ---- inside ---------------------------------------------------------------------------
 
-  private receive(bytes: Buffer): void {
-    for (const event of this.splitter.push(bytes)) {
-      if (event.kind === 'message') {
-        const message = event.message as DeviceMessage;
-        if (message.type === 'pong') {
-          this.confirmWrites(message.seq);
-          this.keepTraffic?.pong(message.seq);
-        }
-        else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
-        this.session.receive(message);
-        // Deleting the entry being visited is safe in a Set: no copy per message.
-        if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
-        this.emit('message', message);
-      } else if (event.kind === 'firmata') {
-        for (const reply of this.replies.push(event.bytes)) this.onFirmataReply(reply);
-        this.emit('firmata', Buffer.from(event.bytes));
-      } else {
-        this.log.debug({ code: event.error.code }, `bad keepalive frame from the device: ${event.error.message}`);
-      }
-    }
+  /** What the splitter finds in the board's bytes, in stream order. */
+  private readonly sink: SplitterSink = {
+    message: (message) => this.onDeviceMessage(message as DeviceMessage),
+    pong: (fields) => this.onPong(fields),
+    firmata: (bytes) => {
+      for (const reply of this.replies.push(bytes)) this.onFirmataReply(reply);
+      this.emit('firmata', Buffer.from(bytes));
+    },
+    error: (error) => this.log.debug({ code: error.code }, `bad keepalive frame from the device: ${error.message}`),
+  };
+
+  private onDeviceMessage(message: DeviceMessage): void {
+    if (message.type === 'pong') {
+      this.confirmWrites(message.seq);
+      this.keepTraffic?.pong(message.seq);
+    } else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
+    this.session.receive(message);
+    // Deleting the entry being visited is safe in a Set: no copy per message.
+    if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
+    this.emit('message', message);
+  }
+
+  /**
+   * The PONG every board sends every interval, as its fields: the same steps as any message,
+   * but the message object is made only for someone waiting for one or listening.
+   */
+  private onPong(fields: PongFields): void {
+    const seq = fields.seq;
+    this.confirmWrites(seq);
+    this.keepTraffic?.pong(seq);
+    this.session.receivePong(seq, fields.bootId);
+    if (this.pending.size === 0 && this.listenerCount('message') === 0) return;
+    const message = pongMessage(fields);
+    if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
+    this.emit('message', message);
   }
 
   /**
@@ -462,13 +484,23 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private sendFrame(message: HostMessage): void {
-    if (message.type === 'ping') {
-      this.pingMarks.set(message.seq, this.writesSent);
-      if (this.pingMarks.size > MAX_PING_MARKS) this.pingMarks.delete(this.pingMarks.keys().next().value!);
-      this.keepTraffic?.pingSent(message.seq, Math.round(this.transport.silenceMs));
+    if (message.type === 'ping') this.sendPing(message.seq, message.leaseMs);
+    else this.transport.write(encodeFrame(message));
+  }
+
+  /** A PING (every interval, every board): its own encoder, into a reused buffer while that is safe. */
+  private sendPing(seq: number, leaseMs: number): void {
+    // Only a PING sent after unconfirmed writes can confirm any (writes are numbered in order).
+    if (this.unconfirmed.length > 0) {
+      const marks = (this.pingMarks ??= new Map());
+      marks.set(seq, this.writesSent);
+      if (marks.size > MAX_PING_MARKS) marks.delete(marks.keys().next().value!);
     }
-    // PINGs go out every interval to every board: their own encoder allocates one array.
-    this.transport.write(message.type === 'ping' ? encodePingFrame(message.seq, message.leaseMs) : encodeFrame(message));
+    this.keepTraffic?.pingSent(seq, Math.round(this.transport.silenceMs));
+    const frame = encodePingInto(this.pingFrame ?? Buffer.allocUnsafe(PING_FRAME_LENGTH), seq, leaseMs);
+    this.transport.write(frame);
+    // Reused only if the socket handed it to the kernel at once; queued, it is still referenced: a fresh one next time.
+    this.pingFrame = this.transport.pendingWriteBytes === 0 ? frame : null;
   }
 
   private onState(change: StateChange): void {
@@ -477,7 +509,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (this.resendOnWake) this.missedWrites = true;
       this.resendOnWake = null;
       this.unconfirmed = [];
-      this.pingMarks.clear();
+      this.pingMarks?.clear();
     }
     if (change.to === 'ready') {
       this.transport.markHealthy();
@@ -514,10 +546,12 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   /** A PONG: the writes sent before its PING were read by the board. */
   private confirmWrites(seq: number): void {
-    const mark = this.pingMarks.get(seq);
+    const marks = this.pingMarks;
+    if (marks === null || marks.size === 0) return;
+    const mark = marks.get(seq);
     if (mark === undefined) return;
-    for (const s of this.pingMarks.keys()) {
-      this.pingMarks.delete(s);
+    for (const s of marks.keys()) {
+      marks.delete(s);
       if (s === seq) break;
     }
     // Once per PONG per board: nothing allocated when there is nothing to confirm (the usual case).
@@ -542,7 +576,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const touched = new FirmataCommandTracker();
     for (const w of this.unconfirmed) touched.observe(w.bytes);
     this.unconfirmed = [];
-    this.pingMarks.clear();
+    this.pingMarks?.clear();
     // Values as commanded by the time of SLEEPING (writes queued later follow them on wake).
     const now = this.tracker.record;
     const t = touched.record;
