@@ -315,7 +315,7 @@ describe('TcpTransport reads without a Buffer per read (onread, real sockets)', 
     socket.write('two');
     await waitFor(() => received === 'onetwo', { timeoutMs: 5000, what: 'the receiver to get two' });
     expect(rt.isUp).toBe(true);
-    expect(logger.records.some((r) => r.level === 'error' && /receiver threw/.test(r.msg))).toBe(true);
+    expect(logger.records.some((r) => r.level === 'error' && /receiver threw/.test(r.msg ?? ''))).toBe(true);
     expect(copies.join('')).toBe('onetwo');
     await rt.stop();
     await bridge.shutdown();
