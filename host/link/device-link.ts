@@ -121,17 +121,23 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   readonly leases: LeaseRegistry;
   private readonly transport: ReconnectingTransport;
   private readonly splitter = new FrameSplitter({ from: 'device' });
-  private readonly tracker = new FirmataCommandTracker();
-  private readonly replies = new FirmataReplyReader();
+  /**
+   * What the program configured (made by its first Firmata write or state write: a board
+   * without components has none, and a fleet of them should not carry one each). See `tracker`.
+   */
+  private trackerValue: FirmataCommandTracker | null = null;
+  /** Made by the first Firmata bytes from the board. */
+  private replies: FirmataReplyReader | null = null;
   /** When the program asked for the firmware name, oldest first (answers are matched in order). */
-  private firmwareQueries: number[] = [];
+  private readonly firmwareQueries: number[] = [];
   /** When the program last asked for the firmware name, or a report was taken as an answer. */
   private lastFirmwareTrafficAt = -Infinity;
   /** Waiting for Firmata answers (plain-Firmata checks and barriers), oldest first, with their timeouts. */
-  private readonly replyWaiters = new Map<(reply: FirmataReply) => boolean, TimerHandle>();
+  private replyWaiters: Map<(reply: FirmataReply) => boolean, TimerHandle> | null = null;
   /** Bumped by each plain-Firmata restore: an older one still running stops at its next step. */
   private plainRestores = 0;
-  private readonly queue: BoundedQueue<number[]>;
+  /** Writes held for a sleeping board: made by the first one held. */
+  private queueValue: BoundedQueue<number[]> | null = null;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly requestTimeoutMs: number;
@@ -156,7 +162,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private resending = false;
   private replays = 0;
   private verifications = 0;
-  private readonly pending = new Set<(m: DeviceMessage) => boolean>();
+  /** Requests waiting for their answer (made by the first request). */
+  private pending: Set<(m: DeviceMessage) => boolean> | null = null;
   private started = false;
   private closed = false;
   /** Paused on purpose (the port is lent out): a transport going down is not an outage. */
@@ -173,10 +180,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.log = (options.logger ?? silentLogger).child({ port: options.target });
     this.requestTimeoutMs = options.requestTimeoutMs ?? 3000;
     this.leases = new LeaseRegistry({ clock: this.clock });
-    this.queue = new BoundedQueue<number[]>({
-      capacity: options.queueCapacity ?? 256,
-      onDrop: () => this.log.warn({ dropped: this.queue.dropped }, 'queue for the sleeping device is full: dropped the oldest write'),
-    });
     this.session = new DeviceSession({
       ...options.session,
       clock: this.clock,
@@ -194,10 +197,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     // The bound after which the session says `lost`: the kernel gives a silent socket up then too.
     const boundMs = (this.session.detector as { maxBoundMs?: number }).maxBoundMs ?? intervalMs * (options.session?.misses ?? 3);
     const keepalive = tcp ? tcpKeepaliveForBound(boundMs, intervalMs, options.tcp) : undefined;
-    this.tracker.onFirmwareQuery = () => {
-      this.firmwareQueries.push(this.clock.now());
-      this.lastFirmwareTrafficAt = this.clock.now();
-    };
     const factory =
       options.transportFactory ??
       (() =>
@@ -261,6 +260,26 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   get state() {
     return this.session.state;
+  }
+
+  private get tracker(): FirmataCommandTracker {
+    if (this.trackerValue === null) {
+      const tracker = new FirmataCommandTracker();
+      tracker.onFirmwareQuery = () => {
+        this.firmwareQueries.push(this.clock.now());
+        this.lastFirmwareTrafficAt = this.clock.now();
+      };
+      this.trackerValue = tracker;
+    }
+    return this.trackerValue;
+  }
+
+  private get queue(): BoundedQueue<number[]> {
+    this.queueValue ??= new BoundedQueue<number[]>({
+      capacity: this.options.queueCapacity ?? 256,
+      onDrop: () => this.log.warn({ dropped: this.queue.dropped }, 'queue for the sleeping device is full: dropped the oldest write'),
+    });
+    return this.queueValue;
   }
 
   /** True while the port is lent out (pause() until resume()). */
@@ -358,8 +377,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       reboots: { ...s.counters.reboots },
       replays: this.replays,
       verifications: this.verifications,
-      queueDepth: this.queue.size,
-      queueDropped: this.queue.dropped,
+      queueDepth: this.queueValue?.size ?? 0,
+      queueDropped: this.queueValue?.dropped ?? 0,
       pingsSent: s.counters.pingsSent,
       pongs: s.counters.pongs,
       lostCount: s.counters.lostCount,
@@ -394,9 +413,9 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.keepTraffic?.stop();
     this.session.close();
     this.leases.close();
-    this.pending.clear();
-    for (const timer of this.replyWaiters.values()) this.clock.clearTimeout(timer);
-    this.replyWaiters.clear();
+    this.pending?.clear();
+    if (this.replyWaiters !== null) for (const timer of this.replyWaiters.values()) this.clock.clearTimeout(timer);
+    this.replyWaiters?.clear();
     await this.transport.stop();
   }
 
@@ -407,7 +426,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     message: (message) => this.onDeviceMessage(message as DeviceMessage),
     pong: (fields) => this.onPong(fields),
     firmata: (bytes) => {
-      for (const reply of this.replies.push(bytes)) this.onFirmataReply(reply);
+      for (const reply of (this.replies ??= new FirmataReplyReader()).push(bytes)) this.onFirmataReply(reply);
       this.emit('firmata', Buffer.from(bytes));
     },
     error: (error) => this.log.debug({ code: error.code }, `bad keepalive frame from the device: ${error.message}`),
@@ -419,8 +438,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.keepTraffic?.pong(message.seq);
     } else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
     this.session.receive(message);
-    // Deleting the entry being visited is safe in a Set: no copy per message.
-    if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
+    this.answerPending(message);
     this.emit('message', message);
   }
 
@@ -433,10 +451,16 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.confirmWrites(seq);
     this.keepTraffic?.pong(seq);
     this.session.receivePong(seq, fields.bootId);
-    if (this.pending.size === 0 && this.listenerCount('message') === 0) return;
+    if ((this.pending === null || this.pending.size === 0) && this.listenerCount('message') === 0) return;
     const message = pongMessage(fields);
-    if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
+    this.answerPending(message);
     this.emit('message', message);
+  }
+
+  private answerPending(message: DeviceMessage): void {
+    const pending = this.pending;
+    // Deleting the entry being visited is safe in a Set: no copy per message.
+    if (pending !== null && pending.size > 0) for (const match of pending) if (match(message)) pending.delete(match);
   }
 
   /**
@@ -458,9 +482,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       // else: the answer to a query of the program's
     }
     // One reply answers one query: the oldest waiter it matches (answers come in query order).
-    for (const waiter of this.replyWaiters.keys()) {
+    const waiters = this.replyWaiters;
+    if (waiters !== null) for (const waiter of waiters.keys()) {
       if (waiter(reply)) {
-        this.replyWaiters.delete(waiter);
+        waiters.delete(waiter);
         break;
       }
     }
@@ -470,7 +495,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private nextReply(match: (reply: FirmataReply) => boolean, what: string): Promise<FirmataReply> {
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
-        this.replyWaiters.delete(waiter);
+        this.replyWaiters?.delete(waiter);
         reject(new Error(`${this.options.target}: no ${what} within ${this.requestTimeoutMs} ms`));
       }, this.requestTimeoutMs);
       const waiter = (reply: FirmataReply) => {
@@ -479,7 +504,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         resolve(reply);
         return true;
       };
-      this.replyWaiters.set(waiter, timer);
+      (this.replyWaiters ??= new Map()).set(waiter, timer);
     });
   }
 
@@ -535,8 +560,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private flushQueue(): void {
-    if (this.resending) return; // afterWake() flushes once the older state is back
-    for (const data of this.queue.drain()) this.transport.write(Uint8Array.from(data));
+    if (this.resending || this.queueValue === null) return; // afterWake() flushes once the older state is back
+    for (const data of this.queueValue.drain()) this.transport.write(Uint8Array.from(data));
   }
 
   private noteUnconfirmed(bytes: number[]): void {
@@ -624,7 +649,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     if (this.session.state === 'sleeping') await this.wakeUp();
     return await new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
-        this.pending.delete(matcher);
+        this.pending?.delete(matcher);
         reject(new Error(`${this.options.target}: no answer to ${message.type} within ${this.requestTimeoutMs} ms`));
       }, this.requestTimeoutMs);
       const matcher = (m: DeviceMessage) => {
@@ -633,7 +658,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         resolve(m);
         return true;
       };
-      this.pending.add(matcher);
+      (this.pending ??= new Set()).add(matcher);
       this.sendFrame(message);
     });
   }
@@ -658,8 +683,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * (power cycle, brown-out, or writes it missed), verify it if the device says it kept it.
    */
   private async restore(hello: Hello, rebooted: boolean): Promise<void> {
-    const record = this.tracker.record;
-    const hasRecord = !isPinRecordEmpty(record) || record.registers.size > 0;
+    const record = this.trackerValue?.record;
+    const hasRecord = record !== undefined && (!isPinRecordEmpty(record) || record.registers.size > 0);
     if (!hasRecord) {
       this.missedWrites = false;
       return;

@@ -159,8 +159,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private plainLogged = false;
   /** The configuration to check against the device's CONFIG answer (after a CONFIG_GET). */
   private configToCheck: DeviceConfig | null = null;
-  /** Clamps already warned about (once each). */
-  private readonly clampWarnings = new Set<string>();
+  /** Clamps already warned about (once each; made by the first). */
+  private clampWarnings: Set<string> | null = null;
   private restoreGeneration = 0;
   private sleepStartedAt: number | null = null;
   /** Someone asked for the board while it sleeps: keep sending the wake byte until AWAKE. */
@@ -410,8 +410,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private wantedConfig(capabilities: Capabilities): DeviceConfig {
     const wanted = { ...this.options.deviceConfig! };
     const clamp = (key: string, message: string) => {
-      if (this.clampWarnings.has(key)) return;
-      this.clampWarnings.add(key);
+      if (this.clampWarnings?.has(key)) return;
+      (this.clampWarnings ??= new Set()).add(key);
       this.log.warn({ capabilities }, message);
     };
     if (wanted.policy === 'sleep' && !capabilities.sleep) {
