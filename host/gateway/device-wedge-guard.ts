@@ -140,9 +140,11 @@ export class DeviceWedgeGuard {
     if (this.stopped) return started;
     for (const device of this.options.devices()) {
       const { link } = device;
+      // Only init and ready can be wedged; the rest (most often: nothing) costs no lookup.
+      const state = link.state;
+      if (state !== 'init' && state !== 'ready') continue;
       const t = this.tracked.get(device.id);
-      if (!t || this.inFlight.has(device.id) || link.isPaused) continue;
-      if (link.state !== 'init' && link.state !== 'ready') continue;
+      if (!t || (this.inFlight.size > 0 && this.inFlight.has(device.id)) || link.isPaused) continue;
       const entered = t.since + device.handshakeTimeoutMs;
       const deadline = link.session.lostDeadline;
       const bound = Number.isFinite(deadline) ? Math.max(deadline, entered) : entered;
@@ -188,10 +190,14 @@ export class DeviceWedgeGuard {
   private sample(now = this.clock.now()): void {
     // Every 500 ms over every board: a generation number rather than a Set of ids each time.
     const generation = ++this.samples;
+    let seen = 0;
     for (const device of this.options.devices()) {
       const known = this.tracked.get(device.id);
-      if (known) known.sampled = generation;
-      if (this.inFlight.has(device.id)) continue;
+      if (known) {
+        known.sampled = generation;
+        seen++;
+      }
+      if (this.inFlight.size > 0 && this.inFlight.has(device.id)) continue;
       const state = device.link.state;
       if (known && device.link.isPaused) {
         // Lent out (flashing): its bound starts when it is given back.
@@ -199,6 +205,7 @@ export class DeviceWedgeGuard {
         known.since = now;
       } else if (!known) {
         this.tracked.set(device.id, { state, since: now, consecutive: 0, notBefore: 0, total: 0, sampled: generation });
+        seen++;
       } else if (known.state !== state) {
         known.state = state;
         known.since = now;
@@ -206,7 +213,8 @@ export class DeviceWedgeGuard {
         if (state !== 'init') known.consecutive = 0;
       }
     }
-    for (const [id, t] of this.tracked) if (t.sampled !== generation) this.tracked.delete(id);
+    // Some tracked device is gone from the list: forget it (the usual pass walks nothing more).
+    if (this.tracked.size > seen) for (const [id, t] of this.tracked) if (t.sampled !== generation) this.tracked.delete(id);
   }
 
   private arm(): void {
