@@ -24,7 +24,7 @@ export class RttStats {
   private readonly beta: number;
   private readonly samples: number[] = [];
   private nextSlot = 0;
-  private sorted: number[] | null = null;
+  private sorted: Float64Array | null = null;
   private lastSample = Number.NaN;
   private srtt = Number.NaN;
   private rttvar = Number.NaN;
@@ -139,8 +139,9 @@ export class RttStats {
 
   // Sorted lazily and cached until the next add(): status output asks for several
   // percentiles at once, samples arrive about once a second.
-  private sortedSamples(): number[] {
-    this.sorted ??= [...this.samples].sort((a, b) => a - b);
+  // A typed array sorts numerically without a comparator call per comparison.
+  private sortedSamples(): Float64Array {
+    this.sorted ??= Float64Array.from(this.samples).sort();
     return this.sorted;
   }
 }

@@ -30,6 +30,8 @@ export class SharedTimers implements Clock {
   private armedAt = Infinity;
   private armed: TimerHandle | undefined;
   private running = false;
+  /** The timers due in the pass running now (reused from pass to pass: no array per pass). */
+  private readonly due: Array<Entry | null> = [];
 
   constructor(private readonly base: Clock) {}
 
@@ -69,15 +71,20 @@ export class SharedTimers implements Clock {
     this.running = true;
     // Everything due now, taken out first: timers set by these callbacks wait for the next pass.
     const now = this.base.now();
-    const due: Entry[] = [];
+    const due = this.due;
+    let count = 0;
     while (this.heap.length > 0 && this.heap[0]!.at <= now) {
       const entry = this.heap[0]!;
       this.removeAt(0);
       entry.index = IN_PASS;
-      due.push(entry);
+      if (count < due.length) due[count] = entry;
+      else due.push(entry);
+      count++;
     }
     try {
-      for (const entry of due) {
+      for (let i = 0; i < count; i++) {
+        const entry = due[i]!;
+        due[i] = null; // not kept alive by the reused list
         const fn = entry.fn;
         entry.fn = null;
         entry.index = -1;
