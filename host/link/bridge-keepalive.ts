@@ -68,12 +68,11 @@ export class BridgeKeepalive {
   private running = false;
   /**
    * PINGs sent on this connection and not answered yet, oldest first: their seq, idle age when
-   * sent, and answer timer (unproven ones). A queue in arrays: a PING a second per board, each
-   * answered within the second, made a Map entry and an object (and a rehash) every time.
+   * sent, and answer timer (unproven ones), three slots each in one array (a queue, slots
+   * outHead to outTail): a PING a second per board, each answered within the second, made a
+   * Map entry and an object (and a rehash) every time.
    */
-  private readonly outSeq: number[] = [];
-  private readonly outIdle: number[] = [];
-  private readonly outTimer: Array<TimerHandle | null> = [];
+  private readonly out: Array<number | TimerHandle | null> = [];
   private outHead = 0;
   private outTail = 0;
   private readonly drops: Record<CutCause, number> = { closed: 0, 'half-open': 0 };
@@ -153,13 +152,13 @@ export class BridgeKeepalive {
         // Still waiting (not answered or forgotten)? Its timer says which one it is.
         const i = this.slotOfTimer(timer);
         if (i < 0) return;
-        this.outTimer[i] = null;
+        this.out[3 * i + 2] = null;
         this.unanswered(seq, idleMs);
       }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
     }
-    this.outSeq[slot] = seq;
-    this.outIdle[slot] = idleMs;
-    this.outTimer[slot] = timer;
+    this.out[3 * slot] = seq;
+    this.out[3 * slot + 1] = idleMs;
+    this.out[3 * slot + 2] = timer;
     this.arm();
   }
 
@@ -167,7 +166,7 @@ export class BridgeKeepalive {
   pong(seq: number): void {
     const slot = this.slotOf(seq);
     if (slot >= 0) {
-      const idleMs = this.outIdle[slot]!;
+      const idleMs = this.out[3 * slot + 1] as number;
       // It and every older one: answered in order.
       for (let i = this.outHead; i <= slot; i++) this.clearSlot(i);
       this.outHead = slot + 1;
@@ -308,23 +307,24 @@ export class BridgeKeepalive {
 
   /** The slot of the outstanding PING `seq`, or -1. */
   private slotOf(seq: number): number {
-    for (let i = this.outHead; i < this.outTail; i++) if (this.outSeq[i] === seq) return i;
+    for (let i = this.outHead; i < this.outTail; i++) if (this.out[3 * i] === seq) return i;
     return -1;
   }
 
   private slotOfTimer(timer: TimerHandle | null): number {
-    for (let i = this.outHead; i < this.outTail; i++) if (this.outTimer[i] === timer) return i;
+    if (timer === null) return -1;
+    for (let i = this.outHead; i < this.outTail; i++) if (this.out[3 * i + 2] === timer) return i;
     return -1;
   }
 
   private firstIdle(): number | null {
-    return this.outTail > this.outHead ? this.outIdle[this.outHead]! : null;
+    return this.outTail > this.outHead ? (this.out[3 * this.outHead + 1] as number) : null;
   }
 
   private clearSlot(i: number): void {
-    const timer = this.outTimer[i];
+    const timer = this.out[3 * i + 2] as TimerHandle | null | undefined;
     if (timer !== null && timer !== undefined) this.clock.clearTimeout(timer);
-    this.outTimer[i] = null;
+    this.out[3 * i + 2] = null;
   }
 
   /** Takes the PING `seq` out of the queue (if waiting), keeping the others in order. */
@@ -333,16 +333,14 @@ export class BridgeKeepalive {
     if (slot < 0) return;
     this.clearSlot(slot);
     for (let i = slot; i + 1 < this.outTail; i++) {
-      this.outSeq[i] = this.outSeq[i + 1]!;
-      this.outIdle[i] = this.outIdle[i + 1]!;
-      this.outTimer[i] = this.outTimer[i + 1]!;
+      for (let k = 0; k < 3; k++) this.out[3 * i + k] = this.out[3 * i + 3 + k]!;
     }
     this.outTail--;
-    this.outTimer[this.outTail] = null;
+    this.out[3 * this.outTail + 2] = null;
     this.compact();
   }
 
-  /** Empty: back to the start of the arrays (no growth while PINGs are answered). */
+  /** Empty: back to the start of the array (no growth while PINGs are answered). */
   private compact(): void {
     if (this.outHead === this.outTail) this.outHead = this.outTail = 0;
   }

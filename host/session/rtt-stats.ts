@@ -22,7 +22,12 @@ export class RttStats {
   readonly windowSize: number;
   private readonly alpha: number;
   private readonly beta: number;
-  private readonly samples: number[] = [];
+  /**
+   * The window, a ring (made at the first sample, at its full size: a growing array ends up
+   * with a third more room than it holds, per board); `filled` of it used.
+   */
+  private samples: Float64Array | null = null;
+  private filled = 0;
   private nextSlot = 0;
   private sorted: Float64Array | null = null;
   private lastSample = Number.NaN;
@@ -47,10 +52,11 @@ export class RttStats {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
       throw new RangeError(`RTT must be a finite number >= 0, got ${String(ms)}`);
     }
-    if (this.samples.length < this.windowSize) {
-      this.samples.push(ms);
+    const samples = (this.samples ??= new Float64Array(this.windowSize));
+    if (this.filled < this.windowSize) {
+      samples[this.filled++] = ms;
     } else {
-      this.samples[this.nextSlot] = ms;
+      samples[this.nextSlot] = ms;
       this.nextSlot = (this.nextSlot + 1) % this.windowSize;
     }
     this.sorted = null;
@@ -69,7 +75,7 @@ export class RttStats {
 
   /** Forgets every sample and the smoothed values. */
   reset(): void {
-    this.samples.length = 0;
+    this.filled = 0;
     this.nextSlot = 0;
     this.sorted = null;
     this.lastSample = this.srtt = this.rttvar = Number.NaN;
@@ -78,7 +84,7 @@ export class RttStats {
 
   /** Samples in the window. */
   get count(): number {
-    return this.samples.length;
+    return this.filled;
   }
 
   /** Samples ever added (since construction or reset()). */
@@ -92,10 +98,11 @@ export class RttStats {
   }
 
   get mean(): number {
-    if (this.samples.length === 0) return Number.NaN;
+    const samples = this.samples;
+    if (samples === null || this.filled === 0) return Number.NaN;
     let sum = 0;
-    for (const s of this.samples) sum += s;
-    return sum / this.samples.length;
+    for (let i = 0; i < this.filled; i++) sum += samples[i]!;
+    return sum / this.filled;
   }
 
   get min(): number {
@@ -141,7 +148,7 @@ export class RttStats {
   // percentiles at once, samples arrive about once a second.
   // A typed array sorts numerically without a comparator call per comparison.
   private sortedSamples(): Float64Array {
-    this.sorted ??= Float64Array.from(this.samples).sort();
+    this.sorted ??= (this.samples ?? new Float64Array(0)).slice(0, this.filled).sort();
     return this.sorted;
   }
 }
