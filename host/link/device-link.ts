@@ -522,7 +522,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (marks.size > MAX_PING_MARKS) marks.delete(marks.keys().next().value!);
     }
     this.keepTraffic?.pingSent(seq, Math.round(this.transport.silenceMs));
-    const frame = encodePingInto(this.pingFrame ?? Buffer.allocUnsafe(PING_FRAME_LENGTH), seq, leaseMs);
+    // A buffer of its own, not a slice of Node's 8 KiB pool: kept for reuse, a slice would keep its whole slab alive.
+    const frame = encodePingInto(this.pingFrame ?? Buffer.allocUnsafeSlow(PING_FRAME_LENGTH), seq, leaseMs);
     this.transport.write(frame);
     // Reused only if the socket handed it to the kernel at once; queued, it is still referenced: a fresh one next time.
     this.pingFrame = this.transport.pendingWriteBytes === 0 ? frame : null;
