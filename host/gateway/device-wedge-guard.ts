@@ -162,9 +162,11 @@ export class DeviceWedgeGuard {
   /** Starts a recovery of `device` if it is wedged. */
   private checkOne(device: WedgeGuardDevice, now: number): WedgeRecovery | null {
     const { link } = device;
+    // Only init and ready can be wedged; the rest costs no lookup.
+    const state = link.state;
+    if (state !== 'init' && state !== 'ready') return null;
     const t = this.tracked.get(device.id);
-    if (!t || this.inFlight.has(device.id) || link.isPaused) return null;
-    if (link.state !== 'init' && link.state !== 'ready') return null;
+    if (!t || (this.inFlight.size > 0 && this.inFlight.has(device.id)) || link.isPaused) return null;
     const entered = t.since + device.handshakeTimeoutMs;
     const deadline = link.session.lostDeadline;
     const bound = Number.isFinite(deadline) ? Math.max(deadline, entered) : entered;
@@ -215,7 +217,7 @@ export class DeviceWedgeGuard {
   private sampleOne(device: WedgeGuardDevice, now: number, generation: number): void {
     const known = this.tracked.get(device.id);
     if (known) known.sampled = generation;
-    if (this.inFlight.has(device.id)) return;
+    if (this.inFlight.size > 0 && this.inFlight.has(device.id)) return;
     const state = device.link.state;
     if (known && device.link.isPaused) {
       // Lent out (flashing): its bound starts when it is given back.

@@ -67,6 +67,11 @@ export class BridgeIdleLearner {
   private trialMs: number | null = null;
   private successes = 0;
   private settledAtValue: number | null;
+  /**
+   * The last event was a survival that left no cut standing and no step on trial: another
+   * survival at an age already proven changes nothing (survivalChangesNothing).
+   */
+  private quiet = false;
 
   constructor(options: BridgeIdleLearnerOptions) {
     this.pingIntervalMs = options.pingIntervalMs;
@@ -108,6 +113,17 @@ export class BridgeIdleLearner {
     return this.settledAtValue;
   }
 
+  /**
+   * survived(idleMs) would change nothing and return null: no cut stands, no step is on trial,
+   * the last event was a survival (so the search is marked done), and `idleMs` is proven.
+   * Cheap (no arrays), for the PONG of every board every interval.
+   */
+  survivalChangesNothing(idleMs: number): boolean {
+    if (!this.quiet) return false;
+    const safe = this.inner.safeMs;
+    return safe !== null && idleMs <= safe;
+  }
+
   snapshot(): LearnedBridgePath {
     return { version: 1, learned: this.inner.snapshot(), settledAt: this.settledAtValue };
   }
@@ -139,6 +155,7 @@ export class BridgeIdleLearner {
       if (this.trialMs !== null) reason = `${this.successesPerStep} PINGs answered at ${sec(previousMs)}: trying ${sec(this.trialMs)}`;
       else reason = `settled: no room for a step below ${sec(upper)} minus the margin`;
     }
+    this.quiet = this.trialMs === null && this.inner.timeoutMs === null;
     return this.change(previousMs, reason);
   }
 
@@ -152,6 +169,7 @@ export class BridgeIdleLearner {
     const hadCut = this.inner.timeoutMs !== null;
     const wasTrial = this.trialMs !== null;
     this.inner.cut(idleMs, cause, wallNow);
+    this.quiet = false;
     this.trialMs = null;
     this.successes = 0;
     const how = cause === 'closed' ? 'closed by the path' : 'a PING went unanswered';

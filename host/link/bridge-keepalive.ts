@@ -66,10 +66,18 @@ export class BridgeKeepalive {
   private learner: BridgeIdleLearner;
   private timer: TimerHandle | null = null;
   private running = false;
-  /** PINGs sent on this connection and not answered yet: seq -> idle age when sent. */
-  private readonly outstanding = new Map<number, { idleMs: number; unproven: boolean; timer: TimerHandle | null }>();
+  /**
+   * PINGs sent on this connection and not answered yet, oldest first: their seq, idle age when
+   * sent, and answer timer (unproven ones), three slots each in one array (a queue, slots
+   * outHead to outTail): a PING a second per board, each answered within the second, made a
+   * Map entry and an object (and a rehash) every time.
+   */
+  private readonly out: Array<number | TimerHandle | null> = [];
+  private outHead = 0;
+  private outTail = 0;
   private readonly drops: Record<CutCause, number> = { closed: 0, 'half-open': 0 };
-  private readonly changeListeners = new Set<(stats: BridgeKeepaliveStats) => void>();
+  /** Made by the first onChange(). */
+  private changeListeners: Set<(stats: BridgeKeepaliveStats) => void> | null = null;
   private wasLearned = true;
 
   constructor(options: BridgeKeepaliveOptions) {
@@ -94,8 +102,9 @@ export class BridgeKeepalive {
   }
 
   onChange(listener: (stats: BridgeKeepaliveStats) => void): () => void {
-    this.changeListeners.add(listener);
-    return () => this.changeListeners.delete(listener);
+    const listeners = (this.changeListeners ??= new Set());
+    listeners.add(listener);
+    return () => listeners.delete(listener);
   }
 
   /** Reads what was learned before on this path (if stored), then keeps the link's traffic. */
@@ -134,29 +143,50 @@ export class BridgeKeepalive {
     const safe = this.learner.safeMs ?? 0;
     // Longer than ever proven safe (plus the timer's slack): an answer proves more, silence is a cut.
     const unproven = this.learning && idleMs > safe + 250 && idleMs >= this.learner.minIntervalMs;
-    const entry: { idleMs: number; unproven: boolean; timer: TimerHandle | null } = { idleMs, unproven, timer: null };
+    // A seq sent again (after the u14 wrap) replaces the one still waiting, as a map by seq would.
+    this.removeOutstanding(seq);
+    const slot = this.outTail++;
+    let timer: TimerHandle | null = null;
     if (unproven) {
-      entry.timer = this.clock.setTimeout(() => {
-        entry.timer = null;
-        if (this.outstanding.get(seq) === entry) this.unanswered(seq, entry.idleMs);
+      timer = this.clock.setTimeout(() => {
+        // Still waiting (not answered or forgotten)? Its timer says which one it is.
+        const i = this.slotOfTimer(timer);
+        if (i < 0) return;
+        this.out[3 * i + 2] = null;
+        this.unanswered(seq, idleMs);
       }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
     }
-    this.outstanding.set(seq, entry);
+    this.out[3 * slot] = seq;
+    this.out[3 * slot + 1] = idleMs;
+    this.out[3 * slot + 2] = timer;
     this.arm();
   }
 
   /** A PONG came: the PING `seq` (and every older one, answered in order) survived. */
   pong(seq: number): void {
-    const entry = this.outstanding.get(seq);
-    if (entry) {
-      for (const [s, e] of this.outstanding) {
-        if (e.timer !== null) this.clock.clearTimeout(e.timer);
-        this.outstanding.delete(s);
-        if (s === seq) break;
+    const slot = this.slotOf(seq);
+    if (slot >= 0) {
+      const idleMs = this.out[3 * slot + 1] as number;
+      // It and every older one: answered in order.
+      for (let i = this.outHead; i <= slot; i++) this.clearSlot(i);
+      this.outHead = slot + 1;
+      this.compact();
+      if (this.learning) {
+        if (this.nothingToLearn(idleMs)) {
+          // No cut stands and the age was proven before: survived() would change nothing (the
+          // common case, every PONG of every board); only listeners would hear the same stats.
+          if (this.changeListeners !== null && this.changeListeners.size > 0) this.emitChange();
+        } else {
+          this.apply(this.learner.survived(idleMs, this.wallNow()), null);
+        }
       }
     }
-    if (entry && this.learning) this.apply(this.learner.survived(entry.idleMs, this.wallNow()), null);
     this.arm();
+  }
+
+  /** A survival at `idleMs` would teach the learner nothing: no cut stands, `idleMs` is proven, the search settled. */
+  private nothingToLearn(idleMs: number): boolean {
+    return this.wasLearned && this.learner.survivalChangesNothing(idleMs);
   }
 
   /** Any traffic from the board: the keep-traffic timer looks again from the new silence. */
@@ -169,19 +199,19 @@ export class BridgeKeepalive {
    * unanswered, the path may have forgotten the link when it was sent.
    */
   lostWithLinkOpen(): void {
-    const first = this.outstanding.values().next().value;
+    const first = this.firstIdle();
     this.forgetPings();
-    if (!first) return;
-    this.noteCut(first.idleMs, 'half-open');
+    if (first === null) return;
+    this.noteCut(first, 'half-open');
   }
 
   /** The connection closed under a ready board, not by us: `idleMs` of silence before the close. */
   closed(idleMs: number, silentDeath: boolean): void {
-    const first = this.outstanding.values().next().value;
+    const first = this.firstIdle();
     this.forgetPings();
     // A kernel giving up on unacknowledged data (TCP_USER_TIMEOUT) is a silent death: the PING's idle age counts.
     if (silentDeath) {
-      if (first) this.noteCut(first.idleMs, 'half-open');
+      if (first !== null) this.noteCut(first, 'half-open');
       return;
     }
     this.noteCut(idleMs, 'closed');
@@ -196,7 +226,7 @@ export class BridgeKeepalive {
 
   private unanswered(seq: number, idleMs: number): void {
     if (!this.running || !this.options.ready()) return;
-    this.outstanding.delete(seq);
+    this.removeOutstanding(seq);
     this.forgetPings();
     this.noteCut(idleMs, 'half-open');
     this.options.reopen(`reopening: a PING sent after ${sec(idleMs)} idle went unanswered (the path forgot the connection)`);
@@ -264,20 +294,62 @@ export class BridgeKeepalive {
     this.timer = null;
     if (!this.running || !this.options.ready()) return;
     // A PING of ours still unanswered: its answer (or its timeout) decides first.
-    if (this.outstanding.size > 0) return;
+    if (this.outTail > this.outHead) return;
     const idle = this.options.idleMs();
     if (idle + 5 >= this.intervalMs) this.options.ping();
     else this.arm();
   }
 
   private forgetPings(): void {
-    for (const e of this.outstanding.values()) if (e.timer !== null) this.clock.clearTimeout(e.timer);
-    this.outstanding.clear();
+    for (let i = this.outHead; i < this.outTail; i++) this.clearSlot(i);
+    this.outHead = this.outTail = 0;
+  }
+
+  /** The slot of the outstanding PING `seq`, or -1. */
+  private slotOf(seq: number): number {
+    for (let i = this.outHead; i < this.outTail; i++) if (this.out[3 * i] === seq) return i;
+    return -1;
+  }
+
+  private slotOfTimer(timer: TimerHandle | null): number {
+    if (timer === null) return -1;
+    for (let i = this.outHead; i < this.outTail; i++) if (this.out[3 * i + 2] === timer) return i;
+    return -1;
+  }
+
+  private firstIdle(): number | null {
+    return this.outTail > this.outHead ? (this.out[3 * this.outHead + 1] as number) : null;
+  }
+
+  private clearSlot(i: number): void {
+    const timer = this.out[3 * i + 2] as TimerHandle | null | undefined;
+    if (timer !== null && timer !== undefined) this.clock.clearTimeout(timer);
+    this.out[3 * i + 2] = null;
+  }
+
+  /** Takes the PING `seq` out of the queue (if waiting), keeping the others in order. */
+  private removeOutstanding(seq: number): void {
+    const slot = this.slotOf(seq);
+    if (slot < 0) return;
+    this.clearSlot(slot);
+    for (let i = slot; i + 1 < this.outTail; i++) {
+      for (let k = 0; k < 3; k++) this.out[3 * i + k] = this.out[3 * i + 3 + k]!;
+    }
+    this.outTail--;
+    this.out[3 * this.outTail + 2] = null;
+    this.compact();
+  }
+
+  /** Empty: back to the start of the array (no growth while PINGs are answered). */
+  private compact(): void {
+    if (this.outHead === this.outTail) this.outHead = this.outTail = 0;
   }
 
   private emitChange(): void {
+    const listeners = this.changeListeners;
+    if (listeners === null || listeners.size === 0) return;
     const stats = this.stats;
-    for (const l of this.changeListeners) l(stats);
+    for (const l of listeners) l(stats);
   }
 
   private save(): void {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { encodeFrame, encodePingFrame, FrameSplitter } from '../../shared/protocol/index.ts';
+import { encodeFrame, encodePingInto, FrameSplitter, PING_FRAME_LENGTH, pongMessage, type PongFields, type SplitterSink } from '../../shared/protocol/index.ts';
 import type { DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
 import { STATE_SIZE } from '../../shared/protocol/constants.ts';
 import { FirmataCommandTracker } from '../firmata/firmata-command-tracker.ts';
@@ -24,7 +24,7 @@ export interface DeviceLinkOptions {
   clock?: Clock;
   logger?: Logger;
   /** Session timing and device configuration (ping interval, misses, detector, ...). */
-  session?: Omit<DeviceSessionOptions, 'send' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
+  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
   /** Writes held for a sleeping device before the oldest are dropped (default 256). */
   queueCapacity?: number;
   /**
@@ -121,17 +121,23 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   readonly leases: LeaseRegistry;
   private readonly transport: ReconnectingTransport;
   private readonly splitter = new FrameSplitter({ from: 'device' });
-  private readonly tracker = new FirmataCommandTracker();
-  private readonly replies = new FirmataReplyReader();
+  /**
+   * What the program configured (made by its first Firmata write or state write: a board
+   * without components has none, and a fleet of them should not carry one each). See `tracker`.
+   */
+  private trackerValue: FirmataCommandTracker | null = null;
+  /** Made by the first Firmata bytes from the board. */
+  private replies: FirmataReplyReader | null = null;
   /** When the program asked for the firmware name, oldest first (answers are matched in order). */
-  private firmwareQueries: number[] = [];
+  private readonly firmwareQueries: number[] = [];
   /** When the program last asked for the firmware name, or a report was taken as an answer. */
   private lastFirmwareTrafficAt = -Infinity;
   /** Waiting for Firmata answers (plain-Firmata checks and barriers), oldest first, with their timeouts. */
-  private readonly replyWaiters = new Map<(reply: FirmataReply) => boolean, TimerHandle>();
+  private replyWaiters: Map<(reply: FirmataReply) => boolean, TimerHandle> | null = null;
   /** Bumped by each plain-Firmata restore: an older one still running stops at its next step. */
   private plainRestores = 0;
-  private readonly queue: BoundedQueue<number[]>;
+  /** Writes held for a sleeping board: made by the first one held. */
+  private queueValue: BoundedQueue<number[]> | null = null;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly requestTimeoutMs: number;
@@ -143,15 +149,21 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    */
   private unconfirmed: Array<{ n: number; bytes: number[] }> = [];
   private writesSent = 0;
-  /** PING seq -> writesSent when it went out. */
-  private readonly pingMarks = new Map<number, number>();
+  /**
+   * PING seq -> writesSent when it went out, for PINGs sent while writes await confirmation
+   * (made then: a board without components never needs it).
+   */
+  private pingMarks: Map<number, number> | null = null;
+  /** The PING frame, reused while each PING leaves at once (the socket took it whole). */
+  private pingFrame: Buffer | null = null;
   /** What to send again when the board wakes: the recorded state of what unconfirmed writes touched. */
   private resendOnWake: PinRecord | null = null;
   /** Sending that again: new writes wait in the queue so they are not overtaken by older state. */
   private resending = false;
   private replays = 0;
   private verifications = 0;
-  private readonly pending = new Set<(m: DeviceMessage) => boolean>();
+  /** Requests waiting for their answer (made by the first request). */
+  private pending: Set<(m: DeviceMessage) => boolean> | null = null;
   private started = false;
   private closed = false;
   /** Paused on purpose (the port is lent out): a transport going down is not an outage. */
@@ -168,16 +180,13 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.log = (options.logger ?? silentLogger).child({ port: options.target });
     this.requestTimeoutMs = options.requestTimeoutMs ?? 3000;
     this.leases = new LeaseRegistry({ clock: this.clock });
-    this.queue = new BoundedQueue<number[]>({
-      capacity: options.queueCapacity ?? 256,
-      onDrop: () => this.log.warn({ dropped: this.queue.dropped }, 'queue for the sleeping device is full: dropped the oldest write'),
-    });
     this.session = new DeviceSession({
       ...options.session,
       clock: this.clock,
       logger: this.log,
       leases: this.leases,
       send: (message) => this.sendFrame(message),
+      sendPing: (seq, leaseMs) => this.sendPing(seq, leaseMs),
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
       restorePlain: (rebooted) => this.restorePlain(rebooted),
@@ -188,10 +197,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     // The bound after which the session says `lost`: the kernel gives a silent socket up then too.
     const boundMs = (this.session.detector as { maxBoundMs?: number }).maxBoundMs ?? intervalMs * (options.session?.misses ?? 3);
     const keepalive = tcp ? tcpKeepaliveForBound(boundMs, intervalMs, options.tcp) : undefined;
-    this.tracker.onFirmwareQuery = () => {
-      this.firmwareQueries.push(this.clock.now());
-      this.lastFirmwareTrafficAt = this.clock.now();
-    };
     const factory =
       options.transportFactory ??
       (() =>
@@ -241,7 +246,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       this.session.linkDown(error.message);
       this.emit('down', error.message);
     });
-    this.transport.on('data', (bytes) => this.receive(bytes));
+    // Straight from the socket's read to the splitter: no event, no Buffer per read (tcp://).
+    this.transport.setReceiver((bytes, length) => this.splitter.pushTo(bytes, length, this.sink));
     this.session.on('state', (change) => this.onState(change));
     this.session.on('reboot', (info) => this.emit('reboot', info));
     this.session.on('rtt', (ms) => this.emit('rtt', ms));
@@ -254,6 +260,26 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   get state() {
     return this.session.state;
+  }
+
+  private get tracker(): FirmataCommandTracker {
+    if (this.trackerValue === null) {
+      const tracker = new FirmataCommandTracker();
+      tracker.onFirmwareQuery = () => {
+        this.firmwareQueries.push(this.clock.now());
+        this.lastFirmwareTrafficAt = this.clock.now();
+      };
+      this.trackerValue = tracker;
+    }
+    return this.trackerValue;
+  }
+
+  private get queue(): BoundedQueue<number[]> {
+    this.queueValue ??= new BoundedQueue<number[]>({
+      capacity: this.options.queueCapacity ?? 256,
+      onDrop: () => this.log.warn({ dropped: this.queue.dropped }, 'queue for the sleeping device is full: dropped the oldest write'),
+    });
+    return this.queueValue;
   }
 
   /** True while the port is lent out (pause() until resume()). */
@@ -351,8 +377,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       reboots: { ...s.counters.reboots },
       replays: this.replays,
       verifications: this.verifications,
-      queueDepth: this.queue.size,
-      queueDropped: this.queue.dropped,
+      queueDepth: this.queueValue?.size ?? 0,
+      queueDropped: this.queueValue?.dropped ?? 0,
       pingsSent: s.counters.pingsSent,
       pongs: s.counters.pongs,
       lostCount: s.counters.lostCount,
@@ -387,34 +413,54 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.keepTraffic?.stop();
     this.session.close();
     this.leases.close();
-    this.pending.clear();
-    for (const timer of this.replyWaiters.values()) this.clock.clearTimeout(timer);
-    this.replyWaiters.clear();
+    this.pending?.clear();
+    if (this.replyWaiters !== null) for (const timer of this.replyWaiters.values()) this.clock.clearTimeout(timer);
+    this.replyWaiters?.clear();
     await this.transport.stop();
   }
 
   // ---- inside ---------------------------------------------------------------------------
 
-  private receive(bytes: Buffer): void {
-    for (const event of this.splitter.push(bytes)) {
-      if (event.kind === 'message') {
-        const message = event.message as DeviceMessage;
-        if (message.type === 'pong') {
-          this.confirmWrites(message.seq);
-          this.keepTraffic?.pong(message.seq);
-        }
-        else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
-        this.session.receive(message);
-        // Deleting the entry being visited is safe in a Set: no copy per message.
-        if (this.pending.size > 0) for (const match of this.pending) if (match(message)) this.pending.delete(match);
-        this.emit('message', message);
-      } else if (event.kind === 'firmata') {
-        for (const reply of this.replies.push(event.bytes)) this.onFirmataReply(reply);
-        this.emit('firmata', Buffer.from(event.bytes));
-      } else {
-        this.log.debug({ code: event.error.code }, `bad keepalive frame from the device: ${event.error.message}`);
-      }
-    }
+  /** What the splitter finds in the board's bytes, in stream order. */
+  private readonly sink: SplitterSink = {
+    message: (message) => this.onDeviceMessage(message as DeviceMessage),
+    pong: (fields) => this.onPong(fields),
+    firmata: (bytes) => {
+      for (const reply of (this.replies ??= new FirmataReplyReader()).push(bytes)) this.onFirmataReply(reply);
+      this.emit('firmata', Buffer.from(bytes));
+    },
+    error: (error) => this.log.debug({ code: error.code }, `bad keepalive frame from the device: ${error.message}`),
+  };
+
+  private onDeviceMessage(message: DeviceMessage): void {
+    if (message.type === 'pong') {
+      this.confirmWrites(message.seq);
+      this.keepTraffic?.pong(message.seq);
+    } else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
+    this.session.receive(message);
+    this.answerPending(message);
+    this.emit('message', message);
+  }
+
+  /**
+   * The PONG every board sends every interval, as its fields: the same steps as any message,
+   * but the message object is made only for someone waiting for one or listening.
+   */
+  private onPong(fields: PongFields): void {
+    const seq = fields.seq;
+    this.confirmWrites(seq);
+    this.keepTraffic?.pong(seq);
+    this.session.receivePong(seq, fields.bootId);
+    if ((this.pending === null || this.pending.size === 0) && this.listenerCount('message') === 0) return;
+    const message = pongMessage(fields);
+    this.answerPending(message);
+    this.emit('message', message);
+  }
+
+  private answerPending(message: DeviceMessage): void {
+    const pending = this.pending;
+    // Deleting the entry being visited is safe in a Set: no copy per message.
+    if (pending !== null && pending.size > 0) for (const match of pending) if (match(message)) pending.delete(match);
   }
 
   /**
@@ -436,9 +482,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       // else: the answer to a query of the program's
     }
     // One reply answers one query: the oldest waiter it matches (answers come in query order).
-    for (const waiter of this.replyWaiters.keys()) {
+    const waiters = this.replyWaiters;
+    if (waiters !== null) for (const waiter of waiters.keys()) {
       if (waiter(reply)) {
-        this.replyWaiters.delete(waiter);
+        waiters.delete(waiter);
         break;
       }
     }
@@ -448,7 +495,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private nextReply(match: (reply: FirmataReply) => boolean, what: string): Promise<FirmataReply> {
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
-        this.replyWaiters.delete(waiter);
+        this.replyWaiters?.delete(waiter);
         reject(new Error(`${this.options.target}: no ${what} within ${this.requestTimeoutMs} ms`));
       }, this.requestTimeoutMs);
       const waiter = (reply: FirmataReply) => {
@@ -457,18 +504,29 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         resolve(reply);
         return true;
       };
-      this.replyWaiters.set(waiter, timer);
+      (this.replyWaiters ??= new Map()).set(waiter, timer);
     });
   }
 
   private sendFrame(message: HostMessage): void {
-    if (message.type === 'ping') {
-      this.pingMarks.set(message.seq, this.writesSent);
-      if (this.pingMarks.size > MAX_PING_MARKS) this.pingMarks.delete(this.pingMarks.keys().next().value!);
-      this.keepTraffic?.pingSent(message.seq, Math.round(this.transport.silenceMs));
+    if (message.type === 'ping') this.sendPing(message.seq, message.leaseMs);
+    else this.transport.write(encodeFrame(message));
+  }
+
+  /** A PING (every interval, every board): its own encoder, into a reused buffer while that is safe. */
+  private sendPing(seq: number, leaseMs: number): void {
+    // Only a PING sent after unconfirmed writes can confirm any (writes are numbered in order).
+    if (this.unconfirmed.length > 0) {
+      const marks = (this.pingMarks ??= new Map());
+      marks.set(seq, this.writesSent);
+      if (marks.size > MAX_PING_MARKS) marks.delete(marks.keys().next().value!);
     }
-    // PINGs go out every interval to every board: their own encoder allocates one array.
-    this.transport.write(message.type === 'ping' ? encodePingFrame(message.seq, message.leaseMs) : encodeFrame(message));
+    this.keepTraffic?.pingSent(seq, Math.round(this.transport.silenceMs));
+    // A buffer of its own, not a slice of Node's 8 KiB pool: kept for reuse, a slice would keep its whole slab alive.
+    const frame = encodePingInto(this.pingFrame ?? Buffer.allocUnsafeSlow(PING_FRAME_LENGTH), seq, leaseMs);
+    this.transport.write(frame);
+    // Reused only if the socket handed it to the kernel at once; queued, it is still referenced: a fresh one next time.
+    this.pingFrame = this.transport.pendingWriteBytes === 0 ? frame : null;
   }
 
   private onState(change: StateChange): void {
@@ -477,7 +535,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (this.resendOnWake) this.missedWrites = true;
       this.resendOnWake = null;
       this.unconfirmed = [];
-      this.pingMarks.clear();
+      this.pingMarks?.clear();
     }
     if (change.to === 'ready') {
       this.transport.markHealthy();
@@ -503,8 +561,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private flushQueue(): void {
-    if (this.resending) return; // afterWake() flushes once the older state is back
-    for (const data of this.queue.drain()) this.transport.write(Uint8Array.from(data));
+    if (this.resending || this.queueValue === null) return; // afterWake() flushes once the older state is back
+    for (const data of this.queueValue.drain()) this.transport.write(Uint8Array.from(data));
   }
 
   private noteUnconfirmed(bytes: number[]): void {
@@ -514,10 +572,12 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   /** A PONG: the writes sent before its PING were read by the board. */
   private confirmWrites(seq: number): void {
-    const mark = this.pingMarks.get(seq);
+    const marks = this.pingMarks;
+    if (marks === null || marks.size === 0) return;
+    const mark = marks.get(seq);
     if (mark === undefined) return;
-    for (const s of this.pingMarks.keys()) {
-      this.pingMarks.delete(s);
+    for (const s of marks.keys()) {
+      marks.delete(s);
       if (s === seq) break;
     }
     // Once per PONG per board: nothing allocated when there is nothing to confirm (the usual case).
@@ -542,7 +602,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const touched = new FirmataCommandTracker();
     for (const w of this.unconfirmed) touched.observe(w.bytes);
     this.unconfirmed = [];
-    this.pingMarks.clear();
+    this.pingMarks?.clear();
     // Values as commanded by the time of SLEEPING (writes queued later follow them on wake).
     const now = this.tracker.record;
     const t = touched.record;
@@ -590,7 +650,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     if (this.session.state === 'sleeping') await this.wakeUp();
     return await new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
-        this.pending.delete(matcher);
+        this.pending?.delete(matcher);
         reject(new Error(`${this.options.target}: no answer to ${message.type} within ${this.requestTimeoutMs} ms`));
       }, this.requestTimeoutMs);
       const matcher = (m: DeviceMessage) => {
@@ -599,7 +659,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
         resolve(m);
         return true;
       };
-      this.pending.add(matcher);
+      (this.pending ??= new Set()).add(matcher);
       this.sendFrame(message);
     });
   }
@@ -624,8 +684,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * (power cycle, brown-out, or writes it missed), verify it if the device says it kept it.
    */
   private async restore(hello: Hello, rebooted: boolean): Promise<void> {
-    const record = this.tracker.record;
-    const hasRecord = !isPinRecordEmpty(record) || record.registers.size > 0;
+    const record = this.trackerValue?.record;
+    const hasRecord = record !== undefined && (!isPinRecordEmpty(record) || record.registers.size > 0);
     if (!hasRecord) {
       this.missedWrites = false;
       return;

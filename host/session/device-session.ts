@@ -4,7 +4,7 @@ import { effectiveWatchdogMs } from '../../shared/protocol/constants.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
-import { PingSequencer } from './ping-sequencer.ts';
+import { PingSequencer, PONG_REORDERED, strayReason } from './ping-sequencer.ts';
 import { RttStats } from './rtt-stats.ts';
 import type { LeaseRegistry } from './lease-registry.ts';
 
@@ -65,6 +65,8 @@ export interface DeviceSessionOptions {
   leases?: LeaseRegistry;
   /** Sends a keepalive frame to the device. */
   send(message: HostMessage): void;
+  /** Sends a PING (as send() would `{ type: 'ping', seq, leaseMs }`), without a message object. */
+  sendPing?(seq: number, leaseMs: number): void;
   /** Sends raw bytes (the wake byte, Firmata version queries). */
   sendRaw(bytes: number[]): void;
   /**
@@ -157,8 +159,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private plainLogged = false;
   /** The configuration to check against the device's CONFIG answer (after a CONFIG_GET). */
   private configToCheck: DeviceConfig | null = null;
-  /** Clamps already warned about (once each). */
-  private readonly clampWarnings = new Set<string>();
+  /** Clamps already warned about (once each; made by the first). */
+  private clampWarnings: Set<string> | null = null;
   private restoreGeneration = 0;
   private sleepStartedAt: number | null = null;
   /** Someone asked for the board while it sleeps: keep sending the wake byte until AWAKE. */
@@ -263,7 +265,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
         this.onHello(message);
         break;
       case 'pong':
-        this.onPong(message, now);
+        this.onPong(message.seq, message.bootId, now);
         break;
       case 'sleeping':
         this.onSleeping(message.durationMs, now);
@@ -283,6 +285,20 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       default:
         this.heartbeat(now);
     }
+  }
+
+  /**
+   * A PONG, as receive() takes it, from its fields (the link's fast path: no message object
+   * is made for the PONG every board sends every interval).
+   */
+  receivePong(seq: number, bootId: number): void {
+    if (this.current === 'disconnected') return;
+    const now = this.clock.now();
+    this.lastSeenAt = now;
+    this.contactSinceLinkUp = true;
+    this.protocolValue = 'tether';
+    this.probeOutstanding = false;
+    this.onPong(seq, bootId, now);
   }
 
   /**
@@ -394,8 +410,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private wantedConfig(capabilities: Capabilities): DeviceConfig {
     const wanted = { ...this.options.deviceConfig! };
     const clamp = (key: string, message: string) => {
-      if (this.clampWarnings.has(key)) return;
-      this.clampWarnings.add(key);
+      if (this.clampWarnings?.has(key)) return;
+      (this.clampWarnings ??= new Set()).add(key);
       this.log.warn({ capabilities }, message);
     };
     if (wanted.policy === 'sleep' && !capabilities.sleep) {
@@ -482,20 +498,20 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     );
   }
 
-  private onPong(pong: MessageOf<'pong'>, now: number): void {
-    const match = this.sequencer.match(pong.seq, now);
-    if ('unexpected' in match) {
+  private onPong(seq: number, bootId: number, now: number): void {
+    const rttMs = this.sequencer.answer(seq, now);
+    if (rttMs < PONG_REORDERED) {
       this.counters.strayPongs++;
-      this.log.debug({ seq: pong.seq, why: match.unexpected }, 'PONG matches no PING');
+      this.log.debug({ seq, why: strayReason(rttMs) }, 'PONG matches no PING');
     } else {
       this.counters.pongs++;
-      if (match.rttMs !== undefined) {
-        this.rtt.add(match.rttMs);
-        this.emit('rtt', match.rttMs);
+      if (rttMs >= 0) {
+        this.rtt.add(rttMs);
+        this.emit('rtt', rttMs);
       }
     }
     this.heartbeat(now);
-    if (this.bootIdValue !== null && pong.bootId !== this.bootIdValue && this.handshake === 'done') {
+    if (this.bootIdValue !== null && bootId !== this.bootIdValue && this.handshake === 'done') {
       // Its boot HELLO was lost (e.g. while the link was down): ask again.
       this.handshake = 'waiting-hello';
       this.options.send({ type: 'hello-request' });
@@ -575,7 +591,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     const seq = this.sequencer.next(this.clock.now());
     const leaseMs = this.options.leases?.held ? this.leaseMs : 0;
     this.counters.pingsSent++;
-    this.options.send({ type: 'ping', seq, leaseMs });
+    if (this.options.sendPing) this.options.sendPing(seq, leaseMs);
+    else this.options.send({ type: 'ping', seq, leaseMs });
   }
 
   private armDeadline(at: number): void {

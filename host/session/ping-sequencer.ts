@@ -27,6 +27,17 @@ export type PongMatch =
   | { reordered: true; rttMs?: undefined }
   | { unexpected: 'unknown' | 'duplicate' | 'stale'; rttMs?: undefined };
 
+/** PingSequencer.answer() codes (an RTT is >= 0). */
+export const PONG_REORDERED = -1;
+export const PONG_UNKNOWN = -2;
+export const PONG_DUPLICATE = -3;
+export const PONG_STALE = -4;
+
+/** What a stray answer() code means, as match() says it. */
+export function strayReason(code: number): 'unknown' | 'duplicate' | 'stale' {
+  return code === PONG_DUPLICATE ? 'duplicate' : code === PONG_STALE ? 'stale' : 'unknown';
+}
+
 export interface PingSequencerOptions {
   /** PINGs remembered (integer, 1..8192). Default 64. */
   window?: number;
@@ -93,18 +104,30 @@ export class PingSequencer {
 
   /** Classifies a PONG with `seq` received at `at` (ms). Never throws for any seq. */
   match(seq: number, at: number): PongMatch {
+    const code = this.answer(seq, at);
+    if (code >= 0) return { rttMs: code };
+    if (code === PONG_REORDERED) return { reordered: true };
+    return { unexpected: strayReason(code) };
+  }
+
+  /**
+   * match() without a result object, for the PONG of every board every interval: the RTT
+   * (>= 0), PONG_REORDERED, or a stray code (PONG_UNKNOWN, PONG_DUPLICATE, PONG_STALE; see
+   * strayReason). The same classification and bookkeeping as match().
+   */
+  answer(seq: number, at: number): number {
     requireTime(at);
-    if (!Number.isInteger(seq) || seq < 0 || seq > MAX_U14) return { unexpected: 'unknown' };
+    if (!Number.isInteger(seq) || seq < 0 || seq > MAX_U14) return PONG_UNKNOWN;
     // The one index that could carry this seq among the remembered ones: the newest such.
     const index = this.issued - 1 - ((this.seqOf(this.issued - 1) - seq + SEQ_MODULUS) % SEQ_MODULUS);
-    if (this.issued === 0 || index < this.oldestTracked) return { unexpected: this.wasIssued(seq) ? 'stale' : 'unknown' };
+    if (this.issued === 0 || index < this.oldestTracked) return this.wasIssued(seq) ? PONG_STALE : PONG_UNKNOWN;
     const slot = index % this.window;
-    if (this.answered[slot] === 1) return { unexpected: 'duplicate' };
+    if (this.answered[slot] === 1) return PONG_DUPLICATE;
     this.answered[slot] = 1;
-    if (index < this.newestAnswered) return { reordered: true };
+    if (index < this.newestAnswered) return PONG_REORDERED;
     this.newestAnswered = index;
     // A clock that stepped back must not produce a negative RTT.
-    return { rttMs: Math.max(0, at - this.sentAt[slot]!) };
+    return Math.max(0, at - this.sentAt[slot]!);
   }
 
   /**

@@ -18,13 +18,23 @@ export interface RttStatsOptions {
  * With no samples every statistic is NaN (a number, so it formats and compares without
  * special cases; check `count` first where that matters).
  */
+/** Where sortSamples sorts (one for all: see there), and whose window it holds. */
+let scratch = new Float64Array(256);
+let scratchOwner: RttStats | null = null;
+
 export class RttStats {
   readonly windowSize: number;
   private readonly alpha: number;
   private readonly beta: number;
-  private readonly samples: number[] = [];
+  /**
+   * The window, a ring (made at the first sample, at its full size: a growing array ends up
+   * with a third more room than it holds, per board); `filled` of it used.
+   */
+  private samples: Float64Array | null = null;
+  private filled = 0;
   private nextSlot = 0;
-  private sorted: number[] | null = null;
+  /** The scratch holds this window sorted (see sortSamples). */
+  private sortedInScratch = false;
   private lastSample = Number.NaN;
   private srtt = Number.NaN;
   private rttvar = Number.NaN;
@@ -47,13 +57,14 @@ export class RttStats {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
       throw new RangeError(`RTT must be a finite number >= 0, got ${String(ms)}`);
     }
-    if (this.samples.length < this.windowSize) {
-      this.samples.push(ms);
+    const samples = (this.samples ??= new Float64Array(this.windowSize));
+    if (this.filled < this.windowSize) {
+      samples[this.filled++] = ms;
     } else {
-      this.samples[this.nextSlot] = ms;
+      samples[this.nextSlot] = ms;
       this.nextSlot = (this.nextSlot + 1) % this.windowSize;
     }
-    this.sorted = null;
+    this.dropSorted();
     this.lastSample = ms;
     this.totalCount++;
     if (this.totalCount === 1) {
@@ -69,16 +80,16 @@ export class RttStats {
 
   /** Forgets every sample and the smoothed values. */
   reset(): void {
-    this.samples.length = 0;
+    this.filled = 0;
     this.nextSlot = 0;
-    this.sorted = null;
+    this.dropSorted();
     this.lastSample = this.srtt = this.rttvar = Number.NaN;
     this.totalCount = 0;
   }
 
   /** Samples in the window. */
   get count(): number {
-    return this.samples.length;
+    return this.filled;
   }
 
   /** Samples ever added (since construction or reset()). */
@@ -92,19 +103,19 @@ export class RttStats {
   }
 
   get mean(): number {
-    if (this.samples.length === 0) return Number.NaN;
+    const samples = this.samples;
+    if (samples === null || this.filled === 0) return Number.NaN;
     let sum = 0;
-    for (const s of this.samples) sum += s;
-    return sum / this.samples.length;
+    for (let i = 0; i < this.filled; i++) sum += samples[i]!;
+    return sum / this.filled;
   }
 
   get min(): number {
-    return this.sortedSamples()[0] ?? Number.NaN;
+    return this.filled === 0 ? Number.NaN : this.sortSamples()[0]!;
   }
 
   get max(): number {
-    const sorted = this.sortedSamples();
-    return sorted[sorted.length - 1] ?? Number.NaN;
+    return this.filled === 0 ? Number.NaN : this.sortSamples()[this.filled - 1]!;
   }
 
   get p50(): number {
@@ -131,16 +142,34 @@ export class RttStats {
    */
   percentile(p: number): number {
     if (!(p > 0 && p <= 100)) throw new RangeError(`percentile must be in (0, 100], got ${String(p)}`);
-    const sorted = this.sortedSamples();
-    if (sorted.length === 0) return Number.NaN;
+    const n = this.filled;
+    if (n === 0) return Number.NaN;
     // p * n first: (p / 100) * n can land a hair above an integer and skip a rank.
-    return sorted[Math.ceil((p * sorted.length) / 100) - 1]!;
+    return this.sortSamples()[Math.ceil((p * n) / 100) - 1]!;
   }
 
   // Sorted lazily and cached until the next add(): status output asks for several
   // percentiles at once, samples arrive about once a second.
-  private sortedSamples(): number[] {
-    this.sorted ??= [...this.samples].sort((a, b) => a - b);
-    return this.sorted;
+  /**
+   * The window sorted, in the first `filled` slots of a scratch array shared by every RttStats
+   * (status output asks for several percentiles of one board at once; samples arrive about once
+   * a second): no array per board per question, and a typed array sorts without a comparator.
+   */
+  private sortSamples(): Float64Array {
+    const n = this.filled;
+    if (!this.sortedInScratch || scratchOwner !== this) {
+      if (scratch.length < n) scratch = new Float64Array(Math.max(n, 2 * scratch.length));
+      const samples = this.samples!;
+      for (let i = 0; i < n; i++) scratch[i] = samples[i]!;
+      scratch.subarray(0, n).sort();
+      scratchOwner = this;
+      this.sortedInScratch = true;
+    }
+    return scratch;
+  }
+
+  private dropSorted(): void {
+    this.sortedInScratch = false;
+    if (scratchOwner === this) scratchOwner = null;
   }
 }

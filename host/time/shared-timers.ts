@@ -44,6 +44,8 @@ export class SharedTimers implements Clock {
   private armedAt = Infinity;
   private armed: TimerHandle | undefined;
   private running = false;
+  /** The timers due in the pass running now (reused from pass to pass: no array per pass). */
+  private readonly due: Array<Entry | null> = [];
 
   constructor(private readonly base: Clock) {}
 
@@ -83,20 +85,24 @@ export class SharedTimers implements Clock {
     this.running = true;
     // Everything due now, taken out first: timers set by these callbacks wait for the next pass.
     const now = this.base.now();
-    const due: Entry[] = [];
+    const due = this.due;
+    let count = 0;
     while (this.heap.length > 0 && this.heap[0]!.at <= now) {
       const entry = this.heap[0]!;
       this.removeAt(0);
       entry.index = IN_PASS;
-      due.push(entry);
+      if (count < due.length) due[count] = entry;
+      else due.push(entry);
+      count++;
     }
     let i = 0;
     try {
-      for (; i < due.length; i++) {
+      for (; i < count; i++) {
         const entry = due[i]!;
         // Only timers not put off once already: none waits more than one extra turn (the
         // sockets' work between passes is not bounded, so a budget alone could starve timers).
         if (!entry.carried && i > 0 && i % BUDGET_CHECK_EVERY === 0 && this.base.now() - now >= PASS_BUDGET_MS) break;
+        due[i] = null; // not kept alive by the reused list
         const fn = entry.fn;
         entry.fn = null;
         entry.index = -1;
@@ -112,8 +118,9 @@ export class SharedTimers implements Clock {
       }
     } finally {
       // Over budget: the rest go back with their times and order (due at once, after a turn).
-      for (let k = i; k < due.length; k++) {
+      for (let k = i; k < count; k++) {
         const entry = due[k]!;
+        due[k] = null;
         if (entry.fn === null) {
           entry.index = -1;
           continue;

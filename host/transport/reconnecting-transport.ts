@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { ExponentialBackoff, type BackoffOptions } from './backoff.ts';
-import { TransportError, type Transport } from './transport.ts';
+import { TransportError, type ByteReceiver, type Transport } from './transport.ts';
 
 export interface ReconnectingTransportOptions {
   backoff?: BackoffOptions;
@@ -63,8 +63,10 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
   private target = 'unknown target';
   private stopping: Promise<void> | null = null;
   private readonly resetBackoffOn: 'open' | 'healthy';
-  /** Transports closed by recycle() and still closing: stop() waits for them. */
-  private readonly recycling = new Set<Promise<void>>();
+  /** Transports closed by recycle() and still closing: stop() waits for them (made on the first recycle). */
+  private recycling: Set<Promise<void>> | null = null;
+  /** Where received bytes go besides 'data' events (setReceiver). */
+  private receiver: ByteReceiver | null = null;
 
   constructor(
     private readonly factory: () => Transport,
@@ -94,6 +96,20 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     this.connect();
   }
 
+  /**
+   * Received bytes go straight to `receiver` (valid only during the call: see ByteReceiver),
+   * from a transport that offers it without a Buffer or an event per read; 'data' events
+   * still go to any 'data' listeners. A receiver that throws is logged, as a listener is.
+   */
+  setReceiver(receiver: ByteReceiver | null): void {
+    this.receiver = receiver;
+  }
+
+  /** Bytes written on the current link and not yet handed to the OS (Infinity: not known, or down). */
+  get pendingWriteBytes(): number {
+    return this.current?.pendingWriteBytes ?? Infinity;
+  }
+
   /** Sends bytes on the current link; false while down (the bytes are not sent). */
   write(bytes: Uint8Array): boolean {
     if (this.state !== 'up' || !this.current) return false;
@@ -113,8 +129,8 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     const closing = transport
       .close()
       .catch((err: unknown) => this.logger.debug({ target: this.target, err }, 'error closing a recycled transport'))
-      .finally(() => this.recycling.delete(closing));
-    this.recycling.add(closing);
+      .finally(() => this.recycling?.delete(closing));
+    (this.recycling ??= new Set()).add(closing);
     this.failed(new TransportError('closed', `${transport.description}: ${reason}`), 'recycle');
   }
 
@@ -158,7 +174,7 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     // An open in flight settles on its own; its handler sees the new generation and closes
     // what it opened. Wait for that so stop() really leaves nothing behind.
     if (opening) await opening;
-    await Promise.all([...this.recycling]);
+    if (this.recycling) await Promise.all([...this.recycling]);
     this.state = 'idle';
     this.logger.info({ target: this.target }, 'link stopped');
   }
@@ -181,8 +197,17 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
     const onData = (chunk: Buffer) => {
       if (this.current === transport && this.state === 'up') {
         this.lastActivityAt = this.clock.now();
+        if (this.receiver !== null) this.receive(chunk, chunk.length);
         this.safeEmit('data', chunk);
       }
+    };
+    // A transport that hands bytes over directly: no event and no Buffer per read on this path.
+    const onBytes = (bytes: Uint8Array, length: number) => {
+      if (this.current !== transport || this.state !== 'up') return;
+      this.lastActivityAt = this.clock.now();
+      if (this.receiver !== null) this.receive(bytes, length);
+      // The bytes are only lent: 'data' listeners get a copy of their own.
+      if (this.listenerCount('data') > 0) this.safeEmit('data', Buffer.from(bytes.subarray(0, length)));
     };
     const onClose = (error: TransportError | null) => {
       if (this.current !== transport) return;
@@ -194,10 +219,13 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
       this.dropCurrent();
       this.failed(reason, 'drop');
     };
-    transport.on('data', onData);
+    const direct = typeof transport.setReceiver === 'function';
+    if (direct) transport.setReceiver!(onBytes);
+    else transport.on('data', onData);
     transport.on('close', onClose);
     this.detachCurrent = () => {
-      transport.off('data', onData);
+      if (direct) transport.setReceiver!(null);
+      else transport.off('data', onData);
       transport.off('close', onClose);
     };
 
@@ -268,6 +296,14 @@ export class ReconnectingTransport extends EventEmitter<ReconnectingTransportEve
       `link down, retrying in ${delayMs} ms`,
     );
     this.safeEmit('retry', { attempt, delayMs, error });
+  }
+
+  private receive(bytes: Uint8Array, length: number): void {
+    try {
+      this.receiver!(bytes, length);
+    } catch (err) {
+      this.logger.error({ target: this.target, err }, 'the byte receiver threw');
+    }
   }
 
   private safeEmit<K extends keyof ReconnectingTransportEvents>(event: K, ...args: ReconnectingTransportEvents[K]): void {

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { isIPv6, Socket } from 'node:net';
+import { isIPv6, Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { applyTcpKeepalive, type TcpKeepaliveSettings } from './tcp-keepalive.ts';
-import { TransportError, type Transport, type TransportErrorCode, type TransportEvents } from './transport.ts';
+import { TransportError, type ByteReceiver, type Transport, type TransportErrorCode, type TransportEvents } from './transport.ts';
 
 export interface TcpTransportOptions {
   /** Give up connecting after this long: TransportError 'timeout'. Default 5000. */
@@ -23,11 +23,15 @@ export interface TcpTransportOptions {
   logger?: Logger;
   clock?: Clock;
   /**
-   * Makes the socket (default `new net.Socket()`). A hook for tests, which observe the calls
-   * made on it, and for callers that need extra socket options.
+   * Makes the socket (default `new net.Socket(options)`). A hook for tests, which observe the
+   * calls made on it, and for callers that need extra socket options. `options` carries the
+   * shared read buffer (`onread`); a socket made without it delivers through 'data' instead.
    */
-  createSocket?: () => Socket;
+  createSocket?: (options: TcpSocketOptions) => Socket;
 }
+
+/** What TcpTransport makes its socket with: Node's constructor takes `onread` too (its types list it for connect only). */
+export type TcpSocketOptions = SocketConstructorOpts & { onread?: OnReadOpts };
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 export const DEFAULT_KEEPALIVE_INITIAL_DELAY_MS = 5000;
@@ -36,6 +40,17 @@ type State = 'new' | 'connecting' | 'open' | 'closing' | 'closed';
 
 /** A late socket error after we let go must not become an unhandled 'error'. */
 const ignoreLateError = () => {};
+
+/**
+ * One read buffer for every tcp:// link (`onread`): libuv reads into it and the link's
+ * callback consumes the bytes synchronously (the frame splitter copies what it keeps), so
+ * there is no Buffer per read and no stream 'data' event. 64 KiB: a read takes at most that.
+ */
+let sharedReadBuffer: Buffer | null = null;
+function readBuffer(): Buffer {
+  sharedReadBuffer ??= Buffer.allocUnsafeSlow(64 * 1024);
+  return sharedReadBuffer;
+}
 
 /**
  * A serial-over-TCP bridge (ser2net raw mode, ESP-Link, a Wi-Fi serial module): raw bytes
@@ -49,7 +64,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
   private readonly closeTimeoutMs: number;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  private readonly createSocket: () => Socket;
+  private readonly createSocket: (options: TcpSocketOptions) => Socket;
   private state: State = 'new';
   private socket: Socket | null = null;
   private opening: Promise<void> | null = null;
@@ -57,6 +72,8 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
   private abortConnect: ((error: TransportError) => void) | null = null;
   /** The last socket error while open; the 'close' that follows reports it. */
   private lastError: (Error & { code?: string }) | null = null;
+  /** Where received bytes go (setReceiver); null: 'data' events, each a copy. */
+  private receiver: ByteReceiver | null = null;
 
   constructor(
     readonly host: string,
@@ -78,11 +95,20 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
     this.description = `tcp://${isIPv6(host) ? `[${host}]` : host}:${port}`;
     this.logger = (options.logger ?? silentLogger).child({ transport: this.description });
     this.clock = options.clock ?? systemClock;
-    this.createSocket = options.createSocket ?? (() => new Socket());
+    this.createSocket = options.createSocket ?? ((socketOptions) => new Socket(socketOptions as SocketConstructorOpts));
   }
 
   get isOpen(): boolean {
     return this.state === 'open';
+  }
+
+  /** Bytes written and not yet handed to the kernel (0 when the last write went out at once). */
+  get pendingWriteBytes(): number {
+    return this.socket?.writableLength ?? 0;
+  }
+
+  setReceiver(receiver: ByteReceiver | null): void {
+    this.receiver = receiver;
   }
 
   open(): Promise<void> {
@@ -91,7 +117,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
     }
     this.state = 'connecting';
     this.opening = new Promise<void>((resolve, reject) => {
-      const socket = this.createSocket();
+      const socket = this.createSocket({ onread: { buffer: readBuffer(), callback: this.onRead } });
       let timer: TimerHandle | null = null;
       const cleanup = () => {
         if (timer !== null) this.clock.clearTimeout(timer);
@@ -180,8 +206,20 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
     this.emit('close', null);
   }
 
+  /** `onread`: `buffer` is the shared read buffer; its bytes are consumed before this returns. */
+  private readonly onRead = (length: number, buffer: Uint8Array): boolean => {
+    if (this.state !== 'open') return true; // let go of (closing): dropped, as a detached 'data' listener would
+    const receiver = this.receiver;
+    if (receiver !== null) receiver(buffer, length);
+    else if (this.listenerCount('data') > 0) this.emit('data', Buffer.from(buffer.subarray(0, length)));
+    return true;
+  };
+
+  /** A socket made without `onread` (a createSocket hook's own): its chunks are its own. */
   private readonly onData = (chunk: Buffer) => {
-    this.emit('data', chunk);
+    const receiver = this.receiver;
+    if (receiver !== null) receiver(chunk, chunk.length);
+    else this.emit('data', chunk);
   };
 
   private readonly onSocketError = (err: Error & { code?: string }) => {

@@ -22,6 +22,12 @@ export class TransportError extends Error {
   }
 }
 
+/**
+ * Received bytes handed over directly: `bytes[0, length)`, valid only during the call (the
+ * buffer is reused for the next read, of this or another link): copy what must be kept.
+ */
+export type ByteReceiver = (bytes: Uint8Array, length: number) => void;
+
 export interface TransportEvents {
   data: [Buffer];
   /** The link ended; `error` is null after close() was called, otherwise why it dropped. */
@@ -40,4 +46,14 @@ export interface Transport extends EventEmitter<TransportEvents> {
   /** Queues bytes; returns false if the transport is not open (the bytes are not sent). */
   write(bytes: Uint8Array): boolean;
   close(): Promise<void>;
+  /**
+   * Optional: received bytes go to `receiver` (see ByteReceiver) instead of 'data' events, with
+   * no Buffer per read (tcp://: one read buffer for every link). null: back to 'data' events.
+   */
+  setReceiver?(receiver: ByteReceiver | null): void;
+  /**
+   * Optional: bytes written but not yet handed to the OS. 0 right after write() means the
+   * bytes were taken synchronously and their buffer may be reused.
+   */
+  readonly pendingWriteBytes?: number;
 }

@@ -30,6 +30,7 @@ import {
   type Capabilities,
   type DeviceConfig,
   type Message,
+  type MessageOf,
   type Policy,
   type Sender,
 } from './messages.ts';
@@ -278,6 +279,62 @@ export function decodeBody(body: Uint8Array, options: DecodeOptions = {}): Decod
     return fail('bad-crc', `CRC septets ${hex(crcLo)} ${hex(crcHi)}, expected CRC ${hex(expected)}`, type);
   }
   return decodePayload(type, body.subarray(3, n - 2), options);
+}
+
+/** A PONG's fields as numbers (the flags as their bits), filled in place by readPongBody. */
+export interface PongFields {
+  seq: number;
+  uptimeMs: number;
+  bootId: number;
+  flags: number;
+  leaseRemainingMs: number;
+}
+
+/** Body length of a PONG: 0D VER TYPE, its fixed payload, CRC_LO CRC_HI. */
+const PONG_BODY = 3 + FIXED_PAYLOAD[MessageType.PONG]! + 2;
+
+function u32At(b: Uint8Array, i: number): number {
+  return b[i]! + b[i + 1]! * 0x80 + b[i + 2]! * 0x4000 + b[i + 3]! * 0x200000 + b[i + 4]! * 0x10000000;
+}
+
+/**
+ * The PONG fast path (every board answers one every interval): if `bytes[start, end)` is the
+ * body of a valid PONG, fills `out` and returns true, with no message or result object made;
+ * otherwise returns false and decodeBody tells what it is. Accepts exactly what decodeBody
+ * accepts as a PONG, with the same values (test/unit/protocol-pong-fast-path.test.ts).
+ */
+export function readPongBody(bytes: Uint8Array, start: number, end: number, out: PongFields): boolean {
+  if (end - start !== PONG_BODY) return false;
+  const b = start;
+  if (bytes[b] !== SYSEX_TETHER || bytes[b + 1] !== PROTOCOL_VERSION || bytes[b + 2] !== MessageType.PONG) return false;
+  for (let i = b + 1; i < end; i++) if (bytes[i]! > 0x7f) return false;
+  const crcLo = bytes[end - 2]!;
+  const crcHi = bytes[end - 1]!;
+  if (crcHi > 0x01 || (crcLo | (crcHi << 7)) !== crc8(bytes, b + 1, end - 2)) return false;
+  const p = b + 3;
+  // u32 fields: a top septet above 0x0F is out of range.
+  if (bytes[p + 6]! > 0x0f || bytes[p + 11]! > 0x0f || bytes[p + 17]! > 0x0f) return false;
+  out.seq = bytes[p]! | (bytes[p + 1]! << 7);
+  out.uptimeMs = u32At(bytes, p + 2);
+  out.bootId = u32At(bytes, p + 7);
+  out.flags = bytes[p + 12]!;
+  out.leaseRemainingMs = u32At(bytes, p + 13);
+  return true;
+}
+
+/** The PONG message readPongBody's fields stand for (as decodeBody makes it). */
+export function pongMessage(f: PongFields): MessageOf<'pong'> {
+  return {
+    type: 'pong',
+    seq: f.seq,
+    uptimeMs: f.uptimeMs,
+    bootId: f.bootId,
+    leaseActive: (f.flags & PongFlag.LEASE_ACTIVE) !== 0,
+    sleepPending: (f.flags & PongFlag.SLEEP_PENDING) !== 0,
+    stateValid: (f.flags & PongFlag.STATE_VALID) !== 0,
+    hostWasLost: (f.flags & PongFlag.HOST_WAS_LOST) !== 0,
+    leaseRemainingMs: f.leaseRemainingMs,
+  };
 }
 
 /** Decodes a full frame `F0 0D VER TYPE payload CRC_LO CRC_HI F7`. Never throws. */

@@ -234,11 +234,22 @@ export function encodeFrame(msg: Message): Uint8Array {
  * message object, septet list or intermediate arrays), since a fleet sends thousands a second.
  */
 export function encodePingFrame(seq: number, leaseMs: number): Uint8Array {
+  return encodePingInto(new Uint8Array(PING_FRAME_LENGTH), seq, leaseMs);
+}
+
+/** Bytes of a PING frame. */
+export const PING_FRAME_LENGTH = 14;
+
+/**
+ * encodePingFrame into `frame` (at least PING_FRAME_LENGTH bytes: a buffer the caller reuses
+ * once the previous PING has left); returns `frame`. Checks as encodePingFrame.
+ */
+export function encodePingInto<T extends Uint8Array>(frame: T, seq: number, leaseMs: number): T {
   if (!Number.isInteger(seq) || seq < 0 || seq > 0x3fff) throw outOfRange(`seq must be an integer 0..${0x3fff}, got ${String(seq)}`);
   if (!Number.isInteger(leaseMs) || leaseMs < 0 || leaseMs > 0xffffffff) {
     throw outOfRange(`leaseMs must be an integer 0..${0xffffffff}, got ${String(leaseMs)}`);
   }
-  const frame = new Uint8Array(14);
+  if (frame.length < PING_FRAME_LENGTH) throw outOfRange(`a PING needs ${PING_FRAME_LENGTH} bytes, the buffer has ${frame.length}`);
   frame[0] = START_SYSEX;
   frame[1] = SYSEX_TETHER;
   frame[2] = PROTOCOL_VERSION;

@@ -13,7 +13,7 @@
  * - Memory is bounded: at most 1 + MAX_BODY + 1 bytes are held between pushes.
  */
 import { END_SYSEX, MAX_BODY, START_SYSEX, SYSEX_TETHER } from './constants.ts';
-import { decodeBody, type DecodeOptions } from './decode.ts';
+import { decodeBody, readPongBody, type DecodeOptions, type PongFields } from './decode.ts';
 import { ProtocolError } from './errors.ts';
 import type { Message } from './messages.ts';
 
@@ -23,6 +23,19 @@ export type SplitterEvent =
   | { kind: 'firmata'; bytes: Uint8Array };
 
 export type FrameSplitterOptions = DecodeOptions;
+
+/**
+ * Where pushTo() hands what it finds, in stream order, without an event object or array per
+ * chunk. `pong`, if given, takes valid PONGs instead of `message` (no message object; the
+ * fields object is reused: read it during the call).
+ */
+export interface SplitterSink {
+  message(message: Message): void;
+  pong?(fields: PongFields): void;
+  /** Coalesced Firmata bytes (a fresh array the sink may keep). */
+  firmata(bytes: Uint8Array): void;
+  error(error: ProtocolError, raw: Uint8Array): void;
+}
 
 const State = {
   /** Outside any tether frame: bytes are Firmata. */
@@ -49,9 +62,15 @@ export class FrameSplitter {
 
   private events: SplitterEvent[] = [];
   private firmata: number[] = [];
+  /** Where events go during pushTo(); null: collected into `events` for push(). */
+  private sink: SplitterSink | null = null;
+  private readonly pongFields: PongFields = { seq: 0, uptimeMs: 0, bootId: 0, flags: 0, leaseRemainingMs: 0 };
+  /** PONGs may take the fast path (a splitter reading host traffic rejects them as unknown-type). */
+  private readonly pongFastPath: boolean;
 
   constructor(options: FrameSplitterOptions = {}) {
     this.options = { ...options };
+    this.pongFastPath = options.from !== 'host';
   }
 
   /** Bytes held between pushes (an undecided F0 or a partial tether frame). */
@@ -61,8 +80,31 @@ export class FrameSplitter {
 
   /** Feeds a chunk of the stream; returns the events it completes, in stream order. */
   push(chunk: Uint8Array): SplitterEvent[] {
-    for (let i = 0; i < chunk.length; i++) this.byte(chunk[i]! & 0xff);
-    return this.take();
+    const outer = this.sink;
+    this.sink = null; // collected, even when called from a pushTo() sink
+    try {
+      for (let i = 0; i < chunk.length; i++) this.byte(chunk[i]! & 0xff);
+      return this.take();
+    } finally {
+      this.sink = outer;
+    }
+  }
+
+  /**
+   * Feeds `chunk[0, length)` and hands what it completes to `sink` before returning (the same
+   * events as push(), in the same order). The chunk is not kept: it may be a reused buffer.
+   */
+  pushTo(chunk: Uint8Array, length: number, sink: SplitterSink): void {
+    // A sink may push again from inside a callback (a fake board answering a write at once):
+    // the inner push runs to its end first, as its bytes came later.
+    const outer = this.sink;
+    this.sink = sink;
+    try {
+      for (let i = 0; i < length; i++) this.byte(chunk[i]! & 0xff);
+      this.flushFirmata();
+    } finally {
+      this.sink = outer;
+    }
   }
 
   /**
@@ -89,14 +131,20 @@ export class FrameSplitter {
 
   private flushFirmata(): void {
     if (this.firmata.length > 0) {
-      this.events.push({ kind: 'firmata', bytes: Uint8Array.from(this.firmata) });
+      const bytes = Uint8Array.from(this.firmata);
       this.firmata = [];
+      if (this.sink !== null) this.sink.firmata(bytes);
+      else this.events.push({ kind: 'firmata', bytes });
     }
   }
 
   private emit(event: SplitterEvent): void {
     this.flushFirmata();
-    this.events.push(event);
+    const sink = this.sink;
+    if (sink === null) this.events.push(event);
+    else if (event.kind === 'message') sink.message(event.message);
+    else if (event.kind === 'error') sink.error(event.error, event.raw);
+    else sink.firmata(event.bytes);
   }
 
   private raw(extra?: number): Uint8Array {
@@ -106,13 +154,13 @@ export class FrameSplitter {
     return out;
   }
 
+  /** Drops the frame being collected (the splitter is Idle before the sink hears of it). */
   private abandon(why: string): void {
-    this.emit({
-      kind: 'error',
-      error: new ProtocolError('not-sysex', `tether frame abandoned: ${why}`, this.frameLength > 3 ? this.frame[3] : undefined),
-      raw: this.raw(),
-    });
+    const error = new ProtocolError('not-sysex', `tether frame abandoned: ${why}`, this.frameLength > 3 ? this.frame[3] : undefined);
+    const raw = this.raw();
     this.frameLength = 0;
+    this.state = State.Idle;
+    this.emit({ kind: 'error', error, raw });
   }
 
   private startFrame(): void {
@@ -153,26 +201,33 @@ export class FrameSplitter {
 
       case State.InFrame:
         if (b === END_SYSEX) {
+          const sink = this.sink;
+          if (sink !== null && sink.pong !== undefined && this.pongFastPath && readPongBody(this.frame, 1, this.frameLength, this.pongFields)) {
+            this.flushFirmata();
+            this.frameLength = 0;
+            this.state = State.Idle;
+            sink.pong(this.pongFields);
+            return;
+          }
           const result = decodeBody(this.frame.subarray(1, this.frameLength), this.options);
+          const raw = result.ok ? null : this.raw(END_SYSEX);
+          // Idle before the sink hears of it: a sink may feed the splitter again (a reply written and answered at once).
+          this.frameLength = 0;
+          this.state = State.Idle;
           if (result.ok) {
             this.emit({ kind: 'message', message: result.message });
           } else {
-            this.emit({ kind: 'error', error: result.error, raw: this.raw(END_SYSEX) });
+            this.emit({ kind: 'error', error: result.error, raw: raw! });
           }
-          this.frameLength = 0;
-          this.state = State.Idle;
         } else if (b >= 0x80) {
           this.abandon(`command byte ${hex(b)} before F7`);
-          this.state = State.Idle;
           this.idle(b);
         } else if (this.frameLength - 1 >= MAX_BODY) {
-          this.emit({
-            kind: 'error',
-            error: new ProtocolError('too-long', `tether frame body exceeds ${MAX_BODY} bytes`, this.frame[3]),
-            raw: this.raw(b),
-          });
+          const error = new ProtocolError('too-long', `tether frame body exceeds ${MAX_BODY} bytes`, this.frame[3]);
+          const raw = this.raw(b);
           this.frameLength = 0;
           this.state = State.Discarding;
+          this.emit({ kind: 'error', error, raw });
         } else {
           this.frame[this.frameLength++] = b;
         }

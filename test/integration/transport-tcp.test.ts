@@ -216,3 +216,108 @@ describe('ReconnectingTransport over TcpTransport (real sockets, real time)', ()
     expect(await leakedSince(baseline)).toEqual({});
   });
 });
+
+describe('TcpTransport reads without a Buffer per read (onread, real sockets)', () => {
+  it('hands bytes to its receiver in one read buffer shared by every link, with no data events; data listeners get copies of their own', async () => {
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const withReceiver = new TcpTransport('127.0.0.1', port);
+    const withListener = new TcpTransport('127.0.0.1', port);
+    const views: Uint8Array[] = [];
+    let received = '';
+    let dataEvents = 0;
+    withReceiver.setReceiver((bytes, length) => {
+      views.push(bytes);
+      received += Buffer.from(bytes.subarray(0, length)).toString();
+    });
+    withReceiver.on('data', () => dataEvents++);
+    const chunks: Buffer[] = [];
+    withListener.on('data', (chunk) => chunks.push(chunk));
+    const first = bridge.nextConnection();
+    await withReceiver.open();
+    const a = await first;
+    const second = bridge.nextConnection();
+    await withListener.open();
+    const b = await second;
+    a.write('hello');
+    await waitFor(() => received === 'hello', { timeoutMs: 5000, what: 'the receiver to get hello' });
+    b.write('world');
+    await waitFor(() => chunks.length === 1, { timeoutMs: 5000, what: 'the data listener to get world' });
+    a.write('again');
+    await waitFor(() => received === 'helloagain', { timeoutMs: 5000, what: 'the receiver to get again' });
+    b.write('later');
+    await waitFor(() => chunks.length === 2, { timeoutMs: 5000, what: 'the data listener to get later' });
+    expect(dataEvents).toBe(0);
+    // One buffer for every read of every link: nothing allocated per read.
+    expect(new Set(views).size).toBe(1);
+    // The listener's chunks are copies: later reads into the shared buffer did not change them.
+    expect(chunks.map((c) => c.toString())).toEqual(['world', 'later']);
+    expect(chunks[0]!.buffer).not.toBe(views[0]!.buffer);
+    await withReceiver.close();
+    await withListener.close();
+    await bridge.shutdown();
+  });
+
+  it("a socket made without onread (a createSocket hook's own) still delivers to the receiver", async () => {
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const t = new TcpTransport('127.0.0.1', port, { createSocket: () => new net.Socket() });
+    let received = '';
+    t.setReceiver((bytes, length) => (received += Buffer.from(bytes.subarray(0, length)).toString()));
+    const conn = bridge.nextConnection();
+    await t.open();
+    (await conn).write('plain');
+    await waitFor(() => received === 'plain', { timeoutMs: 5000, what: 'the receiver to get the bytes' });
+    await t.close();
+    await bridge.shutdown();
+  });
+
+  it('says whether written bytes were handed to the kernel at once (pendingWriteBytes 0: the buffer may be reused)', async () => {
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const t = new TcpTransport('127.0.0.1', port);
+    const conn = bridge.nextConnection();
+    await t.open();
+    await conn;
+    const frame = Buffer.from('ping-frame-14b');
+    expect(t.write(frame)).toBe(true);
+    expect(t.pendingWriteBytes).toBe(0);
+    await waitFor(() => bridge.received === 'ping-frame-14b', { timeoutMs: 5000, what: 'the bridge to get the frame' });
+    await t.close();
+    expect(t.pendingWriteBytes).toBe(0);
+    await bridge.shutdown();
+  });
+
+  it('ReconnectingTransport: the receiver gets the bytes, they count as activity, data listeners get copies; a throwing receiver is logged and the link stays up', async () => {
+    const bridge = newBridge();
+    const port = await bridge.listen();
+    const logger = new RecordingLogger();
+    const rt = new ReconnectingTransport(() => new TcpTransport('127.0.0.1', port), { backoff: { initialMs: 20, maxMs: 100 }, logger });
+    let received = '';
+    let fail = false;
+    const silenceAtReceipt: number[] = [];
+    rt.setReceiver((bytes, length) => {
+      silenceAtReceipt.push(rt.silenceMs);
+      received += Buffer.from(bytes.subarray(0, length)).toString();
+      if (fail) throw new Error('receiver bug');
+    });
+    const copies: string[] = [];
+    rt.on('data', (chunk) => copies.push(chunk.toString()));
+    const conn = bridge.nextConnection();
+    rt.start();
+    const socket = await conn;
+    await waitFor(() => rt.isUp, { timeoutMs: 5000, what: 'the link up' });
+    socket.write('one');
+    await waitFor(() => received === 'one', { timeoutMs: 5000, what: 'the receiver to get one' });
+    // The bytes were activity before the receiver ran (same synchronous call: microseconds).
+    expect(silenceAtReceipt[0]).toBeLessThan(5);
+    fail = true;
+    socket.write('two');
+    await waitFor(() => received === 'onetwo', { timeoutMs: 5000, what: 'the receiver to get two' });
+    expect(rt.isUp).toBe(true);
+    expect(logger.records.some((r) => r.level === 'error' && /receiver threw/.test(r.msg ?? ''))).toBe(true);
+    expect(copies.join('')).toBe('onetwo');
+    await rt.stop();
+    await bridge.shutdown();
+  });
+});

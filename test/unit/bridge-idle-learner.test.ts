@@ -148,3 +148,42 @@ describe('BridgeIdleLearner (the device leg: no probe connection, the search run
     expect(other.intervalMs).toBe(10_000);
   });
 });
+
+describe('BridgeIdleLearner.survivalChangesNothing (the PONG fast path of BridgeKeepalive)', () => {
+  it('is true only where survived() would change nothing and return null, after any history of survivals and cuts', async () => {
+    const fc = (await import('fast-check')).default;
+    const event = fc.oneof(
+      fc.record({ kind: fc.constant('survived' as const), idleMs: fc.integer({ min: 0, max: 25_000 }) }),
+      fc.record({ kind: fc.constantFrom('closed' as const, 'half-open' as const), idleMs: fc.integer({ min: 0, max: 25_000 }) }),
+    );
+    let fastTaken = 0;
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 30 }), fc.integer({ min: 0, max: 25_000 }), fc.nat(3 * 24 * 3600_000), (history, idleMs, later) => {
+        const learner = new BridgeIdleLearner({ pingIntervalMs: PING });
+        let wall = 1_000_000;
+        for (const e of history) {
+          wall += 1000;
+          if (e.kind === 'survived') learner.survived(e.idleMs, wall);
+          else learner.cut(e.idleMs, e.kind, wall);
+        }
+        if (!learner.survivalChangesNothing(idleMs)) return;
+        fastTaken++;
+        const before = { interval: learner.intervalMs, timeout: learner.timeoutMs, safe: learner.safeMs, learned: learner.learned, trying: learner.trying, snapshot: learner.snapshot() };
+        expect(learner.survived(idleMs, wall + later)).toBeNull();
+        expect({ interval: learner.intervalMs, timeout: learner.timeoutMs, safe: learner.safeMs, learned: learner.learned, trying: learner.trying, snapshot: learner.snapshot() }).toEqual(before);
+      }),
+      { numRuns: 500 },
+    );
+    expect(fastTaken).toBeGreaterThan(20); // the property was exercised, not vacuous
+  });
+
+  it('is false before any survival, after a cut, and for an age longer than proven', () => {
+    const learner = new BridgeIdleLearner({ pingIntervalMs: PING });
+    expect(learner.survivalChangesNothing(1000)).toBe(false);
+    learner.survived(1000, 1);
+    expect(learner.survivalChangesNothing(1000)).toBe(true);
+    expect(learner.survivalChangesNothing(1001)).toBe(false);
+    learner.cut(8000, 'half-open', 2);
+    expect(learner.survivalChangesNothing(500)).toBe(false);
+  });
+});

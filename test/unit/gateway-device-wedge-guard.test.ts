@@ -152,4 +152,32 @@ describe('DeviceWedgeGuard', () => {
     expect(guard.recovering).toEqual([]);
     expect(a.calls).toEqual(['pause: wedged in ready: reopening the link', 'resume']);
   });
+  it('forgets a device that left the list (a board removed), and tracks it afresh if it comes back', async () => {
+    const clock = new ManualClock();
+    const a = fakeDevice(clock);
+    const b = fakeDevice(clock, 'dev-b');
+    const devices = [a.device, b.device];
+    const { guard } = setup(clock, devices);
+    guard.start();
+    for (let t = 0; t < 9000; t += 500) {
+      clock.advance(500);
+      b.pong();
+    }
+    await flush();
+    expect(guard.recoveries('dev-a')).toBe(1);
+    a.link.state = 'ready';
+    a.pong();
+    devices.splice(0, 1); // dev-a removed
+    clock.advance(500);
+    expect(guard.recoveries('dev-a')).toBe(0);
+    expect(guard.recoveries('dev-b')).toBe(0);
+    devices.push(a.device); // back: a fresh bound, not wedged at once
+    for (let i = 0; i < 10; i++) {
+      clock.advance(500);
+      a.pong();
+      b.pong();
+    }
+    expect(a.calls.filter((c) => c === 'resume')).toHaveLength(1);
+    await guard.stop();
+  });
 });

@@ -117,3 +117,43 @@ describe('RttStats', () => {
     );
   });
 });
+
+describe('RttStats sharing one sort scratch', () => {
+  it('boards asked in turn each get their own percentiles, before and after new samples', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.double({ min: 0, max: 5000, noNaN: true }), { minLength: 1, maxLength: 300 }), { minLength: 2, maxLength: 4 }),
+        fc.array(fc.tuple(fc.nat(3), fc.double({ min: 0, max: 5000, noNaN: true })), { maxLength: 10 }),
+        (windows, later) => {
+          const stats = windows.map((w) => {
+            const s = new RttStats({ windowSize: 256 });
+            for (const ms of w) s.add(ms);
+            return s;
+          });
+          const kept = windows.map((w) => w.slice(-256));
+          const reference = (i: number, p: number) => {
+            const sorted = [...kept[i]!].sort((a, b) => a - b);
+            return sorted[Math.ceil((p * sorted.length) / 100) - 1];
+          };
+          const check = () => {
+            for (let i = 0; i < stats.length; i++) {
+              expect(stats[i]!.p50).toBe(reference(i, 50));
+              expect(stats[i]!.p99).toBe(reference(i, 99));
+              expect(stats[i]!.min).toBe(Math.min(...kept[i]!));
+              expect(stats[i]!.max).toBe(Math.max(...kept[i]!));
+            }
+          };
+          check();
+          for (const [which, ms] of later) {
+            const i = which % stats.length;
+            stats[i]!.add(ms);
+            kept[i]!.push(ms);
+            kept[i] = kept[i]!.slice(-256);
+            check();
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});
