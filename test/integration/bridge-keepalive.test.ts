@@ -68,8 +68,10 @@ describe.runIf(toolAvailable('ser2net', 'ser2net'))('a tcp:// bridge behind a pa
     const learned = first.link.keepTraffic!.stats;
     const cutsWhileLearning = first.changes.filter((c) => c.to === 'lost').length;
     const forgottenWhileLearning = relay.forgotten;
-    // One log line for the first cut, naming the observed idle age and the new interval.
-    const cutLine = logger.records.find((r) => r.level === 'warn' && /was cut after 20\.\d s idle .*traffic every \d+\.\d s from now on/.test(r.msg ?? ''));
+    // One log line for the first cut, naming the observed idle age (the 20 s ping interval; a
+    // loaded machine reads the last PONG late, so the age may come out a little under) and the
+    // new interval.
+    const cutLine = logger.records.find((r) => r.level === 'warn' && /was cut after (19|20)\.\d s idle .*traffic every \d+\.\d s from now on/.test(r.msg ?? ''));
     expect(cutLine, logger.records.map((r) => r.msg).join('\n')).toBeDefined();
     const learnedLine = logger.records.find((r) => r.level === 'info' && /learned the idle timeout of the path/.test(r.msg ?? ''));
     expect(learnedLine).toBeDefined();
