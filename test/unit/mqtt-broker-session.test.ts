@@ -1,7 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerSession } from '../../host/mqtt/broker-session.ts';
+import { BrokerSession, ownBuffer } from '../../host/mqtt/broker-session.ts';
 
 const base = { url: 'mqtt://127.0.0.1:1', clientId: 'unit' };
+
+describe('ownBuffer', () => {
+  it('copies a payload kept for the session into memory of its own, not a slice of the shared pool', () => {
+    const pooled = Buffer.from('lost');
+    expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.length); // a slice of Node's 8 KiB pool
+    for (const payload of ['lost', pooled]) {
+      const own = ownBuffer(payload);
+      expect(own.toString()).toBe('lost');
+      expect(own.buffer.byteLength).toBe(4);
+    }
+  });
+});
 
 describe('BrokerSession (no broker)', () => {
   it('rejects nonsense options at construction', () => {
