@@ -8,7 +8,7 @@
 // Each against the goal of issue 15. Every wait has a deadline and says what it waited for.
 //
 //   TETHER_BENCH_FLEET=1000,5000,10000   fleet sizes (default)
-//   TETHER_BENCH_FLEET_MEASURE_MS=20000  steady-state window
+//   TETHER_BENCH_FLEET_MEASURE_MS=60000  steady-state window (long enough to hold an old-generation GC)
 //   TETHER_BENCH_FLEET_PROFILE=DIR       run the daemon with --cpu-prof (and --heap-prof) into DIR
 //   TETHER_BENCH_FLEET_CLI=PATH          another build's bin/tether.js (before/after pairs)
 //   TETHER_BENCH_FLEET_NODE_ARGS='...'   extra node flags for the daemon (trying runtime settings)
@@ -45,7 +45,7 @@ const UNIT_NODE_ARGS = (() => {
 })();
 const SIMS = fileURLToPath(new URL('./fleet-sims.ts', import.meta.url));
 const SIZES = (process.env.TETHER_BENCH_FLEET ?? '1000,5000,10000').split(',').map(Number);
-const MEASURE_MS = Number(process.env.TETHER_BENCH_FLEET_MEASURE_MS ?? 20_000);
+const MEASURE_MS = Number(process.env.TETHER_BENCH_FLEET_MEASURE_MS ?? 60_000);
 const PROFILE_DIR = process.env.TETHER_BENCH_FLEET_PROFILE;
 const DAEMON_OUT = process.env.TETHER_BENCH_FLEET_DAEMON_OUT;
 /** Boards per simulator process: its listening and accepted sockets stay under the fd limit. */
