@@ -254,12 +254,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
 
   /** A keepalive frame from the device. */
   receive(message: DeviceMessage): void {
-    if (this.current === 'disconnected') return;
-    const now = this.clock.now();
-    this.lastSeenAt = now;
-    this.contactSinceLinkUp = true;
-    this.protocolValue = 'tether';
-    this.probeOutstanding = false;
+    const now = this.contact();
+    if (now === null) return;
     switch (message.type) {
       case 'hello':
         this.onHello(message);
@@ -292,13 +288,19 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
    * is made for the PONG every board sends every interval).
    */
   receivePong(seq: number, bootId: number): void {
-    if (this.current === 'disconnected') return;
+    const now = this.contact();
+    if (now !== null) this.onPong(seq, bootId, now);
+  }
+
+  /** A frame from the device: it is there and speaks our protocol. The time, or null once closed. */
+  private contact(): number | null {
+    if (this.current === 'disconnected') return null;
     const now = this.clock.now();
     this.lastSeenAt = now;
     this.contactSinceLinkUp = true;
     this.protocolValue = 'tether';
     this.probeOutstanding = false;
-    this.onPong(seq, bootId, now);
+    return now;
   }
 
   /**
