@@ -13,6 +13,7 @@ import { mqttSessionHeap } from './mqtt-session-heap.bench.ts';
 import { outboxJournal } from './outbox-journal.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
 import { serialThroughput } from './serial-throughput.bench.ts';
+import { socketFloor } from './socket-floor.bench.ts';
 import { printTable, type Row } from './support.ts';
 
 const started = Date.now();
@@ -27,6 +28,7 @@ for (const [name, bench] of [
   ['outbox journal', outboxJournal],
   ['MQTT side of a board', mqttSessionHeap],
   ['keepalive through middleboxes', middleboxKeepalive],
+  ['socket floor', socketFloor],
   ['fleet scale', fleetScale],
   ['broker failover', brokerFailover],
   ['failover', failover],

@@ -18,7 +18,7 @@ import { has, maxGap, NotifyListener } from '../support/notify-listener.ts';
 // lost, so it stays `ready` although the board no longer reaches it (the kind of bug the
 // guard is there for: the session broke its promise to declare the board lost in time).
 
-type SessionInternals = { receive: (m: unknown) => void; checkDeadline: () => void; clearDeadline: () => void };
+type SessionInternals = { receive: (m: unknown) => void; receivePong: (seq: number, bootId: number) => void; checkDeadline: () => void; clearDeadline: () => void };
 
 describe('a wedged device session under a (test) systemd', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tether-wedge-'));
@@ -59,6 +59,7 @@ describe('a wedged device session under a (test) systemd', () => {
       const session = device.link.session as unknown as SessionInternals;
       const { checkDeadline } = session;
       session.receive = () => {};
+      session.receivePong = () => {}; // the link's fast path for PONGs
       session.checkDeadline = () => {};
       session.clearDeadline();
       const wedgedAt = performance.now();
@@ -76,6 +77,7 @@ describe('a wedged device session under a (test) systemd', () => {
 
       // The fault goes away: the next handshake completes and the device is ready again.
       delete (session as Partial<SessionInternals>).receive; // the prototype's
+      delete (session as Partial<SessionInternals>).receivePong;
       session.checkDeadline = checkDeadline;
       await eventually(() => expect(device.link.state).toBe('ready'), { timeoutMs: 15_000, intervalMs: 50 });
       const recoveries = device.counters.wedgeRecoveries;
