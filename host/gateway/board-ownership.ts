@@ -130,6 +130,8 @@ const CLAIM_RETRY_MS = 1000;
  */
 export class BoardOwnership {
   readonly instance: string;
+  /** When this run began (wall clock, as claims carry `since`). */
+  private readonly startedAtWall: number;
   private readonly boards = new Map<string, BoardState>();
   /** The other gateways' `$state` and when it arrived (message sequence). */
   private readonly gateways = new Map<string, { state: string | undefined; seq: number }>();
@@ -145,6 +147,7 @@ export class BoardOwnership {
 
   constructor(private readonly options: BoardOwnershipOptions) {
     this.instance = options.instance ?? randomUUID();
+    this.startedAtWall = options.clock.wallNow();
     this.log = options.logger.child({ component: 'ownership' });
     for (const board of options.boards) {
       this.boards.set(board.id, {
@@ -284,7 +287,10 @@ export class BoardOwnership {
     if (!b.best || outranks(rec, b.best) || sameClaim(rec, b.best)) {
       b.best = rec;
       b.bestSeq = this.seq;
-      b.bestIsTwin = !retained && rec.gateway === this.options.gatewayId && rec.instance !== this.instance;
+      // A live delivery of this gateway's own claim under another instance is a twin daemon,
+      // unless the claim is older than this run: an earlier run's record queued for this
+      // gateway's persistent session while it was away (a broker killed before delivering it).
+      b.bestIsTwin = !retained && rec.gateway === this.options.gatewayId && rec.instance !== this.instance && !claimedBefore(rec, this.startedAtWall);
     }
     if (rec.gateway !== this.options.gatewayId) this.watchGateway(rec.gateway);
     if ((b.phase === 'held' || b.phase === 'claiming') && b.claim && outranks(b.best, b.claim)) {
@@ -466,4 +472,11 @@ export class BoardOwnership {
 
 function sameClaim(a: OwnerRecord, b: OwnerRecord): boolean {
   return a.gateway === b.gateway && a.instance === b.instance && a.epoch === b.epoch;
+}
+
+/** The claim says it was made before `wallMs` (a claim without `since` cannot tell: false). */
+function claimedBefore(rec: OwnerRecord, wallMs: number): boolean {
+  if (rec.since === undefined) return false;
+  const at = Date.parse(rec.since);
+  return Number.isFinite(at) && at < wallMs;
 }

@@ -302,6 +302,31 @@ describe('BoardOwnership', () => {
     expect(b.ownership.phase('b1')).toBe('held');
   });
 
+  it("an earlier run's own claim delivered live after a restart (queued in the persistent session) is no twin: the board is taken; a live claim made since this run began is a twin", async () => {
+    for (const claimedSinceStart of [false, true]) {
+      const broker = new TinyBroker();
+      const clock = new ManualClock();
+      const a = gateway(broker, clock, 'gw-a', onBridge(false));
+      await a.ownership.start();
+      await settle();
+      // What a broker killed before delivering it hands this gateway's session on reconnect:
+      // its own claim of an earlier run, as a live (not retained) message.
+      const since = new Date(clock.wallNow() + (claimedSinceStart ? 500 : -60_000)).toISOString();
+      a.session.deliver(ownerTopics.owner('b1'), Buffer.from(JSON.stringify({ gateway: 'gw-a', instance: 'earlier', epoch: 1, since })), false);
+      for (let i = 0; i < 4; i++) await settle();
+      clock.advance(3000);
+      await settle();
+      if (claimedSinceStart) {
+        expect(a.ownership.phase('b1')).toBe('standby');
+        expect(a.board.calls.filter((c) => c.startsWith('acquire'))).toEqual([]);
+      } else {
+        expect(a.ownership.phase('b1')).toBe('held');
+        expect(a.board.calls).toContain('acquire gw-a 2');
+      }
+      a.ownership.stop();
+    }
+  });
+
   it('config: standby needs a session per board (not broker.sharedSession); takeoverDelayMs defaults to 3000', () => {
     const device = { id: 'b1', port: 'tcp://127.0.0.1:3333', standby: true };
     expect(validateConfig({ devices: [device] }).devices[0]).toMatchObject({ standby: true, takeoverDelayMs: 3000 });
