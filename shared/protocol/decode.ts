@@ -34,7 +34,7 @@ import {
   type Policy,
   type Sender,
 } from './messages.ts';
-import { SeptetReader, type ReadResult } from './septets.ts';
+import { SeptetReader, septetsToU32, type ReadResult } from './septets.ts';
 
 export type DecodeResult = { ok: true; message: Message } | { ok: false; error: ProtocolError };
 
@@ -187,17 +187,7 @@ const DECODERS: ReadonlyMap<number, PayloadDecoder> = new Map<number, PayloadDec
       const bootId = get(r.u32('boot_id'));
       const flags = get(r.u7('flags'));
       const leaseRemainingMs = get(r.u32('lease_remaining_ms'));
-      return {
-        type: 'pong',
-        seq,
-        uptimeMs,
-        bootId,
-        leaseActive: (flags & PongFlag.LEASE_ACTIVE) !== 0,
-        sleepPending: (flags & PongFlag.SLEEP_PENDING) !== 0,
-        stateValid: (flags & PongFlag.STATE_VALID) !== 0,
-        hostWasLost: (flags & PongFlag.HOST_WAS_LOST) !== 0,
-        leaseRemainingMs,
-      };
+      return pongMessage({ seq, uptimeMs, bootId, flags, leaseRemainingMs });
     },
   ],
   [MessageType.STATE_DATA, (r, type) => ({ type: 'state-data', ...readStateData(r, type) })],
@@ -293,10 +283,6 @@ export interface PongFields {
 /** Body length of a PONG: 0D VER TYPE, its fixed payload, CRC_LO CRC_HI. */
 const PONG_BODY = 3 + FIXED_PAYLOAD[MessageType.PONG]! + 2;
 
-function u32At(b: Uint8Array, i: number): number {
-  return b[i]! + b[i + 1]! * 0x80 + b[i + 2]! * 0x4000 + b[i + 3]! * 0x200000 + b[i + 4]! * 0x10000000;
-}
-
 /**
  * The PONG fast path (every board answers one every interval): if `bytes[start, end)` is the
  * body of a valid PONG, fills `out` and returns true, with no message or result object made;
@@ -315,10 +301,10 @@ export function readPongBody(bytes: Uint8Array, start: number, end: number, out:
   // u32 fields: a top septet above 0x0F is out of range.
   if (bytes[p + 6]! > 0x0f || bytes[p + 11]! > 0x0f || bytes[p + 17]! > 0x0f) return false;
   out.seq = bytes[p]! | (bytes[p + 1]! << 7);
-  out.uptimeMs = u32At(bytes, p + 2);
-  out.bootId = u32At(bytes, p + 7);
+  out.uptimeMs = septetsToU32(bytes, p + 2);
+  out.bootId = septetsToU32(bytes, p + 7);
   out.flags = bytes[p + 12]!;
-  out.leaseRemainingMs = u32At(bytes, p + 13);
+  out.leaseRemainingMs = septetsToU32(bytes, p + 13);
   return true;
 }
 

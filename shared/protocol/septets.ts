@@ -97,6 +97,11 @@ export class SeptetWriter {
   }
 }
 
+/** The u32 in the five septets at `bytes[i..i+4]`, least significant first (unchecked: the caller checks the range). */
+export function septetsToU32(bytes: Uint8Array, i: number): number {
+  return bytes[i]! + bytes[i + 1]! * 0x80 + bytes[i + 2]! * 0x4000 + bytes[i + 3]! * 0x200000 + bytes[i + 4]! * 0x10000000;
+}
+
 /**
  * Reads septet fields from a payload. Never throws: every read returns a ReadResult, with
  * 'bad-length' when the input runs short and 'out-of-range' when a septet carries bits above
@@ -160,8 +165,7 @@ export class SeptetReader {
     if (s[4]! > 0x0f) {
       return this.fail('out-of-range', `${name}: top septet 0x${s[4]!.toString(16)} has bits above 31`);
     }
-    const value = s[0]! + s[1]! * 0x80 + s[2]! * 0x4000 + s[3]! * 0x200000 + s[4]! * 0x10000000;
-    return { ok: true, value };
+    return { ok: true, value: septetsToU32(s, 0) };
   }
 
   bytesField(count: number, name = 'bytes'): ReadResult<Uint8Array> {
