@@ -126,8 +126,7 @@ export class DeviceWedgeGuard {
     this.sample();
     const devices = () => {
       // A new period: forget the devices not visited in the last one (no longer there).
-      const generation = this.samples;
-      for (const [id, t] of this.tracked) if (t.sampled !== generation) this.tracked.delete(id);
+      this.forgetUnvisited(this.samples);
       this.samples++;
       return this.options.devices();
     };
@@ -211,6 +210,11 @@ export class DeviceWedgeGuard {
   private sample(now = this.clock.now()): void {
     const generation = ++this.samples;
     for (const device of this.options.devices()) this.sampleOne(device, now, generation);
+    this.forgetUnvisited(generation);
+  }
+
+  /** Forgets the devices not sampled in `generation` (gone from the list). */
+  private forgetUnvisited(generation: number): void {
     for (const [id, t] of this.tracked) if (t.sampled !== generation) this.tracked.delete(id);
   }
 
