@@ -196,7 +196,12 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
         sent.push(volts);
       }, 300);
       const topic = 'homie/5/dev-tele/light/value';
-      await waitFor(() => watcher.received.length >= 3, { timeoutMs: 10_000, what: 'telemetry at the subscriber' });
+      await waitFor(() => watcher.received.length >= 3, {
+        timeoutMs: 10_000,
+        what: 'telemetry at the subscriber',
+        // Seen once in CI (before any fault): says which side stalled.
+        detail: () => `ramp steps ${sent.length}, queued ${queuedValues(daemon, topic).length}, received ${watcher.received.length}, board uptime ${uno.uno.stats.uptimeMs} ms`,
+      });
       proxy.blackhole(true); // the daemon's broker link goes quiet with the broker
       await broker.kill9();
       await sleep(10_000); // a fixed wait on purpose: the broker stays down for 10 s
@@ -228,7 +233,8 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
       expect(queued.length).toBeGreaterThan(sent.length / 2);
       expect(missing()).toEqual([]);
     } catch (err) {
-      console.log(daemon.logs.filter((l) => l.level >= 30).slice(-40).map((l) => `${l.level} ${l.device ?? ''} ${l.msg}`).join('\n'));
+      // Every level: the debug lines ('queued for the broker', 'published') say where values stopped.
+      console.log(daemon.logs.slice(-80).map((l) => `${l.time ?? ''} ${l.level} ${l.device ?? ''} ${l.msg} ${l.topic ?? ''} ${l.payload ?? ''}`).join('\n'));
       throw err;
     } finally {
       expect(await daemon.stop()).toBe(0);
