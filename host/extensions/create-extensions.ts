@@ -10,7 +10,7 @@ import type { Extension } from './extension.ts';
 
 /**
  * The extensions the config switches on, in start order (each is stopped in reverse).
- * Optional features load their heavy parts (prom-client, ...) only in start().
+ * Optional features load their heavy parts (the metrics server, ...) only in start().
  */
 export function createExtensions(gateway: Gateway): Extension[] {
   const { config } = gateway;

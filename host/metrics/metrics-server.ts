@@ -1,8 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import { listenHttp } from '../http/listen-http.ts';
-import { scrapeInTurns } from './scrape-in-turns.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { createTetherMetrics, type MetricsSource, type TetherMetrics } from './tether-metrics.ts';
+
+/** Prometheus text format 0.0.4. */
+const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export interface MetricsServerOptions {
   /** 0 picks a free port. */
@@ -27,7 +29,6 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   const log = (options.logger ?? silentLogger).child({ component: 'metrics' });
   const host = options.host ?? '127.0.0.1';
   const metrics = createTetherMetrics(options.source);
-  const { registry } = metrics;
 
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -39,18 +40,35 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
       return;
     }
-    // `?name=a&name=b`: only those metrics (a full scrape costs about 1 ms per board, spread
-    // over one event-loop turn per metric; the event-loop delay or memory alone cost next to nothing).
+    // `?name=a&name=b`: only those metrics (a full scrape is written in chunks, in turns of the
+    // event loop; the event-loop delay or memory alone cost next to nothing).
     const names = new URL(req.url ?? '/', 'http://x').searchParams.getAll('name');
-    const body = scrapeInTurns(registry, names);
-    body.then(
-      (body) => {
-        res.writeHead(200, { 'content-type': registry.contentType });
-        res.end(req.method === 'HEAD' ? undefined : body);
-      },
+    res.statusCode = 200;
+    res.setHeader('content-type', CONTENT_TYPE);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const write = (chunk: string): void | Promise<void> => {
+      if (res.destroyed) throw new Error('the scraper went away');
+      // Back-pressure: a slow scraper holds the scrape, not a copy of the whole text in memory.
+      if (!res.write(chunk)) {
+        return new Promise((resolve) => {
+          const done = () => {
+            res.off('drain', done).off('close', done);
+            resolve();
+          };
+          res.on('drain', done).on('close', done);
+        });
+      }
+    };
+    metrics.scrape(write, { names }).then(
+      () => res.end(),
       (err: Error) => {
+        if (res.destroyed) return;
         log.error({ err: err.message }, 'collecting metrics failed');
-        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`collecting metrics failed: ${err.message}\n`);
+        if (res.headersSent) res.destroy(err);
+        else res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`collecting metrics failed: ${err.message}\n`);
       },
     );
   });

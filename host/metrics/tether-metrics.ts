@@ -1,15 +1,17 @@
-import { Counter, Gauge, Registry } from 'prom-client';
 import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { DeviceLinkStats } from '../link/device-link.ts';
 import type { BrokerSession, BrokerSessionStats } from '../mqtt/broker-session.ts';
 import { firmataDrops } from '../tether-io/link-port.ts';
 import type { EventLoopDelaySnapshot } from './event-loop-delay.ts';
 import { FastHistogram } from './fast-histogram.ts';
+import { labelPair, type ExpositionBuffer, type MetricFamily } from './metric-family.ts';
+import { scrapeInTurns, scrapeToText, type ScrapeOptions } from './scrape-in-turns.ts';
 
 /**
- * tether's Prometheus metrics, in a Registry of their own (never prom-client's global one).
- * Everything but the RTT histogram is read from the live stats at scrape time (collect()
- * callbacks), so there is no second set of counters to drift from the first.
+ * tether's Prometheus metrics (text format 0.0.4, written by metric-family.ts: prom-client took
+ * seconds a metric at 9,900 boards).
+ * Everything but the RTT histogram is read from the live stats at scrape time (each device's
+ * stats once per scrape), so there is no second set of counters to drift from the first.
  *
  * Per device (label `device`):
  *   tether_device_state{state}             1 for the session's current state, 0 for the others
@@ -104,207 +106,254 @@ export const DEVICE_STATES = ['init', 'ready', 'sleeping', 'lost', 'disconnected
 export const RTT_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface TetherMetrics {
-  readonly registry: Registry;
-  /** Unsubscribes from the devices' RTT events and empties the registry. */
+  /** The metric families, in exposition order. */
+  readonly families: ReadonlyArray<MetricFamily<Scrape>>;
+  /** Writes the text exposition in chunks, in turns of the event loop (scrape-in-turns.ts). */
+  scrape(write: (chunk: string) => void | Promise<void>, options?: ScrapeOptions): Promise<void>;
+  /** The whole exposition as one string. */
+  text(options?: ScrapeOptions): Promise<string>;
+  /** Unsubscribes from the devices' RTT events. */
   close(): void;
 }
 
-export function createTetherMetrics(source: MetricsSource): TetherMetrics {
-  const registry = new Registry();
-  const registers = [registry];
-  const devices = source.devices();
+/** A device as one scrape sees it: its stats read once, however many families use them. */
+class DeviceRow {
+  private read: ReturnType<DeviceMetricsInput['stats']> | null = null;
+  constructor(
+    readonly input: DeviceMetricsInput,
+    /** `device="<id>"` */
+    readonly label: string,
+  ) {}
 
-  // First in the registry: its window ends before this scrape's own work blocks the loop.
+  stats(): ReturnType<DeviceMetricsInput['stats']> {
+    return (this.read ??= this.input.stats());
+  }
+}
+
+/** What one scrape reads from the source, each part read once and only if a family needs it. */
+export class Scrape {
+  private deviceRows: DeviceRow[] | null = null;
+  private brokerRows: Array<{ input: BrokerMetricsInput; label: string }> | null = null;
+
+  constructor(
+    private readonly source: MetricsSource,
+    private readonly labels: LabelCache,
+  ) {}
+
+  devices(): DeviceRow[] {
+    return (this.deviceRows ??= this.source.devices().map((d) => new DeviceRow(d, this.labels.get('device', d.id))));
+  }
+
+  brokers(): Array<{ input: BrokerMetricsInput; label: string }> {
+    return (this.brokerRows ??= this.source.brokers().map((b) => ({ input: b, label: this.labels.get('client', b.client) })));
+  }
+}
+
+/** `device="<id>"` made once per id, not once per sample. */
+class LabelCache {
+  private readonly made = new Map<string, string>();
+  get(name: string, value: string): string {
+    const key = `${name}\0${value}`;
+    let pair = this.made.get(key);
+    if (pair === undefined) {
+      pair = labelPair(name, value);
+      this.made.set(key, pair);
+    }
+    return pair;
+  }
+}
+
+type Type = 'counter' | 'gauge';
+const stateLabels = new Map(DEVICE_STATES.map((s) => [s, labelPair('state', s)]));
+/** Extra label pairs with the row's own in front: `device="a",cause="closed"`. */
+const withLabel = (label: string, name: string, value: string) => `${label},${labelPair(name, value)}`;
+
+function perDevice(name: string, type: Type, help: string, write: (d: DeviceRow, out: ExpositionBuffer, name: string) => void): MetricFamily<Scrape> {
+  return {
+    name,
+    help,
+    type,
+    begin(scrape) {
+      const rows = scrape.devices();
+      return { rows: rows.length, write: (i, out) => write(rows[i]!, out, name) };
+    },
+  };
+}
+
+function perBroker(name: string, type: Type, help: string, write: (b: BrokerMetricsInput, label: string, out: ExpositionBuffer, name: string) => void): MetricFamily<Scrape> {
+  return {
+    name,
+    help,
+    type,
+    begin(scrape) {
+      const rows = scrape.brokers();
+      return { rows: rows.length, write: (i, out) => write(rows[i]!.input, rows[i]!.label, out, name) };
+    },
+  };
+}
+
+/** A family of one row, read when the scrape reaches it. */
+function single(name: string, type: Type, help: string, write: (out: ExpositionBuffer, name: string) => void): MetricFamily<Scrape> {
+  return { name, help, type, begin: () => ({ rows: 1, write: (_i, out) => write(out, name) }) };
+}
+
+export function createTetherMetrics(source: MetricsSource): TetherMetrics {
+  const families: Array<MetricFamily<Scrape>> = [];
+  const labels = new LabelCache();
+
+  // First: its window ends before this scrape's own work delays the loop.
   if (source.eventLoopDelay) {
     const take = source.eventLoopDelay;
-    gauge(registers, 'tether_event_loop_delay_seconds', 'How late the event loop turned since the previous scrape (quantile 1: the maximum)', ['quantile'], (set) => {
-      const d = take();
-      set({ quantile: '0.5' }, d.p50Ms / 1000);
-      set({ quantile: '0.99' }, d.p99Ms / 1000);
-      set({ quantile: '1' }, d.maxMs / 1000);
-    });
+    families.push(
+      single('tether_event_loop_delay_seconds', 'gauge', 'How late the event loop turned since the previous scrape (quantile 1: the maximum)', (out, name) => {
+        const d = take();
+        out.sample(name, 'quantile="0.5"', d.p50Ms / 1000);
+        out.sample(name, 'quantile="0.99"', d.p99Ms / 1000);
+        out.sample(name, 'quantile="1"', d.maxMs / 1000);
+      }),
+    );
   }
 
   if (source.memoryUsage) {
     const read = source.memoryUsage;
     // Where the RSS goes: a daemon's RSS far above its live heap is garbage or freed Buffers
     // not yet returned (see docs/benchmarks-issue15-fleet.md).
-    gauge(registers, 'tether_process_memory_bytes', 'The process\'s memory by kind (process.memoryUsage())', ['kind'], (set) => {
-      const m = read();
-      set({ kind: 'rss' }, m.rss);
-      set({ kind: 'heap_total' }, m.heapTotal);
-      set({ kind: 'heap_used' }, m.heapUsed);
-      set({ kind: 'external' }, m.external);
-      set({ kind: 'array_buffers' }, m.arrayBuffers);
-    });
+    families.push(
+      single('tether_process_memory_bytes', 'gauge', "The process's memory by kind (process.memoryUsage())", (out, name) => {
+        const m = read();
+        out.sample(name, 'kind="rss"', m.rss);
+        out.sample(name, 'kind="heap_total"', m.heapTotal);
+        out.sample(name, 'kind="heap_used"', m.heapUsed);
+        out.sample(name, 'kind="external"', m.external);
+        out.sample(name, 'kind="array_buffers"', m.arrayBuffers);
+      }),
+    );
   }
 
-  new Gauge({
-    name: 'tether_device_state',
-    help: "1 for the device session's current state, 0 for the others",
-    labelNames: ['device', 'state'],
-    registers,
-    collect() {
-      this.reset();
-      for (const d of source.devices()) {
-        const state = d.stats().state;
-        for (const s of DEVICE_STATES) this.set({ device: d.id, state: s }, s === state ? 1 : 0);
-        if (!(DEVICE_STATES as readonly string[]).includes(state)) this.set({ device: d.id, state }, 1);
-      }
-    },
-  });
+  families.push(
+    perDevice('tether_device_state', 'gauge', "1 for the device session's current state, 0 for the others", (d, out, name) => {
+      const state = d.stats().state;
+      for (const [s, pair] of stateLabels) out.sample(name, `${d.label},${pair}`, s === state ? 1 : 0);
+      if (!stateLabels.has(state as (typeof DEVICE_STATES)[number])) out.sample(name, withLabel(d.label, 'state', state), 1);
+    }),
+  );
 
-  const rtt = new FastHistogram('tether_heartbeat_rtt_seconds', 'Heartbeat round trip (PING to its PONG)', RTT_BUCKETS_SECONDS, registers);
+  const rtt = new FastHistogram('tether_heartbeat_rtt_seconds', 'Heartbeat round trip (PING to its PONG)', RTT_BUCKETS_SECONDS);
+  families.push(rtt);
   const unsubscribe: Array<() => void> = [];
-  for (const d of devices) {
+  for (const d of source.devices()) {
     const observe = rtt.series({ device: d.id }); // once per PONG: nothing allocated (fast-histogram.ts)
     unsubscribe.push(d.onRtt((ms) => observe(ms / 1000)));
   }
 
   const missHighWater = new Map<string, number>();
-  counter(registers, 'tether_heartbeat_misses_total', 'PINGs not answered before the next PING went out (high-water mark of pingsSent - pongs - 1)', ['device'], (set) => {
-    for (const d of source.devices()) {
+  families.push(
+    perDevice('tether_heartbeat_misses_total', 'counter', 'PINGs not answered before the next PING went out (high-water mark of pingsSent - pongs - 1)', (d, out, name) => {
       const s = d.stats();
-      const misses = Math.max(missHighWater.get(d.id) ?? 0, s.pingsSent - s.pongs - 1, 0);
-      missHighWater.set(d.id, misses);
-      set({ device: d.id }, misses);
-    }
-  });
-  counter(registers, 'tether_device_lost_total', 'Transitions of the device session to lost', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.stats().lostCount);
-  });
-  counter(registers, 'tether_device_reboots_total', 'Device reboots seen, by reset cause', ['device', 'cause'], (set) => {
-    for (const d of source.devices()) {
-      for (const [cause, n] of Object.entries(d.stats().reboots)) set({ device: d.id, cause }, n);
-    }
-  });
-  counter(registers, 'tether_device_asleep_seconds_total', 'Time the device spent announced asleep (added when each sleep ends)', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.stats().asleepMs / 1000);
-  });
-  gauge(registers, 'tether_device_write_queue_depth', 'Firmata writes held for a sleeping device', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.stats().queueDepth);
-  });
-  gauge(registers, 'tether_outbox_depth', 'Messages waiting in the durable outbox for the broker', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.outbox.size);
-  });
-  gauge(registers, 'tether_outbox_bytes', 'Topic and payload bytes waiting in the durable outbox', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.outbox.bytes);
-  });
-  counter(registers, 'tether_outbox_dropped_total', "Messages dropped by the outbox's overflow policy, by kind", ['device', 'kind'], (set) => {
-    for (const d of source.devices()) {
-      for (const [kind, n] of Object.entries(d.outbox.droppedByKind)) set({ device: d.id, kind }, n);
-    }
-  });
-  counter(registers, 'tether_outbox_journal_damaged_records_total', 'Outbox journal records skipped when the journal was replayed: bad checksum, unreadable, or torn by a crash', ['device', 'damage'], (set) => {
-    for (const d of source.devices()) {
-      set({ device: d.id, damage: 'corrupt' }, d.outbox.recovery?.corrupt ?? 0);
-      set({ device: d.id, damage: 'torn' }, d.outbox.recovery?.torn ?? 0);
-    }
-  });
-  counter(registers, 'tether_outbox_journal_moved_aside_total', 'Outbox journals moved aside when opened because they were unreadable as a whole (the device started with an empty outbox)', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.outbox.recovery?.movedAside ? 1 : 0);
-  });
-  counter(registers, 'tether_mqtt_set_applied_total', 'MQTT /set commands applied', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.counters.setsApplied);
-  });
-  counter(registers, 'tether_mqtt_set_rejected_total', 'MQTT /set commands rejected (bad payload, unknown or read-only property)', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.counters.setsRejected);
-  });
-  counter(registers, 'tether_device_wedge_recoveries_total', 'Links closed and reopened because the device session was wedged', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.counters.wedgeRecoveries ?? 0);
-  });
-  counter(registers, 'tether_firmata_dropped_bytes_total', 'Bytes from the device kept from firmata.js (a sysex over 4 KiB, or cut short)', ['device'], (set) => {
-    for (const d of source.devices()) set({ device: d.id }, d.firmataDroppedBytes?.() ?? 0);
-  });
-  // tcp:// bridges: the path between the gateway and the bridge (BridgeKeepalive).
-  gauge(registers, 'tether_bridge_keep_interval_seconds', 'tcp:// bridge: traffic on the link after this long idle (learned below the path idle timeout; the ping interval when none)', ['device'], (set) => {
-    for (const d of source.devices()) {
+      const misses = Math.max(missHighWater.get(d.input.id) ?? 0, s.pingsSent - s.pongs - 1, 0);
+      missHighWater.set(d.input.id, misses);
+      out.sample(name, d.label, misses);
+    }),
+    perDevice('tether_device_lost_total', 'counter', 'Transitions of the device session to lost', (d, out, name) => out.sample(name, d.label, d.stats().lostCount)),
+    perDevice('tether_device_reboots_total', 'counter', 'Device reboots seen, by reset cause', (d, out, name) => {
+      for (const [cause, n] of Object.entries(d.stats().reboots)) out.sample(name, withLabel(d.label, 'cause', cause), n);
+    }),
+    perDevice('tether_device_asleep_seconds_total', 'counter', 'Time the device spent announced asleep (added when each sleep ends)', (d, out, name) =>
+      out.sample(name, d.label, d.stats().asleepMs / 1000),
+    ),
+    perDevice('tether_device_write_queue_depth', 'gauge', 'Firmata writes held for a sleeping device', (d, out, name) => out.sample(name, d.label, d.stats().queueDepth)),
+    perDevice('tether_outbox_depth', 'gauge', 'Messages waiting in the durable outbox for the broker', (d, out, name) => out.sample(name, d.label, d.input.outbox.size)),
+    perDevice('tether_outbox_bytes', 'gauge', 'Topic and payload bytes waiting in the durable outbox', (d, out, name) => out.sample(name, d.label, d.input.outbox.bytes)),
+    perDevice('tether_outbox_dropped_total', 'counter', "Messages dropped by the outbox's overflow policy, by kind", (d, out, name) => {
+      for (const [kind, n] of Object.entries(d.input.outbox.droppedByKind)) out.sample(name, withLabel(d.label, 'kind', kind), n);
+    }),
+    perDevice(
+      'tether_outbox_journal_damaged_records_total',
+      'counter',
+      'Outbox journal records skipped when the journal was replayed: bad checksum, unreadable, or torn by a crash',
+      (d, out, name) => {
+        out.sample(name, `${d.label},damage="corrupt"`, d.input.outbox.recovery?.corrupt ?? 0);
+        out.sample(name, `${d.label},damage="torn"`, d.input.outbox.recovery?.torn ?? 0);
+      },
+    ),
+    perDevice(
+      'tether_outbox_journal_moved_aside_total',
+      'counter',
+      'Outbox journals moved aside when opened because they were unreadable as a whole (the device started with an empty outbox)',
+      (d, out, name) => out.sample(name, d.label, d.input.outbox.recovery?.movedAside ? 1 : 0),
+    ),
+    perDevice('tether_mqtt_set_applied_total', 'counter', 'MQTT /set commands applied', (d, out, name) => out.sample(name, d.label, d.input.counters.setsApplied)),
+    perDevice('tether_mqtt_set_rejected_total', 'counter', 'MQTT /set commands rejected (bad payload, unknown or read-only property)', (d, out, name) =>
+      out.sample(name, d.label, d.input.counters.setsRejected),
+    ),
+    perDevice('tether_device_wedge_recoveries_total', 'counter', 'Links closed and reopened because the device session was wedged', (d, out, name) =>
+      out.sample(name, d.label, d.input.counters.wedgeRecoveries ?? 0),
+    ),
+    perDevice('tether_firmata_dropped_bytes_total', 'counter', 'Bytes from the device kept from firmata.js (a sysex over 4 KiB, or cut short)', (d, out, name) =>
+      out.sample(name, d.label, d.input.firmataDroppedBytes?.() ?? 0),
+    ),
+    // tcp:// bridges: the path between the gateway and the bridge (BridgeKeepalive).
+    perDevice(
+      'tether_bridge_keep_interval_seconds',
+      'gauge',
+      'tcp:// bridge: traffic on the link after this long idle (learned below the path idle timeout; the ping interval when none)',
+      (d, out, name) => {
+        const k = d.stats().keepTraffic;
+        if (k) out.sample(name, d.label, k.intervalMs / 1000);
+      },
+    ),
+    perDevice('tether_bridge_path_idle_timeout_seconds', 'gauge', 'tcp:// bridge: the idle timeout learned for the path (upper bound; 0: none seen)', (d, out, name) => {
       const k = d.stats().keepTraffic;
-      if (k) set({ device: d.id }, k.intervalMs / 1000);
-    }
-  });
-  gauge(registers, 'tether_bridge_path_idle_timeout_seconds', 'tcp:// bridge: the idle timeout learned for the path (upper bound; 0: none seen)', ['device'], (set) => {
-    for (const d of source.devices()) {
+      if (k) out.sample(name, d.label, (k.timeoutMs ?? 0) / 1000);
+    }),
+    perDevice('tether_bridge_drops_total', 'counter', 'tcp:// bridge: links cut under a ready board, by cause: closed (by the path) or half-open', (d, out, name) => {
       const k = d.stats().keepTraffic;
-      if (k) set({ device: d.id }, (k.timeoutMs ?? 0) / 1000);
-    }
-  });
-  counter(registers, 'tether_bridge_drops_total', 'tcp:// bridge: links cut under a ready board, by cause: closed (by the path) or half-open', ['device', 'cause'], (set) => {
-    for (const d of source.devices()) {
-      const k = d.stats().keepTraffic;
-      if (k) for (const [cause, n] of Object.entries(k.drops)) set({ device: d.id, cause }, n);
-    }
-  });
-  gauge(registers, 'tether_broker_connected', '1 while the MQTT session is connected', ['client'], (set) => {
-    for (const b of source.brokers()) set({ client: b.client }, b.connected ? 1 : 0);
-  });
-  counter(registers, 'tether_broker_reconnects_total', 'Successful MQTT connects after the first', ['client'], (set) => {
-    for (const b of source.brokers()) set({ client: b.client }, b.stats.reconnects);
-  });
-  counter(registers, 'tether_broker_half_open_total', 'MQTT connections dropped as half-open (no PINGRESP in time)', ['client'], (set) => {
-    for (const b of source.brokers()) set({ client: b.client }, b.stats.halfOpenDetections);
-  });
+      if (k) for (const [cause, n] of Object.entries(k.drops)) out.sample(name, withLabel(d.label, 'cause', cause), n);
+    }),
+    perBroker('tether_broker_connected', 'gauge', '1 while the MQTT session is connected', (b, label, out, name) => out.sample(name, label, b.connected ? 1 : 0)),
+    perBroker('tether_broker_reconnects_total', 'counter', 'Successful MQTT connects after the first', (b, label, out, name) => out.sample(name, label, b.stats.reconnects)),
+    perBroker('tether_broker_half_open_total', 'counter', 'MQTT connections dropped as half-open (no PINGRESP in time)', (b, label, out, name) =>
+      out.sample(name, label, b.stats.halfOpenDetections),
+    ),
+    perBroker('tether_broker_drops_total', 'counter', 'MQTT connections ended without our doing, by cause: closed (by the path or the broker) or half-open', (b, label, out, name) => {
+      if (!b.stats.drops) return;
+      out.sample(name, `${label},cause="closed"`, b.stats.drops.closed);
+      out.sample(name, `${label},cause="half-open"`, b.stats.drops['half-open']);
+    }),
+    perBroker('tether_broker_ping_interval_seconds', 'gauge', 'PINGREQ interval in use (learned per path, at most the keepalive)', (b, label, out, name) => {
+      if (b.stats.pingIntervalMs !== undefined) out.sample(name, label, b.stats.pingIntervalMs / 1000);
+    }),
+    perBroker('tether_broker_keepalive_bytes_total', 'counter', 'PINGREQ and PINGRESP bytes sent and received (MQTT and WebSocket framing, not TCP/IP headers)', (b, label, out, name) => {
+      if (b.stats.keepaliveBytes !== undefined) out.sample(name, label, b.stats.keepaliveBytes);
+    }),
+    perBroker('tether_broker_keepalive_bytes_per_day', 'gauge', 'Keepalive bytes an idle session spends a day at the current PINGREQ interval', (b, label, out, name) => {
+      if (b.stats.keepaliveBytesPerDay !== undefined) out.sample(name, label, b.stats.keepaliveBytesPerDay);
+    }),
+  );
 
-  counter(registers, 'tether_broker_drops_total', 'MQTT connections ended without our doing, by cause: closed (by the path or the broker) or half-open', ['client', 'cause'], (set) => {
-    for (const b of source.brokers()) {
-      if (!b.stats.drops) continue;
-      set({ client: b.client, cause: 'closed' }, b.stats.drops.closed);
-      set({ client: b.client, cause: 'half-open' }, b.stats.drops['half-open']);
-    }
+  const perPath = (name: string, help: string, value: (p: PathMetricsInput) => number): MetricFamily<Scrape> => ({
+    name,
+    help,
+    type: 'gauge',
+    begin: () => {
+      const paths = source.paths?.() ?? [];
+      return { rows: paths.length, write: (i, out) => out.sample(name, labels.get('path', paths[i]!.path), value(paths[i]!)) };
+    },
   });
-  gauge(registers, 'tether_broker_ping_interval_seconds', 'PINGREQ interval in use (learned per path, at most the keepalive)', ['client'], (set) => {
-    for (const b of source.brokers()) if (b.stats.pingIntervalMs !== undefined) set({ client: b.client }, b.stats.pingIntervalMs / 1000);
-  });
-  counter(registers, 'tether_broker_keepalive_bytes_total', 'PINGREQ and PINGRESP bytes sent and received (MQTT and WebSocket framing, not TCP/IP headers)', ['client'], (set) => {
-    for (const b of source.brokers()) if (b.stats.keepaliveBytes !== undefined) set({ client: b.client }, b.stats.keepaliveBytes);
-  });
-  gauge(registers, 'tether_broker_keepalive_bytes_per_day', 'Keepalive bytes an idle session spends a day at the current PINGREQ interval', ['client'], (set) => {
-    for (const b of source.brokers()) if (b.stats.keepaliveBytesPerDay !== undefined) set({ client: b.client }, b.stats.keepaliveBytesPerDay);
-  });
-  gauge(registers, 'tether_broker_path_idle_timeout_seconds', 'Idle timeout learned for the broker path (an upper bound; 0: no cut seen)', ['path'], (set) => {
-    for (const p of source.paths?.() ?? []) set({ path: p.path }, (p.timeoutMs ?? 0) / 1000);
-  });
-  gauge(registers, 'tether_broker_path_learned', '1 when nothing is left to search for on the broker path', ['path'], (set) => {
-    for (const p of source.paths?.() ?? []) set({ path: p.path }, p.learned ? 1 : 0);
-  });
+  families.push(
+    perPath('tether_broker_path_idle_timeout_seconds', 'Idle timeout learned for the broker path (an upper bound; 0: no cut seen)', (p) => (p.timeoutMs ?? 0) / 1000),
+    perPath('tether_broker_path_learned', '1 when nothing is left to search for on the broker path', (p) => (p.learned ? 1 : 0)),
+  );
 
+  const scrape = (write: (chunk: string) => void | Promise<void>, options?: ScrapeOptions) => scrapeInTurns(families, new Scrape(source, labels), write, options);
   return {
-    registry,
+    families,
+    scrape,
+    text: (options) => scrapeToText(families, new Scrape(source, labels), options),
     close() {
       for (const u of unsubscribe.splice(0)) u();
-      registry.clear();
     },
   };
-}
-
-type Labels = Record<string, string>;
-type Setter = (labels: Labels, value: number) => void;
-
-/** A counter whose value is read from elsewhere at scrape time. */
-function counter(registers: Registry[], name: string, help: string, labelNames: string[], read: (set: Setter) => void): void {
-  new Counter({
-    name,
-    help,
-    labelNames,
-    registers,
-    collect() {
-      this.reset();
-      read((labels, value) => this.inc(labels, value));
-    },
-  });
-}
-
-function gauge(registers: Registry[], name: string, help: string, labelNames: string[], read: (set: Setter) => void): void {
-  new Gauge({
-    name,
-    help,
-    labelNames,
-    registers,
-    collect() {
-      this.reset();
-      read((labels, value) => this.set(labels, value));
-    },
-  });
 }
 
 /** The parts of a Gateway the metrics read (structural, so tests can pass fakes). */

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { register as globalRegistry } from 'prom-client';
+import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { startMetricsServer } from '../../host/metrics/metrics-server.ts';
 import { createTetherMetrics, type BrokerMetricsInput, type DeviceMetricsInput, type MetricsSource } from '../../host/metrics/tether-metrics.ts';
@@ -62,7 +62,7 @@ describe('tether metrics', () => {
     a.rtt.emit('rtt', 12);
     a.rtt.emit('rtt', 40);
     b.rtt.emit('rtt', 3);
-    const m = parsePrometheusText(await metrics.registry.metrics());
+    const m = parsePrometheusText(await metrics.text());
     expect(m.get('tether_device_state{device="dev-a",state="lost"}')).toBe(1);
     expect(m.get('tether_device_state{device="dev-a",state="ready"}')).toBe(0);
     expect(m.get('tether_device_state{device="dev-b",state="ready"}')).toBe(1);
@@ -88,11 +88,9 @@ describe('tether metrics', () => {
     expect(m.get('tether_broker_half_open_total{client="tether-gw-dev-a"}')).toBe(2);
     // A state that changed since is read again at the next scrape.
     a.stats.state = 'ready';
-    const again = parsePrometheusText(await metrics.registry.metrics());
+    const again = parsePrometheusText(await metrics.text());
     expect(again.get('tether_device_state{device="dev-a",state="lost"}')).toBe(0);
     expect(again.get('tether_device_state{device="dev-a",state="ready"}')).toBe(1);
-    // Nothing in prom-client's global registry.
-    expect(await globalRegistry.metrics()).not.toMatch(/tether_/);
     metrics.close();
     expect(a.rtt.listenerCount('rtt')).toBe(0);
     expect(b.rtt.listenerCount('rtt')).toBe(0);
@@ -102,7 +100,7 @@ describe('tether metrics', () => {
     const { a, src } = source();
     const metrics = createTetherMetrics(src);
     a.stats.keepTraffic = { intervalMs: 4500, timeoutMs: 6700, learned: true, drops: { closed: 0, 'half-open': 2 } };
-    const m = parsePrometheusText(await metrics.registry.metrics());
+    const m = parsePrometheusText(await metrics.text());
     expect(m.get('tether_bridge_keep_interval_seconds{device="dev-a"}')).toBe(4.5);
     expect(m.get('tether_bridge_path_idle_timeout_seconds{device="dev-a"}')).toBe(6.7);
     expect(m.get('tether_bridge_drops_total{device="dev-a",cause="half-open"}')).toBe(2);
@@ -114,7 +112,7 @@ describe('tether metrics', () => {
   it('heartbeat misses: PINGs unanswered beyond the one in flight, never decreasing', async () => {
     const { a, src } = source();
     const metrics = createTetherMetrics(src);
-    const misses = async () => parsePrometheusText(await metrics.registry.metrics()).get('tether_heartbeat_misses_total{device="dev-a"}');
+    const misses = async () => parsePrometheusText(await metrics.text()).get('tether_heartbeat_misses_total{device="dev-a"}');
     Object.assign(a.stats, { pingsSent: 10, pongs: 9 }); // one in flight
     expect(await misses()).toBe(0);
     Object.assign(a.stats, { pingsSent: 13, pongs: 9 }); // the board went quiet
@@ -152,6 +150,40 @@ describe('tether metrics', () => {
     expect(await leakedSince(baseline)).toEqual({});
   });
 
+  it('a large fleet is streamed in chunks with back-pressure; a scraper that goes away mid-scrape ends it, and the next scrape is whole', async () => {
+    const baseline = activeResources();
+    const devices = Array.from({ length: 3000 }, (_, i) => fakeDevice(`board-${i}`));
+    const src: MetricsSource = { devices: () => devices.map((d) => d.input), brokers: () => [] };
+    const server = await startMetricsServer({ port: 0, source: src });
+    let stats = 0;
+    for (const d of devices) {
+      const read = d.input.stats;
+      d.input.stats = () => (stats++, read());
+    }
+    // A scraper that reads the first bytes and hangs up (a Prometheus scrape timeout).
+    await new Promise<void>((resolve, reject) => {
+      const req = request(server.url, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (err) => (err.message.includes('aborted') || err.message.includes('socket hang up') ? resolve() : reject(err)));
+      req.end();
+    });
+    const text = await (await fetch(server.url)).text();
+    const m = parsePrometheusText(text);
+    expect([...m.keys()].filter((k) => k.startsWith('tether_device_state{')).length).toBe(3000 * 5);
+    expect(m.get('tether_heartbeat_rtt_seconds_count{device="board-2999"}')).toBe(0);
+    expect(text.endsWith('\n')).toBe(true);
+    // Each device's stats are read once per scrape, not once per metric.
+    stats = 0;
+    await (await fetch(`${server.url}?name=tether_device_state&name=tether_device_lost_total&name=tether_heartbeat_misses_total`)).text();
+    expect(stats).toBe(3000);
+    await server.close();
+    expect(await leakedSince(baseline)).toEqual({});
+  });
+
   it('a port in use is a clear error', async () => {
     const { src } = source();
     const first = await startMetricsServer({ port: 0, source: src });
@@ -168,16 +200,16 @@ describe('tether_event_loop_delay_seconds', () => {
     ];
     let taken = 0;
     const metrics = createTetherMetrics({ devices: () => [], brokers: () => [], eventLoopDelay: () => windows[taken++]! });
-    const first = await metrics.registry.metrics();
+    const first = await metrics.text();
     expect(first).toMatch(/^tether_event_loop_delay_seconds\{quantile="0\.99"\} 0\.0125$/m);
     expect(first).toMatch(/^tether_event_loop_delay_seconds\{quantile="1"\} 0\.04$/m);
-    const second = await metrics.registry.metrics();
+    const second = await metrics.text();
     expect(second).toMatch(/^tether_event_loop_delay_seconds\{quantile="0\.5"\} 0\.002$/m);
     expect(second).toMatch(/^tether_event_loop_delay_seconds\{quantile="0\.99"\} 0\.003$/m);
     expect(taken).toBe(2); // one window per scrape
     metrics.close();
     const without = createTetherMetrics({ devices: () => [], brokers: () => [] });
-    expect(await without.registry.metrics()).not.toMatch(/tether_event_loop_delay_seconds/);
+    expect(await without.text()).not.toMatch(/tether_event_loop_delay_seconds/);
     without.close();
   });
 });
@@ -187,16 +219,16 @@ describe('tether_process_memory_bytes', () => {
     let rss = 100;
     const usage = () => ({ rss: rss++, heapTotal: 50, heapUsed: 40, external: 7, arrayBuffers: 3 });
     const metrics = createTetherMetrics({ devices: () => [], brokers: () => [], memoryUsage: usage });
-    const first = await metrics.registry.metrics();
+    const first = await metrics.text();
     expect(first).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 100$/m);
     expect(first).toMatch(/^tether_process_memory_bytes\{kind="heap_total"\} 50$/m);
     expect(first).toMatch(/^tether_process_memory_bytes\{kind="heap_used"\} 40$/m);
     expect(first).toMatch(/^tether_process_memory_bytes\{kind="external"\} 7$/m);
     expect(first).toMatch(/^tether_process_memory_bytes\{kind="array_buffers"\} 3$/m);
-    expect(await metrics.registry.metrics()).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 101$/m);
+    expect(await metrics.text()).toMatch(/^tether_process_memory_bytes\{kind="rss"\} 101$/m);
     metrics.close();
     const without = createTetherMetrics({ devices: () => [], brokers: () => [] });
-    expect(await without.registry.metrics()).not.toMatch(/tether_process_memory_bytes/);
+    expect(await without.text()).not.toMatch(/tether_process_memory_bytes/);
     without.close();
   });
 });
