@@ -101,6 +101,22 @@ export class BridgeKeepalive {
     return { intervalMs: this.intervalMs, timeoutMs: this.learner.timeoutMs, learned: this.learner.learned, drops: { ...this.drops } };
   }
 
+  /**
+   * stats' fields one by one, without its two objects (the keepalive facts read them for every
+   * board every few seconds). `dropCounts` is the live record, not a copy: read, never keep.
+   */
+  get timeoutMs(): number | null {
+    return this.learner.timeoutMs;
+  }
+
+  get learned(): boolean {
+    return this.learner.learned;
+  }
+
+  get dropCounts(): Readonly<Record<CutCause, number>> {
+    return this.drops;
+  }
+
   onChange(listener: (stats: BridgeKeepaliveStats) => void): () => void {
     const listeners = (this.changeListeners ??= new Set());
     listeners.add(listener);
@@ -146,20 +162,26 @@ export class BridgeKeepalive {
     // A seq sent again (after the u14 wrap) replaces the one still waiting, as a map by seq would.
     this.removeOutstanding(seq);
     const slot = this.outTail++;
-    let timer: TimerHandle | null = null;
-    if (unproven) {
-      timer = this.clock.setTimeout(() => {
-        // Still waiting (not answered or forgotten)? Its timer says which one it is.
-        const i = this.slotOfTimer(timer);
-        if (i < 0) return;
-        this.out[3 * i + 2] = null;
-        this.unanswered(seq, idleMs);
-      }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
-    }
     this.out[3 * slot] = seq;
     this.out[3 * slot + 1] = idleMs;
-    this.out[3 * slot + 2] = timer;
+    this.out[3 * slot + 2] = unproven ? this.answerTimer(seq, idleMs) : null;
     this.arm();
+  }
+
+  /**
+   * The deadline for the answer to an unproven PING. A method of its own: a closure made inside
+   * pingSent() would give every call of it (every PING of every board) a context object for the
+   * variables it captures, whether or not the closure is made.
+   */
+  private answerTimer(seq: number, idleMs: number): TimerHandle {
+    const timer: TimerHandle = this.clock.setTimeout(() => {
+      // Still waiting (not answered or forgotten)? Its timer says which one it is.
+      const i = this.slotOfTimer(timer);
+      if (i < 0) return;
+      this.out[3 * i + 2] = null;
+      this.unanswered(seq, idleMs);
+    }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
+    return timer;
   }
 
   /** A PONG came: the PING `seq` (and every older one, answered in order) survived. */

@@ -24,7 +24,7 @@ export interface DeviceLinkOptions {
   clock?: Clock;
   logger?: Logger;
   /** Session timing and device configuration (ping interval, misses, detector, ...). */
-  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
+  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'onRtt' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
   /** Writes held for a sleeping device before the oldest are dropped (default 256). */
   queueCapacity?: number;
   /**
@@ -187,6 +187,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       leases: this.leases,
       send: (message) => this.sendFrame(message),
       sendPing: (seq, leaseMs) => this.sendPing(seq, leaseMs),
+      onRtt: (ms) => this.emit('rtt', ms),
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
       restorePlain: (rebooted) => this.restorePlain(rebooted),
@@ -250,7 +251,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.transport.setReceiver((bytes, length) => this.splitter.pushTo(bytes, length, this.sink));
     this.session.on('state', (change) => this.onState(change));
     this.session.on('reboot', (info) => this.emit('reboot', info));
-    this.session.on('rtt', (ms) => this.emit('rtt', ms));
     this.session.on('awake', () => void this.afterWake());
     // Still lost and the new connection carried nothing back: the path is still out; try a fresh one.
     this.session.on('unanswered', (cause) => {

@@ -67,6 +67,11 @@ export interface DeviceSessionOptions {
   send(message: HostMessage): void;
   /** Sends a PING (as send() would `{ type: 'ping', seq, leaseMs }`), without a message object. */
   sendPing?(seq: number, leaseMs: number): void;
+  /**
+   * Each RTT sample, as the 'rtt' event carries it, called directly (every PONG of every board:
+   * an emit makes an argument array each time). The event is emitted too, if anyone listens.
+   */
+  onRtt?(rttMs: number): void;
   /** Sends raw bytes (the wake byte, Firmata version queries). */
   sendRaw(bytes: number[]): void;
   /**
@@ -509,7 +514,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       this.counters.pongs++;
       if (rttMs >= 0) {
         this.rtt.add(rttMs);
-        this.emit('rtt', rttMs);
+        this.options.onRtt?.(rttMs);
+        if (this.listenerCount('rtt') > 0) this.emit('rtt', rttMs);
       }
     }
     this.heartbeat(now);
