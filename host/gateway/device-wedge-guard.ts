@@ -215,7 +215,8 @@ export class DeviceWedgeGuard {
 
   /** Forgets the devices not sampled in `generation` (gone from the list). */
   private forgetUnvisited(generation: number): void {
-    for (const [id, t] of this.tracked) if (t.sampled !== generation) this.tracked.delete(id);
+    // By key, not by [id, t] entry: an entry is an array, one per board per period.
+    for (const id of this.tracked.keys()) if (this.tracked.get(id)!.sampled !== generation) this.tracked.delete(id);
   }
 
   private sampleOne(device: WedgeGuardDevice, now: number, generation: number): void {

@@ -43,6 +43,9 @@ const scratch: { rttMs: { last: number | null; p50: number | null; p99: null } }
   keepTraffic: null,
 };
 
+/** keepaliveStats()'s path object (the bridge keep-traffic's stats), reused as `scratch` is. */
+const pathScratch: NonNullable<KeepaliveFactStats['keepTraffic']> = { intervalMs: 0, timeoutMs: null, learned: false, drops: { closed: 0, 'half-open': 0 } };
+
 /**
  * What due() needs of `link`, read from its session: the whole of link.stats() (a new object
  * of fifteen fields, a copy of the reboot counts, the 99th percentile) for every board every
@@ -59,7 +62,17 @@ export function keepaliveStats(link: Pick<DeviceLink, 'session' | 'keepTraffic'>
   scratch.bootId = session.bootId;
   scratch.reboots = counters.reboots;
   scratch.asleepMs = counters.asleepMs;
-  scratch.keepTraffic = link.keepTraffic?.stats ?? null;
+  const path = link.keepTraffic;
+  if (path) {
+    // The keep-traffic's stats field by field: its `stats` makes two objects.
+    pathScratch.intervalMs = path.intervalMs;
+    pathScratch.timeoutMs = path.timeoutMs;
+    pathScratch.learned = path.learned;
+    pathScratch.drops = path.dropCounts;
+    scratch.keepTraffic = pathScratch;
+  } else {
+    scratch.keepTraffic = null;
+  }
   return scratch;
 }
 

@@ -1,7 +1,7 @@
 import { silentLogger, type Logger } from '../log/logger.ts';
 import type { KeepalivePathStore } from '../mqtt/keepalive-path-store.ts';
 import type { CutCause } from '../mqtt/idle-timeout-learner.ts';
-import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
+import { rearm, type Clock, type TimerHandle, type WallClock } from '../time/clock.ts';
 import { BridgeIdleLearner, type BridgeIntervalChange, type LearnedBridgePath } from './bridge-idle-learner.ts';
 
 export interface BridgeKeepaliveSettings {
@@ -65,6 +65,8 @@ export class BridgeKeepalive {
   private readonly log: Logger;
   private learner: BridgeIdleLearner;
   private timer: TimerHandle | null = null;
+  /** The keep-traffic timer's last handle, run or cleared, for arm() to set again (see there). */
+  private spentTimer: TimerHandle | null = null;
   private running = false;
   /**
    * PINGs sent on this connection and not answered yet, oldest first: their seq, idle age when
@@ -99,6 +101,22 @@ export class BridgeKeepalive {
 
   get stats(): BridgeKeepaliveStats {
     return { intervalMs: this.intervalMs, timeoutMs: this.learner.timeoutMs, learned: this.learner.learned, drops: { ...this.drops } };
+  }
+
+  /**
+   * stats' fields one by one, without its two objects (the keepalive facts read them for every
+   * board every few seconds). `dropCounts` is the live record, not a copy: read, never keep.
+   */
+  get timeoutMs(): number | null {
+    return this.learner.timeoutMs;
+  }
+
+  get learned(): boolean {
+    return this.learner.learned;
+  }
+
+  get dropCounts(): Readonly<Record<CutCause, number>> {
+    return this.drops;
   }
 
   onChange(listener: (stats: BridgeKeepaliveStats) => void): () => void {
@@ -146,20 +164,26 @@ export class BridgeKeepalive {
     // A seq sent again (after the u14 wrap) replaces the one still waiting, as a map by seq would.
     this.removeOutstanding(seq);
     const slot = this.outTail++;
-    let timer: TimerHandle | null = null;
-    if (unproven) {
-      timer = this.clock.setTimeout(() => {
-        // Still waiting (not answered or forgotten)? Its timer says which one it is.
-        const i = this.slotOfTimer(timer);
-        if (i < 0) return;
-        this.out[3 * i + 2] = null;
-        this.unanswered(seq, idleMs);
-      }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
-    }
     this.out[3 * slot] = seq;
     this.out[3 * slot + 1] = idleMs;
-    this.out[3 * slot + 2] = timer;
+    this.out[3 * slot + 2] = unproven ? this.answerTimer(seq, idleMs) : null;
     this.arm();
+  }
+
+  /**
+   * The deadline for the answer to an unproven PING. A method of its own: a closure made inside
+   * pingSent() would give every call of it (every PING of every board) a context object for the
+   * variables it captures, whether or not the closure is made.
+   */
+  private answerTimer(seq: number, idleMs: number): TimerHandle {
+    const timer: TimerHandle = this.clock.setTimeout(() => {
+      // Still waiting (not answered or forgotten)? Its timer says which one it is.
+      const i = this.slotOfTimer(timer);
+      if (i < 0) return;
+      this.out[3 * i + 2] = null;
+      this.unanswered(seq, idleMs);
+    }, this.options.answerMs?.() ?? DEFAULT_ANSWER_MS);
+    return timer;
   }
 
   /** A PONG came: the PING `seq` (and every older one, answered in order) survived. */
@@ -278,19 +302,41 @@ export class BridgeKeepalive {
     this.arm();
   }
 
-  /** One timer: due when the link will have been silent for the interval. */
+  /**
+   * One timer: due when the link will have been silent for the interval. Moved on every PING and
+   * PONG while the path needs keep-traffic: set again in the same handle (rearm(): one shared
+   * timer heap entry per board, not a timer and a closure per PING and per PONG).
+   */
   private arm(): void {
-    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    const pending = this.timer;
     this.timer = null;
-    if (!this.running || !this.options.ready()) return;
-    const interval = this.intervalMs;
-    if (interval >= this.options.pingIntervalMs) return; // the session's own PINGs are enough
-    const idle = this.options.idleMs();
-    if (!Number.isFinite(idle)) return;
-    this.timer = this.clock.setTimeout(() => this.due(), Math.max(0, interval - idle));
+    const delay = this.keepTrafficDelay();
+    if (delay === null) {
+      if (pending !== null) {
+        this.clock.clearTimeout(pending);
+        this.spentTimer = pending;
+      }
+      return;
+    }
+    const reuse = pending ?? this.spentTimer;
+    this.spentTimer = null;
+    this.timer = rearm(this.clock, reuse ?? undefined, this.onDue, delay);
   }
 
+  /** How long until keep-traffic is due from the silence now; null: none is needed. */
+  private keepTrafficDelay(): number | null {
+    if (!this.running || !this.options.ready()) return null;
+    const interval = this.intervalMs;
+    if (interval >= this.options.pingIntervalMs) return null; // the session's own PINGs are enough
+    const idle = this.options.idleMs();
+    if (!Number.isFinite(idle)) return null;
+    return Math.max(0, interval - idle);
+  }
+
+  private readonly onDue = (): void => this.due();
+
   private due(): void {
+    this.spentTimer = this.timer;
     this.timer = null;
     if (!this.running || !this.options.ready()) return;
     // A PING of ours still unanswered: its answer (or its timeout) decides first.

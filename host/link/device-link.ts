@@ -24,7 +24,7 @@ export interface DeviceLinkOptions {
   clock?: Clock;
   logger?: Logger;
   /** Session timing and device configuration (ping interval, misses, detector, ...). */
-  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
+  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'onRtt' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
   /** Writes held for a sleeping device before the oldest are dropped (default 256). */
   queueCapacity?: number;
   /**
@@ -154,6 +154,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * (made then: a board without components never needs it).
    */
   private pingMarks: Map<number, number> | null = null;
+  /** onRttSample()'s listeners (made by the first). */
+  private rttListeners: Array<(ms: number) => void> | null = null;
   /** The PING frame, reused while each PING leaves at once (the socket took it whole). */
   private pingFrame: Buffer | null = null;
   /** What to send again when the board wakes: the recorded state of what unconfirmed writes touched. */
@@ -187,6 +189,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       leases: this.leases,
       send: (message) => this.sendFrame(message),
       sendPing: (seq, leaseMs) => this.sendPing(seq, leaseMs),
+      onRtt: (ms) => this.rttSample(ms),
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
       restorePlain: (rebooted) => this.restorePlain(rebooted),
@@ -250,7 +253,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.transport.setReceiver((bytes, length) => this.splitter.pushTo(bytes, length, this.sink));
     this.session.on('state', (change) => this.onState(change));
     this.session.on('reboot', (info) => this.emit('reboot', info));
-    this.session.on('rtt', (ms) => this.emit('rtt', ms));
     this.session.on('awake', () => void this.afterWake());
     // Still lost and the new connection carried nothing back: the path is still out; try a fresh one.
     this.session.on('unanswered', (cause) => {
@@ -420,6 +422,26 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   // ---- inside ---------------------------------------------------------------------------
+
+  /**
+   * Each RTT sample, as the 'rtt' event gives them, called directly: the metrics hear every
+   * PONG of every board, and an emit makes an argument array each time (through the domain
+   * module's emit, once anything loaded it). Returns the function that stops it.
+   */
+  onRttSample(listener: (ms: number) => void): () => void {
+    const listeners = (this.rttListeners ??= []);
+    listeners.push(listener);
+    return () => {
+      const i = listeners.indexOf(listener);
+      if (i >= 0) listeners.splice(i, 1);
+    };
+  }
+
+  private rttSample(ms: number): void {
+    const listeners = this.rttListeners;
+    if (listeners !== null) for (let i = 0; i < listeners.length; i++) listeners[i]!(ms);
+    if (this.listenerCount('rtt') > 0) this.emit('rtt', ms);
+  }
 
   /** What the splitter finds in the board's bytes, in stream order. */
   private readonly sink: SplitterSink = {

@@ -372,10 +372,7 @@ export function gatewayMetricsSource(gateway: GatewayMetricsView): MetricsSource
         outbox: d.outbox,
         counters: d.counters,
         firmataDroppedBytes: () => firmataDrops(d.link).droppedBytes,
-        onRtt: (listener) => {
-          d.link.on('rtt', listener);
-          return () => d.link.off('rtt', listener);
-        },
+        onRtt: (listener) => d.link.onRttSample(listener),
       })),
     brokers: () => {
       const sessions = new Set<Pick<BrokerSession, 'clientId' | 'connected' | 'stats'>>([gateway.mqtt]);

@@ -113,8 +113,14 @@ export class IdleTimeoutLearner {
 
   /** The upper bound on the path's idle timeout (null: no cut stands). */
   get timeoutMs(): number | null {
-    const standing = this.standing();
-    return standing.length === 0 ? null : Math.min(...standing.map((c) => c.idleMs));
+    // standing()'s minimum without its arrays: read for every board every facts check.
+    const safe = this.safe;
+    let min = Infinity;
+    for (let i = 0; i < this.cuts.length; i++) {
+      const idleMs = this.cuts[i]!.idleMs;
+      if ((safe === null || idleMs + tolerance(idleMs) > safe) && idleMs < min) min = idleMs;
+    }
+    return min === Infinity ? null : min;
   }
 
   /** The timeout was measured from closes at the same idle age, at least twice. */

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Capabilities, DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
 import { effectiveWatchdogMs } from '../../shared/protocol/constants.ts';
-import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
+import { rearm, systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
 import { PingSequencer, PONG_REORDERED, strayReason } from './ping-sequencer.ts';
@@ -67,6 +67,11 @@ export interface DeviceSessionOptions {
   send(message: HostMessage): void;
   /** Sends a PING (as send() would `{ type: 'ping', seq, leaseMs }`), without a message object. */
   sendPing?(seq: number, leaseMs: number): void;
+  /**
+   * Each RTT sample, as the 'rtt' event carries it, called directly (every PONG of every board:
+   * an emit makes an argument array each time). The event is emitted too, if anyone listens.
+   */
+  onRtt?(rttMs: number): void;
   /** Sends raw bytes (the wake byte, Firmata version queries). */
   sendRaw(bytes: number[]): void;
   /**
@@ -135,6 +140,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly sequencer = new PingSequencer();
   private pingTimer: TimerHandle | undefined;
   private deadlineTimer: TimerHandle | undefined;
+  /**
+   * The last handles of the PING tick and the deadline, run or cleared: set again through
+   * rearm(), a shared timer heap reuses them (no timer object per PING and per bound).
+   */
+  private spentPingTimer: TimerHandle | undefined;
+  private spentDeadlineTimer: TimerHandle | undefined;
   /** When deadlineTimer is due (Clock ms). */
   private deadlineAt = Infinity;
   /** The deadline fired late and is being looked at again after one turn of the event loop. */
@@ -509,7 +520,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       this.counters.pongs++;
       if (rttMs >= 0) {
         this.rtt.add(rttMs);
-        this.emit('rtt', rttMs);
+        this.options.onRtt?.(rttMs);
+        if (this.listenerCount('rtt') > 0) this.emit('rtt', rttMs);
       }
     }
     this.heartbeat(now);
@@ -560,6 +572,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   // ---- timers ---------------------------------------------------------------------------
 
   private tick = (): void => {
+    this.spentPingTimer = this.pingTimer;
     this.pingTimer = undefined;
     if (!this.linkIsUp || this.current === 'disconnected') return;
     if (this.current === 'sleeping') {
@@ -574,8 +587,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
         this.ping();
       }
     }
-    this.pingTimer = this.clock.setTimeout(this.tick, this.pingIntervalMs);
+    this.pingTimer = this.armTick();
   };
+
+  private armTick(): TimerHandle {
+    const spent = this.spentPingTimer;
+    this.spentPingTimer = undefined;
+    return rearm(this.clock, spent, this.tick, this.pingIntervalMs);
+  }
 
   /**
    * HELLO_REQUEST; while the protocol is unknown, followed by a Firmata version query: any
@@ -603,10 +622,17 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     if (!Number.isFinite(at)) return;
     const delay = Math.max(0, at - this.clock.now());
     this.deadlineAt = at;
-    this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, delay);
+    this.deadlineTimer = this.armCheck(delay);
+  }
+
+  private armCheck(delay: number): TimerHandle {
+    const spent = this.spentDeadlineTimer;
+    this.spentDeadlineTimer = undefined;
+    return rearm(this.clock, spent, this.checkDeadline, delay);
   }
 
   private checkDeadline = (): void => {
+    this.spentDeadlineTimer = this.deadlineTimer;
     this.deadlineTimer = undefined;
     const now = this.clock.now();
     // Fired late: the event loop was blocked (a fleet starting, a loaded machine), and timers run
@@ -614,7 +640,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     // after one turn of the loop, once, before concluding anything.
     if (now - this.deadlineAt > LATE_DEADLINE_MS && !this.deadlineDeferred) {
       this.deadlineDeferred = true;
-      this.deadlineTimer = this.clock.setTimeout(this.checkDeadline, 0);
+      this.deadlineTimer = this.armCheck(0);
       return;
     }
     this.deadlineDeferred = false;
@@ -647,13 +673,19 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   };
 
   private clearDeadline(): void {
-    if (this.deadlineTimer !== undefined) this.clock.clearTimeout(this.deadlineTimer);
+    if (this.deadlineTimer !== undefined) {
+      this.clock.clearTimeout(this.deadlineTimer);
+      this.spentDeadlineTimer = this.deadlineTimer;
+    }
     this.deadlineTimer = undefined;
   }
 
   private clearTimers(): void {
     this.clearDeadline();
-    if (this.pingTimer !== undefined) this.clock.clearTimeout(this.pingTimer);
+    if (this.pingTimer !== undefined) {
+      this.clock.clearTimeout(this.pingTimer);
+      this.spentPingTimer = this.pingTimer;
+    }
     this.pingTimer = undefined;
   }
 
@@ -665,7 +697,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     // A device that comes back must go through the handshake again (it may have rebooted).
     if (this.protocolValue !== 'unknown') this.handshake = 'waiting-hello';
     this.transition('lost', cause);
-    if (this.linkIsUp && this.pingTimer === undefined) this.pingTimer = this.clock.setTimeout(this.tick, this.pingIntervalMs);
+    if (this.linkIsUp && this.pingTimer === undefined) this.pingTimer = this.armTick();
   }
 
   private endSleep(): void {

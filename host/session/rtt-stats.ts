@@ -161,7 +161,9 @@ export class RttStats {
       if (scratch.length < n) scratch = new Float64Array(Math.max(n, 2 * scratch.length));
       const samples = this.samples!;
       for (let i = 0; i < n; i++) scratch[i] = samples[i]!;
-      scratch.subarray(0, n).sort();
+      // A full window fills the whole scratch: sorted as it is, without a subarray object.
+      if (n === scratch.length) scratch.sort();
+      else scratch.subarray(0, n).sort();
       scratchOwner = this;
       this.sortedInScratch = true;
     }

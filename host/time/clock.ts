@@ -25,6 +25,23 @@ export const systemClock: Clock & WallClock = {
 };
 
 /** Resolves after `ms` on `clock`. */
+/**
+ * clock.clearTimeout(handle) then clock.setTimeout(callback, ms), through the clock's own
+ * reschedule() where it has one (SharedTimers: the same entry again, nothing allocated). For a
+ * timer set again and again by one owner; the owner must keep no other copy of `handle`.
+ */
+export function rearm(clock: Clock, handle: TimerHandle | undefined, callback: () => void, ms: number): TimerHandle {
+  const own = (clock as Partial<Rescheduling>).reschedule;
+  if (own !== undefined) return own.call(clock, handle, callback, ms);
+  if (handle !== undefined) clock.clearTimeout(handle);
+  return clock.setTimeout(callback, ms);
+}
+
+/** A Clock that can set a timer again in the same handle (SharedTimers). */
+export interface Rescheduling {
+  reschedule(handle: TimerHandle | undefined, callback: () => void, ms: number): TimerHandle;
+}
+
 export function delay(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimeout(resolve, ms));
 }

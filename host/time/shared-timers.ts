@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from './clock.ts';
+import type { Clock, Rescheduling, TimerHandle } from './clock.ts';
 
 /** Entry.index of a timer taken out of the heap for the pass running now. */
 const IN_PASS = -2;
@@ -13,13 +13,15 @@ const PASS_BUDGET_MS = 5;
 const BUDGET_CHECK_EVERY = 16;
 
 interface Entry {
+  /** The SharedTimers that made it: reschedule() reuses only its own entries. */
+  owner: SharedTimers;
   at: number;
   seq: number;
   fn: (() => void) | null;
   /** Index in the heap; -1 once it ran or was cleared; IN_PASS while due in the running pass. */
   index: number;
   /** Left over by a pass that ran out of its budget: the next pass runs it whatever its budget. */
-  carried?: boolean;
+  carried: boolean;
 }
 
 /**
@@ -38,7 +40,7 @@ interface Entry {
  * no timer pending, nothing is held on the underlying clock (a process with nothing else to do
  * may exit).
  */
-export class SharedTimers implements Clock {
+export class SharedTimers implements Clock, Rescheduling {
   private readonly heap: Entry[] = [];
   private seq = 0;
   private armedAt = Infinity;
@@ -59,11 +61,38 @@ export class SharedTimers implements Clock {
   }
 
   setTimeout(callback: () => void, ms: number): TimerHandle {
-    const entry: Entry = { at: this.base.now() + Math.max(0, ms), seq: ++this.seq, fn: callback, index: this.heap.length };
+    const entry: Entry = { owner: this, at: 0, seq: 0, fn: null, index: -1, carried: false };
+    this.schedule(entry, callback, ms);
+    return entry as unknown as TimerHandle;
+  }
+
+  /**
+   * clearTimeout(handle), then setTimeout(callback, ms), in the same entry when `handle` is one
+   * of this scheduler's that is not due in the pass running now: a board's PING tick and lost
+   * deadline, re-set every interval, keep one entry each instead of one object per PING (each
+   * lived a second or more: long enough to be copied by the young-generation GC, or promoted).
+   * The handle returned may be `handle` itself: the caller must keep no other copy of it.
+   */
+  reschedule(handle: TimerHandle | undefined, callback: () => void, ms: number): TimerHandle {
+    const entry = handle as unknown as Entry | undefined;
+    if (typeof entry !== 'object' || entry === null || entry.owner !== this || entry.index === IN_PASS) {
+      if (handle !== undefined) this.clearTimeout(handle);
+      return this.setTimeout(callback, ms);
+    }
+    if (entry.index >= 0 && this.heap[entry.index] === entry) this.removeAt(entry.index);
+    entry.carried = false;
+    this.schedule(entry, callback, ms);
+    return handle!;
+  }
+
+  private schedule(entry: Entry, callback: () => void, ms: number): void {
+    entry.at = this.base.now() + Math.max(0, ms);
+    entry.seq = ++this.seq;
+    entry.fn = callback;
+    entry.index = this.heap.length;
     this.heap.push(entry);
     this.up(entry.index);
     this.arm();
-    return entry as unknown as TimerHandle;
   }
 
   clearTimeout(handle: TimerHandle): void {

@@ -76,6 +76,24 @@ describe('DeviceLink (fake transport, fake time)', () => {
     await link.close();
   });
 
+  it("every RTT sample reaches onRttSample listeners and 'rtt' listeners alike, each until it stops listening", async () => {
+    const { clock, link } = make();
+    const direct: number[] = [];
+    const emitted: number[] = [];
+    const stop = link.onRttSample((ms) => direct.push(ms));
+    link.on('rtt', (ms) => emitted.push(ms));
+    link.start();
+    await clock.advanceAsync(2_000);
+    expect(direct.length).toBeGreaterThan(10);
+    expect(direct).toEqual(emitted);
+    expect(direct.every((ms) => ms === 5)).toBe(true); // the fake device answers after 5 ms
+    stop();
+    await clock.advanceAsync(1_000);
+    expect(emitted.length).toBeGreaterThan(direct.length);
+    expect(link.stats().pongs).toBe(emitted.length);
+    await link.close();
+  });
+
   it('records writes and replays them after a reboot that lost state', async () => {
     const { clock, device, link } = make();
     link.start();

@@ -3,6 +3,7 @@ import { DeviceSession, type Hello, type StateChange } from '../../host/session/
 import { LeaseRegistry } from '../../host/session/lease-registry.ts';
 import { PhiAccrualDetector } from '../../host/session/phi-accrual-detector.ts';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
+import { SharedTimers } from '../../host/time/shared-timers.ts';
 import type { HostMessage } from '../../shared/protocol/messages.ts';
 
 let clock: ManualClock;
@@ -125,6 +126,46 @@ describe('DeviceSession', () => {
     const lost = h.changes.find((c) => c.to === 'lost')!;
     expect(lost.at - lastPong).toBe(3000);
     h.session.close();
+  });
+
+  it('on a shared timer heap, sets no new timer per PING or per bound: its tick and deadline entries are reused; still lost exactly at the bound', async () => {
+    const timers = new SharedTimers(clock);
+    let made = 0;
+    const setTimeout = timers.setTimeout.bind(timers);
+    timers.setTimeout = (fn, ms) => {
+      made++;
+      return setTimeout(fn, ms);
+    };
+    let answer = true;
+    const changes: StateChange[] = [];
+    const session: DeviceSession = new DeviceSession({
+      clock: timers,
+      pingIntervalMs: 1000,
+      misses: 3,
+      send: (m) => {
+        if (!answer) return;
+        // The device's answers on the base clock: only the session's own timers are on the heap.
+        if (m.type === 'ping') clock.setTimeout(() => answer && session.receive({ type: 'pong', seq: m.seq, uptimeMs: 1, bootId: 10, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 }), 20);
+        if (m.type === 'hello-request') clock.setTimeout(() => answer && session.receive(hello()), 20);
+      },
+      sendRaw: () => {},
+    });
+    session.on('state', (c) => changes.push(c));
+    session.linkUp();
+    await clock.advanceAsync(5_000);
+    expect(session.state).toBe('ready');
+    const madeAtReady = made;
+    await clock.advanceAsync(60_000);
+    expect(session.counters.pingsSent).toBeGreaterThanOrEqual(64);
+    expect(made).toBe(madeAtReady); // 60 PINGs and 20 deadline checks later: not one new entry
+    expect(timers.pending).toBe(2); // the tick and the deadline
+    const lastPong = session.lastSeen!;
+    answer = false;
+    await clock.advanceAsync(10_000);
+    const lost = changes.find((c) => c.to === 'lost')!;
+    expect(lost.at - lastPong).toBe(3000);
+    session.close();
+    expect(timers.pending).toBe(0);
   });
 
   it('a lost deadline that fires late (event loop blocked) lets the waiting answers in before it decides', async () => {

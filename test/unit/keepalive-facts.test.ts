@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { KeepaliveFacts, keepaliveStats } from '../../host/homie/keepalive-facts.ts';
 import { RttStats } from '../../host/session/rtt-stats.ts';
+import { BridgeKeepalive } from '../../host/link/bridge-keepalive.ts';
 
 const stats = (over: Partial<{ p50: number | null; last: number | null; lastSeen: number | null; bootId: number | null; reboots: Record<string, number>; asleepMs: number }> = {}) => ({
   rttMs: { last: over.last ?? over.p50 ?? null, p50: over.p50 ?? null, p99: null },
@@ -174,5 +175,29 @@ describe('KeepaliveFacts: an idle board costs close to nothing on the broker', (
       ['reboots', '2'],
       ['asleep-time', '3'],
     ]);
+  });
+
+  it("keepaliveStats reads a tcp:// link's keep-traffic as its stats say, before and after cuts (field by field, no stats object)", () => {
+    const clock = new ManualClock();
+    let idle = 0;
+    const keep = new BridgeKeepalive({ target: 'tcp://bridge:23', pingIntervalMs: 20_000, clock, idleMs: () => idle, ready: () => true, ping: () => {}, reopen: () => {} });
+    const session = { rtt: new RttStats(), lastSeen: null, bootId: null, counters: { reboots: {}, asleepMs: 0 } };
+    const link = { session, keepTraffic: keep } as unknown as Parameters<typeof keepaliveStats>[0];
+    const read = () => structuredClone(keepaliveStats(link).keepTraffic);
+    expect(read()).toEqual(keep.stats);
+    void keep.start();
+    idle = 6000;
+    keep.closed(6000, false); // the path closed the link after 6 s idle
+    expect(keep.stats.drops.closed).toBe(1);
+    expect(read()).toEqual(keep.stats);
+    keep.pingSent(7, 6000);
+    keep.lostWithLinkOpen(); // half-open
+    expect(keep.stats.drops['half-open']).toBe(1);
+    expect(read()).toEqual(keep.stats);
+    expect(new KeepaliveFacts({ clock }).due(keepaliveStats(link)).filter((f) => f.property.startsWith('drops')).map((f) => [f.property, f.value])).toEqual([
+      ['drops-closed', '1'],
+      ['drops-half-open', '1'],
+    ]);
+    keep.stop();
   });
 });

@@ -156,4 +156,24 @@ describe('RttStats sharing one sort scratch', () => {
       { numRuns: 100 },
     );
   });
+
+  it('a full default window (sorted in the whole shared scratch) and a smaller one asked in turn each get their own percentiles', () => {
+    const full = new RttStats();
+    const small = new RttStats({ windowSize: 5 });
+    const values: number[] = [];
+    for (let i = 0; i < 600; i++) {
+      const v = (i * 7919) % 1000; // not in order
+      values.push(v);
+      full.add(v);
+      if (i % 3 === 0) small.add(v / 10);
+    }
+    const window = values.slice(-256).sort((a, b) => a - b);
+    for (let k = 0; k < 3; k++) {
+      expect(full.p50).toBe(window[127]);
+      expect(full.p99).toBe(window[Math.ceil(0.99 * 256) - 1]);
+      expect([full.min, full.max]).toEqual([window[0], window[255]]);
+      expect(small.count).toBe(5);
+      expect(small.max).toBeGreaterThanOrEqual(small.p50);
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { SharedTimers } from '../../host/time/shared-timers.ts';
+import { rearm, type TimerHandle } from '../../host/time/clock.ts';
 
 describe('SharedTimers (one scheduler for many timers)', () => {
   it('runs timers in due order, same-time ones in the order they were set, each at its due time', () => {
@@ -193,5 +194,109 @@ describe('SharedTimers (one scheduler for many timers)', () => {
     timers.clearTimeout(handles[39]!);
     while (base.pending > 0) base.advance(0);
     expect(ran).toEqual(Array.from({ length: 39 }, (_, i) => i));
+  });
+
+  describe('reschedule (a timer set again by its one owner, in the same entry)', () => {
+    it('reuses the entry of a timer that ran: the same handle, due again at the new time, in order with the others', () => {
+      const base = new ManualClock();
+      const timers = new SharedTimers(base);
+      const ran: Array<[string, number]> = [];
+      let handle: TimerHandle | undefined;
+      const tick = () => {
+        ran.push(['tick', timers.now()]);
+        const again = timers.reschedule(handle, tick, 100);
+        expect(again).toBe(handle); // it ran: its entry is taken again
+        handle = again;
+      };
+      handle = timers.setTimeout(tick, 100);
+      timers.setTimeout(() => ran.push(['other', timers.now()]), 200); // set before the tick's second round
+      base.advance(300);
+      expect(ran).toEqual([
+        ['tick', 100],
+        ['other', 200], // set earlier than the tick's re-set for 200: runs first, as with a fresh timer
+        ['tick', 200],
+        ['tick', 300],
+      ]);
+      expect(timers.pending).toBe(1);
+      expect(base.pending).toBe(1);
+    });
+
+    it('moves a pending timer: it runs once, at its new time only', () => {
+      const base = new ManualClock();
+      const timers = new SharedTimers(base);
+      const ran: number[] = [];
+      const h = timers.setTimeout(() => ran.push(timers.now()), 50);
+      for (let i = 0; i < 20; i++) timers.setTimeout(() => {}, 10 + i * 7); // a heap to move it through
+      expect(timers.reschedule(h, () => ran.push(timers.now()), 120)).toBe(h);
+      base.advance(200);
+      expect(ran).toEqual([120]);
+      expect(timers.pending).toBe(0);
+    });
+
+    it('a cleared handle is reused; clearing the returned handle cancels the new timer', () => {
+      const base = new ManualClock();
+      const timers = new SharedTimers(base);
+      const ran: string[] = [];
+      const h = timers.setTimeout(() => ran.push('old'), 10);
+      timers.clearTimeout(h);
+      const again = timers.reschedule(h, () => ran.push('new'), 20);
+      base.advance(30);
+      expect(ran).toEqual(['new']);
+      const third = timers.reschedule(again, () => ran.push('third'), 10);
+      timers.clearTimeout(third);
+      base.advance(100);
+      expect(ran).toEqual(['new']);
+      expect(base.pending).toBe(0);
+    });
+
+    it('a timer due in the running pass and not yet run is not reused: it is cancelled and a new one made', () => {
+      const base = new ManualClock();
+      const timers = new SharedTimers(base);
+      const ran: Array<[string, number]> = [];
+      let victim: TimerHandle | undefined;
+      timers.setTimeout(() => {
+        const moved = timers.reschedule(victim, () => ran.push(['moved', timers.now()]), 5);
+        expect(moved).not.toBe(victim); // the pass still holds the old entry
+        ran.push(['first', timers.now()]);
+      }, 10);
+      victim = timers.setTimeout(() => ran.push(['victim', timers.now()]), 10);
+      base.advance(10);
+      expect(ran).toEqual([['first', 10]]); // the old one is skipped in its pass
+      base.advance(10);
+      expect(ran).toEqual([
+        ['first', 10],
+        ['moved', 15],
+      ]);
+      expect(timers.pending).toBe(0);
+    });
+
+    it("another clock's handle, or none, is a plain setTimeout (after clearing it on this clock: nothing)", () => {
+      const base = new ManualClock();
+      const timers = new SharedTimers(base);
+      const other = new SharedTimers(new ManualClock());
+      const foreign = other.setTimeout(() => {}, 10);
+      const ran: string[] = [];
+      const a = timers.reschedule(foreign, () => ran.push('a'), 10);
+      const b = timers.reschedule(undefined, () => ran.push('b'), 10);
+      expect(a).not.toBe(foreign);
+      expect(b).not.toBe(a);
+      expect(other.pending).toBe(1); // not this clock's: left alone
+      base.advance(10);
+      expect(ran).toEqual(['a', 'b']);
+    });
+
+    it('rearm() uses reschedule where the clock has it, and clear-then-set where it has not', () => {
+      const manual = new ManualClock();
+      const ran: string[] = [];
+      const first = manual.setTimeout(() => ran.push('first'), 10);
+      const second = rearm(manual, first, () => ran.push('second'), 20);
+      expect(second).not.toBe(first);
+      manual.advance(30);
+      expect(ran).toEqual(['second']); // the first was cleared
+      const timers = new SharedTimers(new ManualClock());
+      const h = timers.setTimeout(() => {}, 10);
+      expect(rearm(timers, h, () => {}, 10)).toBe(h);
+      expect(timers.pending).toBe(1);
+    });
   });
 });
