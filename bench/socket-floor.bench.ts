@@ -10,7 +10,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { directWrite } from '../host/transport/direct-write.ts';
 import { onceWithin, printTable, sleep, withDeadline, type Row } from './support.ts';
 
 const N = Number(process.env.TETHER_BENCH_FLOOR ?? 5000);
@@ -19,8 +18,7 @@ const ECHO_PROCESSES = 3;
 const TICK_MS = 10;
 const PING = Buffer.from([0xf0, 0x7a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xf7]);
 
-/** How the sockets read ('data' events or onread) and write (socket.write, or directWrite as tcp:// links do). */
-type Mode = 'data' | 'onread' | 'onread+direct';
+type Mode = 'data' | 'onread';
 
 async function floor(mode: Mode): Promise<{ cpuPct: number; userPct: number; sysPct: number; rssMiB: number; answered: number }> {
   const echoes: ChildProcess[] = [];
@@ -36,7 +34,7 @@ async function floor(mode: Mode): Promise<{ cpuPct: number; userPct: number; sys
     const shared = Buffer.allocUnsafe(64 * 1024);
     for (let i = 0; i < N; i++) {
       const options: net.NetConnectOpts & { onread?: unknown } = { host: '127.0.0.1', port: ports[i % ECHO_PROCESSES]!, noDelay: true };
-      if (mode !== 'data') options.onread = { buffer: shared, callback: (n: number) => ((answered += n > 0 ? 1 : 0), true) };
+      if (mode === 'onread') options.onread = { buffer: shared, callback: (n: number) => ((answered += n > 0 ? 1 : 0), true) };
       const socket = net.connect(options);
       socket.on('error', () => {});
       if (mode === 'data') socket.on('data', () => answered++);
@@ -49,7 +47,7 @@ async function floor(mode: Mode): Promise<{ cpuPct: number; userPct: number; sys
     const perTick = Math.max(1, Math.round((N * TICK_MS) / 1000));
     const ticker = setInterval(() => {
       for (let k = 0; k < perTick; k++) {
-        if (mode !== 'onread+direct' || !directWrite(sockets[next]!, PING)) sockets[next]!.write(PING);
+        sockets[next]!.write(PING);
         next = (next + 1) % N;
       }
     }, TICK_MS);
@@ -74,11 +72,11 @@ async function floor(mode: Mode): Promise<{ cpuPct: number; userPct: number; sys
 
 export async function socketFloor(): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const mode of ['data', 'onread', 'onread+direct'] as const) {
+  for (const mode of ['data', 'onread'] as const) {
     const r = await floor(mode);
     const per = (x: number) => ((x / N) * 1000).toFixed(2);
     rows.push({
-      benchmark: `floor: ${N} plain node sockets, a 14-byte PING a second each to echo servers in other processes, read by ${mode === 'data' ? "'data' events" : 'onread into one buffer'}${mode === 'onread+direct' ? ', written by directWrite (as tcp:// links write)' : ''}`,
+      benchmark: `floor: ${N} plain node sockets, a 14-byte PING a second each to echo servers in other processes, read by ${mode === 'data' ? "'data' events" : 'onread into one buffer'}`,
       measured: `${per(r.cpuPct)} m% per socket (user ${per(r.userPct)} + kernel ${per(r.sysPct)}), ${r.answered.toFixed(0)} echoes/s, RSS ${r.rssMiB.toFixed(0)} MiB`,
       limit: 'what the fleet rows spend per board above this is tether\'s own',
       ratio: '-',
