@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import { isIPv6, Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
-import { directWrite, directWriteQueued } from './direct-write.ts';
 import { applyTcpKeepalive, type TcpKeepaliveSettings } from './tcp-keepalive.ts';
 import { TransportError, type ByteReceiver, type Transport, type TransportErrorCode, type TransportEvents } from './transport.ts';
 
@@ -38,9 +37,6 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 export const DEFAULT_KEEPALIVE_INITIAL_DELAY_MS = 5000;
 
 type State = 'new' | 'connecting' | 'open' | 'closing' | 'closed';
-
-/** Writes up to this size try directWrite() (keepalive frames, Firmata messages); larger ones go through the stream. */
-const DIRECT_WRITE_MAX_BYTES = 256;
 
 /** A late socket error after we let go must not become an unhandled 'error'. */
 const ignoreLateError = () => {};
@@ -108,9 +104,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
 
   /** Bytes written and not yet handed to the kernel (0 when the last write went out at once). */
   get pendingWriteBytes(): number {
-    const socket = this.socket;
-    // The stream's own, and libuv's (a direct write the kernel did not take whole).
-    return socket === null ? 0 : socket.writableLength + directWriteQueued(socket);
+    return this.socket?.writableLength ?? 0;
   }
 
   setReceiver(receiver: ByteReceiver | null): void {
@@ -175,8 +169,7 @@ export class TcpTransport extends EventEmitter<TransportEvents> implements Trans
 
   write(bytes: Uint8Array): boolean {
     if (this.state !== 'open' || !this.socket) return false;
-    // A small frame (a PING every second on every link) straight to the handle when nothing is queued.
-    if (bytes.length > DIRECT_WRITE_MAX_BYTES || !directWrite(this.socket, bytes)) this.socket.write(bytes);
+    this.socket.write(bytes);
     return true;
   }
 
