@@ -7,7 +7,6 @@ import { systemClock } from '../../host/time/clock.ts';
 import { QueueLockedError } from '../../host/mqtt/queue-lock.ts';
 import type { Command } from '../command.ts';
 import { applyDaemonHeapSettings } from '../daemon-heap-settings.ts';
-import { DaemonHeapCompaction } from '../daemon-heap-compaction.ts';
 import { loadMallocTrim, MallocTrimmer } from '../daemon-malloc-trim.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -77,16 +76,12 @@ export const daemonCommand: Command = {
     const trimmer = mallocTrim.trim ? new MallocTrimmer({ trim: mallocTrim.trim, clock: systemClock, logger }) : null;
     if (trimmer) trimmer.start();
     else logger.debug({ err: mallocTrim.error }, 'malloc_trim unavailable: free C heap memory stays with the process');
-    // Now and then one compacting full collection (daemon-heap-compaction.ts).
-    const compaction = DaemonHeapCompaction.wanted() ? new DaemonHeapCompaction({ clock: systemClock, logger }) : null;
-    compaction?.start();
     return await new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
         trimmer?.stop();
-        compaction?.stop();
         logger.info({ signal }, `${signal}: shutting down`);
         const limit = setTimeout(() => {
           logger.error({ limitMs: SHUTDOWN_LIMIT_MS }, 'shutdown took too long: exiting anyway');
