@@ -3,9 +3,11 @@ import { ConfigError, loadConfig } from '../../host/config/load-config.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
 import { redactUrl } from '../../host/log/redact.ts';
+import { systemClock } from '../../host/time/clock.ts';
 import { QueueLockedError } from '../../host/mqtt/queue-lock.ts';
 import type { Command } from '../command.ts';
 import { applyDaemonHeapSettings } from '../daemon-heap-settings.ts';
+import { loadMallocTrim, MallocTrimmer } from '../daemon-malloc-trim.ts';
 import { EXIT } from '../usage-error.ts';
 
 const help = `Usage: tether daemon [--config tether.yaml] [--check]
@@ -69,11 +71,17 @@ export const daemonCommand: Command = {
       console.error(`tether daemon: ${err.message}`);
       return EXIT.failure;
     }
+    // The C heap's free memory back to the kernel now and then (daemon-malloc-trim.ts).
+    const mallocTrim = loadMallocTrim();
+    const trimmer = mallocTrim.trim ? new MallocTrimmer({ trim: mallocTrim.trim, clock: systemClock, logger }) : null;
+    if (trimmer) trimmer.start();
+    else logger.debug({ err: mallocTrim.error }, 'malloc_trim unavailable: free C heap memory stays with the process');
     return await new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
+        trimmer?.stop();
         logger.info({ signal }, `${signal}: shutting down`);
         const limit = setTimeout(() => {
           logger.error({ limitMs: SHUTDOWN_LIMIT_MS }, 'shutdown took too long: exiting anyway');

@@ -12,6 +12,8 @@ import type { DropCause, KeepaliveTraffic } from './keepalive-traffic.ts';
 import { applyTcpKeepalive, tcpKeepaliveForBound, type TcpKeepaliveConfig } from '../transport/tcp-keepalive.ts';
 import { classifyBrokerError, ConfigFailureLog, type ConfigFailure } from './broker-errors.ts';
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
+import { LazyStore } from './lazy-store.ts';
+import { mqttConnectTarget } from './mqtt-connect-target.ts';
 import { isVersionRefusal, ProtocolNegotiation, type AttemptOutcome, type ProtocolSetting, type ProtocolVersion } from './protocol-negotiation.ts';
 
 export type QoS = 0 | 1;
@@ -419,7 +421,10 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     const { options } = this;
     const v5 = this.version === 5;
     this.log.debug({ url: redactUrl(this.url), protocolVersion: this.version, attempt: this.attempt }, 'MQTT connect attempt');
-    const client = mqtt.connect(this.url, {
+    // mqtt:// and mqtts:// go in as fields, not as a URL: see mqtt-connect-target.ts.
+    const target = mqttConnectTarget(this.url);
+    const connectOptions: IClientOptions = {
+      ...target,
       clientId: this.clientId,
       protocolVersion: this.version,
       clean: false,
@@ -456,7 +461,18 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
             return ws;
           }
         : undefined,
-    });
+      // mqtt.js's defaults, given so that its constructor adds no property to these options
+      // (it copies each default in with a keyed store, and more than a few of those put the
+      // object into dictionary mode).
+      reschedulePings: true,
+      protocolId: 'MQTT',
+      subscribeBatchSize: null as unknown as undefined,
+      writeCache: true,
+      // Stores holding nothing while nothing is in flight (lazy-store.ts).
+      incomingStore: new LazyStore(),
+      outgoingStore: new LazyStore(),
+    };
+    const client = target ? mqtt.connect(connectOptions) : mqtt.connect(this.url, connectOptions);
     this.client = client;
     let resolveClosed!: () => void;
     this.clientClosed = new Promise((resolve) => (resolveClosed = resolve));
