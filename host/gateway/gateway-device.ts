@@ -267,12 +267,15 @@ export class GatewayDevice {
 
   /**
    * Queues a message for the broker in the durable outbox (retained, QoS 1): delivered at
-   * least once, across broker outages and restarts. Ignored after stop().
+   * least once, across broker outages and restarts. Ignored after stop(). `durable: false`
+   * for what the caller publishes again, current, after every broker (re)connect (and so after
+   * a restart): it is queued and delivered the same while the daemon runs, but never journaled
+   * (OutboxMessage.durable).
    */
-  publish(topic: string, payload: string, kind: OutboxKind | PublishKind): void {
+  publish(topic: string, payload: string, kind: OutboxKind | PublishKind, options: { durable?: boolean } = {}): void {
     // Standing by: the gateway holding the board publishes for it, never two at once.
     if (this.stopped || !this.parts || this.mode === 'standby') return;
-    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
+    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind, durable: options.durable });
     this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
   }
 

@@ -9,6 +9,17 @@ import { KeepaliveFacts, keepaliveStats } from './keepalive-facts.ts';
 import type { MessageInfo } from '../mqtt/broker-session.ts';
 import { refreshTopics, RefreshThrottle } from './refresh-requests.ts';
 
+/**
+ * `$state`, `$description` and the keepalive facts are published again, with their current
+ * values, after every broker (re)connect of the board's session (republish()) and so after a
+ * restart: the outbox keeps them in memory only (no journal write per message, no journal file
+ * per board at start, issue 15). A broker outage still loses none of them (they wait in the
+ * outbox); a crash of the daemon forgets them, and the restarted daemon publishes the current
+ * ones. Component values stay journaled: after a restart the daemon does not know them until
+ * the board reports again.
+ */
+const REPUBLISHED = { durable: false } as const;
+
 export interface HomieExtensionOptions {
   /** How often the keepalive facts are looked at (default 5000 ms); only news is published (keepalive-facts.ts). */
   factsCheckMs?: number;
@@ -51,13 +62,13 @@ export class HomieExtension implements Extension {
     for (const device of gateway.devices) {
       this.descriptions.set(device.id, this.describe(device));
       // Homie 5: a device is `init` until it is ready.
-      device.publish(homieTopics.state(device.id), 'init', 'state');
-      device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state');
+      device.publish(homieTopics.state(device.id), 'init', 'state', REPUBLISHED);
+      device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
     }
     const on = this.subscriptions.on.bind(this.subscriptions);
     on('deviceState', (device, change) => {
       if (this.stopping) return;
-      device.publish(homieTopics.state(device.id), change.to, 'state');
+      device.publish(homieTopics.state(device.id), change.to, 'state', REPUBLISHED);
       this.publishKeepalive(device, { stateChanged: true });
     });
     on('deviceReboot', (device, info) => this.publishKeepalive(device, { reboot: info }));
@@ -105,7 +116,7 @@ export class HomieExtension implements Extension {
     this.stopping = true;
     this.stopTimer?.();
     this.stopTimer = null;
-    for (const device of this.gateway.devices) device.publish(homieTopics.state(device.id), 'disconnected', 'state');
+    for (const device of this.gateway.devices) device.publish(homieTopics.state(device.id), 'disconnected', 'state', REPUBLISHED);
   }
 
   async stop(): Promise<void> {
@@ -201,8 +212,8 @@ export class HomieExtension implements Extension {
   private republish(device: GatewayDevice): void {
     if (this.stopping) return;
     // Coalescing in the outbox keeps this cheap.
-    device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state');
-    device.publish(homieTopics.state(device.id), device.link.state, 'state');
+    device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
+    device.publish(homieTopics.state(device.id), device.link.state, 'state', REPUBLISHED);
     for (const component of device.components) {
       for (const [property, value] of component.values()) device.publish(homieTopics.property(device.id, component.id, property), value, 'state');
     }
@@ -216,6 +227,6 @@ export class HomieExtension implements Extension {
       facts = new KeepaliveFacts({ clock: this.gateway.clock, refreshMs: this.options.factsRefreshMs });
       this.facts.set(device.id, facts);
     }
-    for (const f of facts.due(keepaliveStats(device.link), event)) device.publish(homieTopics.property(device.id, 'tether', f.property), f.value, f.kind);
+    for (const f of facts.due(keepaliveStats(device.link), event)) device.publish(homieTopics.property(device.id, 'tether', f.property), f.value, f.kind, REPUBLISHED);
   }
 }
