@@ -56,6 +56,13 @@ const OPEN_CONCURRENCY = 16;
  */
 const SESSION_STARTS = 256;
 
+/**
+ * Board links opening at once (each from its TCP connect until its handshake is answered or it
+ * is lost): a 9,900-board start with every connect and handshake at once lost 14,630 boards'
+ * PONG deadlines (issue 15); this many at a time keep the turns short.
+ */
+const LINK_STARTS = 256;
+
 /** Devices started one after the other for at most this long before the loop reads its sockets. */
 const DEVICE_START_SLICE_MS = 20;
 
@@ -85,6 +92,8 @@ export class Gateway {
   readonly journalFds: JournalFdPool;
   /** At most SESSION_STARTS boards' MQTT sessions connecting at once (start-gate.ts). */
   readonly sessionStarts = new StartGate(SESSION_STARTS);
+  /** At most LINK_STARTS boards' links opening at once (start-gate.ts). */
+  readonly linkStarts = new StartGate(LINK_STARTS);
   readonly env: NodeJS.ProcessEnv;
   readonly log: Logger;
   private embeddedBroker: EmbeddedBroker | null = null;
@@ -129,6 +138,7 @@ export class Gateway {
           sharedMqtt: config.broker.sharedSession,
           journalFds: this.journalFds,
           sessionStarts: this.sessionStarts,
+          linkStarts: this.linkStarts,
           sessionView: config.broker.sharedSession ? () => this.sharedDispatcher().view(settings.id) : undefined,
           events: this.events,
           pathStore: this.pathStore,
