@@ -80,6 +80,8 @@ interface FleetResult {
   load: number;
   /** Boards whose $state was ready at the end of the window. */
   readyAtEnd: number;
+  /** Daemon CPU seconds (all threads) from its start until all were ready. */
+  readyCpuS: number;
   /** One full metrics scrape after the window (s), its size, and the longest event-loop delay over it. */
   scrapeS: number;
   scrapeMiB: number;
@@ -273,6 +275,10 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
       () => `${ready.size} ready, daemon fds ${openFds(pid)}; daemon output: ${output.trim().slice(-500)}`,
     );
     const readyS = (performance.now() - started) / 1000;
+    // CPU time the start-up took (robust where wall time is not: other work on the same cores).
+    const readyCpuS = cpuTicks(pid) / CLOCK_TICKS;
+    const readyMain = mainThreadTicks(pid);
+    process.stderr.write(`  all ready after ${readyS.toFixed(1)} s, daemon CPU until then ${readyCpuS.toFixed(1)} s (main thread user ${(readyMain.user / CLOCK_TICKS).toFixed(1)} s + system ${(readyMain.sys / CLOCK_TICKS).toFixed(1)} s)\n`);
     clearInterval(progress);
     await sleep(SETTLE_MS); // the start-up burst (descriptions, discovery) is over
     await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
@@ -309,7 +315,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const messages = [...published].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${perMinute(v).toFixed(2)}`);
     process.stderr.write(`  MQTT messages per board per minute at steady state: ${messages.join(', ') || 'none'}\n`);
     const messagesPerBoardMin = perMinute([...published.values()].reduce((a, b) => a + b, 0));
-    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max };
+    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS };
   } finally {
     clearInterval(progress);
     await stopChild(daemon, 60_000);
@@ -330,7 +336,7 @@ function rows(r: FleetResult): Row[] {
   return [
     { benchmark: `${name}: daemon CPU per board`, measured: `${cpuMilli.toFixed(2)} m% (${r.cpuPct.toFixed(1)} % of a core; boards' own processes ${r.simCpuPct.toFixed(0)} %)`, limit: `<= ${GOAL.cpuMilliPct} m% per board`, ratio: ratio(cpuMilli, GOAL.cpuMilliPct) },
     { benchmark: `${name}: daemon RSS per board`, measured: `${rssKiB.toFixed(1)} KiB (${r.rssMiB.toFixed(0)} MiB; heap ${(r.memory.heap_used ?? NaN).toFixed(0)} used of ${(r.memory.heap_total ?? NaN).toFixed(0)}, external ${(r.memory.external ?? NaN).toFixed(0)} MiB)`, limit: `<= ${GOAL.rssKiB} KiB per board`, ratio: ratio(rssKiB, GOAL.rssKiB) },
-    { benchmark: `${name}: all ready after start`, measured: `${r.readyS.toFixed(1)} s (${r.readyAtEnd} of ${r.n} still ready at the end of the window)`, limit: `<= ${GOAL.readyS} s`, ratio: ratio(r.readyS, GOAL.readyS) },
+    { benchmark: `${name}: all ready after start`, measured: `${r.readyS.toFixed(1)} s (daemon CPU until then ${r.readyCpuS.toFixed(1)} s; ${r.readyAtEnd} of ${r.n} still ready at the end of the window)`, limit: `<= ${GOAL.readyS} s`, ratio: ratio(r.readyS, GOAL.readyS) },
     { benchmark: `${name}: event-loop delay p99 (max)`, measured: `${r.eldP99Ms.toFixed(1)} ms (${r.eldMaxMs.toFixed(0)} ms)`, limit: `< ${GOAL.eldP99Ms} ms`, ratio: ratio(r.eldP99Ms, GOAL.eldP99Ms) },
     { benchmark: `${name}: one full metrics scrape`, measured: `${r.scrapeS.toFixed(2)} s, ${r.scrapeMiB.toFixed(1)} MiB (longest event-loop delay over it ${r.scrapeEldMaxMs.toFixed(0)} ms: host/metrics/scrape-in-turns.ts)`, limit: '-', ratio: '-' },
     { benchmark: `${name}: MQTT messages per board at steady state`, measured: `${r.messagesPerBoardMin.toFixed(2)} a minute (load average ${r.load.toFixed(1)} on ${os.cpus().length} cores)`, limit: 'only news (keepalive-facts.ts)', ratio: '-' },

@@ -25,6 +25,8 @@ import type { StartGate } from './start-gate.ts';
 
 /** A board session that is not up after this long gives its place in the StartGate to the next (it keeps trying on its own). */
 const SESSION_START_HOLD_MS = 10_000;
+/** A link not settled (ready, lost, ...) after this long gives its place in the link StartGate to the next. */
+const LINK_START_HOLD_MS = 5_000;
 
 export interface GatewayDeviceOptions {
   settings: DeviceSettings;
@@ -40,6 +42,13 @@ export interface GatewayDeviceOptions {
    * place from its start until it is up (and its start-up publishes are queued), or SESSION_START_HOLD_MS.
    */
   sessionStarts?: StartGate;
+  /**
+   * The daemon's bound on links opening at once (absent: none): a link holds a place from its
+   * open until its first state past `init` (ready after the handshake, or lost), or
+   * LINK_START_HOLD_MS. All of a fleet's TCP connects and handshakes at once kept the event
+   * loop from reading their answers in time: connects past their 2 s bound, boards lost.
+   */
+  linkStarts?: StartGate;
   /**
    * Shared-session mode: this board's view of the shared session (SharedSessionDispatcher), which
    * its outbox publishes through and whose ups and messages it hears, instead of listening on the
@@ -95,6 +104,10 @@ export class GatewayDevice {
   private stopped = false;
   private mode: HoldMode = 'pending';
   private linkOpened = false;
+  /** Waiting for a place in the link StartGate. */
+  private linkWaiting = false;
+  /** Gives back this board's place in the link StartGate (held while its link opens). */
+  private linkPlace: (() => void) | null = null;
   /** The board session has run (and stopped): a new hold needs a fresh one. */
   private sessionUsed = false;
   private detachMqtt: (() => void) | null = null;
@@ -267,12 +280,15 @@ export class GatewayDevice {
 
   /**
    * Queues a message for the broker in the durable outbox (retained, QoS 1): delivered at
-   * least once, across broker outages and restarts. Ignored after stop().
+   * least once, across broker outages and restarts. Ignored after stop(). `durable: false`
+   * for what the caller publishes again, current, after every broker (re)connect (and so after
+   * a restart): it is queued and delivered the same while the daemon runs, but never journaled
+   * (OutboxMessage.durable).
    */
-  publish(topic: string, payload: string, kind: OutboxKind | PublishKind): void {
+  publish(topic: string, payload: string, kind: OutboxKind | PublishKind, options: { durable?: boolean } = {}): void {
     // Standing by: the gateway holding the board publishes for it, never two at once.
     if (this.stopped || !this.parts || this.mode === 'standby') return;
-    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind });
+    const entry = this.parts.outbox.enqueue({ topic, payload: Buffer.from(payload), qos: 1, retain: true, kind, durable: options.durable });
     this.log.debug({ id: entry.id, topic, payload, kind }, 'queued for the broker');
   }
 
@@ -285,6 +301,7 @@ export class GatewayDevice {
     if (this.stopped) return;
     this.stopped = true;
     this.startPlace?.();
+    this.linkPlace?.();
     const parts = this.parts;
     if (!parts) return;
     if (this.started) {
@@ -322,7 +339,22 @@ export class GatewayDevice {
 
   /** Opens the port: the link directly (Espruino), or TetherIO under Johnny-Five (Uno). */
   private async openLink(): Promise<void> {
-    if (this.linkOpened) return;
+    if (this.linkOpened || this.linkWaiting) return;
+    const gate = this.options.linkStarts;
+    if (gate) {
+      let release = gate.tryEnter();
+      if (!release) {
+        this.linkWaiting = true;
+        release = await gate.enter();
+        this.linkWaiting = false;
+        // Stopped, or let go (standby), while waiting: nothing to open (acquire() opens it later).
+        if (this.stopped || (!this.options.sharedMqtt && this.mode === 'standby')) {
+          release();
+          return;
+        }
+      }
+      this.holdLinkPlace(release);
+    }
     this.linkOpened = true;
     const { link } = this.opened();
     const { events } = this.options;
@@ -354,6 +386,24 @@ export class GatewayDevice {
         });
       }
     });
+  }
+
+  /** Keeps the link's place until its first state past `init`, LINK_START_HOLD_MS, or stop(). */
+  private holdLinkPlace(release: () => void): void {
+    const { link } = this.opened();
+    const { clock } = this.options;
+    const done = () => {
+      link.off('state', onState);
+      clock.clearTimeout(timer);
+      if (this.linkPlace === done) this.linkPlace = null;
+      release();
+    };
+    const onState = (change: StateChange) => {
+      if (change.to !== 'init') done();
+    };
+    const timer = clock.setTimeout(done, LINK_START_HOLD_MS);
+    this.linkPlace = done;
+    link.on('state', onState);
   }
 
   /** Drops every queued message for the board (another gateway's state supersedes them). */

@@ -8,6 +8,9 @@ import type { MessageInfo } from '../mqtt/broker-session.ts';
 import { PACKAGE_ROOT } from '../paths.ts';
 import { boardDiscovery, gatewayDiscovery, ownDiscoveryTopics, type BoardDescription, type DiscoveryContext, type DiscoveryMessage } from './discovery.ts';
 
+/** Board configs are sent again after every broker (re)connect: the outbox need not journal them (issue 15). */
+const REPUBLISHED = { durable: false } as const;
+
 export interface HomeAssistantOptions {
   /** Home Assistant's discovery_prefix (default `homeassistant`). */
   prefix: string;
@@ -20,7 +23,7 @@ export interface HomeAssistantOptions {
  * an entity per component property and the keepalive facts as diagnostic entities, all
  * pointing at the Homie topics (discovery.ts), with availability from the gateway's and the
  * board's `$state` (availability.ts). Published retained at QoS 1: a board's configs through
- * its durable outbox, the gateway's on its own session. Sent again after every broker
+ * its outbox (in memory only: they are sent again on every connect), the gateway's on its own session. Sent again after every broker
  * (re)connect and when Home Assistant announces itself (`online` on its status topic).
  *
  * Configs the current config would not publish (a board or component taken out of the config)
@@ -214,7 +217,7 @@ export class HomeAssistantExtension implements Extension {
     const message = boardDiscovery(this.context, this.describe(device)).find((m) => m.topic === topic);
     if (!message) return;
     this.log.info({ topic, device: device.id }, `a Home Assistant config of ${device.id} was deleted by someone else: publishing it again`);
-    device.publish(message.topic, JSON.stringify(message.config), 'state');
+    device.publish(message.topic, JSON.stringify(message.config), 'state', REPUBLISHED);
   }
 
   private publishGateway(): void {
@@ -229,8 +232,9 @@ export class HomeAssistantExtension implements Extension {
   private publishBoard(device: GatewayDevice): void {
     if (this.stopping || !this.context) return;
     const messages: DiscoveryMessage[] = boardDiscovery(this.context, this.describe(device));
-    // Durable and retained, QoS 1; the outbox keeps only the latest of each topic.
-    for (const m of messages) device.publish(m.topic, JSON.stringify(m.config), 'state');
+    // Retained, QoS 1, through the outbox (it keeps only the latest of each topic); in memory
+    // only (REPUBLISHED): every 'up' of the board's session, and so every restart, sends them again.
+    for (const m of messages) device.publish(m.topic, JSON.stringify(m.config), 'state', REPUBLISHED);
     this.published.set(device.id, this.deviceFacts(device));
   }
 

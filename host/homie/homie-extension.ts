@@ -12,6 +12,17 @@ import { refreshTopics, RefreshThrottle } from './refresh-requests.ts';
 /** The periodic facts check's event (none): one object, not one per board per check. */
 const NO_EVENT: { stateChanged?: boolean; reboot?: RebootInfo } = Object.freeze({});
 
+/**
+ * `$state`, `$description` and the keepalive facts are published again, with their current
+ * values, after every broker (re)connect of the board's session (republish()) and so after a
+ * restart: the outbox keeps them in memory only (no journal write per message, no journal file
+ * per board at start, issue 15). A broker outage still loses none of them (they wait in the
+ * outbox); a crash of the daemon forgets them, and the restarted daemon publishes the current
+ * ones. Component values stay journaled: after a restart the daemon does not know them until
+ * the board reports again.
+ */
+const REPUBLISHED = { durable: false } as const;
+
 export interface HomieExtensionOptions {
   /** How often the keepalive facts are looked at (default 5000 ms); only news is published (keepalive-facts.ts). */
   factsCheckMs?: number;
@@ -54,13 +65,13 @@ export class HomieExtension implements Extension {
     for (const device of gateway.devices) {
       this.descriptions.set(device.id, this.describe(device));
       // Homie 5: a device is `init` until it is ready.
-      device.publish(homieTopics.state(device.id), 'init', 'state');
-      device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state');
+      device.publish(homieTopics.state(device.id), 'init', 'state', REPUBLISHED);
+      device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
     }
     const on = this.subscriptions.on.bind(this.subscriptions);
     on('deviceState', (device, change) => {
       if (this.stopping) return;
-      device.publish(homieTopics.state(device.id), change.to, 'state');
+      device.publish(homieTopics.state(device.id), change.to, 'state', REPUBLISHED);
       this.publishKeepalive(device, { stateChanged: true });
     });
     on('deviceReboot', (device, info) => this.publishKeepalive(device, { reboot: info }));
@@ -108,7 +119,7 @@ export class HomieExtension implements Extension {
     this.stopping = true;
     this.stopTimer?.();
     this.stopTimer = null;
-    for (const device of this.gateway.devices) device.publish(homieTopics.state(device.id), 'disconnected', 'state');
+    for (const device of this.gateway.devices) device.publish(homieTopics.state(device.id), 'disconnected', 'state', REPUBLISHED);
   }
 
   async stop(): Promise<void> {
@@ -204,8 +215,8 @@ export class HomieExtension implements Extension {
   private republish(device: GatewayDevice): void {
     if (this.stopping) return;
     // Coalescing in the outbox keeps this cheap.
-    device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state');
-    device.publish(homieTopics.state(device.id), device.link.state, 'state');
+    device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
+    device.publish(homieTopics.state(device.id), device.link.state, 'state', REPUBLISHED);
     for (const component of device.components) {
       for (const [property, value] of component.values()) device.publish(homieTopics.property(device.id, component.id, property), value, 'state');
     }
@@ -221,6 +232,6 @@ export class HomieExtension implements Extension {
     }
     const due = facts.due(keepaliveStats(device.link), event);
     // Indexed: the periodic check (every board every few seconds) usually finds nothing, and makes nothing.
-    for (let i = 0; i < due.length; i++) device.publish(homieTopics.property(device.id, 'tether', due[i]!.property), due[i]!.value, due[i]!.kind);
+    for (let i = 0; i < due.length; i++) device.publish(homieTopics.property(device.id, 'tether', due[i]!.property), due[i]!.value, due[i]!.kind, REPUBLISHED);
   }
 }

@@ -154,6 +154,8 @@ export interface JournalSummary {
   corruptLines: number[];
   /** Bytes read. */
   bytes: number;
+  /** Set when the file does not end in '\n' (a torn or unterminated last line): nothing may be appended to it as it is. */
+  unterminated?: true;
 }
 
 /** Everything a parse found, records included (for tests and small files). */
@@ -270,7 +272,10 @@ export class JournalReader {
   }
 
   end(): JournalSummary {
-    if (!this.skipping && this.partBytes > 0) this.line(Buffer.concat(this.parts), false);
+    if (!this.skipping && this.partBytes > 0) {
+      this.summary.unterminated = true;
+      this.line(Buffer.concat(this.parts), false);
+    }
     this.parts = [];
     this.partBytes = 0;
     return this.summary;

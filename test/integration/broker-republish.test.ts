@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -89,6 +89,28 @@ describe('retained state on every reconnect, and refresh requests (Mosquitto)', 
       );
       expect(JSON.parse(late.find((r) => r.topic === 'homie/5/dev-r/$description')!.payload)).toMatchObject({ homie: '5.0', root: 'gw-r' });
     }
+  });
+
+  it('what every connect republishes ($state, $description, facts, discovery) is not journaled: no journal file for a board without components, and a broker outage loses none of it', async () => {
+    const gateway = await startGateway('gw-m', 'dev-m');
+    const device = gateway.devices[0]!;
+    const journal = join(dir, 'queue-gw-m', 'dev-m.outbox');
+    await waitFor(() => device.mqtt.connected && device.outbox.size === 0, { timeoutMs: 10_000, what: 'the outbox delivered' });
+    expect(existsSync(journal)).toBe(false);
+    // The broker goes away, then the board: its `lost` waits in the outbox (memory only).
+    await broker.kill9();
+    const board = boards.pop()!;
+    await board.close();
+    await waitFor(() => device.link.state === 'lost' && device.outbox.pending().some((e) => e.topic === 'homie/5/dev-m/$state' && e.payload.toString() === 'lost'), {
+      timeoutMs: 10_000,
+      what: 'lost queued while the broker is away',
+    });
+    await broker.restart();
+    await waitFor(() => device.mqtt.connected && device.outbox.size === 0, { timeoutMs: 15_000, what: 'the outbox delivered again' });
+    // Subscribed after: what the broker holds comes retained.
+    const late = await subscribe(['homie/5/dev-m/$state']);
+    await waitFor(() => late.some((r) => r.retain && r.payload === 'lost'), { timeoutMs: 10_000, what: 'the retained lost on the broker', detail: () => JSON.stringify(late) });
+    expect(existsSync(journal)).toBe(false);
   });
 
   it.each([

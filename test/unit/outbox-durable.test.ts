@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { appendFileSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -54,18 +54,25 @@ function recordDrops(o: DurableOutbox) {
 }
 
 describe('DurableOutbox: journal round trip', () => {
-  it('creates a journal with a header line and starts empty', async () => {
+  it('creates no journal until a record has to be written, then one with a header line and the record', async () => {
     const o = await open();
     expect(o.size).toBe(0);
     expect(o.bytes).toBe(0);
     expect(o.pending()).toEqual([]);
-    expect(readFileSync(journal, 'utf8')).toBe(`${encodeHeader(1)}\n`);
-    expect(readFileSync(journal, 'utf8')).toMatch(/^[0-9a-f]{8} \{"tether-outbox":2,"next":1\}\n$/);
+    expect(existsSync(journal)).toBe(false);
+    await o.flush();
+    expect(existsSync(journal)).toBe(false);
+    const e = o.enqueue(msg('t', 'v'));
+    await o.flush();
+    expect(readFileSync(journal, 'utf8')).toMatch(/^[0-9a-f]{8} \{"tether-outbox":2,"next":2\}\n[0-9a-f]{8} \{"id":1,/);
+    expect(parseJournal(readFileSync(journal)).records).toEqual([{ type: 'entry', entry: e }]);
   });
 
-  it('creates the directory of the journal when missing', async () => {
+  it('creates the directory of the journal when missing, with the first record', async () => {
     const o = await open({}, join(dir, 'a', 'b', 'x.outbox'));
+    expect(existsSync(join(dir, 'a', 'b'))).toBe(false);
     o.enqueue(msg('t', 'v'));
+    await o.flush();
     expect(statSync(join(dir, 'a', 'b', 'x.outbox')).isFile()).toBe(true);
   });
 
@@ -610,8 +617,8 @@ describe('DurableOutbox: the journal fd is closed while idle', () => {
     const clock = new ManualClock();
     const pool = new JournalFdPool(2);
     const boxes = await Promise.all([0, 1, 2].map((i) => open({ clock, fdPool: pool }, join(dir, `b${i}.outbox`))));
-    // Each opened (its compaction holds a descriptor) in turn: the third took an idle one's.
-    expect(pool.held).toBe(2);
+    // Opening creates nothing: no descriptor yet.
+    expect(pool.held).toBe(0);
     expect(boxes.filter((b) => b.journalOpen).length).toBeLessThanOrEqual(2);
     // All three write at once: every record is written, never more than two journals open.
     let most = 0;
@@ -666,6 +673,133 @@ function faultyFs() {
   };
   return { io, state };
 }
+
+/** nodeFs counting the calls that change the disk (what creating or rewriting a journal costs). */
+function countingFs() {
+  const counts = { writeOpens: 0, writes: 0, syncs: 0, renames: 0, mkdirs: 0 };
+  const io: OutboxFs = {
+    ...nodeFs,
+    async open(path, flags, mode) {
+      if (flags & (fsConstants.O_WRONLY | fsConstants.O_CREAT)) counts.writeOpens++;
+      return nodeFs.open(path, flags, mode);
+    },
+    async write(fd, buffer, offset, length) {
+      counts.writes++;
+      return nodeFs.write(fd, buffer, offset, length);
+    },
+    async sync(fd) {
+      counts.syncs++;
+      return nodeFs.sync(fd);
+    },
+    async rename(from, to) {
+      counts.renames++;
+      return nodeFs.rename(from, to);
+    },
+    async mkdir(path, options) {
+      counts.mkdirs++;
+      return nodeFs.mkdir(path, options);
+    },
+  };
+  return { io, counts };
+}
+
+const memoryOnly = (m: OutboxMessage): OutboxMessage => ({ ...m, durable: false });
+
+describe('DurableOutbox: start-up cost (issue 15: no file work per board before a record has to be written)', () => {
+  it('memory-only entries (durable: false) are queued, coalesced, bounded and acked without touching the disk; a reopen forgets them', async () => {
+    const { io, counts } = countingFs();
+    const o = await open({ fs: io, maxEntries: 3 });
+    const a = o.enqueue(memoryOnly(msg('d/$state', 'init', 'state', true)));
+    const b = o.enqueue(memoryOnly(msg('d/$state', 'ready', 'state', true))); // coalesces a
+    o.enqueue(memoryOnly(msg('d/t', '1')));
+    o.enqueue(memoryOnly(msg('d/t', '2')));
+    o.enqueue(memoryOnly(msg('d/t', '3'))); // over maxEntries: drops the oldest telemetry
+    expect(o.has(a.id)).toBe(false);
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['ready', '2', '3']);
+    expect(o.coalesced).toBe(1);
+    expect(o.dropped).toBe(1);
+    o.ack(b.id);
+    await o.flush();
+    expect(o.size).toBe(2);
+    expect(counts).toEqual({ writeOpens: 0, writes: 0, syncs: 0, renames: 0, mkdirs: 0 });
+    expect(existsSync(journal)).toBe(false);
+    await o.close();
+    expect((await open()).size).toBe(0);
+  });
+
+  it('a memory-only value that replaces a journaled retained value, or pushes a journaled entry out, journals that removal: neither comes back', async () => {
+    const o = await open({ maxEntries: 2 });
+    o.enqueue(msg('d/$state', 'lost', 'state', true));
+    o.enqueue(msg('d/t', 'old telemetry'));
+    await o.flush();
+    o.enqueue(memoryOnly(msg('d/$state', 'ready', 'state', true))); // coalesces the journaled 'lost'
+    o.enqueue(memoryOnly(msg('d/x', 'y', 'other'))); // full: drops the journaled telemetry
+    await o.flush();
+    expect(o.pending().map((e) => e.payload.toString())).toEqual(['ready', 'y']);
+    await o.close();
+    expect((await open()).pending()).toEqual([]);
+  });
+
+  it('journaled and memory-only entries mixed: a reopen holds exactly the journaled ones not acked, and ids still grow past every journaled one', async () => {
+    const o = await open();
+    const kept = o.enqueue(msg('d/t', 'kept'));
+    o.enqueue(memoryOnly(msg('d/$description', '{}', 'state', true)));
+    const acked = o.enqueue(msg('d/t', 'acked'));
+    o.ack(acked.id);
+    await o.compact(); // the rewrite skips the memory-only entry
+    await o.close();
+    const again = await open();
+    expect(again.pending().map(view)).toEqual([view(kept)]);
+    expect(again.enqueue(msg('d/t', 'next')).id).toBeGreaterThan(acked.id);
+  });
+
+  it('a clean journal is appended to as it is at open (no rewrite, no sync); the next record opens it for append', async () => {
+    const first = await open();
+    first.enqueue(msg('t', 'a'));
+    await first.close();
+    const { io, counts } = countingFs();
+    const o = await open({ fs: io });
+    expect(counts).toEqual({ writeOpens: 0, writes: 0, syncs: 0, renames: 0, mkdirs: 0 });
+    o.enqueue(msg('t', 'b'));
+    await o.flush();
+    expect(counts.renames).toBe(0);
+    expect(counts.writes).toBe(1);
+    await o.close();
+    expect((await open()).pending().map((e) => e.payload.toString())).toEqual(['a', 'b']);
+  });
+
+  it('a journal whose last line lacks its newline (torn, or whole but unterminated) is rewritten at open, so the next record is not glued to it', async () => {
+    for (const damage of ['unterminated', 'torn'] as const) {
+      const path = join(dir, `${damage}.outbox`);
+      const first = await open({}, path);
+      first.enqueue(msg('t', 'a'));
+      await first.close();
+      const text = readFileSync(path, 'utf8');
+      writeFileSync(path, damage === 'unterminated' ? text.replace(/\n$/, '') : `${text}0123abcd {"id":2,"at":`);
+      const { io, counts } = countingFs();
+      const o = await open({ fs: io }, path);
+      expect(counts.renames, damage).toBe(1);
+      expect(readFileSync(path, 'utf8').endsWith('\n')).toBe(true);
+      o.enqueue(msg('t', 'b'));
+      await o.close();
+      const again = await open({}, path);
+      expect(again.pending().map((e) => e.payload.toString()), damage).toEqual(['a', 'b']);
+      expect(again.recovery.corrupt, damage).toBe(0);
+    }
+  });
+
+  it('a journal that is mostly garbage (acked records past 64 KiB) is compacted at open', async () => {
+    const first = await open({ compactEvery: 1_000_000 });
+    for (let i = 0; i < 1000; i++) first.ack(first.enqueue(msg('t', 'x'.repeat(64))).id);
+    await first.close();
+    expect(statSync(journal).size).toBeGreaterThan(64 * 1024);
+    const { io, counts } = countingFs();
+    const o = await open({ fs: io });
+    expect(counts.renames).toBe(1);
+    expect(readFileSync(journal, 'utf8')).toBe(`${encodeHeader(1001)}\n`);
+    expect(o.enqueue(msg('t', 'y')).id).toBe(1001);
+  });
+});
 
 describe('DurableOutbox: disk errors', () => {
   it('never throws, keeps messages in memory, logs once, and catches up when the disk is back', async () => {
@@ -761,10 +895,11 @@ describe('DurableOutbox: disk errors', () => {
     state.failOpen = true;
     const logger = new RecordingLogger();
     const o = await open({ fs: io, logger, diskRetryMs: 0 });
-    expect(o.degraded).toBe(true);
+    expect(o.degraded).toBe(false); // nothing written yet: the first record finds out
     o.enqueue(msg('t', 'mem'));
     expect(o.size).toBe(1);
     await o.flush();
+    expect(o.degraded).toBe(true);
     state.failOpen = false;
     o.enqueue(msg('t', 'disk'));
     await o.flush();
@@ -777,6 +912,7 @@ describe('DurableOutbox: disk errors', () => {
     const logger = new RecordingLogger();
     const o = await open({ fs: io, logger });
     o.enqueue(msg('t', 'a'));
+    await o.flush(); // the journal is created with it
     state.failOpen = true;
     await o.compact();
     expect(o.degraded).toBe(false);

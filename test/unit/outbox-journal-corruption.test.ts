@@ -258,6 +258,7 @@ describe('I/O off the event loop, fsync policies (review points 8, 9)', () => {
     const { io, state } = countingFs();
     // No idle close: the sync timer is then the only timer the loops below wait for.
     const o = await open(join(dir, 'b.outbox'), { fs: io, clock, fsync: { batchMs: 200 }, idleCloseMs: Infinity });
+    await o.compact(); // creates the journal: its syncs are not the ones counted
     const atOpen = state.syncs;
     o.enqueue(msg('t', '1'));
     // The write lands and arms the sync timer (the sync itself waits for it).
@@ -283,6 +284,7 @@ describe('I/O off the event loop, fsync policies (review points 8, 9)', () => {
     const path = join(dir, 'l.outbox');
     // No idle close: the sync timer is then the only timer the loops below wait for.
     const o = await open(path, { fs: io, clock, idleCloseMs: Infinity });
+    await o.compact(); // creates the journal: its syncs are not the ones counted
     const atOpen = state.syncs;
     const e = o.enqueue(msg('t', '1'));
     // No flush(), no clock advance: the entry is synced on its own.

@@ -28,7 +28,7 @@ describe('TCP keepalive and TCP_USER_TIMEOUT from a bound', () => {
     });
   });
 
-  it('sets them on a real socket (net-keepalive), and TcpTransport does so once connected', async () => {
+  it('sets them on a real socket (read back with net-keepalive), and TcpTransport does so once connected', async () => {
     const server = net.createServer(() => {});
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as net.AddressInfo).port;
@@ -46,6 +46,30 @@ describe('TCP keepalive and TCP_USER_TIMEOUT from a bound', () => {
     await t.open();
     expect([nk.getKeepAliveInterval(made!), nk.getKeepAliveProbes(made!), nk.getUserTimeout(made!)]).toEqual([1000, 6, 6000]);
     await t.close();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('sockets set one after the other with different values each keep their own (the native ints are shared per value)', async () => {
+    const server = net.createServer(() => {});
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const settings = [
+      { keepAliveIdleMs: 2000, keepAliveIntervalMs: 2000, keepAliveCount: 4, userTimeoutMs: 4500 },
+      { keepAliveIdleMs: 1000, keepAliveIntervalMs: 3000, keepAliveCount: 7, userTimeoutMs: 9000 },
+      { keepAliveIdleMs: 2000, keepAliveIntervalMs: 2000, keepAliveCount: 4, userTimeoutMs: 4500 },
+      { keepAliveIdleMs: 1000, keepAliveIntervalMs: 1000, keepAliveCount: 2, userTimeoutMs: 0 },
+    ];
+    const sockets: net.Socket[] = [];
+    for (const s of settings) {
+      const socket = net.connect({ port, host: '127.0.0.1' });
+      await new Promise((r) => socket.once('connect', r));
+      expect(applyTcpKeepalive(socket, s)).toEqual({ full: true });
+      sockets.push(socket);
+    }
+    const read = sockets.map((socket) => [nk.getKeepAliveInterval(socket), nk.getKeepAliveProbes(socket), nk.getUserTimeout(socket)]);
+    // userTimeoutMs 0 leaves the kernel's default (0: none).
+    expect(read).toEqual([[2000, 4, 4500], [3000, 7, 9000], [2000, 4, 4500], [1000, 2, 0]]);
+    for (const socket of sockets) socket.destroy();
     await new Promise<void>((r) => server.close(() => r()));
   });
 
