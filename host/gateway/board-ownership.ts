@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.ts';
 import type { EventEmitter } from 'node:events';
 import type { BrokerSession, BrokerSessionEvents, MessageInfo } from '../mqtt/broker-session.ts';
 import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
+import { forEachConcurrently } from './for-each-concurrently.ts';
 import { TakeoverDetector, type TakeoverKick } from './takeover-detector.ts';
 
 /**
@@ -107,6 +108,9 @@ interface BoardState {
   asked: boolean;
 }
 
+/** Claim-topic SUBSCRIBEs start() keeps in flight (each holds one of MQTT's 65,535 packet ids until its SUBACK). */
+const SUBSCRIBES_IN_FLIGHT = 512;
+
 /** After this many takeovers within the detector's window that no better claim explains, a held board is let go anyway. */
 const MAX_UNEXPLAINED_KICKS = 3;
 /** A claim whose publish failed while the session is (again) up is tried again after this long. */
@@ -184,10 +188,12 @@ export class BoardOwnership {
     session.on('message', this.onMessage);
     session.on('up', this.onUp);
     await session.subscribe(ownerTopics.sync(gatewayId, this.instance), 1);
-    for (const id of this.boards.keys()) {
-      await session.subscribe(ownerTopics.owner(id), 1);
-      await session.subscribe(ownerTopics.who(id), 1);
-    }
+    // Many boards' topics in flight at once: one SUBACK after the other, 2 x 9,900 round trips
+    // held every board's decision back for ~10 s of a fleet's start (docs/benchmarks-issue15-fleet.md).
+    const failed = await forEachConcurrently([...this.boards.keys()], SUBSCRIBES_IN_FLIGHT / 2, async (id) => {
+      await Promise.all([session.subscribe(ownerTopics.owner(id), 1), session.subscribe(ownerTopics.who(id), 1)]);
+    });
+    if (failed) throw failed.err;
     if (session.connected) this.sync();
   }
 

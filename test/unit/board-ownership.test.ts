@@ -105,6 +105,43 @@ function gateway(broker: TinyBroker, clock: ManualClock, id: string, board: Fake
 }
 
 describe('BoardOwnership', () => {
+  it('subscribes to many boards\' claim topics at once (at most 512 in flight), and asks for the sync marker only once every SUBACK is in', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const boards = Array.from({ length: 300 }, (_, i) => new FakeBoard(`b${i}`, { port: `tcp://bridge-${i}:2000`, standby: false, takeoverDelayMs: 3000 }));
+    const session = new FakeSession(broker);
+    // Each SUBACK waits for the test: how many SUBSCRIBEs are in flight at once.
+    const waiting: Array<() => void> = [];
+    let maxInFlight = 0;
+    const subscribed: string[] = [];
+    const subscribe = session.subscribe.bind(session);
+    session.subscribe = (topic) =>
+      new Promise<void>((resolve) => {
+        waiting.push(() => void subscribe(topic).then(() => (subscribed.push(topic), resolve())));
+        maxInFlight = Math.max(maxInFlight, waiting.length);
+      });
+    const published: string[] = [];
+    const publish = session.publish.bind(session);
+    session.publish = (topic, payload, options) => {
+      published.push(`${topic} after ${subscribed.length} subscriptions`);
+      return publish(topic, payload, options);
+    };
+    const ownership = new BoardOwnership({ gatewayId: 'gw-a', session, boards, clock, logger: new RecordingLogger() });
+    const started = ownership.start();
+    while (subscribed.length < 1 + 2 * 300) {
+      await settle();
+      for (const ack of waiting.splice(0)) ack();
+      await settle();
+    }
+    await started;
+    // One after the other, this was 1: 600 round trips before any board could be decided.
+    expect(maxInFlight).toBe(512);
+    const sync = published.filter((p) => p.startsWith('tether/gateways/gw-a/sync/'));
+    expect(sync).toHaveLength(1);
+    expect(sync[0]).toMatch(/ after 601 subscriptions$/);
+    ownership.stop();
+  });
+
   it('a board on a serial port (wired to this host alone) is claimed at once: nobody to ask or wait for', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
