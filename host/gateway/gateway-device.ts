@@ -235,16 +235,11 @@ export class GatewayDevice {
         release();
         return;
       }
-      const { clock } = this.options;
-      const done = () => {
-        mqtt.off('up', done);
-        clock.clearTimeout(timer);
-        if (this.startPlace === done) this.startPlace = null;
-        release();
-      };
-      const timer = clock.setTimeout(done, SESSION_START_HOLD_MS);
-      this.startPlace = done;
-      mqtt.on('up', done); // after the extensions' 'up' listeners: its start-up publishes are queued by then
+      // Until up: its 'up' listener comes after the extensions', so its start-up publishes are queued by then.
+      this.holdPlace('startPlace', release, SESSION_START_HOLD_MS, (done) => {
+        mqtt.on('up', done);
+        return () => mqtt.off('up', done);
+      });
     }
     parts.mqtt.start();
     parts.pump.start();
@@ -391,19 +386,31 @@ export class GatewayDevice {
   /** Keeps the link's place until its first state past `init`, LINK_START_HOLD_MS, or stop(). */
   private holdLinkPlace(release: () => void): void {
     const { link } = this.opened();
+    this.holdPlace('linkPlace', release, LINK_START_HOLD_MS, (done) => {
+      const onState = (change: StateChange) => {
+        if (change.to !== 'init') done();
+      };
+      link.on('state', onState);
+      return () => link.off('state', onState);
+    });
+  }
+
+  /**
+   * Keeps a StartGate place in `slot` (stop() gives it back) until `until` calls its `done`
+   * (`until` listens and returns how to stop listening), or `holdMs`.
+   */
+  private holdPlace(slot: 'startPlace' | 'linkPlace', release: () => void, holdMs: number, until: (done: () => void) => () => void): void {
     const { clock } = this.options;
+    let unlisten = () => {};
     const done = () => {
-      link.off('state', onState);
+      unlisten();
       clock.clearTimeout(timer);
-      if (this.linkPlace === done) this.linkPlace = null;
+      if (this[slot] === done) this[slot] = null;
       release();
     };
-    const onState = (change: StateChange) => {
-      if (change.to !== 'init') done();
-    };
-    const timer = clock.setTimeout(done, LINK_START_HOLD_MS);
-    this.linkPlace = done;
-    link.on('state', onState);
+    const timer = clock.setTimeout(done, holdMs);
+    this[slot] = done;
+    unlisten = until(done);
   }
 
   /** Drops every queued message for the board (another gateway's state supersedes them). */
