@@ -114,11 +114,10 @@ export class IdleTimeoutLearner {
   /** The upper bound on the path's idle timeout (null: no cut stands). */
   get timeoutMs(): number | null {
     // standing()'s minimum without its arrays: read for every board every facts check.
-    const safe = this.safe;
     let min = Infinity;
     for (let i = 0; i < this.cuts.length; i++) {
       const idleMs = this.cuts[i]!.idleMs;
-      if ((safe === null || idleMs + tolerance(idleMs) > safe) && idleMs < min) min = idleMs;
+      if (idleMs < min && this.stands(idleMs)) min = idleMs;
     }
     return min === Infinity ? null : min;
   }
@@ -205,8 +204,12 @@ export class IdleTimeoutLearner {
 
   /** Cuts not refuted by a clearly longer survival. */
   private standing(): PathCut[] {
-    const safe = this.safe;
-    return safe === null ? this.cuts : this.cuts.filter((c) => c.idleMs + tolerance(c.idleMs) > safe);
+    return this.safe === null ? this.cuts : this.cuts.filter((c) => this.stands(c.idleMs));
+  }
+
+  /** A cut at this idle age still stands: the longest idle age proven to survive (L) is not past it, within tolerance. */
+  private stands(idleMs: number): boolean {
+    return this.safe === null || idleMs + tolerance(idleMs) > this.safe;
   }
 
   /** Standing cuts at about the idle age U. */

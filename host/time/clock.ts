@@ -24,7 +24,6 @@ export const systemClock: Clock & WallClock = {
   clearTimeout: (handle) => globalThis.clearTimeout(handle),
 };
 
-/** Resolves after `ms` on `clock`. */
 /**
  * clock.clearTimeout(handle) then clock.setTimeout(callback, ms), through the clock's own
  * reschedule() where it has one (SharedTimers: the same entry again, nothing allocated). For a
@@ -42,6 +41,7 @@ export interface Rescheduling {
   reschedule(handle: TimerHandle | undefined, callback: () => void, ms: number): TimerHandle;
 }
 
+/** Resolves after `ms` on `clock`. */
 export function delay(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimeout(resolve, ms));
 }
