@@ -51,6 +51,20 @@ describe('RttStats', () => {
     expect(small.max).toBe(3);
   });
 
+  it('keeps window samples to the microsecond (4 bytes each), up to 71 minutes; last and the smoothed values keep full precision', () => {
+    const s = new RttStats();
+    s.add(13.2704);
+    s.add(0.0004);
+    s.add(2.0006);
+    expect([s.min, s.p50, s.max]).toEqual([0, 2.001, 13.27]);
+    expect(s.mean).toBeCloseTo((13.27 + 0 + 2.001) / 3, 12);
+    expect(s.last).toBe(2.0006);
+    expect(s.smoothed).not.toBe(toMicroseconds(s.smoothed)); // EWMA of the exact samples
+    s.add(5e9); // longer than the window can hold: kept as its largest value
+    expect(s.max).toBe(4_294_967.295);
+    expect(s.last).toBe(5e9);
+  });
+
   it('smooths like TCP: SRTT seeded with the first sample, RTTVAR with half of it', () => {
     const s = new RttStats();
     s.add(100);
@@ -118,6 +132,9 @@ describe('RttStats', () => {
   });
 });
 
+/** What the window keeps of a sample: whole microseconds. */
+const toMicroseconds = (ms: number) => Math.round(ms * 1000) / 1000;
+
 describe('RttStats sharing one sort scratch', () => {
   it('boards asked in turn each get their own percentiles, before and after new samples', () => {
     fc.assert(
@@ -130,7 +147,7 @@ describe('RttStats sharing one sort scratch', () => {
             for (const ms of w) s.add(ms);
             return s;
           });
-          const kept = windows.map((w) => w.slice(-256));
+          const kept = windows.map((w) => w.slice(-256).map(toMicroseconds));
           const reference = (i: number, p: number) => {
             const sorted = [...kept[i]!].sort((a, b) => a - b);
             return sorted[Math.ceil((p * sorted.length) / 100) - 1];
@@ -147,7 +164,7 @@ describe('RttStats sharing one sort scratch', () => {
           for (const [which, ms] of later) {
             const i = which % stats.length;
             stats[i]!.add(ms);
-            kept[i]!.push(ms);
+            kept[i]!.push(toMicroseconds(ms));
             kept[i] = kept[i]!.slice(-256);
             check();
           }
