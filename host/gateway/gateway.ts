@@ -33,7 +33,7 @@ export interface GatewayOptions {
   env?: NodeJS.ProcessEnv;
   clock?: Clock & WallClock;
   /** Overrides for the wedge guard's bounds (tests; defaults in DeviceWedgeGuard). */
-  wedgeGuard?: { wedgeGraceMs?: number; maxBackoffMs?: number };
+  wedgeGuard?: { wedgeGraceMs?: number; maxBackoffMs?: number; sampleMs?: number };
 }
 
 /**
@@ -326,7 +326,7 @@ export class Gateway {
         return () => Promise.all(this.devices.map((d) => d.stop())).then(() => {});
       });
       await this.step('device wedge guard', async () => {
-        // Built once: the guard looks every 500 ms, and the devices and their links stay the same.
+        // Built once: the guard looks every 2 s, and the devices and their links stay the same.
         const watched = this.devices.map((d) => ({ id: d.id, handshakeTimeoutMs: d.settings.keepalive.handshakeTimeoutMs, link: d.link }));
         const guard = new DeviceWedgeGuard({
           devices: () => watched,

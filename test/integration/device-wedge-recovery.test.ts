@@ -46,7 +46,7 @@ describe('a wedged device session under a (test) systemd', () => {
     const log = new RecordingLogger();
     const gateway = new Gateway(config, log, {
       env: { NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: '2000000' },
-      wedgeGuard: { wedgeGraceMs: 2000 },
+      wedgeGuard: { wedgeGraceMs: 2000, sampleMs: 500 }, // shorter than the defaults (10 s, 2 s): the test is about the recovery, not the bound
     });
     await gateway.start();
     const device = gateway.devices[0]!;

@@ -64,6 +64,38 @@ describe('DeviceWedgeGuard', () => {
     expect(guard.recoveries('dev-a')).toBe(0);
   });
 
+  it('by default looks at each device every 2 s (issue 15: at 500 ms the looking was ~2.5 % of a 9,900-board daemon), and still recovers a wedge within bound + grace + 2 s', async () => {
+    const clock = new ManualClock();
+    const a = fakeDevice(clock);
+    let looks = 0;
+    const { link } = a;
+    let state = link.state;
+    Object.defineProperty(link, 'state', {
+      get: () => (looks++, state),
+      set: (v: string) => (state = v),
+    });
+    const recoveries: WedgeRecovery[] = [];
+    const guard = new DeviceWedgeGuard({ devices: () => [a.device], clock, onRecovery: (r) => recoveries.push(r) });
+    expect(guard.sampleMs).toBe(2000);
+    guard.start();
+    const bound = link.session.lostDeadline; // dev-a went silent: its session should say lost at this deadline
+    let recoveredAt = -1;
+    let looksIn10s = 0;
+    for (let t = 0; t < 30_000 && recoveredAt < 0; t += 100) {
+      clock.advance(100);
+      await flush();
+      if (clock.now() === 10_000) looksIn10s = looks;
+      if (recoveries.length > 0) recoveredAt = clock.now();
+    }
+    expect(recoveredAt).toBeGreaterThan(bound + 10_000); // the default grace
+    expect(recoveredAt).toBeLessThanOrEqual(bound + 10_000 + 2000);
+    // At most 6 samples in the first 10 s (0, 2, ..., 10 s; a sample reads the state at most twice); every 500 ms it was 21.
+    expect(looksIn10s).toBeGreaterThanOrEqual(5);
+    expect(looksIn10s).toBeLessThanOrEqual(12);
+    await guard.stop();
+    expect(clock.pending).toBe(0);
+  });
+
   it('a session still ready long past its own lost deadline is wedged: its link alone is closed and reopened, counted and logged', async () => {
     const clock = new ManualClock();
     const a = fakeDevice(clock);
