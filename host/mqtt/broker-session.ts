@@ -147,7 +147,7 @@ const STOP_STEP_TIMEOUT_MS = 3000;
  * Most topic filters in one SUBSCRIBE (MQTT 3.1.1 / 5 §3.8: its payload is a list of filters,
  * its SUBACK one code per filter, in order). A longer list goes out as several SUBSCRIBEs at
  * once, so a packet stays bounded (512 claim topics of 90 bytes: 46 KB) whatever the fleet:
- * a gateway's resubscribe at connect held every board's claim topics in one packet, 1.2 MB at
+ * a gateway's resubscribe at connect held every board's claim topics in one packet, about 1 MB at
  * 9,900 boards, past the default limit of brokers such as EMQX (1 MB). Mosquitto and Aedes
  * accept up to MQTT's 256 MB by default.
  */
