@@ -141,11 +141,12 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
   });
 
   it('subscribes a fleet\'s worth of topics, as a list while connected and remembered at the next connect, in SUBSCRIBEs the embedded broker\'s 256 KiB packet limit lets through', async () => {
-    // 8,000 filters of ~60 bytes: ~500 KB, about 2 x the embedded broker's limit (DEFAULT_MAX_PACKET_BYTES)
-    // in one SUBSCRIBE, which is what a gateway's resubscribe of 4,000 boards' claim topics was.
+    // 5,000 filters of ~60 bytes: ~300 KB, over the embedded broker's limit (DEFAULT_MAX_PACKET_BYTES, 256 KiB)
+    // in one SUBSCRIBE, which is what a gateway's resubscribe of ~3,000 boards' topics was. Aedes
+    // takes seconds over thousands of filters on a loaded machine: generous deadlines.
     const base = `tether-test/${uniqueId('many')}`;
-    const topics = Array.from({ length: 8000 }, (_, i) => `${base}/board-${String(i).padStart(6, '0')}/owner`);
-    const sample = [topics[0]!, topics[4321]!, topics[7999]!];
+    const topics = Array.from({ length: 5000 }, (_, i) => `${base}/board-${String(i).padStart(6, '0')}/owner`);
+    const sample = [topics[0]!, topics[2345]!, topics[4999]!];
     const pub = await observer();
     for (const t of sample) await pub.publishAsync(t, `retained ${t}`, { qos: 1, retain: true });
     const heard = (s: BrokerSession) => {
@@ -159,17 +160,17 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     live.start();
     await nextEvent(live, 'up', 5000);
     await live.subscribe(topics, 1);
-    await waitFor(() => sample.every((t) => liveGot.has(t)), { timeoutMs: 10_000, what: 'the retained messages of the listed topics' });
+    await waitFor(() => sample.every((t) => liveGot.has(t)), { timeoutMs: 60_000, what: 'the retained messages of the listed topics' });
     expect(live.connected).toBe(true);
     // Remembered before the connect: they go out with it.
     const later = session();
     const laterGot = heard(later);
     await later.subscribe(topics, 1);
     later.start();
-    await waitFor(() => sample.every((t) => laterGot.has(t)), { timeoutMs: 10_000, what: 'the retained messages after the connect\'s resubscribe' });
+    await waitFor(() => sample.every((t) => laterGot.has(t)), { timeoutMs: 60_000, what: 'the retained messages after the connect\'s resubscribe' });
     expect(later.stats).toMatchObject({ connects: 1, reconnects: 0 });
     for (const t of sample) await pub.publishAsync(t, '', { qos: 1, retain: true });
-  });
+  }, 180_000);
 
   it('keeps no table for topic aliases it never sends (Mosquitto offers 10): publishes to more topics than that all arrive, each with its topic', async () => {
     const base = `tether-test/${uniqueId('alias')}`;
