@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { HOMIE_PREFIX, homieTopics } from '../homie/homie-topics.ts';
 import type { Logger } from '../log/logger.ts';
 import type { EventEmitter } from 'node:events';
-import type { BrokerSession, BrokerSessionEvents, MessageInfo } from '../mqtt/broker-session.ts';
+import { SUBSCRIBE_TOPICS_PER_PACKET, type BrokerSession, type BrokerSessionEvents, type MessageInfo } from '../mqtt/broker-session.ts';
 import type { Clock, TimerHandle, WallClock } from '../time/clock.ts';
 import { forEachConcurrently } from './for-each-concurrently.ts';
 import { TakeoverDetector, type TakeoverKick } from './takeover-detector.ts';
@@ -108,8 +108,13 @@ interface BoardState {
   asked: boolean;
 }
 
-/** Claim-topic SUBSCRIBEs start() keeps in flight (each holds one of MQTT's 65,535 packet ids until its SUBACK). */
-const SUBSCRIBES_IN_FLIGHT = 512;
+/**
+ * start() subscribes the boards' claim topics this many boards at a time, their two topics
+ * in one SUBSCRIBE (BrokerSession: one packet per call up to SUBSCRIBE_TOPICS_PER_PACKET).
+ */
+const BOARDS_PER_SUBSCRIBE = SUBSCRIBE_TOPICS_PER_PACKET / 2;
+/** Claim-topic SUBSCRIBEs start() keeps in flight (on a connected session; else they go with the connect). */
+const SUBSCRIBES_IN_FLIGHT = 4;
 
 /** After this many takeovers within the detector's window that no better claim explains, a held board is let go anyway. */
 const MAX_UNEXPLAINED_KICKS = 3;
@@ -188,11 +193,16 @@ export class BoardOwnership {
     session.on('message', this.onMessage);
     session.on('up', this.onUp);
     await session.subscribe(ownerTopics.sync(gatewayId, this.instance), 1);
-    // Many boards' topics in flight at once: one SUBACK after the other, 2 x 9,900 round trips
-    // held every board's decision back for ~10 s of a fleet's start (docs/benchmarks-issue15-fleet.md).
-    const failed = await forEachConcurrently([...this.boards.keys()], SUBSCRIBES_IN_FLIGHT / 2, async (id) => {
-      await Promise.all([session.subscribe(ownerTopics.owner(id), 1), session.subscribe(ownerTopics.who(id), 1)]);
-    });
+    // Many boards' topics per SUBSCRIBE and a few SUBSCRIBEs in flight: a packet per topic,
+    // one SUBACK after the other, was 2 x 9,900 round trips (docs/benchmarks-issue15-fleet.md).
+    const batches: string[][] = [];
+    let batch: string[] = [];
+    for (const id of this.boards.keys()) {
+      if (batch.length === 0) batches.push(batch);
+      batch.push(ownerTopics.owner(id), ownerTopics.who(id));
+      if (batch.length >= 2 * BOARDS_PER_SUBSCRIBE) batch = [];
+    }
+    const failed = await forEachConcurrently(batches, SUBSCRIBES_IN_FLIGHT, (topics) => session.subscribe(topics, 1));
     if (failed) throw failed.err;
     if (session.connected) this.sync();
   }

@@ -151,11 +151,17 @@ export class GatewayDevice {
     return this.jfBoard;
   }
 
-  /** Reads the outbox journal and builds the link and the MQTT session, without opening anything. */
-  async open(): Promise<void> {
+  /**
+   * Reads the outbox journal and builds the link and the MQTT session, without opening anything.
+   * `queueFiles`: the names in the queue directory, listed once by the gateway under its queue
+   * lock; a board whose journal is not among them starts an empty outbox without asking the disk.
+   */
+  async open(queueFiles?: ReadonlySet<string>): Promise<void> {
     if (this.parts) return;
     const { settings } = this.options;
-    const outbox = await DurableOutbox.open(join(this.options.queue.dir, `${settings.id}.outbox`), {
+    const file = `${settings.id}.outbox`;
+    const outbox = await DurableOutbox.open(join(this.options.queue.dir, file), {
+      knownAbsent: queueFiles !== undefined && !queueFiles.has(file),
       maxEntries: this.options.queue.maxEntries,
       maxBytes: this.options.queue.maxBytes,
       fsync: this.options.queue.fsync,

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TetherConfig } from '../config/config-schema.ts';
 import { createExtensions } from '../extensions/create-extensions.ts';
@@ -257,10 +257,14 @@ export class Gateway {
       });
       const opened: GatewayDevice[] = [];
       await this.step('device outboxes', async () => {
+        // One listing instead of a failed open per board whose journal does not exist (most of
+        // them: boards without components journal nothing). Under the queue lock: no other
+        // daemon creates a journal here meanwhile, and this one creates none before open.
+        const queueFiles = new Set(await readdir(config.queue.dir));
         // Several at a time: each open reads (or creates) and syncs a journal, about 3 ms one
         // after the other, i.e. 30 s for 10,000 boards before anything else could start.
         const failure = await forEachConcurrently(this.devices, OPEN_CONCURRENCY, async (device) => {
-          await device.open();
+          await device.open(queueFiles);
           opened.push(device);
         });
         if (failure) {

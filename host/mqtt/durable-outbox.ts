@@ -152,6 +152,15 @@ export interface DurableOutboxOptions {
   fdPool?: JournalFdPool;
   /** Least ms between two drop warnings; drops in between are summarised (default 5000). */
   dropLogIntervalMs?: number;
+  /**
+   * The caller has just listed the journal's directory, under the queue lock (nothing else
+   * creates the file meanwhile), and it was not there: open() then does not try to read it and
+   * starts an empty outbox, exactly as for a missing journal. At start-up nearly every board's
+   * journal is missing, and each failed open is a trip through libuv's thread pool (5,000 of
+   * them in a 5,000-board start). Only the journal itself matters: recovery never reads the
+   * rewrite's `.compact` temp file or a moved-aside `.corrupt-*` one. Default false.
+   */
+  knownAbsent?: boolean;
   /** File operations; for tests that inject disk errors. */
   fs?: OutboxFs;
 }
@@ -348,7 +357,7 @@ export class DurableOutbox extends EventEmitter {
    */
   static async open(path: string, options: DurableOutboxOptions = {}): Promise<DurableOutbox> {
     const outbox = new DurableOutbox(path, options);
-    await outbox.recover();
+    await outbox.recover(options.knownAbsent === true);
     return outbox;
   }
 
@@ -1113,7 +1122,7 @@ export class DurableOutbox extends EventEmitter {
    * Creating or rewriting a journal costs two fsyncs (file and directory): at 10,000 boards
    * that, one board after the other through the file system, held the start-up for ~20 s.
    */
-  private async recover(): Promise<void> {
+  private async recover(knownAbsent: boolean): Promise<void> {
     let maxId = 0;
     const apply = (record: JournalRecord) => {
       switch (record.type) {
@@ -1140,7 +1149,8 @@ export class DurableOutbox extends EventEmitter {
     let summary;
     try {
       // A record holds at most maxBytes of topic + payload, base64 grows it by 4/3.
-      summary = await readJournal(this.io, this.path, apply, { maxLineBytes: Math.ceil((this.maxBytes * 4) / 3) + 64 * 1024 });
+      // knownAbsent: what readJournal says of a missing file (undefined), without asking the disk.
+      summary = knownAbsent ? undefined : await readJournal(this.io, this.path, apply, { maxLineBytes: Math.ceil((this.maxBytes * 4) / 3) + 64 * 1024 });
     } catch (err) {
       if (!(err instanceof JournalFormatError)) throw err;
       await this.moveAside(err.message);

@@ -140,6 +140,38 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     await expect(s.publish(topic, 'late', { qos: 0, retain: false })).rejects.toThrow(/not connected/);
   });
 
+  it('subscribes a fleet\'s worth of topics, as a list while connected and remembered at the next connect, in SUBSCRIBEs the embedded broker\'s 256 KiB packet limit lets through', async () => {
+    // 5,000 filters of ~60 bytes: ~300 KB, over the embedded broker's limit (DEFAULT_MAX_PACKET_BYTES, 256 KiB)
+    // in one SUBSCRIBE, which is what a gateway's resubscribe of ~3,000 boards' topics was. Aedes
+    // takes seconds over thousands of filters on a loaded machine: generous deadlines.
+    const base = `tether-test/${uniqueId('many')}`;
+    const topics = Array.from({ length: 5000 }, (_, i) => `${base}/board-${String(i).padStart(6, '0')}/owner`);
+    const sample = [topics[0]!, topics[2345]!, topics[4999]!];
+    const pub = await observer();
+    for (const t of sample) await pub.publishAsync(t, `retained ${t}`, { qos: 1, retain: true });
+    const heard = (s: BrokerSession) => {
+      const got = new Set<string>();
+      s.on('message', (t, payload) => payload.toString() === `retained ${t}` && got.add(t));
+      return got;
+    };
+    // A list subscribed on a connected session: resolves once every SUBACK is in.
+    const live = session();
+    const liveGot = heard(live);
+    live.start();
+    await nextEvent(live, 'up', 5000);
+    await live.subscribe(topics, 1);
+    await waitFor(() => sample.every((t) => liveGot.has(t)), { timeoutMs: 60_000, what: 'the retained messages of the listed topics' });
+    expect(live.connected).toBe(true);
+    // Remembered before the connect: they go out with it.
+    const later = session();
+    const laterGot = heard(later);
+    await later.subscribe(topics, 1);
+    later.start();
+    await waitFor(() => sample.every((t) => laterGot.has(t)), { timeoutMs: 60_000, what: 'the retained messages after the connect\'s resubscribe' });
+    expect(later.stats).toMatchObject({ connects: 1, reconnects: 0 });
+    for (const t of sample) await pub.publishAsync(t, '', { qos: 1, retain: true });
+  }, 180_000);
+
   it('keeps no table for topic aliases it never sends (Mosquitto offers 10): publishes to more topics than that all arrive, each with its topic', async () => {
     const base = `tether-test/${uniqueId('alias')}`;
     const watcher = await observer();

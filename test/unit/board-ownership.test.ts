@@ -37,10 +37,13 @@ class FakeSession extends EventEmitter<BrokerSessionEvents> implements Ownership
     const info: MessageInfo = { retain, qos: 1, dup: false };
     queueMicrotask(() => this.connected && this.emit('message', topic, payload, info));
   }
-  async subscribe(topic: string): Promise<void> {
-    const fresh = !this.filters.has(topic);
-    this.filters.add(topic);
-    if (fresh) for (const [t, p] of this.broker.retained) if (this.matches(t) && (topic === t || topic.includes('+'))) this.deliver(t, p, true);
+  /** One SUBSCRIBE with one filter or a list of them. */
+  async subscribe(topics: string | readonly string[]): Promise<void> {
+    for (const topic of typeof topics === 'string' ? [topics] : topics) {
+      const fresh = !this.filters.has(topic);
+      this.filters.add(topic);
+      if (fresh) for (const [t, p] of this.broker.retained) if (this.matches(t) && (topic === t || topic.includes('+'))) this.deliver(t, p, true);
+    }
   }
   async publish(topic: string, payload: string | Buffer, options: { retain: boolean }): Promise<void> {
     if (!this.connected) throw new Error('not connected');
@@ -105,19 +108,22 @@ function gateway(broker: TinyBroker, clock: ManualClock, id: string, board: Fake
 }
 
 describe('BoardOwnership', () => {
-  it('subscribes to many boards\' claim topics at once (at most 512 in flight), and asks for the sync marker only once every SUBACK is in', async () => {
+  it('subscribes to the boards\' claim topics 256 boards to a SUBSCRIBE, 4 SUBSCRIBEs in flight, and sends the sync marker only once every SUBACK is in', async () => {
     const broker = new TinyBroker();
     const clock = new ManualClock();
-    const boards = Array.from({ length: 300 }, (_, i) => new FakeBoard(`b${i}`, { port: `tcp://bridge-${i}:2000`, standby: false, takeoverDelayMs: 3000 }));
+    const boards = Array.from({ length: 1100 }, (_, i) => new FakeBoard(`b${i}`, { port: `tcp://bridge-${i}:2000`, standby: false, takeoverDelayMs: 3000 }));
     const session = new FakeSession(broker);
-    // Each SUBACK waits for the test: how many SUBSCRIBEs are in flight at once.
+    // Each SUBACK waits for the test: how many SUBSCRIBEs are in flight at once, and what each holds.
     const waiting: Array<() => void> = [];
     let maxInFlight = 0;
+    const packets: string[][] = [];
     const subscribed: string[] = [];
     const subscribe = session.subscribe.bind(session);
-    session.subscribe = (topic) =>
+    session.subscribe = (topics) =>
       new Promise<void>((resolve) => {
-        waiting.push(() => void subscribe(topic).then(() => (subscribed.push(topic), resolve())));
+        const list = typeof topics === 'string' ? [topics] : [...topics];
+        packets.push(list);
+        waiting.push(() => void subscribe(list).then(() => (subscribed.push(...list), resolve())));
         maxInFlight = Math.max(maxInFlight, waiting.length);
       });
     const published: string[] = [];
@@ -128,17 +134,43 @@ describe('BoardOwnership', () => {
     };
     const ownership = new BoardOwnership({ gatewayId: 'gw-a', session, boards, clock, logger: new RecordingLogger() });
     const started = ownership.start();
-    while (subscribed.length < 1 + 2 * 300) {
+    while (subscribed.length < 1 + 2 * 1100) {
       await settle();
+      expect(published.filter((p) => p.startsWith('tether/gateways/gw-a/sync/'))).toEqual([]);
       for (const ack of waiting.splice(0)) ack();
       await settle();
     }
     await started;
-    // One after the other, this was 1: 600 round trips before any board could be decided.
-    expect(maxInFlight).toBe(512);
+    // The sync marker's own topic, then 4 x 256 boards and the last 76, each board's two topics together.
+    expect(packets.map((p) => p.length)).toEqual([1, 512, 512, 512, 512, 152]);
+    expect(packets[5]!.slice(0, 2)).toEqual([ownerTopics.owner('b1024'), ownerTopics.who('b1024')]);
+    expect(new Set(packets.slice(1).flat())).toEqual(new Set(boards.flatMap((b) => [ownerTopics.owner(b.id), ownerTopics.who(b.id)])));
+    expect(maxInFlight).toBe(4);
     const sync = published.filter((p) => p.startsWith('tether/gateways/gw-a/sync/'));
     expect(sync).toHaveLength(1);
-    expect(sync[0]).toMatch(/ after 601 subscriptions$/);
+    expect(sync[0]).toMatch(/ after 2201 subscriptions$/);
+    ownership.stop();
+  });
+
+  it('a claim topic the broker refuses makes start() fail with it, and no sync marker goes out (no board is decided)', async () => {
+    const broker = new TinyBroker();
+    const clock = new ManualClock();
+    const boards = Array.from({ length: 600 }, (_, i) => new FakeBoard(`b${i}`, { port: `tcp://bridge-${i}:2000`, standby: false, takeoverDelayMs: 0 }));
+    const session = new FakeSession(broker);
+    const subscribe = session.subscribe.bind(session);
+    // As BrokerSession does when a SUBACK holds 0x80 for one filter of the packet.
+    session.subscribe = async (topics) => {
+      await subscribe(topics);
+      if (topics.includes(ownerTopics.who('b300'))) throw new Error(`MQTT broker refused the subscription to ${ownerTopics.who('b300')}`);
+    };
+    const published: string[] = [];
+    const publish = session.publish.bind(session);
+    session.publish = (topic, payload, options) => (published.push(topic), publish(topic, payload, options));
+    const ownership = new BoardOwnership({ gatewayId: 'gw-a', session, boards, clock, logger: new RecordingLogger() });
+    await expect(ownership.start()).rejects.toThrow(`refused the subscription to ${ownerTopics.who('b300')}`);
+    await settle();
+    expect(published.filter((t) => t.includes('/sync/'))).toEqual([]);
+    expect(boards.every((b) => b.calls.length === 0)).toBe(true);
     ownership.stop();
   });
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { appendFileSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, constants as fsConstants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -751,6 +751,40 @@ describe('DurableOutbox: start-up cost (issue 15: no file work per board before 
     const again = await open();
     expect(again.pending().map(view)).toEqual([view(kept)]);
     expect(again.enqueue(msg('d/t', 'next')).id).toBeGreaterThan(acked.id);
+  });
+
+  it('knownAbsent (the caller listed the directory and the journal was not in it): open() asks the disk nothing and gives what a missing journal gives', async () => {
+    const opens: string[] = [];
+    const io: OutboxFs = { ...nodeFs, open: async (path, flags, mode) => (opens.push(path), nodeFs.open(path, flags, mode)) };
+    const hinted = await open({ fs: io, knownAbsent: true });
+    expect(opens).toEqual([]);
+    const missing = await open({}, join(dir, 'missing.outbox'));
+    expect(hinted.recovery).toEqual(missing.recovery);
+    expect(hinted.size).toBe(0);
+    // The first record creates the journal, as after a failed open.
+    const first = hinted.enqueue(msg('t', 'a'));
+    expect(first.id).toBe(missing.enqueue(msg('t', 'a')).id);
+    await hinted.close();
+    expect(opens).not.toEqual([]);
+    expect((await open()).pending().map(view)).toEqual([view(first)]);
+  });
+
+  it('the gateway\'s way: one listing of the queue directory; a journal in it is recovered as before, one not in it is not opened', async () => {
+    const present = join(dir, 'b1.outbox');
+    const before = await open({}, present);
+    const kept = before.enqueue(msg('t', 'kept'));
+    before.ack(before.enqueue(msg('t', 'acked')).id);
+    await before.close();
+    const names = new Set(readdirSync(dir));
+    const opens: string[] = [];
+    const io: OutboxFs = { ...nodeFs, open: async (path, flags, mode) => (opens.push(path), nodeFs.open(path, flags, mode)) };
+    const b1 = await open({ fs: io, knownAbsent: !names.has('b1.outbox') }, present);
+    const b2 = await open({ fs: io, knownAbsent: !names.has('b2.outbox') }, join(dir, 'b2.outbox'));
+    expect(opens).toEqual([present]);
+    expect(b1.pending().map(view)).toEqual([view(kept)]);
+    expect(b1.recovery).toMatchObject({ entries: 1, torn: 0, corrupt: 0 });
+    expect(b1.enqueue(msg('t', 'next')).id).toBeGreaterThan(kept.id + 1);
+    expect(b2.size).toBe(0);
   });
 
   it('a clean journal is appended to as it is at open (no rewrite, no sync); the next record opens it for append', async () => {
