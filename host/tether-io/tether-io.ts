@@ -29,6 +29,8 @@ export class TetherIO extends firmataIo.Firmata {
   readonly link: DeviceLink;
   private handshakeStage: HandshakeStage = 'version';
   private handshakeTimer: NodeJS.Timeout | undefined;
+  /** The stage whose query waits in the link's queue for the sleeping board (asked once per sleep). */
+  private queuedForWake: HandshakeStage | null = null;
 
   constructor(options: TetherIOOptions) {
     const { port, link: given, ...linkOptions } = options;
@@ -48,6 +50,7 @@ export class TetherIO extends firmataIo.Firmata {
       firstUp = false;
     });
     link.on('state', (change: StateChange) => {
+      if (change.to === 'sleeping') this.queuedForWake = null;
       this.emit('state', change);
       if (change.to === 'lost') this.emit('lost', change);
       else if (change.to === 'sleeping') this.emit('sleeping', change);
@@ -63,7 +66,12 @@ export class TetherIO extends firmataIo.Firmata {
   /**
    * firmata.js's handshake is a chain of one-shot waits (version, firmware, capabilities,
    * analog mapping) with no retry: one lost answer and the program never gets 'ready'. Ask
-   * again for whatever it is still waiting for while the board is reachable.
+   * again for whatever it is still waiting for while the board is reachable. A board that
+   * sleeps is asked too, once per sleep: the link queues the query and wakes the board for it.
+   * Asking only while it was `ready` left a board that is awake 400 ms in 3.4 s without
+   * Johnny-Five for as long as the 1 s ticks kept missing its awake windows (a query sent just
+   * before it fell asleep is lost, and is not resent: queries are not state), so a component's
+   * command never reached it (seen in CI: homeassistant-daemon.test.ts).
    */
   private followHandshake(): void {
     this.once('reportversion', () => (this.handshakeStage = 'firmware'));
@@ -74,7 +82,12 @@ export class TetherIO extends firmataIo.Firmata {
       clearInterval(this.handshakeTimer);
     });
     this.handshakeTimer = setInterval(() => {
-      if (this.handshakeStage === 'done' || this.link.state !== 'ready') return;
+      const state = this.link.state;
+      if (this.handshakeStage === 'done' || (state !== 'ready' && state !== 'sleeping')) return;
+      if (state === 'sleeping') {
+        if (this.queuedForWake === this.handshakeStage) return; // already waiting for the wake
+        this.queuedForWake = this.handshakeStage;
+      }
       const query = {
         version: [REPORT_VERSION, ...QUERY_FIRMWARE],
         firmware: QUERY_FIRMWARE,
