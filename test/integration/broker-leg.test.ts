@@ -252,10 +252,13 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
     let second: DaemonProcess | null = null;
     try {
       await first.waitForLog((l) => /device ready/.test(l.msg ?? ''), 20_000);
+      const topic = 'homie/5/dev-crash/light/value';
+      // Johnny-Five up (its handshake follows the link's; slow on a loaded CI machine: seen once
+      // as "step 1 not queued" 5 s after the link was ready): the sensor has said its first value.
+      await waitFor(() => queuedValues(first, topic).length > 0, { timeoutMs: 20_000, what: "the sensor's first value (Johnny-Five ready)" });
       proxy.blackhole(true);
       await broker.kill9();
       // Telemetry while the broker is away: queued in the daemon's durable outbox.
-      const topic = 'homie/5/dev-crash/light/value';
       for (let step = 1; step <= 12; step++) {
         const before = queuedValues(first, topic).length;
         uno.uno.setAnalogInput(0, 1 + step * 0.05);
