@@ -109,11 +109,9 @@ interface BoardState {
 }
 
 /**
- * start() subscribes the boards' claim topics this many boards at a time, their two topics
- * in one SUBSCRIBE (BrokerSession: one packet per call up to SUBSCRIBE_TOPICS_PER_PACKET).
+ * Claim-topic SUBSCRIBEs start() keeps in flight, each a call of SUBSCRIBE_TOPICS_PER_PACKET
+ * topics, a board's two together (on a connected session; else they go with the connect).
  */
-const BOARDS_PER_SUBSCRIBE = SUBSCRIBE_TOPICS_PER_PACKET / 2;
-/** Claim-topic SUBSCRIBEs start() keeps in flight (on a connected session; else they go with the connect). */
 const SUBSCRIBES_IN_FLIGHT = 4;
 
 /** After this many takeovers within the detector's window that no better claim explains, a held board is let go anyway. */
@@ -195,13 +193,9 @@ export class BoardOwnership {
     await session.subscribe(ownerTopics.sync(gatewayId, this.instance), 1);
     // Many boards' topics per SUBSCRIBE and a few SUBSCRIBEs in flight: a packet per topic,
     // one SUBACK after the other, was 2 x 9,900 round trips (docs/benchmarks-issue15-fleet.md).
+    const topics = [...this.boards.keys()].flatMap((id) => [ownerTopics.owner(id), ownerTopics.who(id)]);
     const batches: string[][] = [];
-    let batch: string[] = [];
-    for (const id of this.boards.keys()) {
-      if (batch.length === 0) batches.push(batch);
-      batch.push(ownerTopics.owner(id), ownerTopics.who(id));
-      if (batch.length >= 2 * BOARDS_PER_SUBSCRIBE) batch = [];
-    }
+    for (let i = 0; i < topics.length; i += SUBSCRIBE_TOPICS_PER_PACKET) batches.push(topics.slice(i, i + SUBSCRIBE_TOPICS_PER_PACKET));
     const failed = await forEachConcurrently(batches, SUBSCRIBES_IN_FLIGHT, (topics) => session.subscribe(topics, 1));
     if (failed) throw failed.err;
     if (session.connected) this.sync();
