@@ -148,8 +148,9 @@ const STOP_STEP_TIMEOUT_MS = 3000;
  * its SUBACK one code per filter, in order). A longer list goes out as several SUBSCRIBEs at
  * once, so a packet stays bounded (512 claim topics of 90 bytes: 46 KB) whatever the fleet:
  * a gateway's resubscribe at connect held every board's claim topics in one packet, about 1 MB at
- * 9,900 boards, past the default limit of brokers such as EMQX (1 MB). Mosquitto and Aedes
- * accept up to MQTT's 256 MB by default.
+ * 9,900 boards, past the embedded broker's limit (DEFAULT_MAX_PACKET_BYTES, 256 KiB: it closed
+ * the connection from ~2,500 boards on) and EMQX's default (1 MB). Mosquitto accepts up to
+ * MQTT's 256 MB by default.
  */
 export const SUBSCRIBE_TOPICS_PER_PACKET = 512;
 
