@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../time/clock.ts';
+import { rearm, type Clock, type TimerHandle } from '../time/clock.ts';
 
 export interface KeepaliveProbeOptions {
   /** The keepalive in force (the one sent in CONNECT, or the broker's Server Keep Alive). */
@@ -63,6 +63,8 @@ export class KeepaliveProbe {
   private pingIdleMs = 0;
   private answered = 0;
   private timer: TimerHandle | null = null;
+  /** The last timer, run or cleared: rearm() sets it again in the same handle on a SharedTimers clock. */
+  private spent: TimerHandle | undefined;
   private running = false;
   private lastReceivedAt = 0;
   private lastSentAt = 0;
@@ -128,6 +130,7 @@ export class KeepaliveProbe {
     this.deferred = false;
     if (this.timer !== null) {
       this.clock.clearTimeout(this.timer);
+      this.spent = this.timer;
       this.timer = null;
     }
   }
@@ -185,14 +188,18 @@ export class KeepaliveProbe {
       : Math.min(this.lastReceivedAt, this.lastSentAt) + this.intervalMs + this.pingRespTimeoutMs;
   }
 
+  /** One timer per probe, set again in place (a board's session re-arms it two or three times per PINGREQ). */
   private arm(at: number): void {
-    if (this.timer !== null) this.clock.clearTimeout(this.timer);
-    const delay = Math.max(0, at - this.clock.now());
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = null;
-      this.check();
-    }, delay);
+    const handle = this.timer ?? this.spent;
+    this.spent = undefined;
+    this.timer = rearm(this.clock, handle, this.onTimer, Math.max(0, at - this.clock.now()));
   }
+
+  private readonly onTimer = (): void => {
+    this.spent = this.timer ?? undefined;
+    this.timer = null;
+    this.check();
+  };
 
   private check(): void {
     if (!this.running) return;

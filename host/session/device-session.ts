@@ -177,7 +177,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   /** Someone asked for the board while it sleeps: keep sending the wake byte until AWAKE. */
   private wakeWanted = false;
   private sleepDeadline = Infinity;
-  private lastSeenAt: number | null = null;
+  /**
+   * -Infinity until the first frame: a number field from the start, so that V8 keeps it as a
+   * double updated in place (null first made it a tagged field, and every PONG's store of a
+   * fractional performance.now() a new heap number that lived a second: promoted garbage).
+   */
+  private lastSeenAt = -Infinity;
   /** When the link last came up: `init` must hear something within the handshake time after it. */
   private linkUpAt = -Infinity;
   readonly counters: SessionCounters = {
@@ -222,7 +227,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
 
   /** Wall-clock-free time (Clock ms) of the last frame from the device. */
   get lastSeen(): number | null {
-    return this.lastSeenAt;
+    return this.lastSeenAt === -Infinity ? null : this.lastSeenAt;
   }
 
   /** The explicit bound: at the latest this long after the last PONG, the device is `lost`. */
@@ -666,7 +671,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     }
     if (this.detector.isLost(now)) {
       const what = this.protocolValue === 'firmata' ? 'Firmata answer' : 'PONG';
-      this.becomeLost(`no ${what} for ${Math.round(now - (this.lastSeenAt ?? now))} ms (${this.detector.kind} detector)`);
+      this.becomeLost(`no ${what} for ${Math.round(now - (this.lastSeenAt === -Infinity ? now : this.lastSeenAt))} ms (${this.detector.kind} detector)`);
     } else {
       this.armDeadline(this.detector.deadline());
     }

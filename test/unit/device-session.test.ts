@@ -86,10 +86,13 @@ describe('DeviceSession', () => {
 
   it('handshakes: HELLO_REQUEST, HELLO, restore, PING, PONG -> ready', async () => {
     const h = harness();
+    expect(h.session.lastSeen).toBeNull(); // nothing heard yet
     h.session.linkUp();
     expect(h.session.state).toBe('init');
+    expect(h.session.lastSeen).toBeNull();
     expect(h.sent[0]).toEqual({ type: 'hello-request' });
     await clock.advanceAsync(100);
+    expect(h.session.lastSeen).toBe(clock.now() - (100 - 2 * 20)); // the HELLO at 20 ms, its PING's PONG at 40 ms
     expect(h.restores).toEqual([[10, false]]);
     expect(h.session.state).toBe('ready');
     expect(h.changes.map((c) => `${c.from}->${c.to}`)).toEqual(['init->ready']);

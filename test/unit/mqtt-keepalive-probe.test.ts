@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { KeepaliveProbe, type HalfOpenInfo } from '../../host/mqtt/mqtt-keepalive-probe.ts';
+import { SharedTimers } from '../../host/time/shared-timers.ts';
 
 
 const K = 2000;
@@ -227,5 +228,51 @@ describe('KeepaliveProbe', () => {
       expect(pings).toEqual([t0 + K / 2, t0 + (3 * K) / 4]);
       expect(() => probe.setPingInterval(0)).toThrow(RangeError);
     });
+  });
+
+  it('on a shared timer heap, sets no new timer per PINGREQ: its one entry is set again in place; still half-open at the bound', () => {
+    const clock = new ManualClock(1000);
+    const timers = new SharedTimers(clock);
+    let made = 0;
+    const setTimeout = timers.setTimeout.bind(timers);
+    timers.setTimeout = (fn, ms) => {
+      made++;
+      return setTimeout(fn, ms);
+    };
+    let answer = true;
+    const pings: number[] = [];
+    const halfOpen: HalfOpenInfo[] = [];
+    const probe: KeepaliveProbe = new KeepaliveProbe({
+      keepaliveMs: K,
+      pingRespTimeoutMs: T,
+      clock: timers,
+      sendPing: () => {
+        pings.push(clock.now());
+        probe.packetSent();
+        // The broker's answer on the base clock: only the probe's own timer is on the heap.
+        if (answer) clock.setTimeout(() => probe.packetReceived('pingresp'), 10);
+      },
+      onHalfOpen: (info) => halfOpen.push(info),
+    });
+    probe.start();
+    expect(made).toBe(1);
+    clock.advance(20 * K);
+    expect(pings.length).toBeGreaterThanOrEqual(19);
+    expect(probe.pingsAnswered).toBeGreaterThanOrEqual(pings.length - 1); // the last answer may be on its way
+    expect(made).toBe(1); // 19 PINGREQs, their answers and re-arms later: still the first entry
+    expect(timers.pending).toBe(1);
+    answer = false;
+    const last = pings.length;
+    clock.advance(K + T);
+    expect(pings.length).toBe(last + 1);
+    expect(halfOpen).toHaveLength(1);
+    expect(probe.isRunning).toBe(false);
+    expect(timers.pending).toBe(0);
+    // Started again after stop(): the spent entry is reused too.
+    probe.start();
+    expect(made).toBe(1);
+    expect(timers.pending).toBe(1);
+    probe.stop();
+    expect(timers.pending).toBe(0);
   });
 });
