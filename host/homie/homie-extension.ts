@@ -191,12 +191,15 @@ export class HomieExtension implements Extension {
     const { gateway } = this;
     if (this.stopping || !gateway.mqtt.connected) return;
     const path = gateway.pathKeepalive.stats;
-    const sessions = new Set([gateway.mqtt, ...gateway.devices.map((d) => d.mqtt)]);
-    let closed = 0;
-    let halfOpen = 0;
-    for (const session of sessions) {
-      closed += session.stats.drops.closed;
-      halfOpen += session.stats.drops['half-open'];
+    // Every session's counts as they are (no stats object per session: a fleet has thousands). A
+    // board in shared-session mode has the gateway's session: counted once.
+    let closed = gateway.mqtt.dropCounts.closed;
+    let halfOpen = gateway.mqtt.dropCounts['half-open'];
+    for (const device of gateway.devices) {
+      const session = device.mqtt;
+      if (session === gateway.mqtt) continue;
+      closed += session.dropCounts.closed;
+      halfOpen += session.dropCounts['half-open'];
     }
     const values: Record<string, string> = {
       'ping-interval': (path.intervalMs / 1000).toFixed(1),

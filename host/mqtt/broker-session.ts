@@ -310,6 +310,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     };
   }
 
+  /** Connections cut by the path, by cause, as counted now (not a copy: read it, keep nothing of it). */
+  get dropCounts(): Readonly<Record<DropCause, number>> {
+    return this.drops;
+  }
+
   /** ws:// and wss://: WebSocket pings sent and the round trip of the last answered one. */
   get websocketStats(): { pings: number; lastPongRttMs: number | null } {
     return { ...this.wsCounters };
