@@ -7,6 +7,7 @@ import { systemClock } from '../../host/time/clock.ts';
 import { QueueLockedError } from '../../host/mqtt/queue-lock.ts';
 import type { Command } from '../command.ts';
 import { applyDaemonHeapSettings } from '../daemon-heap-settings.ts';
+import { HeapSettler } from '../daemon-heap-settler.ts';
 import { loadMallocTrim, MallocTrimmer } from '../daemon-malloc-trim.ts';
 import { EXIT } from '../usage-error.ts';
 
@@ -76,12 +77,20 @@ export const daemonCommand: Command = {
     const trimmer = mallocTrim.trim ? new MallocTrimmer({ trim: mallocTrim.trim, clock: systemClock, logger }) : null;
     if (trimmer) trimmer.start();
     else logger.debug({ err: mallocTrim.error }, 'malloc_trim unavailable: free C heap memory stays with the process');
+    // The start-up's fragmented V8 heap handed back once the boards' sessions are up (daemon-heap-settler.ts).
+    const settler = new HeapSettler({ clock: systemClock, logger });
+    const onBrokerUp = (device?: unknown) => {
+      if (device) settler.sessionUp();
+    };
+    gateway.events.on('brokerUp', onBrokerUp);
     return await new Promise<number>((resolve) => {
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
         trimmer?.stop();
+        gateway.events.off('brokerUp', onBrokerUp);
+        settler.stop();
         logger.info({ signal }, `${signal}: shutting down`);
         const limit = setTimeout(() => {
           logger.error({ limitMs: SHUTDOWN_LIMIT_MS }, 'shutdown took too long: exiting anyway');
