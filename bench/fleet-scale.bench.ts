@@ -1,7 +1,8 @@
 // Benchmark: fleet scale (issue 15). N simulated boards (protocol level, each behind its own TCP
 // bridge, in child processes of their own: bench/fleet-sims.ts) on one `tether daemon` process,
 // heartbeats at 1 Hz, one MQTT session per board on a real Mosquitto. Measured from outside the
-// daemon once every board is ready: CPU (/proc/PID/stat) and RSS (/proc/PID/status) per board,
+// daemon once every board is ready and the start's tail is over (30 s: the last first facts, the
+// heap handed back; reported on a row of its own): CPU (/proc/PID/stat) and RSS (/proc/PID/status) per board,
 // the event-loop delay p99 the daemon itself measures (its metrics endpoint,
 // tether_event_loop_delay_seconds, perf_hooks monitorEventLoopDelay), the time from spawning the
 // daemon until every board's $state is ready, and file descriptors per board (/proc/PID/fd).
@@ -26,6 +27,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../test/support/free-port.ts';
 import { startMosquitto } from '../test/support/mosquitto.ts';
 import { printTable, sleep, type Row } from './support.ts';
+import { HEAP_SETTLE_QUIET_MS, HEAP_SETTLE_REDUCE_MS } from '../cli/daemon-heap-settler.ts';
 
 const CLI = process.env.TETHER_BENCH_FLEET_CLI ?? fileURLToPath(new URL('../bin/tether.js', import.meta.url));
 const NODE_ARGS = (process.env.TETHER_BENCH_FLEET_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -55,7 +57,13 @@ const SIMS_PER_PROCESS = 4000;
  * collide; TETHER_BENCH_FLEET_FIRST_PORT moves them (two benches at once on one machine).
  */
 const FIRST_SIM_PORT = Number(process.env.TETHER_BENCH_FLEET_FIRST_PORT ?? 12_000);
-const SETTLE_MS = 5000;
+/**
+ * From all ready until the window: the start's tail, not steady state. The last boards' first
+ * facts go out, and the daemon hands the start-up's heap back once no board session came up for
+ * HEAP_SETTLE_QUIET_MS and then for HEAP_SETTLE_REDUCE_MS (cli/daemon-heap-settler.ts). Its
+ * CPU, event-loop delay and heap are reported on a row of their own.
+ */
+const TAIL_MS = HEAP_SETTLE_QUIET_MS + HEAP_SETTLE_REDUCE_MS + 10_000;
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** The goals of issue 15, per board at steady state. */
@@ -82,6 +90,8 @@ interface FleetResult {
   readyAtEnd: number;
   /** Daemon CPU seconds (all threads) from its start until all were ready. */
   readyCpuS: number;
+  /** The start's tail (TAIL_MS after all ready): daemon CPU seconds, event-loop delay, V8 heap committed at its start and end (MiB). */
+  tail: { cpuS: number; eldP99Ms: number; eldMaxMs: number; heapBefore: number; heapAfter: number };
   /** One full metrics scrape after the window (s), its size, and the longest event-loop delay over it. */
   scrapeS: number;
   scrapeMiB: number;
@@ -280,8 +290,18 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const readyMain = mainThreadTicks(pid);
     process.stderr.write(`  all ready after ${readyS.toFixed(1)} s, daemon CPU until then ${readyCpuS.toFixed(1)} s (main thread user ${(readyMain.user / CLOCK_TICKS).toFixed(1)} s + system ${(readyMain.sys / CLOCK_TICKS).toFixed(1)} s)\n`);
     clearInterval(progress);
-    await sleep(SETTLE_MS); // the start-up burst (descriptions, discovery) is over
-    await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
+    // The start's tail (TAIL_MS): measured apart, it is not steady state.
+    const atReady = await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
+    const tailC0 = cpuTicks(pid);
+    await sleep(TAIL_MS);
+    const afterTail = await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
+    const tail = {
+      cpuS: (cpuTicks(pid) - tailC0) / CLOCK_TICKS,
+      eldP99Ms: afterTail.p99,
+      eldMaxMs: afterTail.max,
+      heapBefore: atReady.memory.heap_total ?? Number.NaN,
+      heapAfter: afterTail.memory.heap_total ?? Number.NaN,
+    };
     await sleep(1000); // the scrape's own work is not part of the window
     alive();
     const t0 = performance.now();
@@ -315,7 +335,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const messages = [...published].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${perMinute(v).toFixed(2)}`);
     process.stderr.write(`  MQTT messages per board per minute at steady state: ${messages.join(', ') || 'none'}\n`);
     const messagesPerBoardMin = perMinute([...published.values()].reduce((a, b) => a + b, 0));
-    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS };
+    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS, tail };
   } finally {
     clearInterval(progress);
     await stopChild(daemon, 60_000);
@@ -337,6 +357,7 @@ function rows(r: FleetResult): Row[] {
     { benchmark: `${name}: daemon CPU per board`, measured: `${cpuMilli.toFixed(2)} m% (${r.cpuPct.toFixed(1)} % of a core; boards' own processes ${r.simCpuPct.toFixed(0)} %)`, limit: `<= ${GOAL.cpuMilliPct} m% per board`, ratio: ratio(cpuMilli, GOAL.cpuMilliPct) },
     { benchmark: `${name}: daemon RSS per board`, measured: `${rssKiB.toFixed(1)} KiB (${r.rssMiB.toFixed(0)} MiB; heap ${(r.memory.heap_used ?? NaN).toFixed(0)} used of ${(r.memory.heap_total ?? NaN).toFixed(0)}, external ${(r.memory.external ?? NaN).toFixed(0)} MiB)`, limit: `<= ${GOAL.rssKiB} KiB per board`, ratio: ratio(rssKiB, GOAL.rssKiB) },
     { benchmark: `${name}: all ready after start`, measured: `${r.readyS.toFixed(1)} s (daemon CPU until then ${r.readyCpuS.toFixed(1)} s; ${r.readyAtEnd} of ${r.n} still ready at the end of the window)`, limit: `<= ${GOAL.readyS} s`, ratio: ratio(r.readyS, GOAL.readyS) },
+    { benchmark: `${name}: the start's tail (${TAIL_MS / 1000} s after all ready, before the window: the last first facts, the heap handed back)`, measured: `daemon CPU ${r.tail.cpuS.toFixed(1)} s, V8 heap ${r.tail.heapBefore.toFixed(0)} -> ${r.tail.heapAfter.toFixed(0)} MiB committed, event-loop delay p99 ${r.tail.eldP99Ms.toFixed(1)} ms (max ${r.tail.eldMaxMs.toFixed(0)} ms)`, limit: '-', ratio: '-' },
     { benchmark: `${name}: event-loop delay p99 (max)`, measured: `${r.eldP99Ms.toFixed(1)} ms (${r.eldMaxMs.toFixed(0)} ms)`, limit: `< ${GOAL.eldP99Ms} ms`, ratio: ratio(r.eldP99Ms, GOAL.eldP99Ms) },
     { benchmark: `${name}: one full metrics scrape`, measured: `${r.scrapeS.toFixed(2)} s, ${r.scrapeMiB.toFixed(1)} MiB (longest event-loop delay over it ${r.scrapeEldMaxMs.toFixed(0)} ms: host/metrics/scrape-in-turns.ts)`, limit: '-', ratio: '-' },
     { benchmark: `${name}: MQTT messages per board at steady state`, measured: `${r.messagesPerBoardMin.toFixed(2)} a minute (load average ${r.load.toFixed(1)} on ${os.cpus().length} cores)`, limit: 'only news (keepalive-facts.ts)', ratio: '-' },
