@@ -139,8 +139,6 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   readonly rtt = new RttStats();
   private readonly sequencer = new PingSequencer();
   private pingTimer: TimerHandle | undefined;
-  /** When the tick armed (or running) was planned for (Clock ms): the next is one interval later. */
-  private tickAt = -Infinity;
   private deadlineTimer: TimerHandle | undefined;
   /**
    * The last handles of the PING tick and the deadline, run or cleared: set again through
@@ -258,7 +256,6 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     else this.transition('init', 'link up');
     // Nothing heard at all within the handshake time after opening: lost (or, if lost already, unanswered).
     this.armDeadline(this.clock.now() + (this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS));
-    this.tickAt = this.clock.now(); // a new phase: this link's first tick is now
     this.tick();
   }
 
@@ -598,21 +595,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.pingTimer = this.armTick();
   };
 
-  /**
-   * The next tick one interval after the one planned, not after the moment it ran: ticks that
-   * ran late together (a collection's pause, a long timer pass) would otherwise stay together
-   * for good, every interval, and at 9,900 boards a pass of thousands of PINGs at once held
-   * the event loop for ~260 ms. A tick late by more than an interval skips to its next phase.
-   */
   private armTick(): TimerHandle {
     const spent = this.spentPingTimer;
     this.spentPingTimer = undefined;
-    const now = this.clock.now();
-    const interval = this.pingIntervalMs;
-    let at = this.tickAt + interval;
-    if (!(at > now)) at = Number.isFinite(at) ? at + (Math.floor((now - at) / interval) + 1) * interval : now + interval;
-    this.tickAt = at;
-    return rearm(this.clock, spent, this.tick, at - now);
+    return rearm(this.clock, spent, this.tick, this.pingIntervalMs);
   }
 
   /**
