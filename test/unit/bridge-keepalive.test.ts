@@ -1,18 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { BridgeKeepalive } from '../../host/link/bridge-keepalive.ts';
-import { SharedTimers } from '../../host/time/shared-timers.ts';
+import { countingTimers } from '../support/counting-timers.ts';
 
 describe('BridgeKeepalive keep-traffic timer', () => {
   it('on a shared timer heap, moves its one timer on every PING and PONG without making a new one; keep-traffic still every interval of silence', async () => {
     const base = new ManualClock();
-    const timers = new SharedTimers(base);
-    let made = 0;
-    const setTimeout = timers.setTimeout.bind(timers);
-    timers.setTimeout = (fn, ms) => {
-      made++;
-      return setTimeout(fn, ms);
-    };
+    const { timers, made } = countingTimers(base);
     let lastTraffic = 0;
     let seq = 0;
     const keepPings: number[] = [];
@@ -41,7 +35,7 @@ describe('BridgeKeepalive keep-traffic timer', () => {
     };
     await keep.start();
     base.advance(10_000);
-    const madeAfterWarmUp = made;
+    const madeAfterWarmUp = made();
     expect(keepPings.length).toBeGreaterThanOrEqual(4);
     base.advance(60_000);
     // One keep-traffic PING per 2 s of silence (each PONG starts the silence again 10 ms later).
@@ -49,7 +43,7 @@ describe('BridgeKeepalive keep-traffic timer', () => {
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(2_000);
     expect(Math.max(...gaps)).toBeLessThanOrEqual(2_020);
     expect(keepPings.length).toBeGreaterThanOrEqual(33);
-    expect(made).toBe(madeAfterWarmUp); // 30 PINGs and PONGs later: not one new timer
+    expect(made()).toBe(madeAfterWarmUp); // 30 PINGs and PONGs later: not one new timer
     expect(timers.pending).toBe(1);
     keep.stop();
     expect(timers.pending).toBe(0);

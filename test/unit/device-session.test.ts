@@ -3,7 +3,7 @@ import { DeviceSession, type Hello, type StateChange } from '../../host/session/
 import { LeaseRegistry } from '../../host/session/lease-registry.ts';
 import { PhiAccrualDetector } from '../../host/session/phi-accrual-detector.ts';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
-import { SharedTimers } from '../../host/time/shared-timers.ts';
+import { countingTimers } from '../support/counting-timers.ts';
 import type { HostMessage } from '../../shared/protocol/messages.ts';
 
 let clock: ManualClock;
@@ -132,13 +132,7 @@ describe('DeviceSession', () => {
   });
 
   it('on a shared timer heap, sets no new timer per PING or per bound: its tick and deadline entries are reused; still lost exactly at the bound', async () => {
-    const timers = new SharedTimers(clock);
-    let made = 0;
-    const setTimeout = timers.setTimeout.bind(timers);
-    timers.setTimeout = (fn, ms) => {
-      made++;
-      return setTimeout(fn, ms);
-    };
+    const { timers, made } = countingTimers(clock);
     let answer = true;
     const changes: StateChange[] = [];
     const session: DeviceSession = new DeviceSession({
@@ -157,10 +151,10 @@ describe('DeviceSession', () => {
     session.linkUp();
     await clock.advanceAsync(5_000);
     expect(session.state).toBe('ready');
-    const madeAtReady = made;
+    const madeAtReady = made();
     await clock.advanceAsync(60_000);
     expect(session.counters.pingsSent).toBeGreaterThanOrEqual(64);
-    expect(made).toBe(madeAtReady); // 60 PINGs and 20 deadline checks later: not one new entry
+    expect(made()).toBe(madeAtReady); // 60 PINGs and 20 deadline checks later: not one new entry
     expect(timers.pending).toBe(2); // the tick and the deadline
     const lastPong = session.lastSeen!;
     answer = false;

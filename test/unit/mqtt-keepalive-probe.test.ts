@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
 import { KeepaliveProbe, type HalfOpenInfo } from '../../host/mqtt/mqtt-keepalive-probe.ts';
-import { SharedTimers } from '../../host/time/shared-timers.ts';
+import { countingTimers } from '../support/counting-timers.ts';
 
 
 const K = 2000;
@@ -232,13 +232,7 @@ describe('KeepaliveProbe', () => {
 
   it('on a shared timer heap, sets no new timer per PINGREQ: its one entry is set again in place; still half-open at the bound', () => {
     const clock = new ManualClock(1000);
-    const timers = new SharedTimers(clock);
-    let made = 0;
-    const setTimeout = timers.setTimeout.bind(timers);
-    timers.setTimeout = (fn, ms) => {
-      made++;
-      return setTimeout(fn, ms);
-    };
+    const { timers, made } = countingTimers(clock);
     let answer = true;
     const pings: number[] = [];
     const halfOpen: HalfOpenInfo[] = [];
@@ -255,11 +249,11 @@ describe('KeepaliveProbe', () => {
       onHalfOpen: (info) => halfOpen.push(info),
     });
     probe.start();
-    expect(made).toBe(1);
+    expect(made()).toBe(1);
     clock.advance(20 * K);
     expect(pings.length).toBeGreaterThanOrEqual(19);
     expect(probe.pingsAnswered).toBeGreaterThanOrEqual(pings.length - 1); // the last answer may be on its way
-    expect(made).toBe(1); // 19 PINGREQs, their answers and re-arms later: still the first entry
+    expect(made()).toBe(1); // 19 PINGREQs, their answers and re-arms later: still the first entry
     expect(timers.pending).toBe(1);
     answer = false;
     const last = pings.length;
@@ -270,7 +264,7 @@ describe('KeepaliveProbe', () => {
     expect(timers.pending).toBe(0);
     // Started again after stop(): the spent entry is reused too.
     probe.start();
-    expect(made).toBe(1);
+    expect(made()).toBe(1);
     expect(timers.pending).toBe(1);
     probe.stop();
     expect(timers.pending).toBe(0);
