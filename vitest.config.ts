@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// A headless browser takes a core of its own: its test runs alone, after the others, so that
-// the timing-sensitive emulator tests never share the two cores with it.
-const ALONE = ['test/integration/status-page-browser.test.ts'];
+// A headless browser takes a core of its own, and the heap settler's V8 test two child processes
+// busy for ~13 s each: they run alone, after the others, so that the timing-sensitive emulator
+// tests never share the two cores with them.
+const ALONE = ['test/integration/status-page-browser.test.ts', 'test/unit/daemon-heap-settler-v8.test.ts'];
 
 export default defineConfig({
   test: {
