@@ -18,9 +18,17 @@ export const DAEMON_HEAP_GROWING_PERCENT = 50;
  * packaging/tether.service). Returns the flag set, or null.
  */
 export function applyDaemonHeapSettings(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string | null {
-  const chosen = [...execArgv, nodeOptions].some((arg) => /heap[-_]growing[-_]percent/.test(arg));
-  if (chosen) return null;
+  if (operatorGaveFlag('heap-growing-percent', execArgv, nodeOptions)) return null;
   const flag = `--heap-growing-percent=${DAEMON_HEAP_GROWING_PERCENT}`;
   v8.setFlagsFromString(flag);
   return flag;
+}
+
+/**
+ * Whether the node flag `name` (dashes or underscores, as V8 takes either) is on the daemon's
+ * command line or in NODE_OPTIONS: then it is the operator's, and the daemon leaves it alone.
+ */
+export function operatorGaveFlag(name: string, execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): boolean {
+  const pattern = new RegExp(name.split('-').join('[-_]'));
+  return [...execArgv, nodeOptions].some((arg) => pattern.test(arg));
 }

@@ -1,6 +1,7 @@
 import v8 from 'node:v8';
 import type { Logger } from '../host/log/logger.ts';
 import type { Clock, TimerHandle } from '../host/time/clock.ts';
+import { operatorGaveFlag } from './daemon-heap-settings.ts';
 
 /**
  * Quiet after the last board session came up before a burst of starts counts as over. Sessions
@@ -84,9 +85,8 @@ export class HeapSettler {
     this.quietMs = options.quietMs ?? HEAP_SETTLE_QUIET_MS;
     this.reduceMs = options.reduceMs ?? HEAP_SETTLE_REDUCE_MS;
     this.minSessions = options.minSessions ?? HEAP_SETTLE_MIN_SESSIONS;
-    const flags = [...(options.execArgv ?? process.execArgv), options.nodeOptions ?? process.env.NODE_OPTIONS ?? ''];
-    this.operatorSavesMemory = flags.some((f) => /optimize[-_]for[-_]size/.test(f));
-    this.operatorChoseGrowing = flags.some((f) => /heap[-_]growing[-_]percent/.test(f));
+    this.operatorSavesMemory = operatorGaveFlag('optimize-for-size', options.execArgv, options.nodeOptions);
+    this.operatorChoseGrowing = operatorGaveFlag('heap-growing-percent', options.execArgv, options.nodeOptions);
   }
 
   /** Bursts settled so far. */

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../../host/config/load-config.ts';
 import { Gateway } from '../../host/gateway/gateway.ts';
+import type { GatewayDevice } from '../../host/gateway/gateway-device.ts';
 import { createLogger } from '../../host/log/create-logger.ts';
 import { redactUrl } from '../../host/log/redact.ts';
 import { systemClock } from '../../host/time/clock.ts';
@@ -79,7 +80,7 @@ export const daemonCommand: Command = {
     else logger.debug({ err: mallocTrim.error }, 'malloc_trim unavailable: free C heap memory stays with the process');
     // The start-up's fragmented V8 heap handed back once the boards' sessions are up (daemon-heap-settler.ts).
     const settler = new HeapSettler({ clock: systemClock, logger });
-    const onBrokerUp = (device?: unknown) => {
+    const onBrokerUp = (device: GatewayDevice | null) => {
       if (device) settler.sessionUp();
     };
     gateway.events.on('brokerUp', onBrokerUp);
