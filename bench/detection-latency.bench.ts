@@ -82,7 +82,7 @@ async function falseLost(): Promise<Row[]> {
       misses: 3,
       detector,
       send: (m) => {
-        if (m.type === 'hello-request') clock.setTimeout(() => session.receive({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 1, resetCauses: [], stateSurvived: false, pinsRestored: false, reply: true, watchdogMs: 0, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true }, stateSize: 32, name: 't' }), 10);
+        if (m.type === 'hello-request') clock.setTimeout(() => session.receive({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 1, resetCauses: [], stateSurvived: false, pinsRestored: false, reply: true, watchdogMs: 0, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false }, stateSize: 32, name: 't' }), 10);
         if (m.type === 'ping') {
           // A badly jittery link (a congested TCP bridge): RTT anywhere from 20 ms to 2.5 s.
           const rtt = 20 + rand() * 2500;

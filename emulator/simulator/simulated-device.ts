@@ -12,6 +12,8 @@ export interface SimulatedDeviceOptions {
   analog?: (nowMs: number) => number;
   /** Report analog values this often whatever SAMPLING_INTERVAL the host sets (a fast board). */
   reportEveryMs?: number;
+  /** Has the beats capability (sends BEATs when asked; default true). */
+  beats?: boolean;
 }
 
 const FIRMWARE_NAME = 'tether-sim';
@@ -19,7 +21,7 @@ const PIN_COUNT = 20;
 
 /**
  * A board at the protocol level, in TypeScript: it answers the keepalive extension (HELLO,
- * PING, STATE, CONFIG) and enough Firmata for firmata.js and Johnny-Five's handshake
+ * PING, BEATS, STATE, CONFIG) and enough Firmata for firmata.js and Johnny-Five's handshake
  * (version, firmware, capabilities, analog mapping, analog reporting). For benchmarks and
  * fleet tests where thousands of boards are needed; the AVR emulator is the faithful one.
  * Sleep and the watchdog are not modelled.
@@ -37,6 +39,11 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
   private samplingMs: number;
   private reportTimer: ReturnType<Clock['setTimeout']> | undefined;
   private firmata: number[] = [];
+  /** BEATS: the interval, until when, the seq that asked, and the next beat's timer. */
+  private beatIntervalMs = 0;
+  private beatsUntil = 0;
+  private beatSeq = 0;
+  private beatTimer: ReturnType<Clock['setTimeout']> | undefined;
 
   constructor(private readonly options: SimulatedDeviceOptions = {}) {
     super();
@@ -71,6 +78,7 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
   close(): void {
     if (this.reportTimer !== undefined) this.clock.clearTimeout(this.reportTimer);
     this.reportTimer = undefined;
+    this.stopBeats();
   }
 
   private onFrame(m: HostMessage): void {
@@ -81,17 +89,22 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
         break;
       case 'ping':
         this.leaseUntil = m.leaseMs > 0 ? now + m.leaseMs : 0;
-        this.send({
-          type: 'pong',
-          seq: m.seq,
-          uptimeMs: Math.floor(now - this.bootedAt) >>> 0,
-          bootId: this.bootId,
-          leaseActive: this.leaseUntil > now,
-          sleepPending: false,
-          stateValid: true,
-          hostWasLost: false,
-          leaseRemainingMs: Math.max(0, this.leaseUntil - now),
-        });
+        this.send(this.heartbeat('pong', m.seq, now));
+        break;
+      case 'beats':
+        if (this.options.beats === false) {
+          this.send({ type: 'error', code: 'unknown-type', offendingType: 0x07 });
+          break;
+        }
+        this.leaseUntil = m.leaseMs > 0 ? now + m.leaseMs : 0;
+        this.send(this.heartbeat('pong', m.seq, now));
+        this.stopBeats();
+        if (m.intervalMs > 0 && m.forMs > 0) {
+          this.beatIntervalMs = m.intervalMs;
+          this.beatsUntil = now + m.forMs;
+          this.beatSeq = m.seq;
+          this.beatTimer = this.clock.setTimeout(this.beat, m.intervalMs);
+        }
         break;
       case 'state-write':
         this.registers.set(m.data, m.offset);
@@ -179,6 +192,34 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
     this.reportTimer = this.clock.setTimeout(tick, this.samplingMs);
   }
 
+  /** A BEAT when due; the next one an interval later (a late beat is not made up), until the BEATS ran out. */
+  private readonly beat = (): void => {
+    this.beatTimer = undefined;
+    const now = this.clock.now();
+    if (now > this.beatsUntil) return;
+    if (!this.frozen) this.send(this.heartbeat('beat', this.beatSeq, now));
+    if (now + this.beatIntervalMs <= this.beatsUntil) this.beatTimer = this.clock.setTimeout(this.beat, this.beatIntervalMs);
+  };
+
+  private stopBeats(): void {
+    if (this.beatTimer !== undefined) this.clock.clearTimeout(this.beatTimer);
+    this.beatTimer = undefined;
+  }
+
+  private heartbeat(type: 'pong' | 'beat', seq: number, now: number): DeviceMessage {
+    return {
+      type,
+      seq,
+      uptimeMs: Math.floor(now - this.bootedAt) >>> 0,
+      bootId: this.bootId,
+      leaseActive: this.leaseUntil > now,
+      sleepPending: false,
+      stateValid: true,
+      hostWasLost: false,
+      leaseRemainingMs: Math.max(0, this.leaseUntil - now),
+    };
+  }
+
   private hello(reply: boolean): DeviceMessage {
     return {
       type: 'hello',
@@ -192,7 +233,7 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
       watchdogMs: this.config.watchdogMs,
       policy: this.config.policy,
       hostTimeoutMs: this.config.hostTimeoutMs,
-      capabilities: { watchdog: false, sleep: false, state: true, pinRestore: false },
+      capabilities: { watchdog: false, sleep: false, state: true, pinRestore: false, beats: this.options.beats !== false },
       stateSize: STATE_SIZE,
       name: this.options.name ?? FIRMWARE_NAME,
     };

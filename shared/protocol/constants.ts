@@ -50,6 +50,8 @@ export const MessageType = {
   STATE_WRITE: 0x04,
   CONFIG_SET: 0x05,
   CONFIG_GET: 0x06,
+  /** A PING that also asks the device to send BEATs (devices with the beats capability). */
+  BEATS: 0x07,
   /** Message type numbers, device -> host (0x40-0x7F). */
   HELLO: 0x41,
   PONG: 0x42,
@@ -58,6 +60,8 @@ export const MessageType = {
   AWAKE: 0x45,
   CONFIG: 0x46,
   ERROR: 0x47,
+  /** The device's own heartbeat, asked for by BEATS: PONG's fields. */
+  BEAT: 0x48,
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 
@@ -85,9 +89,13 @@ export const CapabilityBit = {
   SLEEP: 0x02,
   STATE: 0x04,
   PIN_RESTORE: 0x08,
+  BEATS: 0x10,
 } as const;
 
-/** PONG `flags` bits. */
+/** The shortest BEATS `interval_ms` a device takes (0 stops the beats; 1-99 is refused). */
+export const MIN_BEAT_INTERVAL_MS = 100;
+
+/** PONG (and BEAT) `flags` bits. */
 export const PongFlag = {
   LEASE_ACTIVE: 0x01,
   SLEEP_PENDING: 0x02,

@@ -11,6 +11,7 @@ import {
   MAX_BODY,
   MAX_STATE_CHUNK,
   MessageType,
+  MIN_BEAT_INTERVAL_MS,
   MIN_BODY,
   PongFlag,
   PROTOCOL_VERSION,
@@ -115,14 +116,26 @@ function readStateData(r: SeptetReader, type: number): { offset: number; data: U
   return { offset, data: get(r.bytesField(length, 'data')) };
 }
 
+/** A PONG's or BEAT's payload (the same fields). */
+function readHeartbeat(r: SeptetReader, beat: boolean): Message {
+  const seq = get(r.u14('seq'));
+  const uptimeMs = get(r.u32('uptime_ms'));
+  const bootId = get(r.u32('boot_id'));
+  const flags = get(r.u7('flags'));
+  const leaseRemainingMs = get(r.u32('lease_remaining_ms'));
+  return pongMessage({ beat, seq, uptimeMs, bootId, flags, leaseRemainingMs });
+}
+
 /** Fixed payload lengths (in septets); undefined for the variable-length types. */
 const FIXED_PAYLOAD: Readonly<Record<number, number | undefined>> = {
   [MessageType.HELLO_REQUEST]: 0,
   [MessageType.PING]: 2 + 5,
+  [MessageType.BEATS]: 2 + 5 + 2 + 5,
   [MessageType.STATE_READ]: 1 + 1,
   [MessageType.CONFIG_SET]: 2 + 1 + 5 + 5 + 5,
   [MessageType.CONFIG_GET]: 0,
   [MessageType.PONG]: 2 + 5 + 5 + 1 + 5,
+  [MessageType.BEAT]: 2 + 5 + 5 + 1 + 5,
   [MessageType.SLEEPING]: 5 + 1,
   [MessageType.AWAKE]: 5 + 1,
   [MessageType.CONFIG]: 2 + 1 + 5 + 5 + 5,
@@ -132,6 +145,19 @@ const FIXED_PAYLOAD: Readonly<Record<number, number | undefined>> = {
 const DECODERS: ReadonlyMap<number, PayloadDecoder> = new Map<number, PayloadDecoder>([
   [MessageType.HELLO_REQUEST, () => ({ type: 'hello-request' })],
   [MessageType.PING, (r) => ({ type: 'ping', seq: get(r.u14('seq')), leaseMs: get(r.u32('lease_ms')) })],
+  [
+    MessageType.BEATS,
+    (r, type) => {
+      const seq = get(r.u14('seq'));
+      const leaseMs = get(r.u32('lease_ms'));
+      const intervalMs = get(r.u14('interval_ms'));
+      const forMs = get(r.u32('for_ms'));
+      if (intervalMs !== 0 && intervalMs < MIN_BEAT_INTERVAL_MS) {
+        throw rangeError(type, `interval_ms ${intervalMs} is neither 0 nor at least ${MIN_BEAT_INTERVAL_MS}`);
+      }
+      return { type: 'beats', seq, leaseMs, intervalMs, forMs };
+    },
+  ],
   [
     MessageType.STATE_READ,
     (r, type) => {
@@ -179,17 +205,8 @@ const DECODERS: ReadonlyMap<number, PayloadDecoder> = new Map<number, PayloadDec
       };
     },
   ],
-  [
-    MessageType.PONG,
-    (r) => {
-      const seq = get(r.u14('seq'));
-      const uptimeMs = get(r.u32('uptime_ms'));
-      const bootId = get(r.u32('boot_id'));
-      const flags = get(r.u7('flags'));
-      const leaseRemainingMs = get(r.u32('lease_remaining_ms'));
-      return pongMessage({ seq, uptimeMs, bootId, flags, leaseRemainingMs });
-    },
-  ],
+  [MessageType.PONG, (r) => readHeartbeat(r, false)],
+  [MessageType.BEAT, (r) => readHeartbeat(r, true)],
   [MessageType.STATE_DATA, (r, type) => ({ type: 'state-data', ...readStateData(r, type) })],
   [
     MessageType.SLEEPING,
@@ -271,8 +288,10 @@ export function decodeBody(body: Uint8Array, options: DecodeOptions = {}): Decod
   return decodePayload(type, body.subarray(3, n - 2), options);
 }
 
-/** A PONG's fields as numbers (the flags as their bits), filled in place by readPongBody. */
+/** A PONG's or BEAT's fields as numbers (the flags as their bits), filled in place by readPongBody. */
 export interface PongFields {
+  /** A BEAT (the device's own heartbeat), not a PONG. */
+  beat: boolean;
   seq: number;
   uptimeMs: number;
   bootId: number;
@@ -284,15 +303,17 @@ export interface PongFields {
 const PONG_BODY = 3 + FIXED_PAYLOAD[MessageType.PONG]! + 2;
 
 /**
- * The PONG fast path (every board answers one every interval): if `bytes[start, end)` is the
- * body of a valid PONG, fills `out` and returns true, with no message or result object made;
- * otherwise returns false and decodeBody tells what it is. Accepts exactly what decodeBody
- * accepts as a PONG, with the same values (test/unit/protocol-pong-fast-path.test.ts).
+ * The PONG fast path (every board answers one every interval, or sends a BEAT): if
+ * `bytes[start, end)` is the body of a valid PONG or BEAT, fills `out` and returns true, with no
+ * message or result object made; otherwise returns false and decodeBody tells what it is.
+ * Accepts exactly what decodeBody accepts as a PONG or BEAT, with the same values
+ * (test/unit/protocol-pong-fast-path.test.ts).
  */
 export function readPongBody(bytes: Uint8Array, start: number, end: number, out: PongFields): boolean {
   if (end - start !== PONG_BODY) return false;
   const b = start;
-  if (bytes[b] !== SYSEX_TETHER || bytes[b + 1] !== PROTOCOL_VERSION || bytes[b + 2] !== MessageType.PONG) return false;
+  const type = bytes[b + 2];
+  if (bytes[b] !== SYSEX_TETHER || bytes[b + 1] !== PROTOCOL_VERSION || (type !== MessageType.PONG && type !== MessageType.BEAT)) return false;
   for (let i = b + 1; i < end; i++) if (bytes[i]! > 0x7f) return false;
   const crcLo = bytes[end - 2]!;
   const crcHi = bytes[end - 1]!;
@@ -300,6 +321,7 @@ export function readPongBody(bytes: Uint8Array, start: number, end: number, out:
   const p = b + 3;
   // u32 fields: a top septet above 0x0F is out of range.
   if (bytes[p + 6]! > 0x0f || bytes[p + 11]! > 0x0f || bytes[p + 17]! > 0x0f) return false;
+  out.beat = type === MessageType.BEAT;
   out.seq = bytes[p]! | (bytes[p + 1]! << 7);
   out.uptimeMs = septetsToU32(bytes, p + 2);
   out.bootId = septetsToU32(bytes, p + 7);
@@ -308,10 +330,10 @@ export function readPongBody(bytes: Uint8Array, start: number, end: number, out:
   return true;
 }
 
-/** The PONG message readPongBody's fields stand for (as decodeBody makes it). */
-export function pongMessage(f: PongFields): MessageOf<'pong'> {
+/** The PONG or BEAT message readPongBody's fields stand for (as decodeBody makes it). */
+export function pongMessage(f: PongFields): MessageOf<'pong' | 'beat'> {
   return {
-    type: 'pong',
+    type: f.beat ? 'beat' : 'pong',
     seq: f.seq,
     uptimeMs: f.uptimeMs,
     bootId: f.bootId,

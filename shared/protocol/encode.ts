@@ -10,6 +10,7 @@ import {
   MAX_STATE_CHUNK,
   MAX_U7,
   MessageType,
+  MIN_BEAT_INTERVAL_MS,
   PongFlag,
   PROTOCOL_VERSION,
   START_SYSEX,
@@ -36,12 +37,14 @@ import { SeptetWriter } from './septets.ts';
 export const MESSAGE_TYPE_NUMBERS: Readonly<Record<MessageKind, number>> = {
   'hello-request': MessageType.HELLO_REQUEST,
   ping: MessageType.PING,
+  beats: MessageType.BEATS,
   'state-read': MessageType.STATE_READ,
   'state-write': MessageType.STATE_WRITE,
   'config-set': MessageType.CONFIG_SET,
   'config-get': MessageType.CONFIG_GET,
   hello: MessageType.HELLO,
   pong: MessageType.PONG,
+  beat: MessageType.BEAT,
   'state-data': MessageType.STATE_DATA,
   sleeping: MessageType.SLEEPING,
   awake: MessageType.AWAKE,
@@ -115,6 +118,12 @@ function writePayload(w: SeptetWriter, msg: Message): void {
     case 'ping':
       w.u14(msg.seq, 'seq').u32(msg.leaseMs, 'leaseMs');
       return;
+    case 'beats':
+      if (msg.intervalMs !== 0 && msg.intervalMs < MIN_BEAT_INTERVAL_MS) {
+        throw outOfRange(`intervalMs must be 0 or at least ${MIN_BEAT_INTERVAL_MS}, got ${String(msg.intervalMs)}`);
+      }
+      w.u14(msg.seq, 'seq').u32(msg.leaseMs, 'leaseMs').u14(msg.intervalMs, 'intervalMs').u32(msg.forMs, 'forMs');
+      return;
     case 'state-read':
       w.u7(msg.offset, 'offset').u7(msg.length, 'length');
       checkStateRange(msg.offset, msg.length);
@@ -148,6 +157,7 @@ function writePayload(w: SeptetWriter, msg: Message): void {
         .str(msg.name, MAX_NAME_LENGTH, 'name');
       return;
     case 'pong':
+    case 'beat':
       w.u14(msg.seq, 'seq')
         .u32(msg.uptimeMs, 'uptimeMs')
         .u32(msg.bootId, 'bootId')

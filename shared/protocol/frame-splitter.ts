@@ -64,7 +64,7 @@ export class FrameSplitter {
   private firmata: number[] = [];
   /** Where events go during pushTo(); null: collected into `events` for push(). */
   private sink: SplitterSink | null = null;
-  private readonly pongFields: PongFields = { seq: 0, uptimeMs: 0, bootId: 0, flags: 0, leaseRemainingMs: 0 };
+  private readonly pongFields: PongFields = { beat: false, seq: 0, uptimeMs: 0, bootId: 0, flags: 0, leaseRemainingMs: 0 };
   /** PONGs may take the fast path (a splitter reading host traffic rejects them as unknown-type). */
   private readonly pongFastPath: boolean;
 

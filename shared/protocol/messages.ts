@@ -22,15 +22,30 @@ export interface Capabilities {
   sleep: boolean;
   state: boolean;
   pinRestore: boolean;
+  /** Sends BEATs when asked (BEATS): the host need not PING it every interval. */
+  beats: boolean;
 }
 
 export type HostMessage =
   | { type: 'hello-request' }
   | { type: 'ping'; seq: number; leaseMs: number }
+  | { type: 'beats'; seq: number; leaseMs: number; intervalMs: number; forMs: number }
   | { type: 'state-read'; offset: number; length: number }
   | { type: 'state-write'; offset: number; data: Uint8Array }
   | { type: 'config-set'; config: DeviceConfig }
   | { type: 'config-get' };
+
+/** The fields of a PONG, and of a BEAT (the same). */
+export interface HeartbeatFields {
+  seq: number;
+  uptimeMs: number;
+  bootId: number;
+  leaseActive: boolean;
+  sleepPending: boolean;
+  stateValid: boolean;
+  hostWasLost: boolean;
+  leaseRemainingMs: number;
+}
 
 export type DeviceMessage =
   | {
@@ -49,17 +64,8 @@ export type DeviceMessage =
       stateSize: number;
       name: string;
     }
-  | {
-      type: 'pong';
-      seq: number;
-      uptimeMs: number;
-      bootId: number;
-      leaseActive: boolean;
-      sleepPending: boolean;
-      stateValid: boolean;
-      hostWasLost: boolean;
-      leaseRemainingMs: number;
-    }
+  | ({ type: 'pong' } & HeartbeatFields)
+  | ({ type: 'beat' } & HeartbeatFields)
   | { type: 'state-data'; offset: number; data: Uint8Array }
   | { type: 'sleeping'; durationMs: number; wakeSources: WakeSource[] }
   | { type: 'awake'; sleptMs: number; wakeCauses: WakeSource[] }
@@ -102,6 +108,7 @@ export const CAPABILITY_BITS: ReadonlyArray<readonly [keyof Capabilities, number
   ['sleep', CapabilityBit.SLEEP],
   ['state', CapabilityBit.STATE],
   ['pinRestore', CapabilityBit.PIN_RESTORE],
+  ['beats', CapabilityBit.BEATS],
 ];
 
 export const DEVICE_ERROR_CODES: ReadonlyArray<readonly [DeviceErrorCode, number]> = [
@@ -120,6 +127,7 @@ export function senderOfType(typeNumber: number): Sender {
 const HOST_KINDS: ReadonlySet<string> = new Set<HostMessage['type']>([
   'hello-request',
   'ping',
+  'beats',
   'state-read',
   'state-write',
   'config-set',

@@ -38,7 +38,7 @@ class QueueingTransport extends EventEmitter<TransportEvents> implements Transpo
     for (const e of this.splitter.push(bytes)) {
       if (e.kind !== 'message') continue;
       const m = e.message as HostMessage;
-      if (m.type === 'hello-request') this.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 9, resetCauses: [], stateSurvived: true, pinsRestored: true, reply: true, watchdogMs: 0, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true }, stateSize: 32, name: 'tether' });
+      if (m.type === 'hello-request') this.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 9, resetCauses: [], stateSurvived: true, pinsRestored: true, reply: true, watchdogMs: 0, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false }, stateSize: 32, name: 'tether' });
       if (m.type === 'ping') this.reply({ type: 'pong', seq: m.seq, uptimeMs: 1, bootId: 9, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 });
     }
     return true;

@@ -34,7 +34,7 @@ class FakeDevice extends EventEmitter<TransportEvents> implements Transport {
       if (e.kind !== 'message') continue;
       const m = e.message as HostMessage;
       this.received.push(m);
-      if (m.type === 'hello-request') this.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: this.bootId, resetCauses: ['power-on'], stateSurvived: false, pinsRestored: false, reply: true, watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true }, stateSize: 32, name: 'tether' });
+      if (m.type === 'hello-request') this.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: this.bootId, resetCauses: ['power-on'], stateSurvived: false, pinsRestored: false, reply: true, watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false }, stateSize: 32, name: 'tether' });
       if (m.type === 'ping') this.reply({ type: 'pong', seq: m.seq, uptimeMs: 1, bootId: this.bootId, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 });
       if (m.type === 'state-write') this.reply({ type: 'state-data', offset: m.offset, data: m.data });
     }
@@ -104,7 +104,7 @@ describe('DeviceLink (fake transport, fake time)', () => {
     await writeDone;
     device.raw.length = 0;
     device.bootId = 6;
-    device.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 6, resetCauses: ['power-on'], stateSurvived: false, pinsRestored: false, reply: false, watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true }, stateSize: 32, name: 'tether' });
+    device.reply({ type: 'hello', fwMajor: 1, fwMinor: 0, bootId: 6, resetCauses: ['power-on'], stateSurvived: false, pinsRestored: false, reply: false, watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 0, capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false }, stateSize: 32, name: 'tether' });
     await clock.advanceAsync(200);
     const replayed = device.raw;
     expect(indexOfSeq(replayed, [0xf4, 13, 1])).toBeGreaterThanOrEqual(0);

@@ -21,7 +21,7 @@ function hello(overrides: Partial<Hello> = {}): Hello {
     watchdogMs: 2000,
     policy: 'stay',
     hostTimeoutMs: 0,
-    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true },
+    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false },
     stateSize: 32,
     name: 'tether',
     ...overrides,

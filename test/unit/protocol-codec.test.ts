@@ -50,6 +50,9 @@ const examples: Message[] = [
   { type: 'ping', seq: 0, leaseMs: 0 },
   { type: 'ping', seq: 300, leaseMs: 5000 },
   { type: 'ping', seq: 16383, leaseMs: 0xffffffff },
+  { type: 'beats', seq: 7, leaseMs: 0, intervalMs: 1000, forMs: 30000 },
+  { type: 'beats', seq: 16383, leaseMs: 0xffffffff, intervalMs: 100, forMs: 0xffffffff },
+  { type: 'beats', seq: 0, leaseMs: 0, intervalMs: 0, forMs: 0 },
   { type: 'state-read', offset: 0, length: 1 },
   { type: 'state-read', offset: 16, length: 16 },
   { type: 'state-read', offset: 31, length: 1 },
@@ -70,7 +73,7 @@ const examples: Message[] = [
     watchdogMs: 2000,
     policy: 'sleep',
     hostTimeoutMs: 0,
-    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true },
+    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false },
     stateSize: 32,
     name: 'uno',
   },
@@ -86,7 +89,7 @@ const examples: Message[] = [
     watchdogMs: 0,
     policy: 'stay',
     hostTimeoutMs: 0,
-    capabilities: { watchdog: false, sleep: false, state: false, pinRestore: false },
+    capabilities: { watchdog: false, sleep: false, state: false, pinRestore: false, beats: false },
     stateSize: 0,
     name: '',
   },
@@ -102,7 +105,7 @@ const examples: Message[] = [
     watchdogMs: 16383,
     policy: 'reset',
     hostTimeoutMs: 0xffffffff,
-    capabilities: { watchdog: true, sleep: false, state: true, pinRestore: false },
+    capabilities: { watchdog: true, sleep: false, state: true, pinRestore: false, beats: false },
     stateSize: 127,
     name: ' ~'.padEnd(MAX_NAME_LENGTH, 'x'),
   },
@@ -126,6 +129,17 @@ const examples: Message[] = [
     sleepPending: true,
     stateValid: false,
     hostWasLost: true,
+    leaseRemainingMs: 0,
+  },
+  {
+    type: 'beat',
+    seq: 12,
+    uptimeMs: 123456,
+    bootId: 0xffffffff,
+    leaseActive: false,
+    sleepPending: true,
+    stateValid: true,
+    hostWasLost: false,
     leaseRemainingMs: 0,
   },
   { type: 'state-data', offset: 0, data: Uint8Array.from({ length: 16 }, (_, i) => 255 - i) },
@@ -296,9 +310,9 @@ describe('round trip', () => {
     // PONG flags 0x70: no known bit.
     const pong = decodeOk(frameFromPayload(0x42, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x70, 0, 0, 0, 0, 0]));
     expect(pong).toMatchObject({ type: 'pong', seq: 1, leaseActive: false, sleepPending: false, stateValid: false, hostWasLost: false });
-    // HELLO reset_cause 0x30, flags 0x78, capabilities 0x70: nothing known set.
+    // HELLO reset_cause 0x30, flags 0x78, capabilities 0x60: nothing known set.
     const hello = decodeOk(
-      frameFromPayload(0x41, [1, 0, 0, 0, 0, 0, 0, 0x30, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0x70, 32, 0]),
+      frameFromPayload(0x41, [1, 0, 0, 0, 0, 0, 0, 0x30, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0x60, 32, 0]),
     );
     expect(hello).toMatchObject({
       type: 'hello',
@@ -306,7 +320,7 @@ describe('round trip', () => {
       stateSurvived: false,
       pinsRestored: false,
       reply: false,
-      capabilities: { watchdog: false, sleep: false, state: false, pinRestore: false },
+      capabilities: { watchdog: false, sleep: false, state: false, pinRestore: false, beats: false },
     });
   });
 
@@ -427,8 +441,17 @@ describe('decodeFrame rejects malformed frames', () => {
     expectReject(payload, 'bad-crc');
   });
 
+  it('out-of-range: a BEATS interval of 1-99 ms (the spec refuses it; 0 stops the beats)', () => {
+    expectReject(frameFromPayload(0x07, [0, 0, 0, 0, 0, 0, 0, 99, 0, 0x30, 0x6a, 1, 0, 0]), 'out-of-range');
+    expectReject(frameFromPayload(0x07, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x30, 0x6a, 1, 0, 0]), 'out-of-range');
+    expect(decodeOk(frameFromPayload(0x07, [0, 0, 0, 0, 0, 0, 0, 100, 0, 0x30, 0x6a, 1, 0, 0]))).toMatchObject({ type: 'beats', intervalMs: 100, forMs: 30000 });
+    expect(() => encodeFrame({ type: 'beats', seq: 0, leaseMs: 0, intervalMs: 50, forMs: 1000 })).toThrowError(
+      expect.objectContaining({ code: 'out-of-range' }),
+    );
+  });
+
   it('unknown-type', () => {
-    for (const type of [0x00, 0x07, 0x3f, 0x40, 0x48, 0x7f]) {
+    for (const type of [0x00, 0x08, 0x3f, 0x40, 0x49, 0x7f]) {
       expect(expectReject(frameFromPayload(type, []), 'unknown-type').messageType).toBe(type);
     }
   });

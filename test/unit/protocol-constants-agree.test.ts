@@ -91,10 +91,11 @@ describe('protocol numbers agree: PROTOCOL.md, TypeScript codec, AVR firmware, E
     ['capability sleep', CapabilityBit.SLEEP, undefined, 'CAP_SLEEP', '`capabilities` (HELLO)', 'sleep'],
     ['capability state', CapabilityBit.STATE, undefined, 'CAP_STATE', '`capabilities` (HELLO)', 'state registers'],
     ['capability pin restore', CapabilityBit.PIN_RESTORE, undefined, undefined, '`capabilities` (HELLO)', 'pin restore'],
-    ['PONG lease active', PongFlag.LEASE_ACTIVE, 'PONG_LEASE_ACTIVE', 'PONG_LEASE', '`flags` (PONG)', 'lease active'],
-    ['PONG sleep pending', PongFlag.SLEEP_PENDING, 'PONG_SLEEP_PENDING', 'PONG_SLEEP_PENDING', '`flags` (PONG)', 'sleep pending'],
-    ['PONG state valid', PongFlag.STATE_VALID, 'PONG_STATE_VALID', 'PONG_STATE_VALID', '`flags` (PONG)', 'state valid'],
-    ['PONG host was lost', PongFlag.HOST_WAS_LOST, 'PONG_HOST_LOST', 'PONG_HOST_LOST', '`flags` (PONG)', 'host was lost'],
+    ['capability beats', CapabilityBit.BEATS, undefined, 'CAP_BEATS', '`capabilities` (HELLO)', 'beats'],
+    ['PONG lease active', PongFlag.LEASE_ACTIVE, 'PONG_LEASE_ACTIVE', 'PONG_LEASE', '`flags` (PONG, BEAT)', 'lease active'],
+    ['PONG sleep pending', PongFlag.SLEEP_PENDING, 'PONG_SLEEP_PENDING', 'PONG_SLEEP_PENDING', '`flags` (PONG, BEAT)', 'sleep pending'],
+    ['PONG state valid', PongFlag.STATE_VALID, 'PONG_STATE_VALID', 'PONG_STATE_VALID', '`flags` (PONG, BEAT)', 'state valid'],
+    ['PONG host was lost', PongFlag.HOST_WAS_LOST, 'PONG_HOST_LOST', 'PONG_HOST_LOST', '`flags` (PONG, BEAT)', 'host was lost'],
     ['policy stay', PolicyValue.STAY, 'POLICY_STAY', 'POLICY_STAY', '`policy`', 'stay'],
     ['policy sleep', PolicyValue.SLEEP, 'POLICY_SLEEP', 'POLICY_SLEEP', '`policy`', 'sleep'],
     ['policy reset', PolicyValue.RESET, 'POLICY_RESET', 'POLICY_RESET', '`policy`', 'reset'],
@@ -116,7 +117,7 @@ describe('protocol numbers agree: PROTOCOL.md, TypeScript codec, AVR firmware, E
   }
 
   it('the AVR advertises every capability bit; the module computes its own from the codec bits', () => {
-    const all = CapabilityBit.WATCHDOG | CapabilityBit.SLEEP | CapabilityBit.STATE | CapabilityBit.PIN_RESTORE;
+    const all = CapabilityBit.WATCHDOG | CapabilityBit.SLEEP | CapabilityBit.STATE | CapabilityBit.PIN_RESTORE | CapabilityBit.BEATS;
     expect(cpp('CAPABILITIES')).toBe(all);
   });
 

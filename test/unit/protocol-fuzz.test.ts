@@ -46,6 +46,13 @@ const deviceConfig: fc.Arbitrary<DeviceConfig> = fc.record({
 const messageArbs = {
   'hello-request': fc.constant<Message>({ type: 'hello-request' }),
   ping: fc.record({ type: fc.constant('ping' as const), seq: u14, leaseMs: u32 }),
+  beats: fc.record({
+    type: fc.constant('beats' as const),
+    seq: u14,
+    leaseMs: u32,
+    intervalMs: fc.oneof(fc.constant(0), fc.integer({ min: 100, max: 0x3fff })),
+    forMs: u32,
+  }),
   'state-read': fc
     .integer({ min: 1, max: 16 })
     .chain((length) =>
@@ -70,12 +77,23 @@ const messageArbs = {
     watchdogMs: u14,
     policy,
     hostTimeoutMs: u32,
-    capabilities: fc.record({ watchdog: fc.boolean(), sleep: fc.boolean(), state: fc.boolean(), pinRestore: fc.boolean() }),
+    capabilities: fc.record({ watchdog: fc.boolean(), sleep: fc.boolean(), state: fc.boolean(), pinRestore: fc.boolean(), beats: fc.boolean() }),
     stateSize: u7,
     name,
   }),
   pong: fc.record({
     type: fc.constant('pong' as const),
+    seq: u14,
+    uptimeMs: u32,
+    bootId: u32,
+    leaseActive: fc.boolean(),
+    sleepPending: fc.boolean(),
+    stateValid: fc.boolean(),
+    hostWasLost: fc.boolean(),
+    leaseRemainingMs: u32,
+  }),
+  beat: fc.record({
+    type: fc.constant('beat' as const),
     seq: u14,
     uptimeMs: u32,
     bootId: u32,

@@ -28,7 +28,7 @@ const pongArb = fc.record({
   leaseRemainingMs: u32,
 });
 
-const fields = (): PongFields => ({ seq: -1, uptimeMs: -1, bootId: -1, flags: -1, leaseRemainingMs: -1 });
+const fields = (): PongFields => ({ beat: true, seq: -1, uptimeMs: -1, bootId: -1, flags: -1, leaseRemainingMs: -1 });
 
 /** A frame's body (between F0 and F7) placed at `offset` in a larger buffer, as the splitter holds it. */
 function bodyAt(frame: Uint8Array, offset: number): { bytes: Uint8Array; start: number; end: number } {

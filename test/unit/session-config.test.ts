@@ -11,8 +11,8 @@ import type { Capabilities, DeviceConfig, HostMessage } from '../../shared/proto
 // One ManualClock per test (made new in beforeEach): time moves only when a test advances it.
 let clock = new ManualClock();
 
-const ALL: Capabilities = { watchdog: true, sleep: true, state: true, pinRestore: true };
-const ESPRUINO_LINUX: Capabilities = { watchdog: true, sleep: false, state: true, pinRestore: false };
+const ALL: Capabilities = { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false };
+const ESPRUINO_LINUX: Capabilities = { watchdog: true, sleep: false, state: true, pinRestore: false, beats: false };
 
 /** A device that keeps a config, answers HELLO_REQUEST, CONFIG_GET, CONFIG_SET and PING. */
 function device(stored: DeviceConfig, capabilities: Capabilities, wanted: DeviceConfig) {
