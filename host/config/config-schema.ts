@@ -72,6 +72,13 @@ const keepaliveSchema = z.strictObject({
   sleepGraceMs: ms(0, 600_000).default(2000),
   handshakeTimeoutMs: ms(100, 600_000).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
   /**
+   * A board that can send its own heartbeat (its HELLO has the beats capability: tether's
+   * firmware and Espruino module) is asked to, every intervalMs, and PINGed only every 10
+   * intervals to renew that (a PING every interval while a keep-awake lease is held). false:
+   * a PING every interval, as for any board.
+   */
+  beats: z.boolean().default(true),
+  /**
    * tcp:// bridges: a PING after this much silence on the link, below the path's idle timeout
    * (learned from the link's cuts and kept in queue.dir), whatever intervalMs is; intervalMs
    * stays the detection bound.

@@ -440,6 +440,7 @@ export class GatewayDevice {
       misses: k.misses,
       sleepGraceMs: k.sleepGraceMs,
       handshakeTimeoutMs: k.handshakeTimeoutMs,
+      beats: k.beats,
       deviceConfig: settings.config,
       detector: k.detector === 'phi' ? new PhiAccrualDetector({ intervalMs: k.intervalMs, misses: k.misses, threshold: k.phiThreshold }) : undefined,
     };

@@ -220,12 +220,19 @@ export class BridgeKeepalive {
 
   /**
    * The board went `lost` with the connection still open (the session's bound): if a PING was
-   * unanswered, the path may have forgotten the link when it was sent.
+   * unanswered, the path may have forgotten the link when it was sent; if none was out, the
+   * board's BEATs stopped.
    */
   lostWithLinkOpen(): void {
     const first = this.firstIdle();
     this.forgetPings();
-    if (first === null) return;
+    if (first === null) {
+      // No PING outstanding: the board sent its own heartbeat (BEATs) and it stopped arriving.
+      // A cut all the same, but at no known idle age: it teaches the learner nothing.
+      this.drops['half-open']++;
+      this.emitChange();
+      return;
+    }
     this.noteCut(first, 'half-open');
   }
 

@@ -82,6 +82,8 @@ export interface DeviceLinkStats {
   queueDropped: number;
   pingsSent: number;
   pongs: number;
+  /** BEATs: heartbeats the board sent itself (boards with the beats capability). */
+  beats: number;
   lostCount: number;
   asleepMs: number;
   /** tcp:// links: the keep-traffic interval, the path's idle timeout as learned, cuts by cause (null: a serial port). */
@@ -189,6 +191,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       leases: this.leases,
       send: (message) => this.sendFrame(message),
       sendPing: (seq, leaseMs) => this.sendPing(seq, leaseMs),
+      pingsWanted: () => this.unconfirmed.length > 0,
       onRtt: (ms) => this.rttSample(ms),
       sendRaw: (bytes) => this.transport.write(Uint8Array.from(bytes)),
       restore: (hello, rebooted) => this.restore(hello, rebooted),
@@ -335,7 +338,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       return;
     }
     if (state !== 'ready') this.missedWrites = true;
-    else this.noteUnconfirmed(data);
+    else {
+      this.noteUnconfirmed(data);
+      this.session.hurry(); // a board sending BEATs is PINGed seldom: its PONG confirms the write within an interval
+    }
     this.transport.write(Uint8Array.from(data));
   }
 
@@ -383,6 +389,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       queueDropped: this.queueValue?.dropped ?? 0,
       pingsSent: s.counters.pingsSent,
       pongs: s.counters.pongs,
+      beats: s.counters.beats,
       lostCount: s.counters.lostCount,
       asleepMs: s.counters.asleepMs,
       keepTraffic: this.keepTraffic?.stats ?? null,
@@ -469,6 +476,14 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * but the message object is made only for someone waiting for one or listening.
    */
   private onPong(fields: PongFields): void {
+    if (fields.beat) {
+      this.session.receiveBeat(fields.bootId);
+      if ((this.pending === null || this.pending.size === 0) && this.listenerCount('message') === 0) return;
+      const message = pongMessage(fields);
+      this.answerPending(message);
+      this.emit('message', message);
+      return;
+    }
     const seq = fields.seq;
     this.confirmWrites(seq);
     this.keepTraffic?.pong(seq);
@@ -532,11 +547,25 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   private sendFrame(message: HostMessage): void {
     if (message.type === 'ping') this.sendPing(message.seq, message.leaseMs);
-    else this.transport.write(encodeFrame(message));
+    else {
+      // BEATS is a PING too (answered by a PONG with its seq), sent seldom: the general encoder.
+      if (message.type === 'beats') this.pingLeaving(message.seq);
+      this.transport.write(encodeFrame(message));
+    }
   }
 
   /** A PING (every interval, every board): its own encoder, into a reused buffer while that is safe. */
   private sendPing(seq: number, leaseMs: number): void {
+    this.pingLeaving(seq);
+    // A buffer of its own, not a slice of Node's 8 KiB pool: kept for reuse, a slice would keep its whole slab alive.
+    const frame = encodePingInto(this.pingFrame ?? Buffer.allocUnsafeSlow(PING_FRAME_LENGTH), seq, leaseMs);
+    this.transport.write(frame);
+    // Reused only if the socket handed it to the kernel at once; queued, it is still referenced: a fresh one next time.
+    this.pingFrame = this.transport.pendingWriteBytes === 0 ? frame : null;
+  }
+
+  /** A PING or BEATS goes out: what its PONG will confirm, and the keep-traffic's record. */
+  private pingLeaving(seq: number): void {
     // Only a PING sent after unconfirmed writes can confirm any (writes are numbered in order).
     if (this.unconfirmed.length > 0) {
       const marks = (this.pingMarks ??= new Map());
@@ -544,11 +573,6 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (marks.size > MAX_PING_MARKS) marks.delete(marks.keys().next().value!);
     }
     this.keepTraffic?.pingSent(seq, Math.round(this.transport.silenceMs));
-    // A buffer of its own, not a slice of Node's 8 KiB pool: kept for reuse, a slice would keep its whole slab alive.
-    const frame = encodePingInto(this.pingFrame ?? Buffer.allocUnsafeSlow(PING_FRAME_LENGTH), seq, leaseMs);
-    this.transport.write(frame);
-    // Reused only if the socket handed it to the kernel at once; queued, it is still referenced: a fresh one next time.
-    this.pingFrame = this.transport.pendingWriteBytes === 0 ? frame : null;
   }
 
   private onState(change: StateChange): void {

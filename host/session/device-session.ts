@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Capabilities, DeviceConfig, DeviceMessage, HostMessage, MessageOf, ResetCause } from '../../shared/protocol/messages.ts';
-import { effectiveWatchdogMs } from '../../shared/protocol/constants.ts';
+import { effectiveWatchdogMs, MAX_U14, MIN_BEAT_INTERVAL_MS } from '../../shared/protocol/constants.ts';
 import { rearm, systemClock, type Clock, type TimerHandle } from '../time/clock.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { FixedTimeoutDetector, type FailureDetector } from './failure-detector.ts';
@@ -40,6 +40,19 @@ export interface DeviceSessionOptions {
   detector?: FailureDetector;
   /** Lease sent with each PING while a keep-awake lease is held (default (misses + 1) x interval). */
   leaseMs?: number;
+  /**
+   * Ask a device whose HELLO has the beats capability to send its heartbeat itself (BEATS), and
+   * renew that only every `beatRenewIntervals` intervals instead of a PING every interval (default
+   * true): on a fleet, the PING's write is the largest part of the host's cost per board.
+   */
+  beats?: boolean;
+  /** Intervals between BEATS renewals while nothing needs a PING every interval (default 10). */
+  beatRenewIntervals?: number;
+  /**
+   * Whether something needs a PONG every interval now (writes waiting for the PONG that proves
+   * the board read them): beats are then renewed every interval, as PINGs would be sent.
+   */
+  pingsWanted?(): boolean;
   /** How long past its announced wake time a sleeping device may stay silent before it is `lost` (default 2000 ms). */
   sleepGraceMs?: number;
   /**
@@ -88,8 +101,11 @@ export interface DeviceSessionOptions {
 }
 
 export interface SessionCounters {
+  /** PINGs and BEATS sent. */
   pingsSent: number;
   pongs: number;
+  /** BEATs: heartbeats the device sent itself. */
+  beats: number;
   /** PONGs that matched no outstanding PING (unknown, duplicated). */
   strayPongs: number;
   reboots: Record<ResetCause | 'unknown', number>;
@@ -135,6 +151,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly leaseMs: number;
   private readonly sleepGraceMs: number;
   private readonly helloAttempts: number;
+  private readonly beatRenewMs: number;
+  private readonly misses: number;
   readonly detector: FailureDetector;
   readonly rtt = new RttStats();
   private readonly sequencer = new PingSequencer();
@@ -151,6 +169,16 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   /** The deadline fired late and is being looked at again after one turn of the event loop. */
   private deadlineDeferred = false;
   private linkIsUp = false;
+  /** The device sends BEATs (its HELLO has the capability, and beats are wanted): PINGs are BEATS renewals. */
+  private beatsOn = false;
+  /** The last BEATS renewal was answered (a PONG matched a PING since it went out). */
+  private renewalAnswered = true;
+  /** Renewals in a row left unanswered: the device's input is not reaching it. */
+  private renewalsUnanswered = 0;
+  /** When the next BEATS renewal is due (Clock ms). */
+  private nextRenewalAt = -Infinity;
+  /** When the PING tick is due (Clock ms): hurry() sets it sooner. */
+  private tickAt = Infinity;
   private protocolValue: DeviceProtocol = 'unknown';
   private bootIdValue: number | null = null;
   private lastHello: Hello | null = null;
@@ -188,6 +216,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   readonly counters: SessionCounters = {
     pingsSent: 0,
     pongs: 0,
+    beats: 0,
     strayPongs: 0,
     reboots: { 'power-on': 0, external: 0, 'brown-out': 0, watchdog: 0, unknown: 0 },
     lostCount: 0,
@@ -202,10 +231,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.log = options.logger ?? silentLogger;
     this.pingIntervalMs = options.pingIntervalMs ?? 1000;
     const misses = options.misses ?? 3;
+    this.misses = misses;
     this.detector = options.detector ?? new FixedTimeoutDetector({ intervalMs: this.pingIntervalMs, misses });
     this.leaseMs = options.leaseMs ?? (misses + 1) * this.pingIntervalMs;
     this.sleepGraceMs = options.sleepGraceMs ?? 2000;
     this.helloAttempts = options.helloAttempts ?? 3;
+    this.beatRenewMs = (options.beatRenewIntervals ?? 10) * this.pingIntervalMs;
     options.leases?.on('change', this.onLeaseChange);
   }
 
@@ -245,6 +276,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.handshake = 'waiting-hello';
     // Asked again on every link: the board behind the port may have been replaced or reflashed.
     this.protocolValue = 'unknown';
+    this.beatsOn = false;
     this.unansweredHellos = 0;
     this.probeOutstanding = false;
     this.contactSinceLinkUp = false;
@@ -279,6 +311,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       case 'pong':
         this.onPong(message.seq, message.bootId, now);
         break;
+      case 'beat':
+        this.onBeat(message.bootId, now);
+        break;
       case 'sleeping':
         this.onSleeping(message.durationMs, now);
         break;
@@ -306,6 +341,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   receivePong(seq: number, bootId: number): void {
     const now = this.contact();
     if (now !== null) this.onPong(seq, bootId, now);
+  }
+
+  /** A BEAT, as receive() takes it, from its fields (the link's fast path, as receivePong). */
+  receiveBeat(bootId: number): void {
+    const now = this.contact();
+    if (now !== null) this.onBeat(bootId, now);
   }
 
   /** A frame from the device: it is there and speaks our protocol. The time, or null once closed. */
@@ -401,6 +442,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     const rebooted = previous !== null && hello.bootId !== previous;
     this.lastHello = hello;
     this.bootIdValue = hello.bootId;
+    // BEATS carries the interval as a u14: a longer interval (a battery board PINGed every 20 s) is PINGed as before.
+    this.beatsOn = this.options.beats !== false && hello.capabilities.beats && this.pingIntervalMs >= MIN_BEAT_INTERVAL_MS && this.pingIntervalMs <= MAX_U14;
+    this.renewalAnswered = true;
+    this.renewalsUnanswered = 0;
     this.emit('hello', hello);
     if (rebooted || !hello.reply) {
       // A boot HELLO, or a new boot id: the device restarted.
@@ -523,12 +568,25 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       this.log.debug({ seq, why: strayReason(rttMs) }, 'PONG matches no PING');
     } else {
       this.counters.pongs++;
+      this.renewalAnswered = true;
+      this.renewalsUnanswered = 0;
       if (rttMs >= 0) {
         this.rtt.add(rttMs);
         this.options.onRtt?.(rttMs);
         if (this.listenerCount('rtt') > 0) this.emit('rtt', rttMs);
       }
     }
+    this.alive(bootId, now);
+  }
+
+  /** A BEAT: the device's own heartbeat, as a PONG is for liveness (no RTT, nothing to match). */
+  private onBeat(bootId: number, now: number): void {
+    this.counters.beats++;
+    this.alive(bootId, now);
+  }
+
+  /** A PONG or BEAT: contact; a boot HELLO missed; `ready` once the handshake is done. */
+  private alive(bootId: number, now: number): void {
     this.heartbeat(now);
     if (this.bootIdValue !== null && bootId !== this.bootIdValue && this.handshake === 'done') {
       // Its boot HELLO was lost (e.g. while the link was down): ask again.
@@ -551,6 +609,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.sleepDeadline = durationMs > 0 ? now + durationMs + this.sleepGraceMs : Infinity;
     this.transition('sleeping', durationMs > 0 ? `device sleeps up to ${durationMs} ms` : 'device sleeps until woken');
     this.emit('sleeping', durationMs);
+    this.hurry(); // the wake byte is repeated each tick: every interval, not at the next BEATS renewal
     if (this.sleepDeadline !== Infinity) this.armDeadline(this.sleepDeadline);
     // Someone needs it awake: wake it straight away.
     if (this.options.leases?.held) this.wake();
@@ -589,16 +648,58 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       } else if (this.handshake === 'waiting-hello') {
         this.requestHello();
       } else if (this.handshake === 'done') {
+        if (this.beatsOn) {
+          const delay = this.beatsTick();
+          if (delay >= 0) this.pingTimer = this.armTick(delay);
+          return;
+        }
         this.ping();
       }
     }
     this.pingTimer = this.armTick();
   };
 
-  private armTick(): TimerHandle {
+  /**
+   * The tick of a device that sends BEATs: a renewal when one is due, or every interval while a
+   * lease is held or writes wait for their PONG (as PINGs would go); a renewal left unanswered is
+   * sent again an interval later, and `misses` of them in a row make the device `lost`. Returns
+   * the delay to the next tick (-1: none, it is lost).
+   */
+  private beatsTick(): number {
+    const now = this.clock.now();
+    const everyInterval = this.options.leases?.held === true || this.options.pingsWanted?.() === true;
+    if (!this.renewalAnswered) {
+      if (++this.renewalsUnanswered >= this.misses) {
+        this.becomeLost(`its PONGs stopped while it sends BEATs: ${this.renewalsUnanswered} PINGs in a row unanswered (its input is not reaching it)`);
+        return -1;
+      }
+      this.ping();
+      return this.pingIntervalMs;
+    }
+    if (everyInterval || now >= this.nextRenewalAt) {
+      this.ping();
+      // The answer is looked for an interval later, then the tick waits for the next renewal.
+      return this.pingIntervalMs;
+    }
+    return this.nextRenewalAt - now;
+  }
+
+  private armTick(delay = this.pingIntervalMs): TimerHandle {
     const spent = this.spentPingTimer;
     this.spentPingTimer = undefined;
-    return rearm(this.clock, spent, this.tick, this.pingIntervalMs);
+    this.tickAt = this.clock.now() + delay;
+    return rearm(this.clock, spent, this.tick, delay);
+  }
+
+  /**
+   * Something needs a PING within an interval (a lease taken, writes waiting for their PONG):
+   * a tick waiting for the next BEATS renewal comes sooner.
+   */
+  hurry(): void {
+    if (!this.beatsOn || this.pingTimer === undefined || this.tickAt <= this.clock.now() + this.pingIntervalMs) return;
+    this.clock.clearTimeout(this.pingTimer);
+    this.spentPingTimer = this.pingTimer;
+    this.pingTimer = this.armTick();
   }
 
   /**
@@ -617,7 +718,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     const seq = this.sequencer.next(this.clock.now());
     const leaseMs = this.options.leases?.held ? this.leaseMs : 0;
     this.counters.pingsSent++;
-    if (this.options.sendPing) this.options.sendPing(seq, leaseMs);
+    if (this.beatsOn) {
+      this.renewalAnswered = false;
+      this.nextRenewalAt = this.clock.now() + this.beatRenewMs;
+      // Beats for three renewals: one or two renewals lost on the way do not stop them.
+      this.options.send({ type: 'beats', seq, leaseMs, intervalMs: this.pingIntervalMs, forMs: 3 * this.beatRenewMs });
+    } else if (this.options.sendPing) this.options.sendPing(seq, leaseMs);
     else this.options.send({ type: 'ping', seq, leaseMs });
   }
 
@@ -702,7 +808,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     // A device that comes back must go through the handshake again (it may have rebooted).
     if (this.protocolValue !== 'unknown') this.handshake = 'waiting-hello';
     this.transition('lost', cause);
+    // A board that sent BEATs was not written to: ask for it at once (on a cut TCP path, data left
+    // unacknowledged is what lets the kernel give the socket up), then every interval.
+    if (this.beatsOn && this.linkIsUp && this.handshake === 'waiting-hello') this.requestHello();
     if (this.linkIsUp && this.pingTimer === undefined) this.pingTimer = this.armTick();
+    else this.hurry(); // a tick waiting for a BEATS renewal: HELLO_REQUESTs every interval from now
   }
 
   private endSleep(): void {
@@ -723,7 +833,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private leaseChanged(held: boolean): void {
     if (!held) return;
     if (this.current === 'sleeping') this.wake();
-    else if (this.current === 'ready') this.ping(); // carry the lease now, not at the next tick
+    else if (this.current === 'ready') {
+      this.ping(); // carry the lease now, not at the next tick
+      this.hurry(); // and every interval from now (a device sending BEATs is otherwise renewed seldom)
+    }
   }
 
   private transition(to: SessionState, cause: string): void {

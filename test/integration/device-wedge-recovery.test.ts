@@ -18,7 +18,7 @@ import { has, maxGap, NotifyListener } from '../support/notify-listener.ts';
 // lost, so it stays `ready` although the board no longer reaches it (the kind of bug the
 // guard is there for: the session broke its promise to declare the board lost in time).
 
-type SessionInternals = { receive: (m: unknown) => void; receivePong: (seq: number, bootId: number) => void; checkDeadline: () => void; clearDeadline: () => void };
+type SessionInternals = { receive: (m: unknown) => void; receivePong: (seq: number, bootId: number) => void; receiveBeat: (bootId: number) => void; checkDeadline: () => void; clearDeadline: () => void };
 
 describe('a wedged device session under a (test) systemd', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tether-wedge-'));
@@ -41,7 +41,9 @@ describe('a wedged device session under a (test) systemd', () => {
       broker: { embeddedPort: 0 },
       queue: { dir: join(dir, 'queue') },
       metrics: { port: 0 },
-      devices: [{ id: 'dev-a', port: board.target, keepalive: { intervalMs: 200, misses: 3, handshakeTimeoutMs: 1500 } }],
+      // beats: false: with BEATs the injected wedge below would still be caught by the session
+      // itself (its BEATS renewals going unanswered); this test is about the guard behind it.
+      devices: [{ id: 'dev-a', port: board.target, keepalive: { intervalMs: 200, misses: 3, handshakeTimeoutMs: 1500, beats: false } }],
     });
     const log = new RecordingLogger();
     const gateway = new Gateway(config, log, {
@@ -60,6 +62,7 @@ describe('a wedged device session under a (test) systemd', () => {
       const { checkDeadline } = session;
       session.receive = () => {};
       session.receivePong = () => {}; // the link's fast path for PONGs
+      session.receiveBeat = () => {}; // and for BEATs (the simulated board sends its own heartbeat)
       session.checkDeadline = () => {};
       session.clearDeadline();
       const wedgedAt = performance.now();
@@ -78,6 +81,7 @@ describe('a wedged device session under a (test) systemd', () => {
       // The fault goes away: the next handshake completes and the device is ready again.
       delete (session as Partial<SessionInternals>).receive; // the prototype's
       delete (session as Partial<SessionInternals>).receivePong;
+      delete (session as Partial<SessionInternals>).receiveBeat;
       session.checkDeadline = checkDeadline;
       await eventually(() => expect(device.link.state).toBe('ready'), { timeoutMs: 15_000, intervalMs: 50 });
       const recoveries = device.counters.wedgeRecoveries;
