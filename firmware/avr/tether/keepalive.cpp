@@ -313,7 +313,7 @@ static void beats_poll(uint32_t now) {
   }
   uint32_t late = now - beat_due_ms;
   if (late < beats_interval_ms) return;
-  // Due; one more than an interval late is not made up: the next follows an interval after this.
+  // Due. A beat more than one interval late is not made up: the next follows an interval after it.
   beat_due_ms = late >= 2UL * beats_interval_ms ? now : beat_due_ms + beats_interval_ms;
   send_heartbeat(MSG_BEAT, beats_seq, now);
 }
