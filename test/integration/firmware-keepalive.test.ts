@@ -28,7 +28,7 @@ describe('firmware keepalive extension', () => {
       stateSize: 32,
       watchdogMs: 2000,
       policy: 'stay',
-      capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true },
+      capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: true },
     });
   });
 
@@ -221,6 +221,159 @@ describe('firmware sleep and keep-awake lease', () => {
   });
 });
 
+describe('firmware beats (BEATS/BEAT: the device sends its own heartbeat)', () => {
+  /** BEATS and wait for its PONG. */
+  function beats(board: FirmwareHarness, seq: number, intervalMs: number, forMs: number, leaseMs = 0) {
+    board.send({ type: 'beats', seq, leaseMs, intervalMs, forMs });
+    return board.next('pong', 500, (m) => m.seq === seq);
+  }
+  type Beat = { type: 'beat'; seq: number; uptimeMs: number; bootId: number };
+  const beatsSince = (board: FirmwareHarness, mark: number) => board.since(mark, 'beat') as Beat[];
+  const gaps = (list: Beat[]) => list.slice(1).map((b, i) => b.uptimeMs - list[i]!.uptimeMs);
+
+  it('advertises beats, answers BEATS with a PONG, then BEATs about every interval until for_ms, carrying the seq and boot id', () => {
+    const { board, hello } = bootedBoard();
+    expect(hello.capabilities.beats).toBe(true);
+    const mark = board.mark();
+    const pong = beats(board, 321, 200, 1000);
+    expect(pong).toMatchObject({ seq: 321, bootId: hello.bootId, leaseActive: false });
+    // The first BEAT an interval after the BEATS.
+    const first = board.next('beat', 300);
+    expect(first.uptimeMs - pong.uptimeMs).toBeGreaterThanOrEqual(200);
+    expect(first.uptimeMs - pong.uptimeMs).toBeLessThan(215);
+    board.uno.advance(1100 - (first.uptimeMs - pong.uptimeMs));
+    const list = beatsSince(board, mark);
+    expect(list.length).toBeGreaterThanOrEqual(4);
+    expect(list.length).toBeLessThanOrEqual(5);
+    for (const b of list) expect(b).toMatchObject({ type: 'beat', seq: 321, bootId: hello.bootId, leaseActive: false, hostWasLost: false });
+    for (const gap of gaps(list)) {
+      expect(gap).toBeGreaterThanOrEqual(195);
+      expect(gap).toBeLessThanOrEqual(205);
+    }
+    expect(list.at(-1)!.uptimeMs - pong.uptimeMs).toBeLessThanOrEqual(1000);
+    // Past for_ms: no more.
+    const after = board.mark();
+    board.uno.advance(700);
+    expect(board.since(after, 'beat')).toEqual([]);
+  });
+
+  it('a BEAT carries the lease left, like a PONG', () => {
+    const { board } = bootedBoard();
+    const pong = beats(board, 5, 200, 500, 3000);
+    expect(pong).toMatchObject({ leaseActive: true, leaseRemainingMs: 3000 });
+    const beat = board.next('beat', 300);
+    expect(beat.leaseActive).toBe(true);
+    const elapsed = beat.uptimeMs - pong.uptimeMs;
+    expect(beat.leaseRemainingMs).toBe(3000 - elapsed);
+  });
+
+  it('refuses an interval of 1-99 with ERROR out-of-range: no PONG, no beats', () => {
+    const { board } = bootedBoard();
+    const mark = board.mark();
+    board.sendRaw(frameWithPayload(0x07, [...u14(9), ...u32(0), ...u14(50), ...u32(1000)]));
+    expect(board.next('error', 200)).toMatchObject({ code: 'out-of-range', offendingType: 0x07 });
+    board.uno.advance(500);
+    expect(board.since(mark).map((m) => m.type)).toEqual(['error']);
+    // A PING after it is answered as usual, and still no beats start.
+    board.ping(10);
+    board.uno.advance(300);
+    expect(board.since(mark, 'beat')).toEqual([]);
+  });
+
+  it('a refused BEATS leaves running beats as they were', () => {
+    const { board } = bootedBoard();
+    beats(board, 1, 200, 5000);
+    board.next('beat', 300);
+    board.sendRaw(frameWithPayload(0x07, [...u14(2), ...u32(0), ...u14(99), ...u32(1000)]));
+    board.next('error', 200);
+    const mark = board.mark();
+    board.uno.advance(450);
+    expect(beatsSince(board, mark).map((b) => b.seq)).toEqual([1, 1]);
+  });
+
+  it('a later BEATS replaces the schedule; interval 0 stops the beats', () => {
+    const { board } = bootedBoard();
+    beats(board, 1, 200, 5000);
+    board.next('beat', 300);
+    const pong = beats(board, 2, 300, 5000);
+    const mark = board.mark();
+    board.uno.advance(950);
+    const list = beatsSince(board, mark);
+    expect(list.map((b) => b.seq)).toEqual([2, 2, 2]);
+    expect(list[0]!.uptimeMs - pong.uptimeMs).toBeGreaterThanOrEqual(300);
+    for (const gap of gaps(list)) expect(Math.abs(gap - 300)).toBeLessThanOrEqual(5);
+
+    beats(board, 3, 0, 5000);
+    const stopped = board.mark();
+    board.uno.advance(700);
+    expect(board.since(stopped, 'beat')).toEqual([]);
+    // for_ms 0 stops them too.
+    beats(board, 4, 200, 5000);
+    board.next('beat', 300);
+    beats(board, 5, 200, 0);
+    const stoppedAgain = board.mark();
+    board.uno.advance(500);
+    expect(board.since(stoppedAgain, 'beat')).toEqual([]);
+  });
+
+  it('a plain PING does not stop the beats (nor change their seq)', () => {
+    const { board } = bootedBoard();
+    beats(board, 40, 200, 3000);
+    board.next('beat', 300);
+    expect(board.ping(41).seq).toBe(41);
+    const mark = board.mark();
+    board.uno.advance(650);
+    expect(beatsSince(board, mark).map((b) => b.seq)).toEqual([40, 40, 40]);
+  });
+
+  it('beats stop at a reset', () => {
+    const { board } = bootedBoard();
+    beats(board, 7, 200, 5000);
+    board.next('beat', 300);
+    board.uno.reset();
+    board.next('hello', 1000);
+    const mark = board.mark();
+    board.uno.advance(700);
+    expect(board.since(mark, 'beat')).toEqual([]);
+  });
+
+  it('beats stop when the host is lost (host_timeout_ms)', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'config-set', config: { watchdogMs: 2000, policy: 'stay', hostTimeoutMs: 500, sleepMs: 8000, awakeMs: 1000 } });
+    board.next('config', 200);
+    const mark = board.mark();
+    const pong = beats(board, 8, 100, 5000);
+    board.uno.advance(1200);
+    const list = beatsSince(board, mark);
+    expect(list.length).toBeGreaterThanOrEqual(4);
+    expect(list.length).toBeLessThanOrEqual(5);
+    expect(list.at(-1)!.uptimeMs - pong.uptimeMs).toBeLessThanOrEqual(500);
+    // The next PING reports the loss.
+    expect(board.ping(9).hostWasLost).toBe(true);
+  });
+
+  it('BEATS do not keep the device awake (like PINGs), and beats stop when it goes to sleep', () => {
+    const { board } = bootedBoard();
+    board.send({ type: 'config-set', config: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 0, awakeMs: 500 } });
+    board.next('config', 200);
+    const mark = board.mark();
+    let asleep = false;
+    for (let seq = 1; seq <= 10 && !asleep; seq++) {
+      board.send({ type: 'beats', seq, leaseMs: 0, intervalMs: 100, forMs: 10_000 });
+      board.uno.advance(150);
+      asleep = board.uno.runMode === 'sleeping';
+    }
+    expect(asleep).toBe(true);
+    expect(beatsSince(board, mark).length).toBeGreaterThanOrEqual(1);
+    board.next('sleeping', 0);
+    board.sendRaw([0x00]);
+    board.next('awake', 300);
+    const afterWake = board.mark();
+    board.uno.advance(400); // awake, under awake_ms: no beats until the host asks again
+    expect(board.since(afterWake, 'beat')).toEqual([]);
+  });
+});
+
 describe('firmware under garbage input', () => {
   // A fixed-seed generator: the garbage is random but the test is repeatable.
   function lcg(seed: number) {
@@ -276,6 +429,14 @@ describe('firmware under garbage input', () => {
     expect(board.next('error', 200)).toMatchObject({ code: 'bad-length', offendingType: 0x02 });
   });
 });
+
+/** Septets of a u14 and a u32 field, for frames the codec would refuse to encode. */
+function u14(v: number): number[] {
+  return [v & 0x7f, (v >> 7) & 0x7f];
+}
+function u32(v: number): number[] {
+  return [0, 7, 14, 21, 28].map((shift) => (v >>> shift) & 0x7f);
+}
 
 function crc8(bytes: number[]): number {
   let crc = 0;

@@ -17,6 +17,7 @@
 #define MSG_STATE_WRITE 0x04
 #define MSG_CONFIG_SET 0x05
 #define MSG_CONFIG_GET 0x06
+#define MSG_BEATS 0x07
 #define MSG_HELLO 0x41
 #define MSG_PONG 0x42
 #define MSG_STATE_DATA 0x43
@@ -24,6 +25,7 @@
 #define MSG_AWAKE 0x45
 #define MSG_CONFIG 0x46
 #define MSG_ERROR 0x47
+#define MSG_BEAT 0x48
 
 #define ERR_BAD_VERSION 1
 #define ERR_BAD_CRC 2
@@ -36,7 +38,8 @@
 #define PONG_STATE_VALID 0x04
 #define PONG_HOST_LOST 0x08
 
-#define CAPABILITIES 0x0F  // watchdog, sleep, state registers, pin restore
+#define CAPABILITIES 0x1F  // watchdog, sleep, state registers, pin restore, beats
+#define BEAT_INTERVAL_MIN_MS 100  // BEATS interval_ms 1-99 is refused
 #define STATE_CHUNK_MAX 16
 
 static const char firmware_name[] PROGMEM = TETHER_FW_NAME;
@@ -55,6 +58,15 @@ static uint32_t lease_length_ms;
 
 static uint32_t quiet_since_ms;  // last RX byte or wake-up
 
+// BEATS schedule. Ordinary RAM, so a reset stops the beats; cleared too when the device
+// sleeps and when the host is lost.
+static bool beats_active;
+static uint16_t beats_seq;          // of the BEATS that set up the schedule
+static uint16_t beats_interval_ms;  // at least BEAT_INTERVAL_MIN_MS while active
+static uint32_t beats_start_ms;     // when the BEATS arrived
+static uint32_t beats_for_ms;       // beats run until this long after beats_start_ms
+static uint32_t beat_due_ms;        // when the last beat was due (beats_start_ms at first)
+
 void keepalive_begin(uint8_t reset_cause, uint8_t boot_flags) {
   boot_reset_cause = reset_cause;
   hello_flags = boot_flags;
@@ -64,7 +76,7 @@ void keepalive_begin(uint8_t reset_cause, uint8_t boot_flags) {
 void keepalive_note_rx() { quiet_since_ms = millis(); }
 
 bool keepalive_is_ping(const uint8_t *body, uint8_t length) {
-  return length >= 3 && body[0] == FIRMATA_SYSEX_TETHER && body[2] == MSG_PING;
+  return length >= 3 && body[0] == FIRMATA_SYSEX_TETHER && (body[2] == MSG_PING || body[2] == MSG_BEATS);
 }
 
 void keepalive_send_hello(bool reply) {
@@ -117,11 +129,37 @@ static bool state_range_ok(uint8_t offset, uint8_t length) {
   return length >= 1 && length <= STATE_CHUNK_MAX && offset + length <= TETHER_STATE_SIZE;
 }
 
-static void handle_ping(FrameReader *r) {
+// PONG and BEAT carry the same fields.
+static void send_heartbeat(uint8_t type, uint16_t seq, uint32_t now) {
+  bool lease = lease_running(now);
+  uint8_t flags = 0;
+  if (lease) flags |= PONG_LEASE_ACTIVE;
+  else if (g_config.policy == POLICY_SLEEP) flags |= PONG_SLEEP_PENDING;
+  if (noinit_valid()) flags |= PONG_STATE_VALID;
+  if (lost_since_ping) flags |= PONG_HOST_LOST;
+
+  frame_begin(type);
+  frame_u14(seq);
+  frame_u32(now);
+  frame_u32(device_config_boot_id());
+  frame_u7(flags);
+  frame_u32(lease ? lease_length_ms - (now - lease_start_ms) : 0);
+  frame_end();
+}
+
+// PING, and BEATS (a PING that also sets up the beats schedule).
+static void handle_ping(FrameReader *r, uint8_t type) {
   uint16_t seq = frame_read_u14(r);
   uint32_t lease_ms = frame_read_u32(r);
-  if (r->out_of_range) {
-    send_error(ERR_OUT_OF_RANGE, MSG_PING);
+  uint16_t interval_ms = 0;
+  uint32_t for_ms = 0;
+  if (type == MSG_BEATS) {
+    interval_ms = frame_read_u14(r);
+    for_ms = frame_read_u32(r);
+  }
+  // Refused before anything changes: no lease, no presence, no PONG, beats as they were.
+  if (r->out_of_range || (interval_ms != 0 && interval_ms < BEAT_INTERVAL_MIN_MS)) {
+    send_error(ERR_OUT_OF_RANGE, type);
     return;
   }
   uint32_t now = millis();
@@ -132,20 +170,17 @@ static void handle_ping(FrameReader *r) {
   lease_start_ms = now;
   lease_length_ms = lease_ms;
 
-  uint8_t flags = 0;
-  if (lease_active) flags |= PONG_LEASE_ACTIVE;
-  else if (g_config.policy == POLICY_SLEEP) flags |= PONG_SLEEP_PENDING;
-  if (noinit_valid()) flags |= PONG_STATE_VALID;
-  if (lost_since_ping) flags |= PONG_HOST_LOST;
+  send_heartbeat(MSG_PONG, seq, now);
   lost_since_ping = false;
 
-  frame_begin(MSG_PONG);
-  frame_u14(seq);
-  frame_u32(now);
-  frame_u32(device_config_boot_id());
-  frame_u7(flags);
-  frame_u32(lease_active ? lease_ms : 0);
-  frame_end();
+  if (type == MSG_BEATS) {  // a later BEATS replaces the schedule; a plain PING leaves it
+    beats_active = interval_ms != 0 && for_ms != 0;
+    beats_seq = seq;
+    beats_interval_ms = interval_ms;
+    beats_start_ms = now;
+    beats_for_ms = for_ms;
+    beat_due_ms = now;
+  }
 }
 
 static void handle_state_write(FrameReader *r) {
@@ -199,6 +234,8 @@ static uint8_t payload_length(uint8_t type) {
       return 0;
     case MSG_PING:
       return 2 + 5;
+    case MSG_BEATS:
+      return 2 + 5 + 2 + 5;
     case MSG_STATE_READ:
     case MSG_STATE_WRITE:
       return 2;  // minimum for STATE_WRITE
@@ -244,7 +281,8 @@ void keepalive_handle_frame(const uint8_t *body, uint8_t length) {
       keepalive_send_hello(true);
       break;
     case MSG_PING:
-      handle_ping(&reader);
+    case MSG_BEATS:
+      handle_ping(&reader, type);
       break;
     case MSG_STATE_READ: {
       uint8_t offset = frame_read_u7(&reader);
@@ -265,7 +303,23 @@ void keepalive_handle_frame(const uint8_t *body, uint8_t length) {
   }
 }
 
+// Once per pass: the next BEAT when it is due. Unsigned differences from the reference
+// times, so millis() wrapping around is harmless.
+static void beats_poll(uint32_t now) {
+  if (!beats_active) return;
+  if (now - beats_start_ms > beats_for_ms) {
+    beats_active = false;
+    return;
+  }
+  uint32_t late = now - beat_due_ms;
+  if (late < beats_interval_ms) return;
+  // Due. A beat more than one interval late is not made up: the next follows an interval after it.
+  beat_due_ms = late >= 2UL * beats_interval_ms ? now : beat_due_ms + beats_interval_ms;
+  send_heartbeat(MSG_BEAT, beats_seq, now);
+}
+
 static void sleep_now() {
+  beats_active = false;  // the host asks again after AWAKE
   // sleep_ms 0: no timer, asleep until woken by the host.
   frame_begin(MSG_SLEEPING);
   frame_u32(g_config.sleep_ms);
@@ -290,6 +344,7 @@ void keepalive_poll() {
     host_lost = true;
     lost_since_ping = true;
     lease_active = lease = false;
+    beats_active = false;
   }
   // Policy `reset`: a lost host stops the kicking, so the watchdog resets us; so
   // does a transmitter that stalled (the host can no longer hear us).
@@ -298,5 +353,8 @@ void keepalive_poll() {
 
   if (g_config.policy == POLICY_SLEEP && !lease && now - quiet_since_ms >= g_config.awake_ms) {
     sleep_now();
+    return;
   }
+  // At most one keepalive frame of its own per pass: a BEAT, or SLEEPING above.
+  beats_poll(now);
 }

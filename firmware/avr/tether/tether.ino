@@ -22,7 +22,8 @@
 // The watchdog is kicked once per pass and nowhere else, so the longest pass must
 // fit in the shortest period a host may set, twice over. Longest pass: the output
 // budget, then the longest answer (the capability list, 155 bytes), the input
-// reports (27 bytes) and a keepalive frame (at most 66 bytes) leave at the baud
+// reports (27 bytes) and a keepalive frame of keepalive_poll's own (at most 66 bytes:
+// a BEAT is 25, SLEEPING 13, never both in one pass) leave at the baud
 // rate; plus a CONFIG_SET stored in EEPROM (15 bytes of 3.4 ms).
 #define WORST_PASS_TX_BYTES (MAX_TX_BYTES_PER_PASS + 155 + 27 + 66)
 #define WORST_PASS_MS (WORST_PASS_TX_BYTES * 10000UL / SERIAL_LINK_BAUD + 15 * 34 / 10)
@@ -99,7 +100,7 @@ void loop() {
         firmata_dispatch_command(parser.command, parser.data);
         break;
       case FIRMATA_EVENT_SYSEX:
-        // A host's PING must not keep the device awake by itself: only the lease does.
+        // A host's PING (or BEATS) must not keep the device awake by itself: only the lease does.
         if (!keepalive_is_ping(parser.sysex, parser.sysex_length)) keepalive_note_rx();
         firmata_dispatch_sysex(parser.sysex, parser.sysex_length);
         break;
