@@ -8,7 +8,8 @@
  *
  * Espruino APIs used: E.on('init'|'kill'), E.enableWatchdog(s, false), E.kickWatchdog(),
  * E.getConsole(), E.reboot(), require('Storage').read/write/readJSON/writeJSON, getTime(),
- * setInterval/changeInterval/clearInterval, setTimeout/clearTimeout, setDeepSleep(),
+ * setInterval/changeInterval/clearInterval, setTimeout/clearTimeout (main loop, sleep timer,
+ * beats), setDeepSleep(),
  * setWatch/clearWatch, peek32/poke32 (STM32 RCC_CSR reset flags), process.env.BOARD,
  * Serial.write / Serial.on('data') / Serial.removeListener, load().
  *
@@ -33,6 +34,7 @@ var tether = (function () {
   var STATE_WRITE = 0x04;
   var CONFIG_SET = 0x05;
   var CONFIG_GET = 0x06;
+  var BEATS = 0x07;
   var HELLO = 0x41;
   var PONG = 0x42;
   var STATE_DATA = 0x43;
@@ -40,6 +42,7 @@ var tether = (function () {
   var AWAKE = 0x45;
   var CONFIG = 0x46;
   var ERROR = 0x47;
+  var BEAT = 0x48;
 
   var ERR_VERSION = 1;
   var ERR_CRC = 2;
@@ -58,6 +61,7 @@ var tether = (function () {
   var CAP_WATCHDOG = 0x01;
   var CAP_SLEEP = 0x02;
   var CAP_STATE = 0x04;
+  var CAP_BEATS = 0x10;
 
   var PONG_LEASE = 0x01;
   var PONG_SLEEP_PENDING = 0x02;
@@ -74,6 +78,8 @@ var tether = (function () {
   var WATCHDOG_STEPS = [250, 500, 1000, 2000, 4000, 8000];
   /* The shortest watchdog period a host may set (PROTOCOL.md); 1-249 is refused. */
   var WATCHDOG_MIN_MS = 250;
+  /* The shortest beat interval a host may ask for (PROTOCOL.md, "Beats"); 1-99 is refused. */
+  var BEAT_MIN_MS = 100;
 
   var CONFIG_FILE = 'tether.cfg';
   var STATE_FILE = 'tether.st';
@@ -201,8 +207,9 @@ var tether = (function () {
     return typeof setDeepSleep === 'function';
   }
 
+  /* Beats need only setTimeout, which every build has. */
   function capabilities() {
-    var caps = CAP_STATE;
+    var caps = CAP_STATE | CAP_BEATS;
     if (hasWatchdog()) caps |= CAP_WATCHDOG;
     if (hasDeepSleep()) caps |= CAP_SLEEP;
     return caps;
@@ -398,6 +405,7 @@ var tether = (function () {
   function payloadLength(type) {
     if (type === HELLO_REQUEST || type === CONFIG_GET) return 0;
     if (type === PING) return 7;
+    if (type === BEATS) return 14;
     if (type === STATE_READ || type === STATE_WRITE) return 2;
     if (type === CONFIG_SET) return 18;
     return -1;
@@ -439,7 +447,8 @@ var tether = (function () {
     // body: 0D VER TYPE payload... CRC_LO CRC_HI
     var n = body.length;
     var type = n >= 3 ? body[2] : 0;
-    if (type !== PING) s.quietSince = nowMs();
+    // PING and BEATS are the host's presence, not activity: only the lease keeps us awake.
+    if (type !== PING && type !== BEATS) s.quietSince = nowMs();
     if (n >= 2 && body[1] !== VERSION) return sendError(ERR_VERSION, type);
     if (n < 5) return sendError(ERR_LENGTH, type);
     var crc = crc8(body, 1, n - 2);
@@ -451,6 +460,7 @@ var tether = (function () {
     var r = Reader(body);
     if (type === HELLO_REQUEST) return sendHello(true);
     if (type === PING) return onPing(r);
+    if (type === BEATS) return onBeats(r);
     if (type === STATE_READ) {
       var offset = r7(r);
       var count = r7(r);
@@ -467,27 +477,88 @@ var tether = (function () {
     return s.leaseUntil !== 0;
   }
 
-  function onPing(r) {
-    var seq = r14(r);
-    var leaseMs = r32(r);
-    if (r.bad) return sendError(ERR_RANGE, PING);
-    var now = nowMs();
-    s.hostSeen = true;
-    s.hostLost = false;
-    s.lastPing = now;
-    s.leaseUntil = leaseMs > 0 ? now + leaseMs : 0;
+  /* PONG and BEAT carry the same fields, read from the state in force at `now`. */
+  function sendHeartbeat(type, seq, now) {
+    var lease = leaseActive(now);
     var flags = PONG_STATE_VALID;
-    if (leaseMs > 0) flags |= PONG_LEASE;
+    if (lease) flags |= PONG_LEASE;
     else if (s.cfg.policy === POLICY_SLEEP) flags |= PONG_SLEEP_PENDING;
     if (s.lostSincePing) flags |= PONG_HOST_LOST;
-    s.lostSincePing = false;
     var p = [];
     w14(p, seq);
     w32(p, now - s.startedAt);
     w32(p, s.bootId);
     w7(p, flags);
-    w32(p, leaseMs);
-    send(PONG, p);
+    // Rounded: getTime() is fractional, and a PONG must report lease_ms exactly as asked.
+    w32(p, lease ? Math.round(s.leaseUntil - now) : 0);
+    send(type, p);
+  }
+
+  /* What PING and BEATS both do: the lease, the host's presence, the PONG. */
+  function ping(seq, leaseMs, now) {
+    s.hostSeen = true;
+    s.hostLost = false;
+    s.lastPing = now;
+    s.leaseUntil = leaseMs > 0 ? now + leaseMs : 0;
+    sendHeartbeat(PONG, seq, now);
+    s.lostSincePing = false;
+  }
+
+  function onPing(r) {
+    var seq = r14(r);
+    var leaseMs = r32(r);
+    if (r.bad) return sendError(ERR_RANGE, PING);
+    ping(seq, leaseMs, nowMs());
+  }
+
+  /*
+   * A PING that also asks for beats. interval_ms 1-99 is refused and changes nothing (no PONG,
+   * the old schedule goes on); otherwise the new schedule replaces the old one, and interval 0
+   * or for 0 just stops the beats.
+   */
+  function onBeats(r) {
+    var seq = r14(r);
+    var leaseMs = r32(r);
+    var intervalMs = r14(r);
+    var forMs = r32(r);
+    if (r.bad || (intervalMs > 0 && intervalMs < BEAT_MIN_MS)) return sendError(ERR_RANGE, BEATS);
+    var now = nowMs();
+    ping(seq, leaseMs, now);
+    stopBeats();
+    if (intervalMs > 0 && forMs > 0) {
+      s.beatSeq = seq;
+      s.beatMs = intervalMs;
+      s.beatsUntil = now + forMs;
+      s.beatDue = now + intervalMs;
+      s.beatTimer = setTimeout(beat, intervalMs);
+    }
+  }
+
+  /*
+   * One BEAT when due, then the next an interval after the one it was due at; a beat more than
+   * an interval late is not made up (the next follows one interval after it). None past for_ms.
+   */
+  function beat() {
+    if (!s) return;
+    s.beatTimer = undefined;
+    try {
+      var now = nowMs();
+      if (s.sleeping || s.hostLost || hostGone(now) || now > s.beatsUntil) return;
+      sendHeartbeat(BEAT, s.beatSeq, now);
+      var due = s.beatDue + s.beatMs;
+      if (due <= now) due = now + s.beatMs;
+      if (due > s.beatsUntil) return;
+      s.beatDue = due;
+      s.beatTimer = setTimeout(beat, due - now);
+    } catch (e) {
+      // A failing beat stops the beats; the host asks again.
+    }
+  }
+
+  function stopBeats() {
+    var t = s.beatTimer;
+    s.beatTimer = undefined;
+    if (t !== undefined) clearTimeout(t);
   }
 
   function onStateWrite(r, len) {
@@ -579,15 +650,21 @@ var tether = (function () {
     }
   }
 
+  /* No PING (or BEATS) for host_timeout_ms since the last one. */
+  function hostGone(now) {
+    return s.hostSeen && !s.hostLost && s.cfg.hostTimeoutMs !== 0 && now - s.lastPing >= s.cfg.hostTimeoutMs;
+  }
+
   function step() {
     var now = nowMs();
     if (!s.sleeping) {
       var lease = leaseActive(now);
-      if (s.hostSeen && !s.hostLost && s.cfg.hostTimeoutMs !== 0 && now - s.lastPing >= s.cfg.hostTimeoutMs) {
+      if (hostGone(now)) {
         s.hostLost = true;
         s.lostSincePing = true;
         s.leaseUntil = 0;
         lease = false;
+        stopBeats();
       }
       if (!healthy()) {
         // No kick: the watchdog resets the board. Without a watchdog, reboot outright.
@@ -611,6 +688,7 @@ var tether = (function () {
     w7(p, s.cfg.sleepMs > 0 ? WAKE_TIMER | WAKE_SERIAL : WAKE_SERIAL);
     // Espruino enters STOP only once the TX buffer is empty, so the frame gets out.
     send(SLEEPING, p);
+    stopBeats(); // after AWAKE the host asks again
     s.sleeping = true;
     s.sleptAt = now;
     s.pState = P_IDLE;
@@ -704,6 +782,11 @@ var tether = (function () {
       loopMs: 0,
       watchId: undefined,
       wakeTimer: undefined,
+      beatTimer: undefined,
+      beatSeq: 0,
+      beatMs: 0,
+      beatsUntil: 0,
+      beatDue: 0,
       onData: undefined
     };
     storeConfig(); // the boot id: one small write per boot
@@ -736,6 +819,9 @@ var tether = (function () {
       },
       function () {
         if (st.wakeTimer !== undefined) clearTimeout(st.wakeTimer);
+      },
+      function () {
+        if (st.beatTimer !== undefined) clearTimeout(st.beatTimer);
       },
       function () {
         if (st.sleeping) deepSleep(false);

@@ -6,7 +6,8 @@ import { EspruinoReplTransport } from '../../host/espruino/espruino-repl-transpo
 import { readEspruinoModule } from '../../host/espruino/module-source.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
 import type { RebootInfo } from '../../host/session/device-session.ts';
-import type { DeviceConfig } from '../../shared/protocol/messages.ts';
+import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
+import type { DeviceConfig, DeviceMessage } from '../../shared/protocol/messages.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
 import { waitFor } from '../support/wait-for.ts';
 
@@ -79,6 +80,7 @@ describe('DeviceLink on the Espruino module (stand-in, real time)', () => {
     const { link, consoleText } = await rig();
     expect(link.state).toBe('ready');
     expect(link.session.hello).toMatchObject({ name: 'tether-espruino PICO_R1_3', stateSize: 32 });
+    expect(link.session.hello!.capabilities.beats).toBe(true); // a host that only PINGs is served as before
     await waitFor(() => link.stats().pongs >= 3, { timeoutMs: PING_MS * 4, what: '3 PONGs' });
     expect(link.state).toBe('ready');
     expect(link.session.counters.deviceErrors).toBe(0);
@@ -205,5 +207,49 @@ describe('Espruino boards as they are (stand-in, real time)', () => {
       timeoutMs: 5000,
       detail: () => JSON.stringify(logger.records.slice(-5).map((r) => r.msg)),
     });
+  });
+});
+
+describe('the module\'s own heartbeat in real time (BEATS / BEAT, stand-in on the system clock)', () => {
+  it('BEATS(interval 200, for 1000): PONG with the seq, then 4-5 BEATs about 200 ms apart that stop after for_ms; a PING leaves them running', async () => {
+    const board = new EspruinoBoard({ program: MODULE });
+    const transport = new EspruinoReplTransport(board.createTransport());
+    const splitter = new FrameSplitter({ from: 'device' });
+    const received: Array<{ at: number; message: DeviceMessage }> = [];
+    transport.on('data', (bytes) => {
+      for (const event of splitter.push(bytes)) if (event.kind === 'message') received.push({ at: performance.now(), message: event.message as DeviceMessage });
+    });
+    try {
+      await transport.open();
+      await waitFor(() => received.some((r) => r.message.type === 'hello'), { what: 'the boot HELLO', timeoutMs: 3000 });
+      const of = <K extends DeviceMessage['type']>(type: K) =>
+        received.filter((r) => r.message.type === type) as Array<{ at: number; message: Extract<DeviceMessage, { type: K }> }>;
+
+      transport.write(encodeFrame({ type: 'beats', seq: 321, leaseMs: 0, intervalMs: 200, forMs: 1000 }));
+      const pong = await waitFor(() => of('pong')[0], { what: 'the PONG to BEATS', timeoutMs: 2000 });
+      expect(pong.message).toMatchObject({ seq: 321, bootId: 1 });
+      await waitFor(() => of('beat').length >= 2, { what: 'two BEATs', timeoutMs: 2000 });
+      transport.write(encodeFrame({ type: 'ping', seq: 322, leaseMs: 0 }));
+      await waitFor(() => of('pong').length >= 2, { what: 'the PONG to the PING', timeoutMs: 2000 });
+      // Until the board's own clock is two intervals past for_ms: no fixed sleep.
+      const end = board.stats.uptimeMs - (performance.now() - pong.at) + 1000 + 400;
+      await waitFor(() => board.stats.uptimeMs >= end, { what: 'the board clock past for_ms', timeoutMs: 4000 });
+
+      const beats = of('beat');
+      expect(of('pong').map((p) => p.message.seq)).toEqual([321, 322]);
+      expect(beats.length).toBeGreaterThanOrEqual(4);
+      expect(beats.length).toBeLessThanOrEqual(5);
+      for (const b of beats) expect(b.message).toMatchObject({ seq: 321, bootId: 1, stateValid: true });
+      // The board's uptime stamps: one interval apart (the PING in between changed nothing).
+      const stamps = [pong.message.uptimeMs, ...beats.map((b) => b.message.uptimeMs)];
+      for (let i = 1; i < stamps.length; i++) {
+        expect(stamps[i]! - stamps[i - 1]!).toBeGreaterThanOrEqual(195);
+        expect(stamps[i]! - stamps[i - 1]!).toBeLessThanOrEqual(260);
+      }
+      expect(beats.at(-1)!.message.uptimeMs - pong.message.uptimeMs).toBeLessThanOrEqual(1000);
+    } finally {
+      await transport.close();
+      board.close();
+    }
   });
 });

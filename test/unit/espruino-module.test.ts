@@ -97,7 +97,7 @@ describe('the Espruino keepalive module in the stand-in', () => {
       policy: 'stay',
       stateSize: 32,
       name: 'tether-espruino PICO_R1_3',
-      capabilities: { watchdog: true, sleep: true, state: true, pinRestore: false },
+      capabilities: { watchdog: true, sleep: true, state: true, pinRestore: false, beats: true },
     });
     r.send({ type: 'hello-request' });
     r.run(10);
@@ -444,5 +444,218 @@ describe('the Espruino keepalive module in the stand-in', () => {
 
   it('formats the REPL line the host sends for a frame', () => {
     expect(replLineForFrame([0xf0, 0x0d, 0x01, 0x01, 0x07, 0x00, 0xf7])).toBe('\x10tether.rx("F00D01010700F7")\n');
+  });
+});
+
+/** A BEATS frame built by hand: the codec refuses an interval of 1-99, the module must too. */
+function beatsFrame(seq: number, leaseMs: number, intervalMs: number, forMs: number): Uint8Array {
+  const u14 = (v: number) => [v & 0x7f, (v >> 7) & 0x7f];
+  const u32 = (v: number) => [v & 0x7f, (v >>> 7) & 0x7f, (v >>> 14) & 0x7f, (v >>> 21) & 0x7f, (v >>> 28) & 0x0f];
+  return frameFromPayload(0x07, [...u14(seq), ...u32(leaseMs), ...u14(intervalMs), ...u32(forMs)]);
+}
+
+describe('the Espruino module sends its own heartbeat (BEATS / BEAT)', () => {
+  /** Advances `ms` in 10 ms steps; each BEAT with the fake time it came out at. */
+  function collectBeats(r: Rig, ms: number): Array<{ at: number; beat: MessageOf<'beat'> }> {
+    const out: Array<{ at: number; beat: MessageOf<'beat'> }> = [];
+    for (let t = 0; t < ms; t += 10) {
+      r.run(10);
+      for (const beat of r.take('beat')) out.push({ at: r.clock.now(), beat });
+    }
+    return out;
+  }
+
+  it('advertises the beats capability in HELLO (on every build: beats need only setTimeout)', async () => {
+    const r = await rig();
+    expect(r.take('hello')[0]!.capabilities.beats).toBe(true);
+    const bare = await rig({ apis: { deepSleep: false, watchdog: false } });
+    expect(bare.take('hello')[0]!.capabilities).toMatchObject({ beats: true, sleep: false, watchdog: false });
+  });
+
+  it('answers BEATS(interval 200, for 1000) with PONG, then a BEAT every 200 ms that stops after for_ms', async () => {
+    const r = await rig();
+    r.take('hello');
+    r.run(1000);
+    r.send({ type: 'beats', seq: 4321, leaseMs: 0, intervalMs: 200, forMs: 1000 });
+    r.run(10);
+    const [pong] = r.take('pong');
+    expect(pong).toMatchObject({ seq: 4321, bootId: 1, leaseActive: false, stateValid: true });
+    const beats = collectBeats(r, 1200);
+    expect(beats.length).toBeGreaterThanOrEqual(4);
+    expect(beats.length).toBeLessThanOrEqual(5);
+    // The board's own clock: the first beat interval_ms after the BEATS (whose PONG went out at
+    // once), then one every interval_ms.
+    const offsets = beats.map((b) => b.beat.uptimeMs - pong!.uptimeMs);
+    offsets.forEach((offset, i) => expect(Math.abs(offset - 200 * (i + 1))).toBeLessThanOrEqual(2));
+    for (const { beat } of beats) {
+      expect(beat).toMatchObject({ type: 'beat', seq: 4321, bootId: 1, leaseActive: false, hostWasLost: false, stateValid: true, leaseRemainingMs: 0 });
+    }
+    expect(r.take('pong')).toEqual([]); // beats are BEATs, not PONGs
+    expect(collectBeats(r, 3000)).toEqual([]); // none after for_ms
+    expect(r.console.join('')).not.toMatch(/Uncaught/);
+  });
+
+  it('a BEAT carries the lease as it stands then', async () => {
+    const r = await rig();
+    r.send({ type: 'beats', seq: 9, leaseMs: 700, intervalMs: 200, forMs: 1000 });
+    r.run(5);
+    expect(r.take('pong')).toMatchObject([{ seq: 9, leaseActive: true, leaseRemainingMs: 700 }]);
+    const beats = collectBeats(r, 1100).map((b) => b.beat);
+    expect(beats.map((b) => b.leaseActive)).toEqual([true, true, true, false, false]);
+    expect(beats[0]!.leaseRemainingMs).toBeGreaterThanOrEqual(495);
+    expect(beats[0]!.leaseRemainingMs).toBeLessThanOrEqual(505);
+    expect(beats[4]!.leaseRemainingMs).toBe(0);
+  });
+
+  it('refuses interval_ms 1-99 with ERROR out-of-range: no PONG, no beats, the running schedule untouched', async () => {
+    const r = await rig();
+    r.take('hello');
+    r.transport.write(beatsFrame(1, 0, 50, 1000));
+    r.transport.write(beatsFrame(2, 0, 99, 1000));
+    r.transport.write(beatsFrame(3, 0, 1, 1000));
+    r.run(10);
+    expect(r.take('error')).toEqual([
+      { type: 'error', code: 'out-of-range', offendingType: 0x07 },
+      { type: 'error', code: 'out-of-range', offendingType: 0x07 },
+      { type: 'error', code: 'out-of-range', offendingType: 0x07 },
+    ]);
+    expect(r.take('pong')).toEqual([]);
+    expect(collectBeats(r, 1500)).toEqual([]);
+
+    // A schedule is running: a refused BEATS leaves it alone (seq, interval and end).
+    r.send({ type: 'beats', seq: 10, leaseMs: 0, intervalMs: 200, forMs: 1000 });
+    r.run(5);
+    r.take('pong');
+    const before = collectBeats(r, 300);
+    r.transport.write(beatsFrame(11, 5000, 50, 5000));
+    const after = collectBeats(r, 2000);
+    expect(r.take('error')).toHaveLength(1);
+    expect(r.take('pong')).toEqual([]);
+    expect([...before, ...after].map((b) => b.beat.seq)).toEqual([10, 10, 10, 10, 10]);
+    expect(after.every((b) => !b.beat.leaseActive)).toBe(true); // its lease was not taken either
+  });
+
+  it('checks the length and the values like PING: a short BEATS is bad-length, a u32 top septet above 0x0F out-of-range', async () => {
+    const r = await rig();
+    r.transport.write(frameFromPayload(0x07, [1, 0, 0, 0, 0, 0, 0])); // a PING's payload
+    const long = [...beatsFrame(1, 0, 200, 1000)];
+    r.transport.write(frameFromPayload(0x07, [...long.slice(4, -3), 0]));
+    const bad = [...beatsFrame(1, 0, 200, 1000)].slice(4, -3);
+    bad[13] = 0x10; // for_ms top septet
+    r.transport.write(frameFromPayload(0x07, bad));
+    r.run(10);
+    expect(r.take('error').map((e) => [e.code, e.offendingType])).toEqual([
+      ['bad-length', 0x07],
+      ['bad-length', 0x07],
+      ['out-of-range', 0x07],
+    ]);
+    expect(r.take('pong')).toEqual([]);
+    expect(collectBeats(r, 1500)).toEqual([]);
+  });
+
+  it('a second BEATS replaces the schedule: its seq, its interval, its end', async () => {
+    const r = await rig();
+    r.send({ type: 'beats', seq: 1, leaseMs: 0, intervalMs: 200, forMs: 10_000 });
+    r.run(5);
+    const first = collectBeats(r, 500);
+    expect(first.map((b) => b.beat.seq)).toEqual([1, 1]);
+    r.send({ type: 'beats', seq: 2, leaseMs: 0, intervalMs: 300, forMs: 1000 });
+    r.run(5);
+    const [pong] = r.take('pong').filter((p) => p.seq === 2);
+    const second = collectBeats(r, 3000);
+    expect(second.map((b) => b.beat.seq)).toEqual([2, 2, 2]);
+    expect(second.map((b) => b.beat.uptimeMs - pong!.uptimeMs).map((d) => Math.round(d / 10) * 10)).toEqual([300, 600, 900]);
+  });
+
+  it('a plain PING leaves the beats running (and is answered with a PONG of its own seq)', async () => {
+    const r = await rig();
+    r.send({ type: 'beats', seq: 5, leaseMs: 0, intervalMs: 200, forMs: 1000 });
+    r.run(5);
+    const early = collectBeats(r, 300);
+    r.send({ type: 'ping', seq: 6, leaseMs: 0 });
+    const late = collectBeats(r, 2000);
+    expect(r.take('pong').map((p) => p.seq)).toEqual([5, 6]);
+    expect([...early, ...late].map((b) => b.beat.seq)).toEqual([5, 5, 5, 5, 5]);
+  });
+
+  it('interval 0 or for 0 stops the beats (still a PING: PONG with the seq)', async () => {
+    for (const [intervalMs, forMs] of [
+      [0, 5000],
+      [200, 0],
+    ] as const) {
+      const r = await rig();
+      r.send({ type: 'beats', seq: 1, leaseMs: 0, intervalMs: 200, forMs: 10_000 });
+      r.run(5);
+      expect(collectBeats(r, 500)).toHaveLength(2);
+      r.send({ type: 'beats', seq: 2, leaseMs: 0, intervalMs, forMs });
+      expect(collectBeats(r, 2000)).toEqual([]);
+      expect(r.take('pong').map((p) => p.seq)).toEqual([1, 2]);
+    }
+  });
+
+  it('a beat more than an interval late is not made up: the next follows one interval after it', async () => {
+    const r = await rig();
+    r.send({ type: 'beats', seq: 3, leaseMs: 0, intervalMs: 200, forMs: 5000 });
+    r.run(5);
+    const [pong] = r.take('pong');
+    collectBeats(r, 300); // the beat at 200
+    r.clock.block(700); // the interpreter is busy: the beat due at 400 comes out at ~1000
+    const beats = collectBeats(r, 700).map((b) => b.beat.uptimeMs - pong!.uptimeMs);
+    // One late beat once the interpreter runs again (those due at 600 and 800 are not made up),
+    // then one every interval after it.
+    expect(beats).toHaveLength(4);
+    expect(beats[0]).toBeGreaterThanOrEqual(1000);
+    expect(beats[0]).toBeLessThan(1100);
+    for (let i = 1; i < beats.length; i++) expect(Math.abs(beats[i]! - beats[i - 1]! - 200)).toBeLessThanOrEqual(2);
+  });
+
+  it('beats stop when the host is lost', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: { watchdogMs: 1000, policy: 'stay', hostTimeoutMs: 500, sleepMs: 0, awakeMs: 0 } });
+    r.send({ type: 'beats', seq: 7, leaseMs: 0, intervalMs: 200, forMs: 5000 });
+    r.run(5);
+    const beats = collectBeats(r, 3000);
+    expect(beats.map((b) => b.beat.seq)).toEqual([7, 7]); // at 200 and 400; lost at 500
+    r.send({ type: 'ping', seq: 8, leaseMs: 0 });
+    r.run(10);
+    expect(r.take('pong').map((p) => [p.seq, p.hostWasLost])).toEqual([
+      [7, false],
+      [8, true],
+    ]);
+    expect(collectBeats(r, 1000)).toEqual([]); // a PING does not start them again
+  });
+
+  it('beats stop when it goes to sleep (SLEEPING); BEATS does not keep it awake; after AWAKE none until asked again', async () => {
+    const r = await rig();
+    r.send({ type: 'config-set', config: SLEEPY }); // awake_ms 300
+    r.run(5);
+    // BEATS every 100 ms, like PINGs: presence, not activity.
+    for (let i = 0; i < 2; i++) {
+      r.send({ type: 'beats', seq: 20 + i, leaseMs: 0, intervalMs: 100, forMs: 10_000 });
+      r.run(100);
+    }
+    r.run(250);
+    expect(r.take('sleeping')).toHaveLength(1);
+    expect(r.board.runMode).toBe('sleeping');
+    expect(r.take('beat').length).toBeGreaterThanOrEqual(1); // before it slept
+    expect(collectBeats(r, 2000)).toEqual([]);
+    r.transport.write(Uint8Array.of(0x00)); // the host's wake byte
+    r.run(10);
+    expect(r.take('awake')).toHaveLength(1);
+    expect(collectBeats(r, 250)).toEqual([]);
+    expect(r.take('pong').map((p) => p.seq)).toEqual([20, 21]);
+  });
+
+  it('tether.stop() with beats running leaves no timer of its own behind', async () => {
+    const r = await rig();
+    r.run(50);
+    const idle = r.clock.pending;
+    r.send({ type: 'beats', seq: 1, leaseMs: 0, intervalMs: 200, forMs: 10_000 });
+    r.run(250);
+    expect(r.take('beat')).toHaveLength(1);
+    expect(r.clock.pending).toBe(idle + 1); // the next beat
+    expect(r.board.evaluate('tether.stop(); tether.running()')).toBe(false);
+    expect(r.clock.pending).toBe(idle - 1); // neither the beat nor the main loop
+    expect(collectBeats(r, 1000)).toEqual([]);
   });
 });
