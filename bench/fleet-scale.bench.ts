@@ -16,6 +16,7 @@
 //   TETHER_BENCH_FLEET_FIRST_PORT=12000  first port of the simulated boards' bridges
 //   TETHER_BENCH_FLEET_LOG_LEVEL=warn    the daemon's log level (info shows each board's claim, for start-up timelines)
 //   TETHER_BENCH_FLEET_DAEMON_OUT=FILE   the daemon's whole stdout and stderr into FILE (e.g. with --trace-gc)
+//   TETHER_BENCH_FLEET_BEATS=0           keepalive.beats false: a PING to each board every interval (before/after pairs)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -30,6 +31,7 @@ import { printTable, sleep, type Row } from './support.ts';
 import { HEAP_SETTLE_QUIET_MS, HEAP_SETTLE_REDUCE_MS } from '../cli/daemon-heap-settler.ts';
 
 const CLI = process.env.TETHER_BENCH_FLEET_CLI ?? fileURLToPath(new URL('../bin/tether.js', import.meta.url));
+const BEATS = process.env.TETHER_BENCH_FLEET_BEATS !== '0';
 const NODE_ARGS = (process.env.TETHER_BENCH_FLEET_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /**
  * The node flags the systemd unit runs the daemon with (its ExecStart line): the bench runs the
@@ -82,6 +84,8 @@ interface FleetResult {
   /** process.memoryUsage() in MiB at the end of the window (the daemon's metrics endpoint). */
   memory: Record<string, number>;
   simCpuPct: number;
+  /** Heartbeats (PONGs and BEATs) the daemon heard per board per second over the window. */
+  heartbeatsPerBoardS: number;
   /** MQTT messages from the boards' topics per board per minute during the window. */
   messagesPerBoardMin: number;
   /** The machine's 1-minute load average at the end (other work on the machine skews every figure). */
@@ -203,6 +207,14 @@ async function startSims(n: number): Promise<Sims> {
 }
 
 /** The daemon's own event-loop delay since the previous scrape (ms), and its memory by kind (MiB). */
+/** All boards' heartbeats so far (tether_device_heartbeats_total summed), and when. */
+async function scrapeHeartbeats(url: string): Promise<{ total: number; at: number }> {
+  const text = await deadline(fetch(`${url}?name=tether_device_heartbeats_total`).then((r) => r.text()), 60_000, `the daemon's heartbeat counters at ${url}`);
+  let total = 0;
+  for (const m of text.matchAll(/^tether_device_heartbeats_total\{[^}]*\} (\S+)$/gm)) total += Number(m[1]);
+  return { total, at: performance.now() };
+}
+
 async function scrapeLoopDelay(url: string): Promise<{ p99: number; max: number; memory: Record<string, number> }> {
   // Only these two: a full scrape (timed apart, below) would land in the window.
   const text = await deadline(
@@ -238,7 +250,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     queue: { dir: join(dir, 'queue') },
     log: { level: process.env.TETHER_BENCH_FLEET_LOG_LEVEL ?? 'warn' },
     metrics: { port: metricsPort },
-    devices: sims.targets.map((target, i) => ({ id: `sim-${i}`, port: target, keepalive: { intervalMs: 1000, misses: 3 } })),
+    devices: sims.targets.map((target, i) => ({ id: `sim-${i}`, port: target, keepalive: { intervalMs: 1000, misses: 3, beats: BEATS } })),
   };
   writeFileSync(join(dir, 'tether.yaml'), stringify(config));
   const watcher = await deadline(mqtt.connectAsync(brokerUrl, { protocolVersion: 5, reconnectPeriod: 0 }), 10_000, 'the bench watcher to connect');
@@ -302,6 +314,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
       heapBefore: atReady.memory.heap_total ?? Number.NaN,
       heapAfter: afterTail.memory.heap_total ?? Number.NaN,
     };
+    const beats0 = await scrapeHeartbeats(`http://127.0.0.1:${metricsPort}/metrics`);
     await sleep(1000); // the scrape's own work is not part of the window
     alive();
     const t0 = performance.now();
@@ -320,6 +333,8 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
       `  daemon CPU ${cpuPct.toFixed(1)} % of a core: main thread user ${pct(m1.user - m0.user)} % + system ${pct(m1.sys - m0.sys)} %, other threads ${pct(cpuTicks(pid) - c0 - (m1.user - m0.user) - (m1.sys - m0.sys))} %\n`,
     );
     const simCpuPct = (sims.pids.reduce((sum, p, i) => sum + cpuTicks(p) - s0[i]!, 0) / CLOCK_TICKS / seconds) * 100;
+    const beats1 = await scrapeHeartbeats(`http://127.0.0.1:${metricsPort}/metrics`);
+    const heartbeatsPerBoardS = (beats1.total - beats0.total) / n / ((beats1.at - beats0.at) / 1000);
     const rss = rssMiB(pid);
     const fds = openFds(pid);
     const journalFds = outboxFds(pid);
@@ -335,7 +350,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const messages = [...published].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${perMinute(v).toFixed(2)}`);
     process.stderr.write(`  MQTT messages per board per minute at steady state: ${messages.join(', ') || 'none'}\n`);
     const messagesPerBoardMin = perMinute([...published.values()].reduce((a, b) => a + b, 0));
-    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS, tail };
+    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, heartbeatsPerBoardS, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS, tail };
   } finally {
     clearInterval(progress);
     await stopChild(daemon, 60_000);
@@ -352,9 +367,9 @@ function rows(r: FleetResult): Row[] {
   const cpuMilli = per(r.cpuPct) * 1000;
   const rssKiB = per(r.rssMiB * 1024);
   const fds = per(r.fds);
-  const name = `fleet of ${r.n} boards (1 Hz, ${r.n} + 1 MQTT sessions)`;
+  const name = `fleet of ${r.n} boards (1 Hz${BEATS ? '' : ', beats off'}, ${r.n} + 1 MQTT sessions)`;
   return [
-    { benchmark: `${name}: daemon CPU per board`, measured: `${cpuMilli.toFixed(2)} m% (${r.cpuPct.toFixed(1)} % of a core; boards' own processes ${r.simCpuPct.toFixed(0)} %)`, limit: `<= ${GOAL.cpuMilliPct} m% per board`, ratio: ratio(cpuMilli, GOAL.cpuMilliPct) },
+    { benchmark: `${name}: daemon CPU per board`, measured: `${cpuMilli.toFixed(2)} m% (${r.cpuPct.toFixed(1)} % of a core; boards' own processes ${r.simCpuPct.toFixed(0)} %; ${r.heartbeatsPerBoardS.toFixed(3)} heartbeats per board per second heard, ${BEATS ? 'BEATs (the board sends them) and PONGs to the renewals every 10 s' : 'PONGs to a PING every second (beats off)'})`, limit: `<= ${GOAL.cpuMilliPct} m% per board`, ratio: ratio(cpuMilli, GOAL.cpuMilliPct) },
     { benchmark: `${name}: daemon RSS per board`, measured: `${rssKiB.toFixed(1)} KiB (${r.rssMiB.toFixed(0)} MiB; heap ${(r.memory.heap_used ?? NaN).toFixed(0)} used of ${(r.memory.heap_total ?? NaN).toFixed(0)}, external ${(r.memory.external ?? NaN).toFixed(0)} MiB)`, limit: `<= ${GOAL.rssKiB} KiB per board`, ratio: ratio(rssKiB, GOAL.rssKiB) },
     { benchmark: `${name}: all ready after start`, measured: `${r.readyS.toFixed(1)} s (daemon CPU until then ${r.readyCpuS.toFixed(1)} s; ${r.readyAtEnd} of ${r.n} still ready at the end of the window)`, limit: `<= ${GOAL.readyS} s`, ratio: ratio(r.readyS, GOAL.readyS) },
     { benchmark: `${name}: the start's tail (${TAIL_MS / 1000} s after all ready, before the window: the last first facts, the heap handed back)`, measured: `daemon CPU ${r.tail.cpuS.toFixed(1)} s, V8 heap ${r.tail.heapBefore.toFixed(0)} -> ${r.tail.heapAfter.toFixed(0)} MiB committed, event-loop delay p99 ${r.tail.eldP99Ms.toFixed(1)} ms (max ${r.tail.eldMaxMs.toFixed(0)} ms)`, limit: '-', ratio: '-' },

@@ -24,7 +24,7 @@ export interface DeviceLinkOptions {
   clock?: Clock;
   logger?: Logger;
   /** Session timing and device configuration (ping interval, misses, detector, ...). */
-  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'onRtt' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases'>;
+  session?: Omit<DeviceSessionOptions, 'send' | 'sendPing' | 'onRtt' | 'sendRaw' | 'restore' | 'clock' | 'logger' | 'leases' | 'pingsWanted'>;
   /** Writes held for a sleeping device before the oldest are dropped (default 256). */
   queueCapacity?: number;
   /**

@@ -60,7 +60,7 @@ import { scrapeInTurns, scrapeToText, type ScrapeOptions } from './scrape-in-tur
 
 export interface DeviceMetricsInput {
   id: string;
-  stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'lostCount' | 'queueDepth'> & Partial<Pick<DeviceLinkStats, 'keepTraffic'>>;
+  stats(): Pick<DeviceLinkStats, 'state' | 'reboots' | 'asleepMs' | 'pingsSent' | 'pongs' | 'beats' | 'lostCount' | 'queueDepth'> & Partial<Pick<DeviceLinkStats, 'keepTraffic'>>;
   outbox: {
     readonly size: number;
     readonly bytes: number;
@@ -253,6 +253,10 @@ export function createTetherMetrics(source: MetricsSource): TetherMetrics {
       const misses = Math.max(missHighWater.get(d.input.id) ?? 0, s.pingsSent - s.pongs - 1, 0);
       missHighWater.set(d.input.id, misses);
       out.sample(name, d.label, misses);
+    }),
+    perDevice('tether_device_heartbeats_total', 'counter', "Heartbeats heard from the device: PONGs to the host's PINGs and BEATs it sent itself", (d, out, name) => {
+      const s = d.stats();
+      out.sample(name, d.label, s.pongs + s.beats);
     }),
     perDevice('tether_device_lost_total', 'counter', 'Transitions of the device session to lost', (d, out, name) => out.sample(name, d.label, d.stats().lostCount)),
     perDevice('tether_device_reboots_total', 'counter', 'Device reboots seen, by reset cause', (d, out, name) => {

@@ -213,7 +213,7 @@ describe('DeviceSession with a board that sends BEATs', () => {
     h.close();
   });
 
-  it.each([
+  it.each<[string, { beats?: boolean; pingIntervalMs?: number }]>([
     ['beats: false', { beats: false }],
     ['an interval a u14 cannot carry (20 s)', { pingIntervalMs: 20_000 }],
   ])('PINGs every interval as for any board with %s', async (_what, options) => {

@@ -14,6 +14,7 @@ function fakeDevice(id: string) {
     asleepMs: 0,
     pingsSent: 0,
     pongs: 0,
+    beats: 0,
     lostCount: 0,
     queueDepth: 0,
     keepTraffic: null as null | { intervalMs: number; timeoutMs: number | null; learned: boolean; drops: { closed: number; 'half-open': number } },
@@ -121,6 +122,16 @@ describe('tether metrics', () => {
     expect(await misses()).toBe(3);
     Object.assign(a.stats, { pingsSent: 20, pongs: 15 });
     expect(await misses()).toBe(4);
+    metrics.close();
+  });
+
+  it('heartbeats: PONGs and BEATs heard, per device', async () => {
+    const { a, src } = source();
+    const metrics = createTetherMetrics(src);
+    Object.assign(a.stats, { pingsSent: 3, pongs: 3, beats: 27 });
+    const m = parsePrometheusText(await metrics.text());
+    expect(m.get('tether_device_heartbeats_total{device="dev-a"}')).toBe(30);
+    expect(m.get('tether_device_heartbeats_total{device="dev-b"}')).toBe(0);
     metrics.close();
   });
 
