@@ -73,7 +73,7 @@ const keepaliveSchema = z.strictObject({
   handshakeTimeoutMs: ms(100, 600_000).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
   /**
    * A board that can send its own heartbeat (its HELLO has the beats capability: tether's
-   * firmware and Espruino module) is asked to, every intervalMs, and PINGed only every 10
+   * firmware and Espruino module) is asked to, every intervalMs, and PINGed only every 30
    * intervals to renew that (a PING every interval while a keep-awake lease is held). false:
    * a PING every interval, as for any board.
    */

@@ -43,10 +43,13 @@ export interface DeviceSessionOptions {
   /**
    * Ask a device whose HELLO has the beats capability to send its heartbeat itself (BEATS), and
    * renew that only every `beatRenewIntervals` intervals instead of a PING every interval (default
-   * true): on a fleet, the PING's write is the largest part of the host's cost per board.
+   * true): on a fleet, the PING's write was the largest part of the host's cost per board.
    */
   beats?: boolean;
-  /** Intervals between BEATS renewals while nothing needs a PING every interval (default 10). */
+  /**
+   * Intervals between BEATS renewals while nothing needs a PING every interval (default 30; at
+   * most a third of the device's host timeout, so that it never takes the host for lost).
+   */
   beatRenewIntervals?: number;
   /**
    * Whether something needs a PONG every interval now (writes waiting for the PONG that proves
@@ -151,7 +154,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly leaseMs: number;
   private readonly sleepGraceMs: number;
   private readonly helloAttempts: number;
-  private readonly beatRenewMs: number;
+  private readonly beatRenewIntervalsMs: number;
+  /** Between BEATS renewals now: beatRenewIntervalsMs, shortened by the device's host timeout. */
+  private beatRenewMs: number;
   private readonly misses: number;
   readonly detector: FailureDetector;
   readonly rtt = new RttStats();
@@ -236,7 +241,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.leaseMs = options.leaseMs ?? (misses + 1) * this.pingIntervalMs;
     this.sleepGraceMs = options.sleepGraceMs ?? 2000;
     this.helloAttempts = options.helloAttempts ?? 3;
-    this.beatRenewMs = (options.beatRenewIntervals ?? 10) * this.pingIntervalMs;
+    this.beatRenewIntervalsMs = (options.beatRenewIntervals ?? 30) * this.pingIntervalMs;
+    this.beatRenewMs = this.beatRenewIntervalsMs;
     options.leases?.on('change', this.onLeaseChange);
   }
 
@@ -446,6 +452,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.beatsOn = this.options.beats !== false && hello.capabilities.beats && this.pingIntervalMs >= MIN_BEAT_INTERVAL_MS && this.pingIntervalMs <= MAX_U14;
     this.renewalAnswered = true;
     this.renewalsUnanswered = 0;
+    this.beatRenewMs = this.renewPeriod(hello.hostTimeoutMs);
     this.emit('hello', hello);
     if (rebooted || !hello.reply) {
       // A boot HELLO, or a new boot id: the device restarted.
@@ -464,6 +471,19 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
         this.handshake = 'done';
         this.ping(); // ready on its PONG
       });
+  }
+
+  /**
+   * Between BEATS renewals: the configured intervals, but at most a third of the host timeout
+   * the device has or is about to be given (its host presence rides on them), and at least one
+   * interval (then they go as often as PINGs would).
+   */
+  private renewPeriod(deviceHostTimeoutMs: number): number {
+    let period = this.beatRenewIntervalsMs;
+    for (const timeout of [deviceHostTimeoutMs, this.options.deviceConfig?.hostTimeoutMs ?? 0]) {
+      if (timeout > 0) period = Math.min(period, Math.floor(timeout / 3));
+    }
+    return Math.max(this.pingIntervalMs, period);
   }
 
   /**
@@ -503,6 +523,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   }
 
   private onConfig(config: DeviceConfig): void {
+    this.beatRenewMs = this.renewPeriod(config.hostTimeoutMs);
     const wanted = this.configToCheck;
     this.configToCheck = null;
     if (!wanted) return;

@@ -32,7 +32,7 @@ function hello(overrides: Partial<Hello> = {}): Hello {
 
 type Beats = Extract<HostMessage, { type: 'beats' }>;
 
-function harness(options: { beats?: boolean; pingIntervalMs?: number; leases?: LeaseRegistry; pingsWanted?: () => boolean } = {}) {
+function harness(options: { beats?: boolean; pingIntervalMs?: number; leases?: LeaseRegistry; pingsWanted?: () => boolean; hostTimeoutMs?: number } = {}) {
   const sent: Array<HostMessage & { at: number }> = [];
   const changes: StateChange[] = [];
   /** The board hears the host (its input works). */
@@ -40,6 +40,7 @@ function harness(options: { beats?: boolean; pingIntervalMs?: number; leases?: L
   /** The board runs (answers, beats). */
   let runs = true;
   let bootId = 10;
+  let helloFields: Partial<Hello> = {};
   let beatTimer: ReturnType<ManualClock['setTimeout']> | undefined;
   const heartbeat = (type: 'pong' | 'beat', seq: number) =>
     ({ type, seq, uptimeMs: 1, bootId, leaseActive: false, sleepPending: false, stateValid: true, hostWasLost: false, leaseRemainingMs: 0 }) as const;
@@ -63,6 +64,7 @@ function harness(options: { beats?: boolean; pingIntervalMs?: number; leases?: L
     beats: options.beats,
     leases: options.leases,
     pingsWanted: options.pingsWanted,
+    deviceConfig: options.hostTimeoutMs === undefined ? undefined : { watchdogMs: 2000, policy: 'stay', hostTimeoutMs: options.hostTimeoutMs, sleepMs: 8000, awakeMs: 1000 },
     send: (m) => {
       sent.push({ ...m, at: clock.now() });
       if (!hears || !runs) return;
@@ -70,7 +72,12 @@ function harness(options: { beats?: boolean; pingIntervalMs?: number; leases?: L
         clock.setTimeout(() => runs && session.receive(heartbeat('pong', m.seq)), 20);
         if (m.type === 'beats') startBeats(m);
       }
-      if (m.type === 'hello-request') clock.setTimeout(() => runs && session.receive(hello({ bootId })), 20);
+      if (m.type === 'hello-request') clock.setTimeout(() => runs && session.receive(hello({ ...helloFields, bootId })), 20);
+      if (m.type === 'config-set') clock.setTimeout(() => runs && session.receive({ type: 'config', config: m.config }), 20);
+      if (m.type === 'config-get') {
+        const config = { watchdogMs: 2000, policy: 'stay', hostTimeoutMs: helloFields.hostTimeoutMs ?? 0, sleepMs: 8000, awakeMs: 1000 } as const;
+        clock.setTimeout(() => runs && session.receive({ type: 'config', config }), 20);
+      }
     },
     sendRaw: () => {},
   });
@@ -88,6 +95,9 @@ function harness(options: { beats?: boolean; pingIntervalMs?: number; leases?: L
     set bootId(v: number) {
       bootId = v;
     },
+    set hello(v: Partial<Hello>) {
+      helloFields = v;
+    },
     of: <K extends HostMessage['type']>(type: K, from = 0) => sent.filter((m) => m.type === type && m.at >= from) as Array<Extract<HostMessage, { type: K }> & { at: number }>,
     close() {
       if (beatTimer !== undefined) clock.clearTimeout(beatTimer);
@@ -101,24 +111,24 @@ describe('DeviceSession with a board that sends BEATs', () => {
     clock = new ManualClock();
   });
 
-  it('asks for BEATs instead of PINGing: ready on the PONG, then one BEATS every 10 intervals, no PING, ready throughout', async () => {
+  it('asks for BEATs instead of PINGing: ready on the PONG, then one BEATS every 30 intervals, no PING, ready throughout', async () => {
     const h = harness();
     h.session.linkUp();
     await clock.advanceAsync(100);
     expect(h.session.state).toBe('ready');
     const first = h.of('beats')[0]!;
-    expect(first).toMatchObject({ type: 'beats', leaseMs: 0, intervalMs: 1000, forMs: 30_000 });
-    await clock.advanceAsync(60_000);
+    expect(first).toMatchObject({ type: 'beats', leaseMs: 0, intervalMs: 1000, forMs: 90_000 });
+    await clock.advanceAsync(120_000);
     expect(h.session.state).toBe('ready');
     expect(h.changes.map((c) => c.to)).toEqual(['ready']);
     expect(h.of('ping')).toHaveLength(0);
-    // 60 s: the first BEATS and one every 10 s after it.
+    // 120 s: the first BEATS and one every 30 s after it.
     const renewals = h.of('beats').map((m) => m.at);
-    expect(renewals).toHaveLength(7);
-    for (let i = 1; i < renewals.length; i++) expect(renewals[i]! - renewals[i - 1]!).toBe(10_000);
+    expect(renewals).toHaveLength(5);
+    for (let i = 1; i < renewals.length; i++) expect(renewals[i]! - renewals[i - 1]!).toBe(30_000);
     // A heartbeat a second: a BEAT, or the PONG to a renewal (which restarts the beats' schedule).
-    expect(h.session.counters.pongs).toBe(7);
-    expect(h.session.counters.beats + h.session.counters.pongs).toBeGreaterThanOrEqual(60);
+    expect(h.session.counters.pongs).toBe(5);
+    expect(h.session.counters.beats + h.session.counters.pongs).toBeGreaterThanOrEqual(120);
     h.close();
   });
 
@@ -150,14 +160,14 @@ describe('DeviceSession with a board that sends BEATs', () => {
     await clock.advanceAsync(5000);
     const cutAt = clock.now();
     h.hears = false; // its beats go on until for_ms after the last BEATS it heard
-    await clock.advanceAsync(20_000);
+    await clock.advanceAsync(40_000);
     const lost = h.changes.find((c) => c.to === 'lost')!;
     expect(lost.cause).toMatch(/3 PINGs in a row unanswered/);
-    // The renewal due 10 s after the first BEATS, then two more an interval apart, then lost an interval later.
+    // The renewal due 30 s after the first BEATS, then two more an interval apart, then lost an interval later.
     const firstAt = h.of('beats')[0]!.at;
     const after = h.of('beats', cutAt).map((m) => m.at - firstAt);
-    expect(after.slice(0, 3)).toEqual([10_000, 11_000, 12_000]);
-    expect(lost.at - firstAt).toBe(13_000);
+    expect(after.slice(0, 3)).toEqual([30_000, 31_000, 32_000]);
+    expect(lost.at - firstAt).toBe(33_000);
     expect(h.session.counters.beats).toBeGreaterThan(10); // it was beating all along
     h.close();
   });
@@ -200,6 +210,22 @@ describe('DeviceSession with a board that sends BEATs', () => {
     const quietFrom = clock.now() + 1000;
     await clock.advanceAsync(8000);
     expect(h.of('beats', quietFrom)).toHaveLength(0);
+    h.close();
+  });
+
+  it.each([
+    ['the HELLO says', { hostTimeoutMs: 6000 }, undefined],
+    ['the configuration is about to set', { hostTimeoutMs: 0 }, 6000],
+  ])('renews at least every third of a host timeout %s (the board takes the host for lost after it)', async (_what, helloFields, configured) => {
+    const h = harness({ hostTimeoutMs: configured });
+    h.hello = helloFields;
+    h.session.linkUp();
+    await clock.advanceAsync(20_000);
+    const renewals = h.of('beats').map((m) => m.at);
+    expect(renewals.length).toBeGreaterThanOrEqual(9);
+    for (let i = 1; i < renewals.length; i++) expect(renewals[i]! - renewals[i - 1]!).toBe(2000);
+    expect(h.of('beats')[0]!.forMs).toBe(6000);
+    expect(h.session.state).toBe('ready');
     h.close();
   });
 
