@@ -2,6 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { DeviceSession, type Hello, type StateChange } from '../../host/session/device-session.ts';
 import { LeaseRegistry } from '../../host/session/lease-registry.ts';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
+import { helloMessage } from '../support/hello-message.ts';
 import type { HostMessage } from '../../shared/protocol/messages.ts';
 
 // A DeviceSession and a scripted board that does what shared/PROTOCOL.md's "Beats" says a
@@ -10,24 +11,9 @@ import type { HostMessage } from '../../shared/protocol/messages.ts';
 
 let clock: ManualClock;
 
+/** A HELLO that says the board can send BEATs. */
 function hello(overrides: Partial<Hello> = {}): Hello {
-  return {
-    type: 'hello',
-    fwMajor: 1,
-    fwMinor: 0,
-    bootId: 10,
-    resetCauses: ['power-on'],
-    stateSurvived: false,
-    pinsRestored: false,
-    reply: true,
-    watchdogMs: 2000,
-    policy: 'stay',
-    hostTimeoutMs: 0,
-    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: true },
-    stateSize: 32,
-    name: 'tether',
-    ...overrides,
-  };
+  return helloMessage({ capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: true }, ...overrides });
 }
 
 type Beats = Extract<HostMessage, { type: 'beats' }>;

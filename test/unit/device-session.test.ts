@@ -3,30 +3,13 @@ import { DeviceSession, type Hello, type StateChange } from '../../host/session/
 import { LeaseRegistry } from '../../host/session/lease-registry.ts';
 import { PhiAccrualDetector } from '../../host/session/phi-accrual-detector.ts';
 import { ManualClock } from '../../emulator/testing/manual-clock.ts';
+import { helloMessage } from '../support/hello-message.ts';
 import { countingTimers } from '../support/counting-timers.ts';
 import type { HostMessage } from '../../shared/protocol/messages.ts';
 
 let clock: ManualClock;
 
-function hello(overrides: Partial<Hello> = {}): Hello {
-  return {
-    type: 'hello',
-    fwMajor: 1,
-    fwMinor: 0,
-    bootId: 10,
-    resetCauses: ['power-on'],
-    stateSurvived: false,
-    pinsRestored: false,
-    reply: true,
-    watchdogMs: 2000,
-    policy: 'stay',
-    hostTimeoutMs: 0,
-    capabilities: { watchdog: true, sleep: true, state: true, pinRestore: true, beats: false },
-    stateSize: 32,
-    name: 'tether',
-    ...overrides,
-  };
-}
+const hello = helloMessage;
 
 /** A session wired to a scripted device: `answer` decides whether PINGs get PONGs. */
 function harness(options: { restore?: (h: Hello, rebooted: boolean) => Promise<void>; leases?: LeaseRegistry; detector?: PhiAccrualDetector } = {}) {
