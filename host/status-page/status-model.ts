@@ -92,6 +92,8 @@ export type StatusUpdate =
   | { type: 'reboot'; device: string; reboot: { at: number; causes: string[]; stateSurvived: boolean }; facts: DeviceFacts }
   | { type: 'facts'; device: string; facts: DeviceFacts }
   | { type: 'rtt'; device: string; samples: Array<[number, number]>; stats: DeviceStatus['rttStats']; lastSeen: number | null }
+  /** Heard from since the last tick without a round trip (a board that sends BEATs: its RTT comes with each renewal only). */
+  | { type: 'seen'; device: string; lastSeen: number | null }
   | { type: 'gateway'; brokerConnected: boolean; brokerUrl: string };
 
 export interface StatusModelOptions {
@@ -115,6 +117,8 @@ interface DeviceRecord {
   cause: string | null;
   factsJson: string;
   offRtt: () => void;
+  /** The lastSeen (Clock ms) the stream was last told. */
+  seenSent: number | null;
 }
 
 export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
@@ -148,7 +152,7 @@ export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
   start(): void {
     if (this.stopTicks) return;
     for (const view of this.view.devices) {
-      const record: DeviceRecord = { view, rtt: [], pending: [], changes: [], rebootLog: [], since: null, cause: null, factsJson: '', offRtt: () => {} };
+      const record: DeviceRecord = { view, rtt: [], pending: [], changes: [], rebootLog: [], since: null, cause: null, factsJson: '', offRtt: () => {}, seenSent: null };
       const onRtt = (ms: number) => record.pending.push([this.clock.wallNow(), round(ms)]);
       view.link.on('rtt', onRtt);
       record.offRtt = () => view.link.off('rtt', onRtt);
@@ -248,7 +252,10 @@ export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
     this.emit('update', { type: 'facts', device: id, facts });
   }
 
-  /** Moves the RTT samples gathered since the last tick into the history and onto the stream; drops old ones. */
+  /**
+   * Moves the RTT samples gathered since the last tick into the history and onto the stream;
+   * drops old ones. A board heard from without a round trip (its BEATs) gets its last seen.
+   */
   private flushRtt(): void {
     const horizon = this.clock.wallNow() - this.historyMs;
     for (const [id, r] of this.records) {
@@ -257,10 +264,13 @@ export class StatusModel extends EventEmitter<{ update: [StatusUpdate] }> {
       let drop = 0;
       while (drop < r.rtt.length && r.rtt[drop]![0] < horizon) drop++;
       if (drop > 0) r.rtt.splice(0, drop);
+      const s = r.view.link.stats();
       if (samples.length > 0) {
-        const s = r.view.link.stats();
         this.emit('update', { type: 'rtt', device: id, samples, stats: roundStats(s.rttMs), lastSeen: this.wallOf(s.lastSeen) });
+      } else if (s.lastSeen !== r.seenSent) {
+        this.emit('update', { type: 'seen', device: id, lastSeen: this.wallOf(s.lastSeen) });
       }
+      r.seenSent = s.lastSeen;
     }
   }
 

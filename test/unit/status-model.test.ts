@@ -131,6 +131,24 @@ describe('StatusModel', () => {
     expect(updates).toHaveLength(1);
   });
 
+  it('tells the stream when a board was heard without a round trip (its BEATs), once per tick, and nothing while it is silent', () => {
+    const { clock, a, updates, state } = rig();
+    state('init', 'ready', 'handshake complete');
+    updates.length = 0;
+    const heardAt = clock.now() + 500;
+    clock.advance(500);
+    a.stats.lastSeen = heardAt; // a BEAT: contact, no RTT sample
+    clock.advance(500); // the tick
+    expect(updates).toEqual([{ type: 'seen', device: 'a', lastSeen: EPOCH + (heardAt - 1000) }]);
+    updates.length = 0;
+    clock.advance(3000); // silent: lastSeen unchanged, nothing sent
+    expect(updates).toEqual([]);
+    a.device.link.emit('rtt', 4); // a renewal's PONG: the RTT update carries lastSeen, no 'seen' besides
+    a.stats.lastSeen = clock.now();
+    clock.advance(1000);
+    expect(updates.map((u) => u.type)).toEqual(['rtt']);
+  });
+
   it('keeps the RTT history to its window and the logs to their size', () => {
     const { clock, a, model, state } = rig();
     for (let i = 0; i < 120; i++) {

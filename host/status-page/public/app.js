@@ -162,6 +162,9 @@
       case 'facts':
         dev.facts = u.facts;
         break;
+      case 'seen':
+        dev.lastSeen = u.lastSeen;
+        return;
       case 'rtt': {
         const last = dev.rtt.length ? dev.rtt[dev.rtt.length - 1][0] : -Infinity;
         for (const s of u.samples) if (s[0] > last) dev.rtt.push(s);
@@ -295,13 +298,17 @@
     }
   }
 
-  /** [xs (s), ys (ms)] with a gap wherever the board went silent for longer than its bound. */
+  /**
+   * [xs (s), ys (ms)] with a gap wherever the board was not ready between two samples (lost,
+   * asleep, a daemon restart). Not by the samples' spacing: a board that sends BEATs has its
+   * round trip measured only at each renewal (every 30 intervals), ready all along.
+   */
   function chartData(dev) {
     const xs = [];
     const ys = [];
     let prev = null;
     for (const [t, v] of dev.rtt) {
-      if (prev !== null && t - prev > dev.info.boundMs) {
+      if (prev !== null && notReadyBetween(dev, prev, t)) {
         xs.push((prev + 1) / 1000);
         ys.push(null);
       }
@@ -310,6 +317,10 @@
       prev = t;
     }
     return [xs, ys];
+  }
+
+  function notReadyBetween(dev, from, to) {
+    return dev.changes.some((c) => c.at > from && c.at <= to && (c.marker || c.to !== 'ready'));
   }
 
   window.addEventListener('resize', () => {
