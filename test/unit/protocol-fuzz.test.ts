@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { heartbeatArb } from '../support/protocol-arbitraries.ts';
 import { describe, expect, it } from 'vitest';
 import {
   decodeFrame,
@@ -43,21 +44,6 @@ const deviceConfig: fc.Arbitrary<DeviceConfig> = fc.record({
   awakeMs: u32,
 });
 
-/** PONG and BEAT: the same fields. */
-function heartbeat<T extends 'pong' | 'beat'>(type: T) {
-  return fc.record({
-    type: fc.constant(type),
-    seq: u14,
-    uptimeMs: u32,
-    bootId: u32,
-    leaseActive: fc.boolean(),
-    sleepPending: fc.boolean(),
-    stateValid: fc.boolean(),
-    hostWasLost: fc.boolean(),
-    leaseRemainingMs: u32,
-  });
-}
-
 const messageArbs = {
   'hello-request': fc.constant<Message>({ type: 'hello-request' }),
   ping: fc.record({ type: fc.constant('ping' as const), seq: u14, leaseMs: u32 }),
@@ -96,8 +82,8 @@ const messageArbs = {
     stateSize: u7,
     name,
   }),
-  pong: heartbeat('pong'),
-  beat: heartbeat('beat'),
+  pong: heartbeatArb('pong'),
+  beat: heartbeatArb('beat'),
   'state-data': stateSlice.map((s): Message => ({ type: 'state-data', ...s })),
   sleeping: fc.record({ type: fc.constant('sleeping' as const), durationMs: u32, wakeSources }),
   awake: fc.record({ type: fc.constant('awake' as const), sleptMs: u32, wakeCauses: wakeSources }),

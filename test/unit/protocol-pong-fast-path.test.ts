@@ -14,19 +14,10 @@ import {
   type SplitterEvent,
   type SplitterSink,
 } from '../../shared/protocol/index.ts';
+import { heartbeatArb } from '../support/protocol-arbitraries.ts';
 
-const u32 = fc.integer({ min: 0, max: 0xffffffff });
-const pongArb = fc.record({
-  type: fc.constant('pong' as const),
-  seq: fc.integer({ min: 0, max: 0x3fff }),
-  uptimeMs: u32,
-  bootId: u32,
-  leaseActive: fc.boolean(),
-  sleepPending: fc.boolean(),
-  stateValid: fc.boolean(),
-  hostWasLost: fc.boolean(),
-  leaseRemainingMs: u32,
-});
+/** PONGs and BEATs: both take the fast path. */
+const pongArb = fc.oneof(heartbeatArb('pong'), heartbeatArb('beat'));
 
 const fields = (): PongFields => ({ beat: true, seq: -1, uptimeMs: -1, bootId: -1, flags: -1, leaseRemainingMs: -1 });
 
@@ -51,7 +42,7 @@ function collector(withPong: boolean): { sink: SplitterSink; events: SplitterEve
 }
 
 describe('PONG fast path (readPongBody)', () => {
-  it('reads every valid PONG as decodeBody does, wherever its body sits in the buffer', () => {
+  it('reads every valid PONG and BEAT as decodeBody does, wherever its body sits in the buffer', () => {
     fc.assert(
       fc.property(pongArb, fc.nat(8), (pong, offset) => {
         const { bytes, start, end } = bodyAt(encodeFrame(pong), offset);
@@ -73,7 +64,7 @@ describe('PONG fast path (readPongBody)', () => {
         const out = fields();
         const fast = readPongBody(bytes, 0, bytes.length, out);
         const slow = decodeBody(bytes, { from: 'device' });
-        const slowIsPong = slow.ok && slow.message.type === 'pong';
+        const slowIsPong = slow.ok && (slow.message.type === 'pong' || slow.message.type === 'beat');
         expect(fast).toBe(slowIsPong);
         if (fast && slow.ok) expect(pongMessage(out)).toEqual(slow.message);
       }),
