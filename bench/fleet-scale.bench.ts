@@ -206,7 +206,6 @@ async function startSims(n: number): Promise<Sims> {
   return { targets, pids: children.map((c) => c.pid!), stop };
 }
 
-/** The daemon's own event-loop delay since the previous scrape (ms), and its memory by kind (MiB). */
 /** All boards' heartbeats so far (tether_device_heartbeats_total summed), and when. */
 async function scrapeHeartbeats(url: string): Promise<{ total: number; at: number }> {
   const text = await deadline(fetch(`${url}?name=tether_device_heartbeats_total`).then((r) => r.text()), 60_000, `the daemon's heartbeat counters at ${url}`);
@@ -215,6 +214,7 @@ async function scrapeHeartbeats(url: string): Promise<{ total: number; at: numbe
   return { total, at: performance.now() };
 }
 
+/** The daemon's own event-loop delay since the previous scrape (ms), and its memory by kind (MiB). */
 async function scrapeLoopDelay(url: string): Promise<{ p99: number; max: number; memory: Record<string, number> }> {
   // Only these two: a full scrape (timed apart, below) would land in the window.
   const text = await deadline(

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { encodeFrame, FrameSplitter } from '../../shared/protocol/index.ts';
-import { STATE_SIZE } from '../../shared/protocol/constants.ts';
+import { MessageType, STATE_SIZE } from '../../shared/protocol/constants.ts';
 import type { DeviceConfig, DeviceMessage, HostMessage } from '../../shared/protocol/messages.ts';
 import { systemClock, type Clock } from '../../host/time/clock.ts';
 
@@ -88,16 +88,14 @@ export class SimulatedDevice extends EventEmitter<{ data: [Buffer] }> {
         this.send(this.hello(true));
         break;
       case 'ping':
-        this.leaseUntil = m.leaseMs > 0 ? now + m.leaseMs : 0;
-        this.send(this.heartbeat('pong', m.seq, now));
-        break;
       case 'beats':
-        if (this.options.beats === false) {
-          this.send({ type: 'error', code: 'unknown-type', offendingType: 0x07 });
+        if (m.type === 'beats' && this.options.beats === false) {
+          this.send({ type: 'error', code: 'unknown-type', offendingType: MessageType.BEATS });
           break;
         }
         this.leaseUntil = m.leaseMs > 0 ? now + m.leaseMs : 0;
         this.send(this.heartbeat('pong', m.seq, now));
+        if (m.type === 'ping') break; // a plain PING leaves the beats as they are
         this.stopBeats();
         if (m.intervalMs > 0 && m.forMs > 0) {
           this.beatIntervalMs = m.intervalMs;

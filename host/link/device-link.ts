@@ -472,22 +472,19 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   /**
-   * The PONG every board sends every interval, as its fields: the same steps as any message,
+   * The PONG or BEAT every board sends every interval, as its fields: the same steps as any message,
    * but the message object is made only for someone waiting for one or listening.
    */
   private onPong(fields: PongFields): void {
     if (fields.beat) {
+      // The board's own heartbeat: it answers no PING, so it confirms nothing.
       this.session.receiveBeat(fields.bootId);
-      if ((this.pending === null || this.pending.size === 0) && this.listenerCount('message') === 0) return;
-      const message = pongMessage(fields);
-      this.answerPending(message);
-      this.emit('message', message);
-      return;
+    } else {
+      const seq = fields.seq;
+      this.confirmWrites(seq);
+      this.keepTraffic?.pong(seq);
+      this.session.receivePong(seq, fields.bootId);
     }
-    const seq = fields.seq;
-    this.confirmWrites(seq);
-    this.keepTraffic?.pong(seq);
-    this.session.receivePong(seq, fields.bootId);
     if ((this.pending === null || this.pending.size === 0) && this.listenerCount('message') === 0) return;
     const message = pongMessage(fields);
     this.answerPending(message);
