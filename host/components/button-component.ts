@@ -1,4 +1,4 @@
-import five from 'johnny-five';
+import type five from 'johnny-five';
 import type { z } from 'zod';
 import type { buttonSchema } from '../config/config-schema.ts';
 import type { HomieNode } from '../homie/homie-description.ts';
@@ -19,7 +19,7 @@ export class ButtonComponent implements DeviceComponent {
   }
 
   attach(context: ComponentContext): void {
-    const button = new five.Button({ pin: this.settings.pin, board: context.board, isPullup: this.settings.pullup, invert: this.settings.invert });
+    const button = new context.five.Button({ pin: this.settings.pin, board: context.board, isPullup: this.settings.pullup, invert: this.settings.invert });
     const update = (pressed: boolean) => {
       this.pressed = pressed;
       context.publish('pressed', String(pressed), 'state');

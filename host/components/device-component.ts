@@ -5,6 +5,12 @@ import type { SetValue } from '../homie/set-payload.ts';
 export type PublishKind = 'state' | 'telemetry';
 
 export interface ComponentContext {
+  /**
+   * Johnny-Five itself, loaded by the gateway only for a board with components: importing it
+   * loads Node's `repl` and with it `domain`, which wraps every EventEmitter's construction and
+   * emit in the whole process (~1 µs per new emitter instead of ~0.15; issue 15).
+   */
+  five: typeof five;
   board: five.Board;
   /** Publishes a property value of this component's node (retained). */
   publish(property: string, value: string, kind: PublishKind): void;

@@ -1,4 +1,4 @@
-import five from 'johnny-five';
+import type five from 'johnny-five';
 import type { z } from 'zod';
 import type { ledSchema } from '../config/config-schema.ts';
 import type { HomieNode } from '../homie/homie-description.ts';
@@ -23,7 +23,7 @@ export class LedComponent implements DeviceComponent {
 
   attach(context: ComponentContext): void {
     this.context = context;
-    this.led = new five.Led({ pin: this.settings.pin, board: context.board });
+    this.led = new context.five.Led({ pin: this.settings.pin, board: context.board });
     this.apply(); // a /set that came before the board was ready takes effect now
   }
 

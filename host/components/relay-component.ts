@@ -1,4 +1,4 @@
-import five from 'johnny-five';
+import type five from 'johnny-five';
 import type { z } from 'zod';
 import type { relaySchema } from '../config/config-schema.ts';
 import type { HomieNode } from '../homie/homie-description.ts';
@@ -23,7 +23,7 @@ export class RelayComponent implements DeviceComponent {
 
   attach(context: ComponentContext): void {
     this.context = context;
-    this.relay = new five.Relay({ pin: this.settings.pin, type: this.settings.normally === 'open' ? 'NO' : 'NC', board: context.board });
+    this.relay = new context.five.Relay({ pin: this.settings.pin, type: this.settings.normally === 'open' ? 'NO' : 'NC', board: context.board });
     this.apply(); // a /set that came before the board was ready takes effect now
   }
 

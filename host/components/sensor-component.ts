@@ -1,4 +1,4 @@
-import five from 'johnny-five';
+import type five from 'johnny-five';
 import type { z } from 'zod';
 import type { sensorSchema } from '../config/config-schema.ts';
 import type { HomieNode } from '../homie/homie-description.ts';
@@ -20,7 +20,7 @@ export class SensorComponent implements DeviceComponent {
 
   attach(context: ComponentContext): void {
     const pin = typeof this.settings.pin === 'number' ? `A${this.settings.pin - 14}` : this.settings.pin;
-    const sensor = new five.Sensor({ pin, board: context.board, freq: this.settings.freq, threshold: this.settings.threshold });
+    const sensor = new context.five.Sensor({ pin, board: context.board, freq: this.settings.freq, threshold: this.settings.threshold });
     // The value the change event carries (the filtered reading that crossed the threshold), not
     // sensor.value: that is the newest raw sample, which may already be the next reading (then
     // that one is published twice and this one never). @types/johnny-five omits the argument.

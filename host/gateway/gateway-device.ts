@@ -380,6 +380,7 @@ export class GatewayDevice {
     board.on('ready', () => {
       for (const component of this.components) {
         component.attach({
+          five,
           board,
           publish: (property, value, kind) => {
             if (!this.stopped) events.emit('componentValue', this, { component: component.id, property, value, kind });
