@@ -136,6 +136,14 @@ export class GatewayDevice {
     return this.opened().outbox;
   }
 
+  /**
+   * Its messages reach the broker now: its session (or, shared-session mode, its view of the
+   * gateway's) is connected. Until then, what is republished after every connect need not be queued.
+   */
+  get brokerConnected(): boolean {
+    return this.parts?.view.connected ?? false;
+  }
+
   /** Firmata for Johnny-Five once started: an Uno with components only (an Espruino board runs no Firmata). */
   get tetherIO(): TetherIO | null {
     return this.io;

@@ -64,13 +64,18 @@ export class HomieExtension implements Extension {
     const { gateway } = this;
     for (const device of gateway.devices) {
       this.descriptions.set(device.id, this.describe(device));
-      // Homie 5: a device is `init` until it is ready.
+      // Homie 5: a device is `init` until it is ready. (Its session is not up yet, unless shared:
+      // its first 'up' publishes the description and the state then current, below.)
+      if (!device.brokerConnected) continue;
       device.publish(homieTopics.state(device.id), 'init', 'state', REPUBLISHED);
       device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
     }
     const on = this.subscriptions.on.bind(this.subscriptions);
     on('deviceState', (device, change) => {
-      if (this.stopping) return;
+      // Not connected: the next 'up' publishes the state and facts then current (republish()),
+      // and the outbox would keep only the latest of each anyway. At 9,900 boards the links come
+      // up before their sessions: ten messages a board queued only to be superseded (issue 15).
+      if (this.stopping || !device.brokerConnected) return;
       device.publish(homieTopics.state(device.id), change.to, 'state', REPUBLISHED);
       this.publishKeepalive(device, { stateChanged: true });
     });
@@ -228,6 +233,9 @@ export class HomieExtension implements Extension {
   }
 
   private publishKeepalive(device: GatewayDevice, event: { stateChanged?: boolean; reboot?: RebootInfo } = NO_EVENT): void {
+    // Not connected: republish() on the next 'up' resets the facts and publishes them all; all
+    // but a reset's cause, which only the reboot event carries (queued as before).
+    if (!event.reboot && !device.brokerConnected) return;
     let facts = this.facts.get(device.id);
     if (!facts) {
       facts = new KeepaliveFacts({ clock: this.gateway.clock, refreshMs: this.options.factsRefreshMs });
