@@ -13,6 +13,7 @@ import { applyTcpKeepalive, tcpKeepaliveForBound, type TcpKeepaliveConfig } from
 import { classifyBrokerError, ConfigFailureLog, type ConfigFailure } from './broker-errors.ts';
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
 import { LazyStore } from './lazy-store.ts';
+import { writeWholePackets } from './whole-packet-writer.ts';
 import { mqttConnectTarget } from './mqtt-connect-target.ts';
 import { isVersionRefusal, ProtocolNegotiation, type AttemptOutcome, type ProtocolSetting, type ProtocolVersion } from './protocol-negotiation.ts';
 
@@ -493,6 +494,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       outgoingStore: new LazyStore(),
     };
     const client = target ? mqtt.connect(connectOptions) : mqtt.connect(this.url, connectOptions);
+    writeWholePackets(client);
     this.client = client;
     let resolveClosed!: () => void;
     this.clientClosed = new Promise((resolve) => (resolveClosed = resolve));
