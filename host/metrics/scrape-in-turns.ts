@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { ExpositionBuffer, type MetricFamily } from './metric-family.ts';
 
 export interface ScrapeOptions {

@@ -1,3 +1,7 @@
+// The module's binding, not the global: `globalThis.performance` is a lazy getter that runs on
+// every read (Node 20), and the clock is read on every heartbeat of every board.
+import { performance } from 'node:perf_hooks';
+
 /**
  * Time as the host logic sees it. Everything time-dependent takes a Clock so unit tests
  * can drive it with fake time (ManualClock in tether/emulator) and production the real one.
