@@ -112,6 +112,29 @@ describe('retained state on every reconnect, and refresh requests (Mosquitto)', 
     expect(existsSync(journal)).toBe(false);
   });
 
+  it("a board that reboots while the broker is away: its reset's cause (only the reboot event carries it) is queued and reaches the broker", async () => {
+    const gateway = await startGateway('gw-b', 'dev-b');
+    const device = gateway.devices[0]!;
+    await waitFor(() => device.mqtt.connected && device.outbox.size === 0, { timeoutMs: 10_000, what: 'the outbox delivered' });
+    const reboots = () => Object.values(device.link.stats().reboots).reduce((a, b) => a + b, 0);
+    expect(reboots()).toBe(0); // so no reset-cause was ever published for it
+    await broker.kill9();
+    // The same bridge port, a board with a new boot id: the link comes back to a rebooted board.
+    const old = boards.pop()!;
+    await old.close();
+    boards.push(await serveDeviceOverTcp({ port: old.port, bootId: 2 }));
+    await waitFor(() => reboots() === 1 && device.link.state === 'ready', { timeoutMs: 10_000, what: 'the reboot seen while the broker is away' });
+    expect(device.outbox.pending().filter((e) => e.topic === 'homie/5/dev-b/tether/reset-cause').map((e) => e.payload.toString())).toEqual(['power-on']);
+    await broker.restart();
+    await waitFor(() => device.mqtt.connected && device.outbox.size === 0, { timeoutMs: 15_000, what: 'the outbox delivered again' });
+    const late = await subscribe(['homie/5/dev-b/tether/reset-cause', 'homie/5/dev-b/tether/reboots']);
+    await waitFor(() => late.some((r) => r.retain && r.topic.endsWith('reset-cause') && r.payload === 'power-on') && late.some((r) => r.retain && r.topic.endsWith('reboots') && r.payload === '1'), {
+      timeoutMs: 10_000,
+      what: 'the retained reset cause and reboot count on the broker',
+      detail: () => JSON.stringify(late),
+    });
+  });
+
   it.each([
     ['one session per board', {}],
     ['one shared session', { sharedSession: true }],
