@@ -45,9 +45,13 @@ export const ownerTopics = {
   sync: (gateway: string, instance: string) => `tether/gateways/${gateway}/sync/${instance}`,
 };
 
-/** The MQTT 5 User Properties every publish of a held board carries (consumers can drop a stale gateway's). */
-export function ownerUserProperties(claim: OwnerRecord): Record<string, string> {
-  return { 'tether-owner': claim.gateway, 'tether-instance': claim.instance, 'tether-epoch': String(claim.epoch) };
+/**
+ * The MQTT 5 User Properties every publish of a held board carries (consumers can drop a stale
+ * gateway's). Frozen: the same for all of a claim's publishes, so their bytes are made once
+ * (host/mqtt/packet-encoder.ts).
+ */
+export function ownerUserProperties(claim: OwnerRecord): Readonly<Record<string, string>> {
+  return Object.freeze({ 'tether-owner': claim.gateway, 'tether-instance': claim.instance, 'tether-epoch': String(claim.epoch) });
 }
 
 /** true when `a` wins over `b`: the higher epoch; on a tie (two claims at once) the greater gateway id, then instance. */

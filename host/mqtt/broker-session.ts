@@ -191,7 +191,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private connackReceived = false;
   private versionRefusal: string | null = null;
   /** MQTT 5: sent as User Properties with every publish (e.g. the board's owner and epoch); ignored on 3.1.1. */
-  publishUserProperties: Record<string, string> | undefined;
+  publishUserProperties: Readonly<Record<string, string>> | undefined;
   private readonly options: BrokerSessionOptions;
   private readonly connectTimeoutMs: number;
   private readonly clock: Clock;
