@@ -15,7 +15,9 @@ import type { Logger } from '../log/logger.ts';
  *
  * Node itself sets only the idle time (libuv adds 1 s x 10 probes); the interval, the count
  * and the user timeout are set with setsockopt(2) through ffi-rs on Linux (directSetsockopt),
- * elsewhere through the `net-keepalive` package (loaded on first use).
+ * elsewhere through the `net-keepalive` package (loaded on first use). On Linux only what
+ * differs from Node's: the interval when it is not Node's, the count only without a user
+ * timeout (which ends an unanswered keepalive instead of the count).
  */
 export interface TcpKeepaliveSettings {
   /** Idle time before the first probe (ms, at least 1000: the kernel counts whole seconds). */
@@ -67,6 +69,7 @@ type FfiRs = {
   open(params: { library: string; path: string }): void;
   load(params: Record<string, unknown>): { value: number; errnoCode: number };
   createPointer(params: { paramsType: unknown[]; paramsValue: unknown[] }): unknown[];
+  restorePointer(params: { retType: unknown[]; paramsValue: unknown[] }): unknown[];
   DataType: { I32: unknown; External: unknown };
 };
 
@@ -86,6 +89,8 @@ const TCP_USER_TIMEOUT = 18;
  */
 interface Setsockopt {
   (fd: number, option: number, value: number): void;
+  /** getsockopt(fd, SOL_TCP, option): what the kernel holds. */
+  read(fd: number, option: number): number;
 }
 
 function directSetsockopt(ffi: FfiRs): Setsockopt {
@@ -110,7 +115,7 @@ function directSetsockopt(ffi: FfiRs): Setsockopt {
     errno: true,
     freeResultMemory: false,
   };
-  return (fd, option, value) => {
+  const set = (fd: number, option: number, value: number) => {
     const params = call.paramsValue;
     params[0] = fd;
     params[2] = option;
@@ -118,7 +123,23 @@ function directSetsockopt(ffi: FfiRs): Setsockopt {
     const { value: ret, errnoCode } = ffi.load(call);
     if (ret !== 0) throw Object.assign(new Error(`setsockopt(${option}) failed: errno ${errnoCode}`), { errno: errnoCode });
   };
+  const read = (fd: number, option: number): number => {
+    const [value] = ffi.createPointer({ paramsType: [int32], paramsValue: [0] });
+    const [length] = ffi.createPointer({ paramsType: [int32], paramsValue: [4] });
+    const { value: ret, errnoCode } = ffi.load({ ...call, funcName: 'getsockopt', paramsType: [int32, int32, int32, ffi.DataType.External, ffi.DataType.External], paramsValue: [fd, SOL_TCP, option, value, length] });
+    if (ret !== 0) throw Object.assign(new Error(`getsockopt(${option}) failed: errno ${errnoCode}`), { errno: errnoCode });
+    return ffi.restorePointer({ retType: [int32], paramsValue: [value] })[0] as number;
+  };
+  return Object.assign(set, { read });
 }
+
+/**
+ * The probe interval Node's own setKeepAlive() leaves on a socket, in seconds (libuv sets 1 s
+ * and 10 probes along with the idle time), read back from the first socket: where it is the
+ * interval wanted (the default), setting it again is a wasted call (issue 15: each costs ~16 us
+ * through ffi-rs, and a fleet of 10,000 boards has 20,000 sockets). null: not read yet.
+ */
+let nodeIntervalS: number | null = null;
 
 let setsockopt: Setsockopt | null | undefined;
 let netKeepalive: NetKeepalive | null | undefined;
@@ -166,9 +187,13 @@ export function applyTcpKeepalive(socket: Socket, settings: TcpKeepaliveSettings
   const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
   if (direct && typeof fd === 'number' && fd >= 0) {
     try {
-      direct(fd, TCP_KEEPINTVL, Math.trunc(settings.keepAliveIntervalMs / 1000)); // seconds, as net-keepalive rounds
-      direct(fd, TCP_KEEPCNT, Math.trunc(settings.keepAliveCount));
+      const intervalS = Math.trunc(settings.keepAliveIntervalMs / 1000); // seconds, as net-keepalive rounds
+      nodeIntervalS ??= direct.read(fd, TCP_KEEPINTVL);
+      if (intervalS !== nodeIntervalS) direct(fd, TCP_KEEPINTVL, intervalS);
+      // With a user timeout the kernel ends an unanswered keepalive by it, not by the probe
+      // count (tcp(7): TCP_USER_TIMEOUT "will override keepalive"; tcp_keepalive_timer()).
       if (settings.userTimeoutMs > 0) direct(fd, TCP_USER_TIMEOUT, Math.trunc(settings.userTimeoutMs));
+      else direct(fd, TCP_KEEPCNT, Math.trunc(settings.keepAliveCount));
       return { full: true };
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { applyTcpKeepalive, tcpKeepaliveForBound } from '../../host/transport/tcp-keepalive.ts';
 import { TcpTransport } from '../../host/transport/tcp-transport.ts';
 
@@ -9,6 +9,26 @@ const nk = createRequire(import.meta.url)('net-keepalive') as {
   getKeepAliveProbes(s: net.Socket): number;
   getUserTimeout(s: net.Socket): number;
 };
+
+/** The probe count Node's setKeepAlive() leaves (libuv sets its own): what a socket with a user timeout keeps. */
+async function nodeProbes(): Promise<number> {
+  const server = net.createServer(() => {});
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const socket = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1' });
+  await new Promise((r) => socket.once('connect', r));
+  socket.setKeepAlive(true, 5000);
+  const probes = nk.getKeepAliveProbes(socket);
+  socket.destroy();
+  await new Promise<void>((r) => server.close(() => r()));
+  return probes;
+}
+
+let NODE_PROBES = Number.NaN;
+beforeAll(async () => {
+  NODE_PROBES = await nodeProbes();
+  // Not any of the counts the tests ask for: else "not set" could not be told from "set".
+  expect([4, 6, 7, 2]).not.toContain(NODE_PROBES);
+});
 
 describe('TCP keepalive and TCP_USER_TIMEOUT from a bound', () => {
   it('gives the socket up at the bound, probes after half an interval (at least 1 s), every second', () => {
@@ -35,7 +55,9 @@ describe('TCP keepalive and TCP_USER_TIMEOUT from a bound', () => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     await new Promise((r) => socket.once('connect', r));
     expect(applyTcpKeepalive(socket, { keepAliveIdleMs: 2000, keepAliveIntervalMs: 2000, keepAliveCount: 4, userTimeoutMs: 4500 })).toEqual({ full: true });
-    expect([nk.getKeepAliveInterval(socket), nk.getKeepAliveProbes(socket), nk.getUserTimeout(socket)]).toEqual([2000, 4, 4500]);
+    // The count is Node's own (libuv: 10): with a user timeout the kernel ends keepalive by the
+    // timeout, never by the count (tcp(7)), so it is not set (issue 15: a call less per socket).
+    expect([nk.getKeepAliveInterval(socket), nk.getKeepAliveProbes(socket), nk.getUserTimeout(socket)]).toEqual([2000, NODE_PROBES, 4500]);
     socket.destroy();
 
     let made: net.Socket | null = null;
@@ -44,7 +66,7 @@ describe('TCP keepalive and TCP_USER_TIMEOUT from a bound', () => {
       createSocket: () => (made = new net.Socket()),
     });
     await t.open();
-    expect([nk.getKeepAliveInterval(made!), nk.getKeepAliveProbes(made!), nk.getUserTimeout(made!)]).toEqual([1000, 6, 6000]);
+    expect([nk.getKeepAliveInterval(made!), nk.getKeepAliveProbes(made!), nk.getUserTimeout(made!)]).toEqual([1000, NODE_PROBES, 6000]);
     await t.close();
     await new Promise<void>((r) => server.close(() => r()));
   });
@@ -68,7 +90,7 @@ describe('TCP keepalive and TCP_USER_TIMEOUT from a bound', () => {
     }
     const read = sockets.map((socket) => [nk.getKeepAliveInterval(socket), nk.getKeepAliveProbes(socket), nk.getUserTimeout(socket)]);
     // userTimeoutMs 0 leaves the kernel's default (0: none).
-    expect(read).toEqual([[2000, 4, 4500], [3000, 7, 9000], [2000, 4, 4500], [1000, 2, 0]]);
+    expect(read).toEqual([[2000, NODE_PROBES, 4500], [3000, NODE_PROBES, 9000], [2000, NODE_PROBES, 4500], [1000, 2, 0]]);
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((r) => server.close(() => r()));
   });
