@@ -230,7 +230,7 @@ export class GatewayDevice {
     if (this.sessionUsed) {
       // A BrokerSession runs once: a new one, with the subscriptions the extensions made on the old.
       const fresh = this.options.mqtt();
-      for (const { topic, qos } of parts.mqtt.subscriptionList) void fresh.subscribe(topic, qos);
+      for (const { topic, qos, noLocal } of parts.mqtt.subscriptionList) void fresh.subscribe(topic, qos, { noLocal });
       this.detachMqtt?.();
       parts.mqtt = fresh;
       parts.view = fresh;

@@ -30,9 +30,9 @@ export interface HomeAssistantOptions {
  * are deleted with an empty retained payload on the next start, found two ways: the config
  * topics published are recorded in `<queue.dir>/homeassistant-configs.json` (a persistent MQTT 5
  * session keeps its subscriptions, and with Retain Handling 1 the broker does not hand retained
- * configs back to it), and any retained config under this gateway's node_id or one of its
- * boards' the broker does hand back (a new session, MQTT 3.1.1) that is not expected is deleted
- * too. That also clears the board configs earlier versions published under the gateway's
+ * configs back to it), and any retained config under this gateway's node_id (on its session) or
+ * one of its boards' (on the board's session) the broker does hand back (a new session, MQTT
+ * 3.1.1) that is not expected is deleted too. That also clears the board configs earlier versions published under the gateway's
  * node_id (discovery.ts): they are in the record and under the gateway's node_id.
  *
  * A board's configs name the board only, so gateways sharing a board publish the same topics.
@@ -54,6 +54,10 @@ export class HomeAssistantExtension implements Extension {
   /** Stale config topics deleted in this run (a retained copy handed back meanwhile is not news). */
   private readonly removed = new Set<string>();
   private recordPath = '';
+  /** What every discovery config topic under our prefix starts with. */
+  private get configTopicStart(): string {
+    return `${this.options.prefix}/`;
+  }
   private saving: Promise<void> = Promise.resolve();
   private offMessage: (() => void) | null = null;
   private stopping = false;
@@ -100,9 +104,19 @@ export class HomeAssistantExtension implements Extension {
     const onMessage = (topic: string, payload: Buffer, info: MessageInfo) => this.onMessage(topic, payload, info);
     session.on('message', onMessage);
     this.offMessage = () => session.off('message', onMessage);
-    // Remembered by the session and sent with every connect (it starts after the extensions).
+    // A board's configs are watched on the session that publishes them (its own; the
+    // gateway's in shared-session mode), with No Local: the broker hands back only what
+    // someone else published there (an emptied config, a retained stale one), not each config
+    // the board just sent. On the gateway's session, that echo was 8 QoS 1 messages a board
+    // to parse and acknowledge at every start (issue 15). On MQTT 3.1.1 the echo comes, and
+    // is ignored as before (an expected config).
+    on('mqttMessage', (_device, topic, payload, info) => {
+      if (topic.startsWith(this.configTopicStart)) this.onMessage(topic, payload, info);
+    });
+    // Remembered by the sessions and sent with every connect (they start after the extensions).
     await session.subscribe(options.statusTopic, 1);
-    for (const nodeId of this.ownNodeIds()) await session.subscribe(ownDiscoveryTopics(options.prefix, nodeId), 1);
+    await session.subscribe(ownDiscoveryTopics(options.prefix, gateway.id), 1, { noLocal: true });
+    await Promise.all(gateway.devices.map((d) => d.mqtt.subscribe(ownDiscoveryTopics(options.prefix, d.id), 1, { noLocal: true })));
   }
 
   async beforeStop(): Promise<void> {

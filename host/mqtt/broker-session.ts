@@ -91,9 +91,21 @@ export interface BrokerSessionOptions {
   /** Retry delay after a config failure (wrong password, untrusted certificate, ...); default 60 000 ms. */
   configFailureRetryMs?: number;
   /** Subscribed on every connect (see subscribe()). */
-  subscriptions?: Array<{ topic: string; qos: QoS }>;
+  subscriptions?: Subscription[];
   clock?: Clock;
   logger?: Logger;
+}
+
+/** A topic filter this session subscribes to on every connect. */
+export interface Subscription {
+  topic: string;
+  qos: QoS;
+  /**
+   * MQTT 5 No Local (§3.8.3.1): the broker does not hand back what this session itself
+   * publishes (retained messages on subscribing still come). Ignored on 3.1.1, which has no
+   * such option: there the session hears its own publishes too.
+   */
+  noLocal?: boolean;
 }
 
 export interface MessageInfo {
@@ -198,6 +210,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private readonly log: Logger;
   private readonly backoff: ExponentialBackoff;
   private readonly subscriptions = new Map<string, QoS>();
+  /** Of those, the No Local ones. */
+  private readonly noLocal = new Set<string>();
   private tlsOptions: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
   private state: State = 'idle';
   private client: MqttClient | null = null;
@@ -256,7 +270,7 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     this.clock = options.clock ?? systemClock;
     this.log = (options.logger ?? silentLogger).child({ component: 'mqtt', clientId: options.clientId });
     this.backoff = new ExponentialBackoff({ initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 });
-    for (const { topic, qos } of options.subscriptions ?? []) this.subscriptions.set(topic, qos);
+    for (const { topic, qos, noLocal } of options.subscriptions ?? []) this.remember(topic, qos, noLocal);
     this.tlsOptions = readTls(options.tls);
     this.configFailures = options.configFailures ?? new ConfigFailureLog();
     this.traffic = options.keepaliveTraffic;
@@ -410,17 +424,23 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
    * (up to SUBSCRIBE_TOPICS_PER_PACKET filters; more: several at once) and resolves once every
    * SUBACK is in.
    */
-  subscribe(topic: string | readonly string[], qos: QoS): Promise<void> {
+  subscribe(topic: string | readonly string[], qos: QoS, options: { noLocal?: boolean } = {}): Promise<void> {
     const topics = typeof topic === 'string' ? [topic] : topic;
-    for (const t of topics) this.subscriptions.set(t, qos);
+    for (const t of topics) this.remember(t, qos, options.noLocal);
     const client = this.client;
     if (!this.connected || !client || topics.length === 0) return Promise.resolve();
     return this.sendSubscriptions(client, topics);
   }
 
   /** What subscribe() has remembered (sent with every connect). */
-  get subscriptionList(): Array<{ topic: string; qos: QoS }> {
-    return [...this.subscriptions].map(([topic, qos]) => ({ topic, qos }));
+  get subscriptionList(): Subscription[] {
+    return [...this.subscriptions].map(([topic, qos]) => (this.noLocal.has(topic) ? { topic, qos, noLocal: true } : { topic, qos }));
+  }
+
+  private remember(topic: string, qos: QoS, noLocal: boolean | undefined): void {
+    this.subscriptions.set(topic, qos);
+    if (noLocal) this.noLocal.add(topic);
+    else this.noLocal.delete(topic);
   }
 
   private stopTraffic(): void {
@@ -775,7 +795,10 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       const qos = this.subscriptions.get(topic);
       if (qos === undefined) continue;
       const opts: IClientSubscribeOptions = { qos };
-      if (this.version === 5) opts.rh = 1;
+      if (this.version === 5) {
+        opts.rh = 1;
+        if (this.noLocal.has(topic)) opts.nl = true;
+      }
       map[topic] = opts;
     }
     return new Promise<void>((resolve, reject) => {

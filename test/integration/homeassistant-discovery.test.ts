@@ -179,6 +179,37 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
     expect(log.records.some((r) => /Home Assistant is online: sending discovery again/.test(r.msg ?? ''))).toBe(true);
   });
 
+  it("the daemon's sessions do not hear their own configs back (MQTT 5 No Local; on 3.1.1 the board's session does and ignores them), yet a config someone else empties is published again", async () => {
+    const device = gateway.devices[0]!;
+    const heard: string[] = [];
+    const onGateway = (topic: string) => heard.push(`gateway ${topic}`);
+    const onBoard = (_d: unknown, topic: string) => heard.push(`board ${topic}`);
+    gateway.mqtt.on('message', onGateway);
+    gateway.events.on('mqttMessage', onBoard);
+    try {
+      const before = new Map(ha.configMessages);
+      await ha.birth();
+      await eventually(() => expect([...before].every(([topic, count]) => ha.configMessages.get(topic)! > count)).toBe(true), { timeoutMs: 10_000, intervalMs: 50 });
+      // Another QoS 1 round trip on each session: an echo of the configs would have come first.
+      await gateway.mqtt.publish('tether-test/ha-echo', 'x', { qos: 1, retain: false });
+      await device.mqtt.publish('tether-test/ha-echo', 'x', { qos: 1, retain: false });
+      const configs = heard.filter((h) => h.includes(`${ha.prefix}/`) && h.endsWith('/config'));
+      if (device.mqtt.protocolVersion === 5) expect(configs).toEqual([]);
+      else expect(configs.length).toBeGreaterThan(0);
+      expect(configs.filter((h) => h.startsWith('gateway ') && h.includes('/uno-ha/'))).toEqual([]);
+
+      // Emptied by someone else (a gateway that had the board once deletes its configs as stale):
+      const emptied = uid('tether_rtt').topic;
+      const removedBefore = ha.removed.length;
+      await ha.client.publishAsync(emptied, '', { qos: 1, retain: true });
+      await eventually(() => expect(ha.removed.length > removedBefore && ha.entities.has(emptied)).toBe(true), { timeoutMs: 10_000, intervalMs: 50 });
+      expect(log.records.some((r) => /was deleted by someone else: publishing it again/.test(r.msg ?? ''))).toBe(true);
+    } finally {
+      gateway.mqtt.off('message', onGateway);
+      gateway.events.off('mqttMessage', onBoard);
+    }
+  });
+
   it('a board going lost makes its entities unavailable (its connectivity stays available and says off); its watchdog reset brings them back', async () => {
     const entities = () => ({
       pump: uid('pump_closed').availability.available,

@@ -117,6 +117,29 @@ describe.each(brokers)('BrokerSession against $name', ({ name, protocolVersion, 
     return client;
   }
 
+  it('No Local (MQTT 5): a subscription does not hand back what the session itself publishes, only others\' and the retained ones; 3.1.1 has no such option and hears its own', async () => {
+    const base = `tether-test/${uniqueId('nl')}`;
+    const other = await observer();
+    // Retained before the session subscribes: handed back on subscribing whoever sent it.
+    await other.publishAsync(`${base}/kept`, 'retained', { qos: 1, retain: true });
+    const s = session();
+    void s.subscribe(`${base}/#`, 1, { noLocal: true });
+    expect(s.subscriptionList).toEqual([{ topic: `${base}/#`, qos: 1, noLocal: true }]);
+    const messages: string[] = [];
+    s.on('message', (t, payload) => messages.push(`${t.slice(base.length + 1)}=${payload.toString()}`));
+    s.start();
+    await nextEvent(s, 'up', 3000);
+    await waitFor(() => messages.includes('kept=retained'), { timeoutMs: 3000, what: 'the retained message' });
+    await s.publish(`${base}/own`, 'mine', { qos: 1, retain: false });
+    await other.publishAsync(`${base}/other`, 'theirs', { qos: 1 });
+    await waitFor(() => messages.includes('other=theirs'), { timeoutMs: 3000, what: "the other client's message" });
+    // The session's own publish went out before the other's: had it come back, it would be here by now.
+    if (protocolVersion === 5) expect(messages).toEqual(['kept=retained', 'other=theirs']);
+    else expect(messages).toEqual(['kept=retained', 'own=mine', 'other=theirs']);
+    await other.publishAsync(`${base}/kept`, '', { qos: 1, retain: true });
+    await s.stop();
+  });
+
   it('connects, subscribes and gets its own publishes back (QoS 0 and 1); refuses to publish when not connected', async () => {
     const topic = `tether-test/${uniqueId('rt')}/in`;
     const s = session({ subscriptions: [{ topic, qos: 1 }] });
