@@ -81,7 +81,7 @@ function propertiesBlock(properties: unknown): Buffer | null {
   return block;
 }
 
-function userPropertiesBlock(user: Record<string, unknown>): Buffer | null {
+export function userPropertiesBlock(user: Record<string, unknown>): Buffer | null {
   const pairs: Buffer[] = [];
   for (const name of Object.getOwnPropertyNames(user)) {
     const values = Array.isArray(user[name]) ? (user[name] as unknown[]) : [user[name]];
@@ -100,7 +100,9 @@ function userPropertiesBlock(user: Record<string, unknown>): Buffer | null {
     }
   }
   const body = Buffer.concat(pairs);
-  const block = Buffer.allocUnsafe(varIntLength(body.length) + body.length);
+  // Kept as long as the claim: its own memory, not a slice of Node's shared 8 KiB pool (a
+  // slice would keep its whole slab alive, ~8 KiB a board; issue 15, seen as external memory).
+  const block = Buffer.allocUnsafeSlow(varIntLength(body.length) + body.length);
   body.copy(block, writeVarInt(block, 0, body.length));
   return block;
 }

@@ -1,6 +1,6 @@
 import { generate, parser, type Packet } from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
-import { encodePacket } from '../../host/mqtt/packet-encoder.ts';
+import { encodePacket, userPropertiesBlock } from '../../host/mqtt/packet-encoder.ts';
 
 /** What mqtt-packet (the encoder mqtt.js uses) makes of the same packet. */
 const reference = (packet: Packet, protocolVersion: number) => generate(packet, { protocolVersion } as never);
@@ -59,6 +59,14 @@ describe('packet encoder (PUBLISH and PUBACK in one buffer)', () => {
     const b = encodePacket({ cmd: 'publish', topic: 't', payload: '1', qos: 0, retain: false, dup: false, properties: { userProperties: owner } } as Packet, 5)!;
     expect(a.equals(b)).toBe(true);
     expect(encodePacket({ cmd: 'publish', topic: 't', payload: '1', qos: 0, retain: false, dup: false, properties: { userProperties: { ...owner } } } as Packet, 5)).toBeNull();
+  });
+
+  it("an owner's block, kept as long as its claim, is memory of its own: not a slice pinning a shared 8 KiB pool slab", () => {
+    const small = Buffer.allocUnsafe(16); // what a pooled allocation of this size looks like
+    expect(small.buffer.byteLength).toBeGreaterThan(small.length);
+    const block = userPropertiesBlock(owner)!;
+    expect(block.length).toBeLessThan(200);
+    expect(block.buffer.byteLength).toBe(block.length);
   });
 
   it('leaves what it does not encode to mqtt-packet: other properties, bad ids, other packet types', () => {
