@@ -32,8 +32,9 @@ export interface HomeAssistantOptions {
  * session keeps its subscriptions, and with Retain Handling 1 the broker does not hand retained
  * configs back to it), and any retained config under this gateway's node_id (on its session) or
  * one of its boards' (on the board's session) the broker does hand back (a new session, MQTT
- * 3.1.1) that is not expected is deleted too. That also clears the board configs earlier versions published under the gateway's
- * node_id (discovery.ts): they are in the record and under the gateway's node_id.
+ * 3.1.1) that is not expected is deleted too. That also clears the board configs earlier
+ * versions published under the gateway's node_id (discovery.ts): they are in the record and
+ * under the gateway's node_id.
  *
  * A board's configs name the board only, so gateways sharing a board publish the same topics.
  * A gateway that deletes a board's configs as stale (the board taken out of its config because

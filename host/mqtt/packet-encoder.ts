@@ -81,6 +81,7 @@ function propertiesBlock(properties: unknown): Buffer | null {
   return block;
 }
 
+/** The User Properties of an object as a PUBLISH's properties (length and pairs); null if a value is not a string. */
 export function userPropertiesBlock(user: Record<string, unknown>): Buffer | null {
   const pairs: Buffer[] = [];
   for (const name of Object.getOwnPropertyNames(user)) {
