@@ -55,10 +55,6 @@ export class HomeAssistantExtension implements Extension {
   /** Stale config topics deleted in this run (a retained copy handed back meanwhile is not news). */
   private readonly removed = new Set<string>();
   private recordPath = '';
-  /** What every discovery config topic under our prefix starts with. */
-  private get configTopicStart(): string {
-    return `${this.options.prefix}/`;
-  }
   private saving: Promise<void> = Promise.resolve();
   private offMessage: (() => void) | null = null;
   private stopping = false;
@@ -111,8 +107,9 @@ export class HomeAssistantExtension implements Extension {
     // the board just sent. On the gateway's session, that echo was 8 QoS 1 messages a board
     // to parse and acknowledge at every start (issue 15). On MQTT 3.1.1 the echo comes, and
     // is ignored as before (an expected config).
+    const underPrefix = `${options.prefix}/`;
     on('mqttMessage', (_device, topic, payload, info) => {
-      if (topic.startsWith(this.configTopicStart)) this.onMessage(topic, payload, info);
+      if (topic.startsWith(underPrefix)) this.onMessage(topic, payload, info);
     });
     // Remembered by the sessions and sent with every connect (they start after the extensions).
     await session.subscribe(options.statusTopic, 1);

@@ -209,9 +209,8 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly backoff: ExponentialBackoff;
-  private readonly subscriptions = new Map<string, QoS>();
-  /** Of those, the No Local ones. */
-  private readonly noLocal = new Set<string>();
+  /** By topic filter: what subscribe() remembered. */
+  private readonly subscriptions = new Map<string, Subscription>();
   private tlsOptions: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>;
   private state: State = 'idle';
   private client: MqttClient | null = null;
@@ -434,13 +433,11 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
 
   /** What subscribe() has remembered (sent with every connect). */
   get subscriptionList(): Subscription[] {
-    return [...this.subscriptions].map(([topic, qos]) => (this.noLocal.has(topic) ? { topic, qos, noLocal: true } : { topic, qos }));
+    return [...this.subscriptions.values()].map((s) => ({ ...s }));
   }
 
   private remember(topic: string, qos: QoS, noLocal: boolean | undefined): void {
-    this.subscriptions.set(topic, qos);
-    if (noLocal) this.noLocal.add(topic);
-    else this.noLocal.delete(topic);
+    this.subscriptions.set(topic, noLocal ? { topic, qos, noLocal: true } : { topic, qos });
   }
 
   private stopTraffic(): void {
@@ -792,12 +789,12 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
     // ~1 % of a 5,000-board start's busy samples).
     const map: ISubscriptionMap = Object.create(null) as ISubscriptionMap;
     for (const topic of topics) {
-      const qos = this.subscriptions.get(topic);
-      if (qos === undefined) continue;
-      const opts: IClientSubscribeOptions = { qos };
+      const subscription = this.subscriptions.get(topic);
+      if (subscription === undefined) continue;
+      const opts: IClientSubscribeOptions = { qos: subscription.qos };
       if (this.version === 5) {
         opts.rh = 1;
-        if (this.noLocal.has(topic)) opts.nl = true;
+        if (subscription.noLocal) opts.nl = true;
       }
       map[topic] = opts;
     }
