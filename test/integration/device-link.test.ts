@@ -14,6 +14,7 @@ import { waitFor } from '../support/wait-for.ts';
 const PING_MS = 200;
 const MISSES = 3;
 const BOUND_MS = PING_MS * MISSES;
+const LEASE_MS = 1000;
 
 interface Rig {
   board: BoardOnPty;
@@ -101,7 +102,8 @@ describe('DeviceLink on the emulated Uno', () => {
     // 6 s asleep: the emulated watchdog now wakes it on time (it used to come up to 2 s late),
     // and a loaded machine may hand the host SLEEPING late.
     const { board, link } = await rig({
-      session: { deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 6000, awakeMs: 300 } },
+      // A lease of 1 s (PINGs every 200 ms): a host stalled under a loaded CI for 0.8 s keeps it.
+      session: { leaseMs: LEASE_MS, deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 6000, awakeMs: 300 } },
     });
     await link.nextState('sleeping', 5000);
     await new Promise((r) => setTimeout(r, BOUND_MS * 3)); // a fixed wait on purpose: well past the lost bound, it must still be sleeping
@@ -112,10 +114,23 @@ describe('DeviceLink on the emulated Uno', () => {
     await waitFor(() => board.uno.digitalOutput(13) === true, { timeoutMs: 5000, what: 'queued command delivered' });
     expect(link.stats().queueDepth).toBe(0);
 
+    // The lease counts once the board says it holds one (a PONG with its lease flag): the PING that
+    // carried it may have met the board just going to sleep and been lost waking it.
+    const leased = new Promise<void>((resolve) => {
+      const onMessage = (m: { type: string; leaseActive?: boolean }) => {
+        if (m.type === 'pong' && m.leaseActive === true) {
+          link.off('message', onMessage);
+          resolve();
+        }
+      };
+      link.on('message', onMessage);
+    });
     const lease = link.acquireLease('dashboard open');
-    await link.nextState('ready', 5000).catch(() => undefined);
+    await Promise.race([leased, new Promise((_, reject) => setTimeout(() => reject(new Error('no PONG with the lease flag within 5 s')), 5000))]);
+    expect(link.state).toBe('ready');
     const sleepsBefore = board.uno.stats.sleeps;
-    await new Promise((r) => setTimeout(r, 2500)); // a fixed wait on purpose: longer than a sleep cycle, and no sleep
+    // A fixed wait on purpose: 5 leases long (each PING renews it), many awake_ms, and no sleep.
+    await new Promise((r) => setTimeout(r, LEASE_MS * 5));
     expect(board.uno.stats.sleeps).toBe(sleepsBefore); // the emulator confirms: no sleep
     expect(link.state).toBe('ready');
     lease.release();
