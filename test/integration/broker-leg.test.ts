@@ -196,8 +196,11 @@ describe.each(brokers)('broker leg on %s', (name, protocolVersion, startBroker) 
         sent.push(volts);
       }, 300);
       const topic = 'homie/5/dev-tele/light/value';
+      // Johnny-Five up first (its handshake follows the link's; slow on a loaded CI machine: seen
+      // twice as "ramp 27 steps, 2 values queued" 10 s after the link was ready).
+      await waitFor(() => queuedValues(daemon, topic).length > 0, { timeoutMs: 20_000, what: "the sensor's first value (Johnny-Five ready)" });
       await waitFor(() => watcher.received.length >= 3, {
-        timeoutMs: 10_000,
+        timeoutMs: 15_000,
         what: 'telemetry at the subscriber',
         // Seen once in CI (before any fault): says which side stalled.
         detail: () => `ramp steps ${sent.length}, queued ${queuedValues(daemon, topic).length}, received ${watcher.received.length}, board uptime ${uno.uno.stats.uptimeMs} ms`,
