@@ -7,7 +7,7 @@ import { BoardOnPty } from '../../emulator/avr/board-on-pty.ts';
 import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 // An unmodified Johnny-Five program on TetherIO, across an unplug/replug of the emulated board.
 
@@ -33,6 +33,7 @@ describe('TetherIO with Johnny-Five', () => {
     await board?.close();
   });
 
+  const stateList = () => `states: ${states.map((s) => s.to).join(', ')}`;
   function toggles(since: number): number {
     return pinLog.filter((t) => t > since).length;
   }
@@ -49,12 +50,12 @@ describe('TetherIO with Johnny-Five', () => {
 
     const lost = new Promise<void>((resolve) => io.once('lost', () => resolve()));
     await board.unplug();
-    await lost;
+    await within(lost, { timeoutMs: 5000, what: "TetherIO's 'lost' after the unplug", detail: stateList });
     await new Promise((r) => setTimeout(r, 1000)); // a fixed wait on purpose: the program keeps running, blinking into the void
     const back = new Promise<void>((resolve) => io.once('ready', () => resolve()));
     const replugAt = performance.now();
     await board.replug();
-    await back;
+    await within(back, { timeoutMs: 10_000, what: "TetherIO's 'ready' after the replug", detail: stateList });
     await waitFor(() => toggles(replugAt) >= 4, { timeoutMs: 800, what: '4 toggles of pin 13 after the replug' });
     expect(states.map((s) => s.to)).toContain('lost');
     expect(io.link.stats().replays).toBeGreaterThanOrEqual(1);
@@ -62,7 +63,7 @@ describe('TetherIO with Johnny-Five', () => {
     // Digital reporting for the Button was set once, before the unplug: it must have been replayed.
     const pressed = new Promise<void>((resolve) => button.on('press', () => resolve()));
     board.uno.setDigitalInput(2, true);
-    await pressed;
+    await within(pressed, { timeoutMs: 5000, what: "the Button's press after the replug", detail: () => `replays ${io.link.stats().replays}` });
     board.uno.setDigitalInput(2, false);
     led.stop();
     expect(errors).toEqual([]);

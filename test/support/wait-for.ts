@@ -63,3 +63,20 @@ export async function eventually(assert: () => unknown | Promise<unknown>, optio
     throw last ?? timeout;
   });
 }
+
+/**
+ * An awaited event with a deadline: resolves as `promise` does, or rejects after `timeoutMs`
+ * naming `what` and what `detail` says of the state then. Leaves no timer behind.
+ */
+export async function within<T>(promise: Promise<T>, options: WaitForOptions): Promise<T> {
+  const { what, timeoutMs = 5000, detail } = options;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? ` (${detail()})` : ''}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
