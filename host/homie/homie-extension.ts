@@ -44,7 +44,8 @@ export interface HomieExtensionOptions {
 export class HomieExtension implements Extension {
   readonly name = 'homie';
   private readonly subscriptions: EventSubscriptions;
-  private readonly descriptions = new Map<string, HomieDescription>();
+  /** Each device's `$description` as the JSON published: it never changes while the daemon runs, so it is serialised once, not on every 'up'. */
+  private readonly descriptions = new Map<string, string>();
   private readonly facts = new Map<string, KeepaliveFacts>();
   private stopTimer: (() => void) | null = null;
   private stopPathWatch: (() => void) | null = null;
@@ -63,12 +64,12 @@ export class HomieExtension implements Extension {
   async start(): Promise<void> {
     const { gateway } = this;
     for (const device of gateway.devices) {
-      this.descriptions.set(device.id, this.describe(device));
+      this.descriptions.set(device.id, JSON.stringify(this.describe(device)));
       // Homie 5: a device is `init` until it is ready. (Its session is not up yet, unless shared:
       // its first 'up' publishes the description and the state then current, below.)
       if (!device.brokerConnected) continue;
       device.publish(homieTopics.state(device.id), 'init', 'state', REPUBLISHED);
-      device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
+      device.publish(homieTopics.description(device.id), this.descriptions.get(device.id)!, 'state', REPUBLISHED);
     }
     const on = this.subscriptions.on.bind(this.subscriptions);
     on('deviceState', (device, change) => {
@@ -177,7 +178,7 @@ export class HomieExtension implements Extension {
     const session = device.mqtt;
     if (!session.connected) return;
     const send = (topic: string, value: string) => void session.publish(topic, value, { qos: 1, retain: false }).catch(() => {});
-    send(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)));
+    send(homieTopics.description(device.id), this.descriptions.get(device.id)!);
     send(homieTopics.state(device.id), device.link.state);
     for (const component of device.components) {
       for (const [property, value] of component.values()) send(homieTopics.property(device.id, component.id, property), value);
@@ -223,7 +224,7 @@ export class HomieExtension implements Extension {
   private republish(device: GatewayDevice): void {
     if (this.stopping) return;
     // Coalescing in the outbox keeps this cheap.
-    device.publish(homieTopics.description(device.id), JSON.stringify(this.descriptions.get(device.id)), 'state', REPUBLISHED);
+    device.publish(homieTopics.description(device.id), this.descriptions.get(device.id)!, 'state', REPUBLISHED);
     device.publish(homieTopics.state(device.id), device.link.state, 'state', REPUBLISHED);
     for (const component of device.components) {
       for (const [property, value] of component.values()) device.publish(homieTopics.property(device.id, component.id, property), value, 'state');
