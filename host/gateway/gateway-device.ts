@@ -25,6 +25,8 @@ import type { StartGate } from './start-gate.ts';
 
 /** A board session that is not up after this long gives its place in the StartGate to the next (it keeps trying on its own). */
 const SESSION_START_HOLD_MS = 10_000;
+/** A board holding a place after up gives it back after this many of its publishes are acknowledged (a backlog after an outage is longer). */
+const START_ACKS_HELD = 32;
 /** A link not settled (ready, lost, ...) after this long gives its place in the link StartGate to the next. */
 const LINK_START_HOLD_MS = 5_000;
 
@@ -39,7 +41,7 @@ export interface GatewayDeviceOptions {
   journalFds?: JournalFdPool;
   /**
    * The daemon's bound on board sessions connecting at once (absent: none): a session holds a
-   * place from its start until it is up (and its start-up publishes are queued), or SESSION_START_HOLD_MS.
+   * place from its start until it is up and its start-up publishes are acknowledged, or SESSION_START_HOLD_MS.
    */
   sessionStarts?: StartGate;
   /**
@@ -249,10 +251,25 @@ export class GatewayDevice {
         release();
         return;
       }
-      // Until up: its 'up' listener comes after the extensions', so its start-up publishes are queued by then.
+      // Until up and its start-up publishes are acknowledged (its 'up' listener comes after the
+      // extensions', so they are queued by then): the boards starting at once then bound what
+      // the daemon holds in flight, not only the CONNECTs (issue 15: with the place given back
+      // at CONNACK, every board that was up had its ~20 publishes waiting on a busy broker).
+      const { outbox } = parts;
       this.holdPlace('startPlace', release, SESSION_START_HOLD_MS, (done) => {
-        mqtt.on('up', done);
-        return () => mqtt.off('up', done);
+        let acks = 0;
+        const onAck = () => {
+          if (parts.pump.inFlight === 0 || ++acks >= START_ACKS_HELD) done();
+        };
+        const onUp = () => {
+          if (outbox.size === 0) done();
+          else outbox.on('ack', onAck);
+        };
+        mqtt.on('up', onUp);
+        return () => {
+          mqtt.off('up', onUp);
+          outbox.off('ack', onAck);
+        };
       });
     }
     parts.mqtt.start();
