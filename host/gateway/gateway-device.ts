@@ -255,20 +255,27 @@ export class GatewayDevice {
       // extensions', so they are queued by then): the boards starting at once then bound what
       // the daemon holds in flight, not only the CONNECTs (issue 15: with the place given back
       // at CONNACK, every board that was up had its ~20 publishes waiting on a busy broker).
-      const { outbox } = parts;
+      // The pump says when nothing is in flight (an outbox 'ack' does not: a publish whose entry
+      // a newer one replaced meanwhile settles without one); a backlog gives the place back
+      // after START_ACKS_HELD acknowledgements.
+      const { outbox, pump } = parts;
       this.holdPlace('startPlace', release, SESSION_START_HOLD_MS, (done) => {
         let acks = 0;
+        let stopWaiting = () => {};
         const onAck = () => {
-          if (parts.pump.inFlight === 0 || ++acks >= START_ACKS_HELD) done();
+          if (++acks >= START_ACKS_HELD) done();
         };
         const onUp = () => {
-          if (outbox.size === 0) done();
-          else outbox.on('ack', onAck);
+          mqtt.off('up', onUp);
+          if (outbox.size === 0) return done();
+          stopWaiting = pump.onceIdle(done);
+          outbox.on('ack', onAck);
         };
         mqtt.on('up', onUp);
         return () => {
           mqtt.off('up', onUp);
           outbox.off('ack', onAck);
+          stopWaiting();
         };
       });
     }

@@ -50,9 +50,9 @@ const JOURNAL_FDS = 64;
 const OPEN_CONCURRENCY = 16;
 
 /**
- * Board sessions connecting at once (each until it is up and its start-up publishes are
- * queued): a place is held a few milliseconds, so this many keep the broker busy without
- * thousands of CONNECTs and their publishes landing in the same turns.
+ * Board sessions starting at once (each from its CONNECT until its start-up publishes are
+ * acknowledged): this many keep the broker busy without thousands of CONNECTs and their
+ * publishes landing in the same turns, and bound what a fleet's start holds in flight.
  */
 const SESSION_STARTS = 256;
 

@@ -172,6 +172,18 @@ export class OutboxPump {
     this.outbox.off('drop', this.onOutboxChange);
   }
 
+  /**
+   * Calls `listener` once, the next time nothing is in flight after publishes settled (or the
+   * round in flight was abandoned on 'down'). Returns how to stop waiting.
+   */
+  onceIdle(listener: () => void): () => void {
+    this.idleWaiters.push(listener);
+    return () => {
+      const at = this.idleWaiters.indexOf(listener);
+      if (at >= 0) this.idleWaiters.splice(at, 1);
+    };
+  }
+
   /** Resolves when the outbox is empty (at once if it is). */
   flushed(): Promise<void> {
     if (this.outbox.size === 0) return Promise.resolve();

@@ -13,7 +13,7 @@ import { StartGate } from '../../host/gateway/start-gate.ts';
 import { BrokerSession } from '../../host/mqtt/broker-session.ts';
 import { systemClock } from '../../host/time/clock.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 // Real Mosquitto, real board sessions (BrokerSession) and simulated boards over TCP. Between the
 // sessions and the broker a relay that can hold back what the broker sends on one connection
@@ -141,7 +141,7 @@ describe('GatewayDevice: board sessions start a bounded number at a time (issue 
     expect(ups).toEqual(['board0']);
 
     relay.release(); // the PUBACKs arrive: the first gives its place to the second
-    await secondAcquired;
+    await within(secondAcquired, { timeoutMs: 10_000, what: 'the second board acquired (its session given a place)' });
     await waitFor(() => ups.includes('board1'), { timeoutMs: 10_000, what: 'the second session up' });
     expect(relay.connections).toBe(2);
     await waitFor(() => gate.inUse === 0, { timeoutMs: 10_000, what: "the second session's place given back once its publishes are acknowledged" });

@@ -372,6 +372,33 @@ describe('OutboxPump', () => {
     expect(o.size).toBe(1);
   });
 
+  it('onceIdle() calls back once, when nothing is in flight: also when the last publish to settle was of an entry a newer one replaced (no outbox ack for it)', async () => {
+    const o = await outbox();
+    const pub = new ManualPublisher();
+    const pump = new OutboxPump(o, pub, { inflight: 1 });
+    o.enqueue({ topic: 's', payload: Buffer.from('v1'), qos: 1, retain: true, kind: 'state' });
+    pump.start();
+    await settle();
+    const acks: string[] = [];
+    o.on('ack', (entry: { payload: Buffer }) => acks.push(entry.payload.toString()));
+    let idle = 0;
+    let forgotten = 0;
+    pump.onceIdle(() => idle++);
+    const stop = pump.onceIdle(() => forgotten++);
+    stop();
+    o.enqueue({ topic: 's', payload: Buffer.from('v2'), qos: 1, retain: true, kind: 'state' }); // replaces v1, in flight
+    pub.open[0].resolve();
+    await settle();
+    expect(acks).toEqual([]); // v1's entry is gone: its PUBACK acks nothing in the outbox
+    expect(idle).toBe(1);
+    expect(pub.sent()).toEqual(['v1', 'v2']);
+    pub.open[0].resolve();
+    await settle();
+    expect(acks).toEqual(['v2']);
+    expect(idle).toBe(1); // once
+    expect(forgotten).toBe(0);
+  });
+
   it('an entry coalesced while in flight is not resent; its late ack is harmless', async () => {
     const o = await outbox();
     const pub = new ManualPublisher();
