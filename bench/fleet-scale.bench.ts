@@ -78,6 +78,8 @@ interface FleetResult {
   rssMiB: number;
   eldP99Ms: number;
   eldMaxMs: number;
+  /** Share of the window the daemon's main thread was ready to run but waited for a CPU (%). */
+  runQueueWaitPct: number;
   fds: number;
   /** Open descriptors on the boards' outbox journals (`*.outbox`) at the end of the window. */
   outboxFds: number;
@@ -111,6 +113,15 @@ function cpuTicks(pid: number): number {
 function mainThreadTicks(pid: number): { user: number; sys: number } {
   const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return { user: Number(fields[11]), sys: Number(fields[12]) };
+}
+
+/**
+ * Nanoseconds the main thread has run and waited on a run queue (ready, but no CPU free): the
+ * event loop's delay includes that wait, which is the machine's contention, not the daemon's work.
+ */
+function mainThreadSchedstat(pid: number): { runNs: number; waitNs: number } {
+  const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(' ');
+  return { runNs: Number(run), waitNs: Number(wait) };
 }
 
 function rssMiB(pid: number): number {
@@ -303,7 +314,10 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     // CPU time the start-up took (robust where wall time is not: other work on the same cores).
     const readyCpuS = cpuTicks(pid) / CLOCK_TICKS;
     const readyMain = mainThreadTicks(pid);
-    process.stderr.write(`  all ready after ${readyS.toFixed(1)} s, daemon CPU until then ${readyCpuS.toFixed(1)} s (main thread user ${(readyMain.user / CLOCK_TICKS).toFixed(1)} s + system ${(readyMain.sys / CLOCK_TICKS).toFixed(1)} s)\n`);
+    const readyWaitS = mainThreadSchedstat(pid).waitNs / 1e9;
+    process.stderr.write(
+      `  all ready after ${readyS.toFixed(1)} s, daemon CPU until then ${readyCpuS.toFixed(1)} s (main thread user ${(readyMain.user / CLOCK_TICKS).toFixed(1)} s + system ${(readyMain.sys / CLOCK_TICKS).toFixed(1)} s; it waited for a free CPU ${readyWaitS.toFixed(1)} s)\n`,
+    );
     clearInterval(progress);
     // The start's tail (TAIL_MS): measured apart, it is not steady state.
     const atReady = await scrapeLoopDelay(`http://127.0.0.1:${metricsPort}/metrics`);
@@ -327,6 +341,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const t0 = performance.now();
     const c0 = cpuTicks(pid);
     const m0 = mainThreadTicks(pid);
+    const q0 = mainThreadSchedstat(pid);
     const s0 = sims.pids.map(cpuTicks);
     counting = new Map();
     await sleep(MEASURE_MS);
@@ -335,6 +350,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const seconds = (performance.now() - t0) / 1000;
     const cpuPct = ((cpuTicks(pid) - c0) / CLOCK_TICKS / seconds) * 100;
     const m1 = mainThreadTicks(pid);
+    const runQueueWaitPct = ((mainThreadSchedstat(pid).waitNs - q0.waitNs) / 1e9 / seconds) * 100;
     const pct = (ticks: number) => ((ticks / CLOCK_TICKS / seconds) * 100).toFixed(1);
     process.stderr.write(
       `  daemon CPU ${cpuPct.toFixed(1)} % of a core: main thread user ${pct(m1.user - m0.user)} % + system ${pct(m1.sys - m0.sys)} %, other threads ${pct(cpuTicks(pid) - c0 - (m1.user - m0.user) - (m1.sys - m0.sys))} %\n`,
@@ -357,7 +373,7 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
     const messages = [...published].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${perMinute(v).toFixed(2)}`);
     process.stderr.write(`  MQTT messages per board per minute at steady state: ${messages.join(', ') || 'none'}\n`);
     const messagesPerBoardMin = perMinute([...published.values()].reduce((a, b) => a + b, 0));
-    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, heartbeatsPerBoardS, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS, tail };
+    return { n, readyS, cpuPct, rssMiB: rss, eldP99Ms: eld.p99, eldMaxMs: eld.max, runQueueWaitPct, fds, outboxFds: journalFds, memory: eld.memory, simCpuPct, heartbeatsPerBoardS, messagesPerBoardMin, load: os.loadavg()[0]!, readyAtEnd, scrapeS, scrapeMiB, scrapeEldMaxMs: scrapeEld.max, readyCpuS, tail };
   } finally {
     clearInterval(progress);
     await stopChild(daemon, 60_000);
@@ -380,7 +396,7 @@ function rows(r: FleetResult): Row[] {
     { benchmark: `${name}: daemon RSS per board`, measured: `${rssKiB.toFixed(1)} KiB (${r.rssMiB.toFixed(0)} MiB; heap ${(r.memory.heap_used ?? NaN).toFixed(0)} used of ${(r.memory.heap_total ?? NaN).toFixed(0)}, external ${(r.memory.external ?? NaN).toFixed(0)} MiB)`, limit: `<= ${GOAL.rssKiB} KiB per board`, ratio: ratio(rssKiB, GOAL.rssKiB) },
     { benchmark: `${name}: all ready after start`, measured: `${r.readyS.toFixed(1)} s (daemon CPU until then ${r.readyCpuS.toFixed(1)} s; ${r.readyAtEnd} of ${r.n} still ready at the end of the window)`, limit: `<= ${GOAL.readyS} s`, ratio: ratio(r.readyS, GOAL.readyS) },
     { benchmark: `${name}: the start's tail (${TAIL_MS / 1000} s after all ready, before the window: the last first facts, the heap handed back)`, measured: `daemon CPU ${r.tail.cpuS.toFixed(1)} s, V8 heap ${r.tail.heapBefore.toFixed(0)} -> ${r.tail.heapAfter.toFixed(0)} MiB committed, event-loop delay p99 ${r.tail.eldP99Ms.toFixed(1)} ms (max ${r.tail.eldMaxMs.toFixed(0)} ms)`, limit: '-', ratio: '-' },
-    { benchmark: `${name}: event-loop delay p99 (max)`, measured: `${r.eldP99Ms.toFixed(1)} ms (${r.eldMaxMs.toFixed(0)} ms)`, limit: `< ${GOAL.eldP99Ms} ms`, ratio: ratio(r.eldP99Ms, GOAL.eldP99Ms) },
+    { benchmark: `${name}: event-loop delay p99 (max)`, measured: `${r.eldP99Ms.toFixed(1)} ms (${r.eldMaxMs.toFixed(0)} ms); the main thread waited for a free CPU ${r.runQueueWaitPct.toFixed(1)} % of the window (run queue, /proc schedstat)`, limit: `< ${GOAL.eldP99Ms} ms`, ratio: ratio(r.eldP99Ms, GOAL.eldP99Ms) },
     { benchmark: `${name}: one full metrics scrape`, measured: `${r.scrapeS.toFixed(2)} s, ${r.scrapeMiB.toFixed(1)} MiB (longest event-loop delay over it ${r.scrapeEldMaxMs.toFixed(0)} ms: host/metrics/scrape-in-turns.ts)`, limit: '-', ratio: '-' },
     { benchmark: `${name}: MQTT messages per board at steady state`, measured: `${r.messagesPerBoardMin.toFixed(2)} a minute (load average ${r.load.toFixed(1)} on ${os.cpus().length} cores)`, limit: 'only news (keepalive-facts.ts)', ratio: '-' },
     { benchmark: `${name}: file descriptors per board`, measured: `${fds.toFixed(2)} (${r.fds} open, ${r.outboxFds} of them outbox journals)`, limit: `${GOAL.fds} (link + MQTT socket)`, ratio: ratio(fds, GOAL.fds) },
