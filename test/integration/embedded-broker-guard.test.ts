@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 import { serveDeviceOverTcp, type DeviceOnTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { RecordingLogger } from '../../emulator/testing/recording-logger.ts';
 import { validateConfig } from '../../host/config/load-config.ts';
@@ -59,7 +59,7 @@ describe('the embedded broker', () => {
     // A PUBLISH that says 10 MiB follow: only its header is sent.
     const header = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.alloc(10 * 1024 * 1024), qos: 0, retain: false, dup: false }).subarray(0, 16);
     raw.write(header);
-    await closed;
+    await within(closed, { timeoutMs: 10_000, what: 'the raw connection closed' });
     await good.publishAsync('still/here', 'yes', { qos: 1 });
     expect(broker.clientCount()).toBe(1);
   });

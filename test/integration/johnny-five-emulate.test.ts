@@ -3,7 +3,7 @@ import { SerialPort } from 'serialport';
 import five from 'johnny-five';
 import firmataIo from 'firmata-io';
 import { EmulateProcess } from '../support/emulate-process.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 // Unmodified Johnny-Five + firmata.js over real serialport on the pty of `tether emulate`.
 
@@ -56,10 +56,10 @@ describe('Johnny-Five on tether emulate', () => {
     await waitFor(() => reporting, { what: 'the first report of pin 2' });
     const pressed = new Promise<void>((resolve) => button.on('press', () => resolve()));
     emulator.command('pin 2 1');
-    await pressed;
+    await within(pressed, { timeoutMs: 5000, what: "the Button's press" });
     const released = new Promise<void>((resolve) => button.on('release', () => resolve()));
     emulator.command('pin 2 0');
-    await released;
+    await within(released, { timeoutMs: 5000, what: "the Button's release" });
   });
 
   it('a Sensor on A0 reports an injected ADC value', async () => {

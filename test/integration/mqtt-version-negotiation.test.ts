@@ -12,7 +12,7 @@ import { openBrokerProbe } from '../../host/probe/probe-connections.ts';
 import { startAedesProcess, type RunningAedes } from '../support/aedes-process.ts';
 import { freePort } from '../support/free-port.ts';
 import { startMosquitto, type RunningMosquitto } from '../support/mosquitto.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 // MQTT version negotiation against brokers as they are: Aedes (the embedded broker) speaks
 // 3.1.1 only and answers an MQTT 5 CONNECT with CONNACK "unacceptable protocol version";
@@ -162,7 +162,7 @@ describe('tether demo --broker against a broker that speaks 3.1.1 only (Aedes in
     } finally {
       await client.endAsync(true);
       demo.kill('SIGTERM');
-      await exited;
+      await within(exited, { timeoutMs: 15_000, what: 'the demo to exit' });
     }
   });
 });

@@ -4,6 +4,7 @@ import { DeviceLink } from '../../host/link/device-link.ts';
 import { serveDeviceOverTcp } from '../../emulator/simulator/tcp-device-server.ts';
 import { TetherIO } from '../../host/tether-io/tether-io.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
+import { within } from '../support/wait-for.ts';
 
 // The protocol-level simulated board (for fleets and benchmarks) behind a TCP bridge.
 
@@ -19,7 +20,7 @@ describe('simulated device over tcp://', () => {
     expect([...(await link.readState(3, 3))]).toEqual([1, 2, 3]);
     const lost = new Promise((resolve) => link.on('state', (c) => c.to === 'lost' && resolve(c)));
     sim.device.setFrozen(true);
-    await lost;
+    await within(lost, { timeoutMs: 5000, what: 'the link lost' });
     await link.close();
     await sim.close();
     expect(await leakedSince(baseline)).toEqual({});

@@ -6,7 +6,7 @@ import { ReconnectingTransport } from '../../host/transport/reconnecting-transpo
 import { TcpTransport } from '../../host/transport/tcp-transport.ts';
 import { TransportError } from '../../host/transport/transport.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 /** A loopback "bridge": keeps its accepted sockets so a test can cut them. */
 class Bridge {
@@ -100,7 +100,7 @@ describe('TcpTransport against a loopback server (real sockets)', () => {
     expect(firstDone).toBe(true);
     await first;
     expect(closeEvents).toEqual([null]);
-    await serverSawEnd;
+    await within(serverSawEnd, { timeoutMs: 5000, what: "the server's 'end'" });
     expect(t.isOpen).toBe(false);
     expect(t.write(Buffer.from('late'))).toBe(false);
     expect(t.listenerCount('data')).toBe(1); // only the test's own listener

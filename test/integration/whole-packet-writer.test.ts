@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWholePackets } from '../../host/mqtt/whole-packet-writer.ts';
 import { startMosquitto, type RunningMosquitto } from '../support/mosquitto.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 /** The socket's write() calls while `work` runs (the real mqtt.js client's own stream). */
 async function countWrites(client: MqttClient, work: () => Promise<unknown>): Promise<number> {
@@ -75,7 +75,7 @@ describe('whole-packet writer on real mqtt.js and Mosquitto', () => {
     (client as unknown as { stream: NodeJS.EventEmitter }).stream.on('error', (err: Error) => errors.push(err));
     // Past mqtt.js's own checks: straight to the writer, as a bad packet from inside would come.
     (client as unknown as { _writePacket: (p: object) => void })._writePacket({ cmd: 'publish', topic: 42, payload: 'x', qos: 0 });
-    await closed;
+    await within(closed, { timeoutMs: 10_000, what: "the client's close" });
     expect(errors.map((e) => e.message).join(' ')).toMatch(/Invalid topic/);
     expect(client.connected).toBe(false);
   });
