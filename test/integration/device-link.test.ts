@@ -7,7 +7,7 @@ import { FIRMWARE_HEX_PATH } from '../../host/paths.ts';
 import { DeviceLink, type DeviceLinkOptions } from '../../host/link/device-link.ts';
 import type { StateChange } from '../../host/session/device-session.ts';
 import { activeResources, leakedSince } from '../support/handles.ts';
-import { waitFor } from '../support/wait-for.ts';
+import { waitFor, within } from '../support/wait-for.ts';
 
 // The host link against the real firmware on an emulated Uno behind a real pty, in real time.
 
@@ -126,7 +126,7 @@ describe('DeviceLink on the emulated Uno', () => {
       link.on('message', onMessage);
     });
     const lease = link.acquireLease('dashboard open');
-    await Promise.race([leased, new Promise((_, reject) => setTimeout(() => reject(new Error('no PONG with the lease flag within 5 s')), 5000))]);
+    await within(leased, { timeoutMs: 5000, what: 'a PONG with the lease flag' });
     expect(link.state).toBe('ready');
     const sleepsBefore = board.uno.stats.sleeps;
     // A fixed wait on purpose: 5 leases long (each PING renews it), many awake_ms, and no sleep.
