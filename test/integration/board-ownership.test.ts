@@ -67,7 +67,12 @@ describe('two gateways configured with one board', () => {
       what: 'one gateway to serve the board',
       detail: () => `phases ${phases().join(', ')}`,
     });
-    await waitFor(() => gateways.every((g) => g === holder || g.ownership!.phase(BOARD) === 'standby'), { timeoutMs: 10_000, what: 'the other to stand by' });
+    await waitFor(() => gateways.every((g) => g === holder || g.ownership!.phase(BOARD) === 'standby'), {
+      timeoutMs: 10_000,
+      what: 'the other to stand by',
+      // Seen once in CI: says what each gateway thought then.
+      detail: () => `phases ${phases().join(', ')}; warnings: ${logs.map((l) => l.records.filter((r) => r.level === 'warn' || r.level === 'error').map((r) => r.msg).slice(-3).join(' / ')).join(' | ')}`,
+    });
     await waitFor(() => holder.devices[0]!.mqtt.connected, { timeoutMs: 10_000, what: "the holder's board session to connect" });
     const settled = logs.map(boardConnects);
 
