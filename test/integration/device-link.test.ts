@@ -24,9 +24,9 @@ interface Rig {
 
 const rigs: Rig[] = [];
 
-async function rig(options: Partial<DeviceLinkOptions> = {}): Promise<Rig> {
+async function rig({ usbFlushMs, ...options }: Partial<DeviceLinkOptions> & { usbFlushMs?: number } = {}): Promise<Rig> {
   const ptyPath = join(mkdtempSync(join(tmpdir(), 'tether-link-')), 'uno');
-  const board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath });
+  const board = await BoardOnPty.start({ hexPath: FIRMWARE_HEX_PATH, ptyPath, usbFlushMs });
   const link = new DeviceLink({
     target: ptyPath,
     backoff: { initialMs: 50, maxMs: 400 },
@@ -141,7 +141,12 @@ describe('DeviceLink on the emulated Uno', () => {
     // The race from the field: the firmware sends SLEEPING and powers down; a write the host sent
     // before SLEEPING reached it meets a sleeping MCU, whose UART is off (the byte only wakes it).
     // PINGs 1 s apart: one in flight as the MCU sleeps would wake it before the write arrives.
+    // The USB chip's flush timer (a real Uno's 16U2 flushes every ~4.1 ms) holds SLEEPING back
+    // while the MCU, which waits only for its UART to drain, goes to sleep: so the host writes as
+    // to a ready board, every time. Without it, a 2 ms emulator slice that ended between the
+    // frame's last byte and SLEEP let the host read SLEEPING first (seen once in CI).
     const { board, link } = await rig({
+      usbFlushMs: 4,
       session: { pingIntervalMs: 1000, deviceConfig: { watchdogMs: 2000, policy: 'sleep', hostTimeoutMs: 0, sleepMs: 4000, awakeMs: 300 } },
     });
     const lease = link.acquireLease('setup'); // no sleep while pin 13 is set up
@@ -152,8 +157,7 @@ describe('DeviceLink on the emulated Uno', () => {
     board.uno.on('pin', (pin, high) => pin === 13 && high && highs.push(performance.now()));
     let stateAtWrite: string | undefined;
     let droppedBefore = 0;
-    // At the instant the MCU executes SLEEP its SLEEPING frame is still on its way to the host
-    // (the pty delivers it later), so the host writes as to a ready board: the race, every time.
+    // At the instant the MCU executes SLEEP its SLEEPING frame is still in the USB chip.
     board.uno.once('sleep', () => {
       stateAtWrite = link.state;
       droppedBefore = board.uno.stats.rxDropped;
