@@ -48,8 +48,10 @@ devices:
   // Each mistake gives one precise line: where, what was expected, what was there.
   it.each([
     ['an empty file', '', 'the file is empty'],
-    ['broken YAML', 'devices: [\n', /^not valid YAML: .*line 2/],
-    ['a duplicated key', 'devices: []\ndevices: []\n', /^not valid YAML: Map keys must be unique/],
+    ['broken YAML', 'devices: [\n', /^not valid YAML: .* at line 2, column 1$/],
+    ['a duplicated key', 'devices: []\ndevices: []\n', 'not valid YAML: duplicated mapping key at line 2, column 1'],
+    ['an unknown tag', 'devices: !custom []\n', /^not valid YAML: unknown tag .*custom.* at line 1/],
+    ['two documents', 'devices: []\n---\ndevices: []\n', /^not valid YAML: expected a single document/],
     ['no devices', 'gateway:\n  id: gw\n', 'devices: expected array, missing'],
     ['an empty device list', 'devices: []\n', /^devices: expected at least 1 item/],
     ['an unknown top-level key', `colour: red\n${device()}`, 'colour: unknown key'],
