@@ -52,6 +52,7 @@ devices:
     ['a duplicated key', 'devices: []\ndevices: []\n', 'not valid YAML: duplicated mapping key at line 2, column 1'],
     ['an unknown tag', 'devices: !custom []\n', /^not valid YAML: unknown tag .*custom.* at line 1/],
     ['two documents', 'devices: []\n---\ndevices: []\n', /^not valid YAML: expected a single document/],
+    ['a YAML 1.1 boolean (YAML 1.2 reads `yes` as a string)', `homeassistant: { enabled: yes }\n${device()}`, 'homeassistant.enabled: expected boolean, got "yes"'],
     ['no devices', 'gateway:\n  id: gw\n', 'devices: expected array, missing'],
     ['an empty device list', 'devices: []\n', /^devices: expected at least 1 item/],
     ['an unknown top-level key', `colour: red\n${device()}`, 'colour: unknown key'],
