@@ -82,7 +82,12 @@ for (const [label, session] of OPTION_SETS) {
     async function reportingWorks(volts: number): Promise<void> {
       board.uno.setAnalogInput(0, volts);
       const expected = Math.round((volts / 5) * 1023);
-      await waitFor(() => Math.abs(sensor.value - expected) <= 2, { timeoutMs: 2000, what: `sensor reading ${expected}` });
+      const since = performance.now();
+      const detail = () =>
+        `sensor ${sensor.value}, link ${io.link.state}, states ${states.map((s) => s.to).join(',')}, reboots ${reboots.length}, ` +
+        `MCU uptime ${board.uno.stats.uptimeMs.toFixed(0)} ms, ${(performance.now() - since).toFixed(0)} ms since the input was set`;
+      // 19 ms sampling: 5 s is for a loaded machine; the detail says where it stood if it ever fails.
+      await waitFor(() => Math.abs(sensor.value - expected) <= 2, { timeoutMs: 5000, what: `sensor reading ${expected}`, detail });
       const [pressesBefore, releasesBefore] = [presses, releases];
       board.uno.setDigitalInput(2, true);
       await waitFor(() => presses > pressesBefore, { timeoutMs: 1000, what: 'button press' });
