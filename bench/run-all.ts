@@ -9,6 +9,7 @@ import { detectionLatency } from './detection-latency.bench.ts';
 import { failover } from './failover.bench.ts';
 import { fleetScale } from './fleet-scale.bench.ts';
 import { middleboxKeepalive } from './middlebox-keepalive.bench.ts';
+import { mqttAckParse } from './mqtt-ack-parse.bench.ts';
 import { mqttSessionHeap } from './mqtt-session-heap.bench.ts';
 import { outboxJournal } from './outbox-journal.bench.ts';
 import { serialRtt } from './serial-rtt.bench.ts';
@@ -27,6 +28,7 @@ for (const [name, bench] of [
   ['bridge heal', bridgeHeal],
   ['outbox journal', outboxJournal],
   ['MQTT side of a board', mqttSessionHeap],
+  ['reading PUBACKs', mqttAckParse],
   ['keepalive through middleboxes', middleboxKeepalive],
   ['socket floor', socketFloor],
   ['fleet scale', fleetScale],

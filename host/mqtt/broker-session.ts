@@ -14,6 +14,7 @@ import { classifyBrokerError, ConfigFailureLog, type ConfigFailure } from './bro
 import { KeepaliveProbe } from './mqtt-keepalive-probe.ts';
 import { LazyStore } from './lazy-store.ts';
 import { writeWholePackets } from './whole-packet-writer.ts';
+import { ACK_FIRST_PARSER, useAckFirstParser } from './ack-first-parser.ts';
 import { mqttConnectTarget } from './mqtt-connect-target.ts';
 import { isVersionRefusal, ProtocolNegotiation, type AttemptOutcome, type ProtocolSetting, type ProtocolVersion } from './protocol-negotiation.ts';
 
@@ -151,6 +152,8 @@ const INERT_TIMER: Timer = {
  * otherwise (about 1 KiB a board, with its properties). Kept when DEBUG names mqttjs, so that
  * mqtt.js's debug output still works where someone asked for it.
  */
+/** Unless mqtt-packet's own debug output is asked for (DEBUG=mqtt-packet:*), which it would skip. */
+const ACK_FIRST = !/mqtt-packet/.test(process.env.DEBUG ?? '');
 const MQTTJS_LOG: IClientOptions['log'] = /mqttjs/.test(process.env.DEBUG ?? '') ? undefined : () => {};
 
 /** How long stop() waits for the final publish's PUBACK and for the broker to close after DISCONNECT. */
@@ -509,7 +512,10 @@ export class BrokerSession extends EventEmitter<BrokerSessionEvents> {
       // Stores holding nothing while nothing is in flight (lazy-store.ts).
       incomingStore: new LazyStore(),
       outgoingStore: new LazyStore(),
+      // Its incoming PUBACKs read without mqtt-packet's allocations (ack-first-parser.ts).
+      ...(ACK_FIRST ? { [ACK_FIRST_PARSER]: true } : {}),
     };
+    if (ACK_FIRST) useAckFirstParser();
     const client = target ? mqtt.connect(connectOptions) : mqtt.connect(this.url, connectOptions);
     writeWholePackets(client);
     this.client = client;
