@@ -28,7 +28,10 @@ const PINGRESP = 0xd0;
 export class AckFirstParser extends EventEmitter {
   /** Packets read here, and handed to mqtt-packet's parser. */
   readonly stats = { direct: 0, general: 0 };
-  private rest: Buffer | null = null;
+  /** The reads of an unfinished packet, their bytes, and how many it needs (0: not known yet). */
+  private rest: Buffer[] = [];
+  private restLength = 0;
+  private needed = 0;
   private general: PacketParser | null = null;
   /** A malformed header was seen: from then on every byte is mqtt-packet's to parse. */
   private passThrough = false;
@@ -44,10 +47,16 @@ export class AckFirstParser extends EventEmitter {
   parse(buf: Buffer): number {
     if (this.passThrough) return this.generalParser().parse(buf);
     let data = buf;
-    if (this.rest !== null) {
-      data = Buffer.concat([this.rest, buf]);
-      this.rest = null;
+    if (this.restLength > 0) {
+      this.rest.push(buf);
+      this.restLength += buf.length;
+      // A large packet in many reads is put together once, when it is all there.
+      if (this.restLength < this.needed) return this.restLength;
+      data = Buffer.concat(this.rest, this.restLength);
+      this.rest = [];
+      this.restLength = 0;
     }
+    this.needed = 0;
     let pos = 0;
     while (pos < data.length) {
       // §2.2.3 Remaining Length: 1-4 bytes of 7 bits, least significant first.
@@ -69,7 +78,10 @@ export class AckFirstParser extends EventEmitter {
         break; // the length continues in the next chunk
       }
       const end = at + length;
-      if (end > data.length) break;
+      if (end > data.length) {
+        this.needed = end - pos;
+        break;
+      }
       const first = data[pos]!;
       if (first === PUBACK && (length === 2 || (this.settings.protocolVersion === 5 && isBareV5Success(data, at, length)))) {
         this.stats.direct++;
@@ -84,8 +96,12 @@ export class AckFirstParser extends EventEmitter {
       pos = end;
     }
     // A part packet waits for the rest; copied, so the socket's whole chunk is not kept for it.
-    if (pos < data.length) this.rest = Buffer.from(data.subarray(pos));
-    return this.rest?.length ?? 0;
+    if (pos < data.length) {
+      const part = Buffer.from(data.subarray(pos));
+      this.rest.push(part);
+      this.restLength = part.length;
+    }
+    return this.restLength;
   }
 
   private giveUp(data: Buffer): number {

@@ -1,5 +1,5 @@
 import mqttPacket, { generate, type Packet } from 'mqtt-packet';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AckFirstParser } from '../../host/mqtt/ack-first-parser.ts';
 
 type Outcome = { packets: Packet[]; errors: string[] };
@@ -97,8 +97,24 @@ describe('AckFirstParser (PUBACK and PINGRESP read directly, the rest by mqtt-pa
     const packets: Packet[] = [];
     parser.on('packet', (p: Packet) => packets.push(p));
     expect(parser.parse(chunk.subarray(0, 5))).toBe(1);
-    expect((parser as unknown as { rest: Buffer }).rest.buffer).not.toBe(chunk.buffer);
+    expect((parser as unknown as { rest: Buffer[] }).rest[0]!.buffer).not.toBe(chunk.buffer);
     parser.parse(puback.subarray(1));
     expect(packets.map((p) => p.messageId)).toEqual([3, 3]);
+  });
+
+  it('puts a large packet that comes in many reads together once, when it is all there', () => {
+    const publish = generate({ cmd: 'publish', topic: 'tether/big', payload: Buffer.alloc(1024 * 1024, 7), qos: 0, retain: true } as Packet, { protocolVersion: 5 } as never);
+    const reads = Array.from({ length: Math.ceil(publish.length / 65536) }, (_, i) => publish.subarray(i * 65536, (i + 1) * 65536));
+    expect(reads.length).toBeGreaterThan(15);
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const got = mine(5, reads);
+      expect(got.errors).toEqual([]);
+      expect(got.packets).toHaveLength(1);
+      expect((got.packets[0] as { payload?: Buffer }).payload).toEqual(Buffer.alloc(1024 * 1024, 7));
+      expect(concat.mock.calls.filter((c) => (c[0] as Buffer[]).length > 1).length).toBe(1);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });
