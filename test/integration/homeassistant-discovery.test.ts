@@ -127,8 +127,9 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
       detail: () => `link ${device.link.state}, hold ${device.holdMode}, io ready ${String(device.tetherIO?.isReady)}; log: ${log.records.slice(-12).map((r) => r.msg).join(' | ')}`,
     });
     const pump = uid('pump_closed');
-    // A pin's wait says, if it times out, where the command stopped (seen twice in CI, under
-    // load: a command's pin did not move; not reproduced in 100 runs alone or under load).
+    // A pin's wait says, if it times out, where the command stopped (seen three times in CI,
+    // under load: a command's pin did not move; not reproduced in 100 runs alone or under load;
+    // the third time firmata.js held pin 13 high, port 1 = 33, and the MCU's pin was low).
     const pinIs = (pin: number, high: boolean) =>
       waitFor(() => uno.digitalOutput(pin) === high, {
         what: `pin ${pin} ${high ? 'high' : 'low'}`,
@@ -140,6 +141,8 @@ describe.each(brokers)('Home Assistant discovery on $name', ({ start }) => {
           const lines = log.records.filter((r) => /set|replay|state|lost|ready|reboot|wedge|sleep|write/i.test(r.msg ?? '')).slice(-25);
           return [
             `board pins 8 ${String(uno.digitalOutput(8))}, 13 ${String(uno.digitalOutput(13))}; link ${device.link.state}; hold ${device.holdMode}`,
+            // Whether the MCU slept, reset or could not take bytes from the host meanwhile.
+            `MCU: ${JSON.stringify(uno.stats)}`,
             `firmata.js ${firmata}, port 1 ${String(io?.ports?.[1])}; sets applied ${device.counters.setsApplied}, rejected ${device.counters.setsRejected}`,
             `commands seen by Home Assistant's model: ${ha.history.filter((m) => m.topic.endsWith('/set')).map((m) => `${m.topic} ${m.payload}`).join('; ')}`,
             ...lines.map((r) => `${r.level} ${r.msg}`),
