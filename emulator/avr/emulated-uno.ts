@@ -43,6 +43,8 @@ export interface EmulatorStats {
   resets: Record<ResetCause, number>;
   /** Bytes from the host that the MCU could not receive (asleep or UART off), as on hardware. */
   rxDropped: number;
+  /** Bytes from the host not yet in the UART (they enter one byte time apart). */
+  rxPending: number;
   flashPagesWritten: number;
 }
 
@@ -207,6 +209,7 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
       lastSleepMode: this.counters.lastSleepMode,
       resets: { ...this.counters.resets },
       rxDropped: this.counters.rxDropped,
+      rxPending: this.rxQueue.length,
       flashPagesWritten: this.pagesWrittenBefore + this.machine.selfProgramming.pagesWritten,
     };
   }
