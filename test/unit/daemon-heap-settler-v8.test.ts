@@ -43,12 +43,21 @@ describe('HeapSettler on the real V8', () => {
       expect(out.status, out.stderr).toBe(0);
       return JSON.parse(out.stdout) as { before: number; after: number; settles: number };
     };
-    const settled = run(true);
-    const left = run(false);
-    expect(settled.settles).toBe(1);
-    expect(left.settles).toBe(0);
-    // Here: 146 -> 68 MiB settled, 145 -> 149 MiB left alone.
-    expect(settled.after).toBeLessThan(settled.before * 0.7);
-    expect(left.after).toBeGreaterThan(left.before * 0.85);
-  }, 90_000);
+    // Here: 146 -> 68 MiB settled, 145 -> 149 MiB left alone. V8's memory reducer may also
+    // shrink the control on its own when the machine starves it (its allocation rate looks low):
+    // in CI twice, 126 -> 80 and 128 -> 78 MiB. So the pair runs again, up to three times, until
+    // one pair shows the difference; a settler that does nothing never passes.
+    const pairs: string[] = [];
+    const mib = (r: { before: number; after: number }) => `${(r.before / 2 ** 20).toFixed(0)} -> ${(r.after / 2 ** 20).toFixed(0)} MiB`;
+    let shown = false;
+    for (let attempt = 1; attempt <= 3 && !shown; attempt++) {
+      const settled = run(true);
+      const left = run(false);
+      expect(settled.settles).toBe(1);
+      expect(left.settles).toBe(0);
+      pairs.push(`settled ${mib(settled)}, left alone ${mib(left)}`);
+      shown = settled.after < settled.before * 0.7 && left.after > left.before * 0.85;
+    }
+    expect(shown, `no pair where the settled heap fell below 70 % and the control stayed above 85 %: ${pairs.join('; ')}`).toBe(true);
+  }, 200_000);
 });
