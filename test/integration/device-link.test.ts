@@ -84,14 +84,16 @@ describe('DeviceLink on the emulated Uno', () => {
     link.writeFirmata([0xf4, 9, 3, 0xe9, 100 & 0x7f, 0]); // pin 9 PWM 100
     link.writeFirmata([0xf4, 7, 1, 0x90, 0x00, 0x01]); // pin 7 OUTPUT high via port 0
     await link.writeState(0, Uint8Array.from([1, 2, 3, 200]));
-    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs high' });
+    // Failed once in CI (outputs not high 2 s after the board answered a later frame): the message says where the bytes were.
+    const where = () => `pin 13 ${String(board.uno.digitalOutput(13))}, pin 7 ${String(board.uno.digitalOutput(7))}; link ${link.state}; MCU ${JSON.stringify(board.uno.stats)}`;
+    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs high', detail: where });
 
     const before = link.stats();
     const rebooted = new Promise((resolve) => link.once('reboot', resolve));
     board.uno.powerCycle();
     expect(await rebooted).toMatchObject({ causes: ['power-on'], stateSurvived: false });
     await link.nextState('ready', 10_000);
-    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs replayed' });
+    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs replayed', detail: where });
     expect([...(await link.readState(0, 4))]).toEqual([1, 2, 3, 200]);
     const stats = link.stats();
     expect(stats.reboots['power-on'] - before.reboots['power-on']).toBe(1);
