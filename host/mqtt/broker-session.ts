@@ -152,9 +152,10 @@ const INERT_TIMER: Timer = {
  * otherwise (about 1 KiB a board, with its properties). Kept when DEBUG names mqttjs, so that
  * mqtt.js's debug output still works where someone asked for it.
  */
-/** Unless mqtt-packet's own debug output is asked for (DEBUG=mqtt-packet:*), which it would skip. */
-const ACK_FIRST = !/mqtt-packet/.test(process.env.DEBUG ?? '');
 const MQTTJS_LOG: IClientOptions['log'] = /mqttjs/.test(process.env.DEBUG ?? '') ? undefined : () => {};
+
+/** Board sessions read PUBACKs with the AckFirstParser, unless mqtt-packet's own debug output is asked for (DEBUG=mqtt-packet:*), which it would skip. */
+const ACK_FIRST = !/mqtt-packet/.test(process.env.DEBUG ?? '');
 
 /** How long stop() waits for the final publish's PUBACK and for the broker to close after DISCONNECT. */
 const STOP_STEP_TIMEOUT_MS = 3000;
