@@ -77,6 +77,8 @@ export interface DeviceLinkStats {
   lastSeen: number | null;
   reboots: Record<string, number>;
   replays: number;
+  /** State sent again for unconfirmed writes a sleep or a lost link may have taken (not a full replay). */
+  resends: number;
   verifications: number;
   queueDepth: number;
   queueDropped: number;
@@ -160,11 +162,15 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   private rttListeners: Array<(ms: number) => void> | null = null;
   /** The PING frame, reused while each PING leaves at once (the socket took it whole). */
   private pingFrame: Buffer | null = null;
-  /** What to send again when the board wakes: the recorded state of what unconfirmed writes touched. */
-  private resendOnWake: PinRecord | null = null;
+  /**
+   * What unconfirmed writes touched when a sleep or a loss may have taken them: sent again, as
+   * the record holds it then, once the board is back (see writesMayBeLost).
+   */
+  private mayBeLost: PinRecord | null = null;
   /** Sending that again: new writes wait in the queue so they are not overtaken by older state. */
   private resending = false;
   private replays = 0;
+  private resends = 0;
   private verifications = 0;
   /** Requests waiting for their answer (made by the first request). */
   private pending: Set<(m: DeviceMessage) => boolean> | null = null;
@@ -384,6 +390,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       lastSeen: s.lastSeen,
       reboots: { ...s.counters.reboots },
       replays: this.replays,
+      resends: this.resends,
       verifications: this.verifications,
       queueDepth: this.queueValue?.size ?? 0,
       queueDropped: this.queueValue?.dropped ?? 0,
@@ -465,7 +472,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     if (message.type === 'pong') {
       this.confirmWrites(message.seq);
       this.keepTraffic?.pong(message.seq);
-    } else if (message.type === 'sleeping') this.writesMayBeLostToSleep();
+    } else if (message.type === 'sleeping') this.writesMayBeLost('sleep');
     this.session.receive(message);
     this.answerPending(message);
     this.emit('message', message);
@@ -573,13 +580,9 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   private onState(change: StateChange): void {
-    if (change.to === 'lost' || change.to === 'init') {
-      // No wake to wait for: the handshake that follows replays what the sleep may have taken.
-      if (this.resendOnWake) this.missedWrites = true;
-      this.resendOnWake = null;
-      this.unconfirmed = [];
-      this.pingMarks?.clear();
-    }
+    // A write no PONG confirmed may have died with the link (or met a hung MCU): the handshake
+    // that follows sends again what such writes touched, and what a sleep may have taken.
+    if (change.to === 'lost' || change.to === 'init') this.writesMayBeLost('loss');
     if (change.to === 'ready') {
       this.transport.markHealthy();
       this.flushQueue();
@@ -632,50 +635,92 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
   }
 
   /**
-   * SLEEPING: the board powered down right after sending it. A write sent before it arrived
-   * and not confirmed may have met the sleeping MCU, whose UART is off: its first byte only
-   * wakes it and the rest is garbage, so the write is lost without a trace. Which of them
-   * were lost cannot be known, so on AWAKE the recorded state of everything they touched is
-   * sent again: the last commanded values (idempotent on the board), never the raw writes
-   * (a query or an I2C write is not idempotent). Pin modes are not idempotent either (setting
-   * one resets the pin's value): they are checked first and re-sent only where they differ.
+   * Writes no PONG confirmed may never have been read, and which of them cannot be known:
+   * - `sleep` (SLEEPING): the board powered down right after sending it. A write sent before it
+   *   arrived met the sleeping MCU, whose UART is off: its first byte only wakes it and the
+   *   rest is garbage.
+   * - `loss` (the link went lost): the bytes may have died with the connection, or met an MCU
+   *   that hung as they came (its UART overruns while nothing reads it).
+   * What they touched is sent again once the board is back (AWAKE, or the handshake when the
+   * board kept its state; a reboot replays everything anyway): the last commanded values
+   * (idempotent on the board), never the raw writes (a query or an I2C write is not
+   * idempotent). Pin modes are not idempotent either (setting one resets the pin's value, a
+   * glitch on an output): they are checked first and sent again only where they differ.
    */
-  private writesMayBeLostToSleep(): void {
+  private writesMayBeLost(cause: 'sleep' | 'loss'): void {
     if (this.unconfirmed.length === 0) return;
     const touched = new FirmataCommandTracker();
     for (const w of this.unconfirmed) touched.observe(w.bytes);
+    const writes = this.unconfirmed.length;
     this.unconfirmed = [];
     this.pingMarks?.clear();
-    // Values as commanded by the time of SLEEPING (writes queued later follow them on wake).
-    const now = this.tracker.record;
+    // Values as commanded by now (writes made later follow them: queued while the board sleeps).
     const t = touched.record;
-    const pick = <V>(keys: Iterable<number>, from: Map<number, V>) => new Map([...keys].filter((k) => from.has(k)).map((k) => [k, from.get(k)!]));
-    const resend = this.resendOnWake ?? emptyPinRecord();
-    for (const [k, v] of pick(t.modes.keys(), now.modes)) resend.modes.set(k, v);
-    for (const [k, v] of pick(t.digitalPorts.keys(), now.digitalPorts)) resend.digitalPorts.set(k, v);
-    for (const [k, v] of pick(t.analogWrites.keys(), now.analogWrites)) resend.analogWrites.set(k, v);
-    for (const c of t.analogReporting) if (now.analogReporting.has(c)) resend.analogReporting.add(c);
-    for (const p of t.digitalReporting) if (now.digitalReporting.has(p)) resend.digitalReporting.add(p);
-    if (t.samplingIntervalMs !== null) resend.samplingIntervalMs = now.samplingIntervalMs;
-    if (isPinRecordEmpty(resend)) return;
-    this.resendOnWake = resend;
-    this.log.info({ writes: t.modes.size + t.digitalPorts.size + t.analogWrites.size }, 'the board went to sleep with writes unconfirmed: sending their state again when it wakes');
+    const now = this.tracker.record;
+    const all = this.mayBeLost ?? emptyPinRecord();
+    for (const pin of t.modes.keys()) if (now.modes.has(pin)) all.modes.set(pin, now.modes.get(pin)!);
+    for (const port of t.digitalPorts.keys()) if (now.digitalPorts.has(port)) all.digitalPorts.set(port, now.digitalPorts.get(port)!);
+    for (const pin of t.analogWrites.keys()) if (now.analogWrites.has(pin)) all.analogWrites.set(pin, now.analogWrites.get(pin)!);
+    for (const c of t.analogReporting) if (now.analogReporting.has(c)) all.analogReporting.add(c);
+    for (const p of t.digitalReporting) if (now.digitalReporting.has(p)) all.digitalReporting.add(p);
+    if (t.samplingIntervalMs !== null) all.samplingIntervalMs = now.samplingIntervalMs;
+    if (isPinRecordEmpty(all)) return;
+    this.mayBeLost = all;
+    this.log.info(
+      { writes },
+      cause === 'sleep'
+        ? 'the board went to sleep with writes unconfirmed: sending their state again when it wakes'
+        : 'the link was lost with writes unconfirmed: sending their state again when the board is back',
+    );
   }
 
-  /** AWAKE: what may have been lost to the sleep first (see writesMayBeLostToSleep), then the queue. */
+  /**
+   * Sends again what writesMayBeLost() kept: modes only where the board's differ (PIN_STATE),
+   * then the values. `modesVerified`: the caller already checked every mode. `newerSent`: writes
+   * made since went straight out (a handshake, not a wake, whose queue follows): a value
+   * changed since is left out, so the older one does not overtake the newer.
+   */
+  private async resendMayBeLost({ modesVerified, newerSent }: { modesVerified: boolean; newerSent: boolean }): Promise<void> {
+    const kept = this.mayBeLost;
+    this.mayBeLost = null;
+    if (kept === null) return;
+    const now = this.tracker.record;
+    const current = <V>(key: number, value: V, from: Map<number, V>) => !newerSent || from.get(key) === value;
+    const resend = emptyPinRecord();
+    if (!modesVerified && kept.modes.size > 0) {
+      const checks = [...kept.modes].sort((a, b) => a[0] - b[0]).map(([pin, mode]) => ({ pin, mode, state: undefined }));
+      const differ = new Set((await this.pinMismatches(checks)).map((m) => m.pin));
+      for (const [pin, mode] of kept.modes) if (differ.has(pin) && current(pin, mode, now.modes)) resend.modes.set(pin, mode);
+    }
+    for (const [port, value] of kept.digitalPorts) if (current(port, value, now.digitalPorts)) resend.digitalPorts.set(port, value);
+    for (const [pin, value] of kept.analogWrites) if (current(pin, value, now.analogWrites)) resend.analogWrites.set(pin, value);
+    for (const c of kept.analogReporting) if (!newerSent || now.analogReporting.has(c)) resend.analogReporting.add(c);
+    for (const p of kept.digitalReporting) if (!newerSent || now.digitalReporting.has(p)) resend.digitalReporting.add(p);
+    if (!newerSent || kept.samplingIntervalMs === now.samplingIntervalMs) resend.samplingIntervalMs = kept.samplingIntervalMs;
+    const commands = replayCommands(resend);
+    if (commands.length === 0) return;
+    this.resends++;
+    this.log.info({ bytes: commands.length, modes: resend.modes.size }, 'sending again the state that unconfirmed writes may have missed');
+    this.transport.write(Uint8Array.from(commands));
+  }
+
+  /** A handshake with a board that kept its state: what writes lost with the link touched. */
+  private async resendAfterHandshake(modesVerified: boolean): Promise<void> {
+    if (this.mayBeLost === null) return;
+    try {
+      await this.resendMayBeLost({ modesVerified, newerSent: true });
+    } catch (err) {
+      this.missedWrites = true;
+      this.log.warn({ err: (err as Error).message }, 'could not check the pins after the handshake: replaying at the next one');
+    }
+  }
+
+  /** AWAKE: what may have been lost to the sleep first (see writesMayBeLost), then the queue. */
   private async afterWake(): Promise<void> {
-    const resend = this.resendOnWake;
-    this.resendOnWake = null;
-    if (resend && !this.resending) {
+    if (this.mayBeLost !== null && !this.resending) {
       this.resending = true;
       try {
-        if (resend.modes.size > 0) {
-          const checks = [...resend.modes].sort((a, b) => a[0] - b[0]).map(([pin, mode]) => ({ pin, mode, state: undefined }));
-          const differ = new Set((await this.pinMismatches(checks)).map((m) => m.pin));
-          for (const pin of resend.modes.keys()) if (!differ.has(pin)) resend.modes.delete(pin);
-        }
-        const commands = replayCommands(resend);
-        if (commands.length > 0) this.transport.write(Uint8Array.from(commands));
+        await this.resendMayBeLost({ modesVerified: false, newerSent: false });
       } catch (err) {
         // No answer to the check: the board is not listening (asleep again, or gone); a handshake replays what it missed.
         this.missedWrites = true;
@@ -731,6 +776,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const hasRecord = record !== undefined && (!isPinRecordEmpty(record) || record.registers.size > 0);
     if (!hasRecord) {
       this.missedWrites = false;
+      this.mayBeLost = null;
       return;
     }
     // A board that cannot restore pins (e.g. Espruino) is fine with state survived alone.
@@ -742,8 +788,12 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       replay = !(await this.registersMatch());
       if (replay) this.log.warn({}, 'device kept state but registers differ from the record: replaying');
     }
-    if (!replay) return;
+    if (!replay) {
+      await this.resendAfterHandshake(false);
+      return;
+    }
     this.missedWrites = false;
+    this.mayBeLost = null; // all of it follows
     this.replays++;
     const commands = replayCommands(record);
     this.log.info({ bytes: commands.length, registers: record.registers.size, bootId: hello.bootId }, 'replaying pin state and registers');
@@ -781,6 +831,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       }
     }
     const commands = rebooted || forgot ? replayCommands(record) : [];
+    // Every mode and output was just checked: what else unconfirmed writes touched (reporting, sampling) goes again.
+    if (rebooted || forgot) this.mayBeLost = null;
+    else await this.resendAfterHandshake(true);
+    superseded();
     if (commands.length > 0) {
       this.replays++;
       this.log.info({ bytes: commands.length }, 'replaying pin modes, outputs and reporting to the plain Firmata board');

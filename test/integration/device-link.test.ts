@@ -78,6 +78,40 @@ describe('DeviceLink on the emulated Uno', () => {
     expect(board.uno.stats.resets.watchdog).toBe(0);
   });
 
+  it('a pin write a ready board never read (it hung as the bytes came) is sent again when it is back without a reset, with no glitch on its outputs', async () => {
+    // Seen in CI under load: a write went out to a ready board, the link was lost before any
+    // PONG confirmed it, and the board came back without a reset. The host forgot the
+    // unconfirmed write at the loss and, since the board kept its state, replayed nothing: the
+    // pin stayed where it was. Here the MCU hangs (freeze) as the write arrives: its UART
+    // keeps receiving but nothing reads UDR0, so the bytes overrun and the command is lost, as
+    // on the chip. 1 s hung: lost (bound 600 ms), well inside the 2 s watchdog.
+    const { board, link } = await rig();
+    link.writeFirmata([0xf4, 8, 1, 0xf4, 13, 1, 0x91, 0x01, 0x00]); // pins 8 and 13 outputs; 8 high
+    await waitFor(() => board.uno.digitalOutput(8) === true && board.uno.digitalOutput(13) === false, { timeoutMs: 5000, what: 'pin 8 high, 13 low' });
+    const edges: string[] = [];
+    board.uno.on('pin', (pin, high) => edges.push(`${pin} ${high ? 'high' : 'low'}`));
+    const before = link.stats();
+
+    board.uno.freeze();
+    // Port 1: pin 8 stays high, pin 13 high; and pin 12 made an output, high: a mode the board lacks.
+    link.writeFirmata([0x91, 0x21, 0x00]);
+    link.writeFirmata([0xf4, 12, 1, 0x91, 0x31, 0x00]);
+    expect(link.state).toBe('ready'); // written as to a ready board: nothing marks it missed
+    await link.nextState('lost', 5000);
+    board.uno.thaw();
+    await link.nextState('ready', 5000);
+    const where = () => `pins 8 ${String(board.uno.digitalOutput(8))}, 12 ${String(board.uno.digitalOutput(12))}, 13 ${String(board.uno.digitalOutput(13))}; edges ${edges.join(', ')}; MCU ${JSON.stringify(board.uno.stats)}`;
+    await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(12) === true, { timeoutMs: 5000, what: 'pins 12 and 13 high after the board came back', detail: where });
+    expect(board.uno.stats.resets.watchdog).toBe(0); // it kept its state: no full replay was due
+    const after = link.stats();
+    expect({ resends: after.resends - before.resends, replays: after.replays - before.replays }).toEqual({ resends: 1, replays: 0 });
+    // A fixed wait on purpose: time for a (wrong) extra edge to show.
+    await new Promise((r) => setTimeout(r, 500));
+    // Pin 8 never dropped: only pin 12's mode, which the board lacked, was sent again.
+    expect(edges.filter((e) => e.startsWith('8 '))).toEqual([]);
+    expect(edges.filter((e) => e.startsWith('13 '))).toEqual(['13 high']);
+  });
+
   it('after a power cycle, pin modes, outputs and state registers are replayed; the cause is reported', async () => {
     const { board, link } = await rig();
     link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]); // pin 13 OUTPUT high

@@ -219,6 +219,81 @@ describe('DeviceLink and a board that goes to sleep (scripted board, fake time)'
   });
 });
 
+/** A board that hears nothing while `deaf` (a hung MCU, a dead line), then comes back without a reset. */
+class DeafDevice extends SleepyDevice {
+  deaf = false;
+  /** Called as a PIN_STATE query arrives (a program writing meanwhile). */
+  onQuery: (() => void) | null = null;
+
+  override write(bytes: Uint8Array): boolean {
+    if (this.deaf) return true;
+    if (bytes[0] === 0xf0 && bytes[1] === 0x6d) this.onQuery?.();
+    return super.write(bytes);
+  }
+}
+
+describe('DeviceLink and writes lost with the link (scripted board, fake time)', () => {
+  async function readyDeaf() {
+    const clock = new ManualClock();
+    const device = new DeafDevice(clock);
+    const link = new DeviceLink({ target: 'fake', clock, transportFactory: () => device, session: { pingIntervalMs: 100, misses: 3 } });
+    link.start();
+    await clock.advanceAsync(1_000);
+    expect(link.state).toBe('ready');
+    link.writeFirmata([0xf4, 12, 1, 0x91, 0x10, 0x00]); // pin 12 output, high: confirmed by the next PONG
+    await clock.advanceAsync(300);
+    return { clock, device, link };
+  }
+
+  it('a write no PONG confirmed before the link was lost is sent again after the handshake with the board that kept its state; modes only where it differs', async () => {
+    const { clock, device, link } = await readyDeaf();
+    device.deaf = true;
+    link.writeFirmata([0xf4, 13, 1, 0x91, 0x30, 0x00]); // pin 13 output, high (12 stays high): never read
+    await clock.advanceAsync(1_000);
+    expect(link.state).toBe('lost');
+    const before = device.applied.length;
+    device.deaf = false;
+    await clock.advanceAsync(2_000);
+    expect(link.state).toBe('ready');
+    // Pin 13's mode is sent again (the board lacks it), pin 12's is not (setting it again would drive it low for a moment).
+    expect(device.applied.slice(before)).toEqual([[0xf4, 13, 1, 0x91, 0x30, 0x00]]);
+    expect(link.stats()).toMatchObject({ resends: 1, replays: 0 });
+    await link.close();
+  });
+
+  it('a newer write sent while the pins are checked is not overtaken by the older value', async () => {
+    const { clock, device, link } = await readyDeaf();
+    device.deaf = true;
+    link.writeFirmata([0xf4, 13, 1, 0x91, 0x30, 0x00]);
+    await clock.advanceAsync(1_000);
+    expect(link.state).toBe('lost');
+    const before = device.applied.length;
+    device.onQuery = () => {
+      device.onQuery = null;
+      link.writeFirmata([0x91, 0x00, 0x00]); // the program turns port 1 off meanwhile
+    };
+    device.deaf = false;
+    await clock.advanceAsync(2_000);
+    expect(link.state).toBe('ready');
+    expect(device.applied.slice(before)).toEqual([[0x91, 0x00, 0x00], [0xf4, 13, 1]]);
+    await link.close();
+  });
+
+  it('writes a PONG confirmed before the loss are not sent again', async () => {
+    const { clock, device, link } = await readyDeaf();
+    device.deaf = true;
+    await clock.advanceAsync(1_000);
+    expect(link.state).toBe('lost');
+    const before = device.applied.length;
+    device.deaf = false;
+    await clock.advanceAsync(2_000);
+    expect(link.state).toBe('ready');
+    expect(device.applied.slice(before)).toEqual([]);
+    expect(link.stats()).toMatchObject({ resends: 0, replays: 0 });
+    await link.close();
+  });
+});
+
 function indexOfSeq(haystack: number[], needle: number[]): number {
   outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
     for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
