@@ -172,16 +172,19 @@ class SleepyDevice extends FakeDevice {
   }
 }
 
+/** A DeviceLink on a scripted board, started and ready (PINGs every 100 ms, lost after 3 misses). */
+async function readyLinkTo<D extends FakeDevice>(makeDevice: (clock: ManualClock) => D) {
+  const clock = new ManualClock();
+  const device = makeDevice(clock);
+  const link = new DeviceLink({ target: 'fake', clock, transportFactory: () => device, session: { pingIntervalMs: 100, misses: 3 } });
+  link.start();
+  await clock.advanceAsync(1_000);
+  expect(link.state).toBe('ready');
+  return { clock, device, link };
+}
+
 describe('DeviceLink and a board that goes to sleep (scripted board, fake time)', () => {
-  async function readySleepy() {
-    const clock = new ManualClock();
-    const device = new SleepyDevice(clock);
-    const link = new DeviceLink({ target: 'fake', clock, transportFactory: () => device, session: { pingIntervalMs: 100, misses: 3 } });
-    link.start();
-    await clock.advanceAsync(1_000);
-    expect(link.state).toBe('ready');
-    return { clock, device, link };
-  }
+  const readySleepy = () => readyLinkTo((clock) => new SleepyDevice(clock));
 
   it('a write sent to a ready board as it goes to sleep is sent again on AWAKE, before the queue; modes only where the board differs', async () => {
     const { clock, device, link } = await readySleepy();
@@ -234,63 +237,55 @@ class DeafDevice extends SleepyDevice {
 
 describe('DeviceLink and writes lost with the link (scripted board, fake time)', () => {
   async function readyDeaf() {
-    const clock = new ManualClock();
-    const device = new DeafDevice(clock);
-    const link = new DeviceLink({ target: 'fake', clock, transportFactory: () => device, session: { pingIntervalMs: 100, misses: 3 } });
-    link.start();
-    await clock.advanceAsync(1_000);
-    expect(link.state).toBe('ready');
+    const { clock, device, link } = await readyLinkTo((c) => new DeafDevice(c));
     link.writeFirmata([0xf4, 12, 1, 0x91, 0x10, 0x00]); // pin 12 output, high: confirmed by the next PONG
     await clock.advanceAsync(300);
     return { clock, device, link };
   }
 
-  it('a write no PONG confirmed before the link was lost is sent again after the handshake with the board that kept its state; modes only where it differs', async () => {
-    const { clock, device, link } = await readyDeaf();
+  /**
+   * The board goes deaf, `lostWrite` (if any) is sent as to a ready board, the link is lost, the
+   * board hears again (`onQuery` runs at its first PIN_STATE query): what it applied from then on.
+   */
+  async function throughLoss(rig: Awaited<ReturnType<typeof readyDeaf>>, lostWrite: number[] | null, onQuery: (() => void) | null = null) {
+    const { clock, device, link } = rig;
     device.deaf = true;
-    link.writeFirmata([0xf4, 13, 1, 0x91, 0x30, 0x00]); // pin 13 output, high (12 stays high): never read
+    if (lostWrite) link.writeFirmata(lostWrite);
     await clock.advanceAsync(1_000);
     expect(link.state).toBe('lost');
     const before = device.applied.length;
+    device.onQuery = onQuery;
     device.deaf = false;
     await clock.advanceAsync(2_000);
     expect(link.state).toBe('ready');
+    return device.applied.slice(before);
+  }
+
+  it('a write no PONG confirmed before the link was lost is sent again after the handshake with the board that kept its state; modes only where it differs', async () => {
+    const rig = await readyDeaf();
+    // Pin 13 output, high (12 stays high): never read.
+    const applied = await throughLoss(rig, [0xf4, 13, 1, 0x91, 0x30, 0x00]);
     // Pin 13's mode is sent again (the board lacks it), pin 12's is not (setting it again would drive it low for a moment).
-    expect(device.applied.slice(before)).toEqual([[0xf4, 13, 1, 0x91, 0x30, 0x00]]);
-    expect(link.stats()).toMatchObject({ resends: 1, replays: 0 });
-    await link.close();
+    expect(applied).toEqual([[0xf4, 13, 1, 0x91, 0x30, 0x00]]);
+    expect(rig.link.stats()).toMatchObject({ resends: 1, replays: 0 });
+    await rig.link.close();
   });
 
   it('a newer write sent while the pins are checked is not overtaken by the older value', async () => {
-    const { clock, device, link } = await readyDeaf();
-    device.deaf = true;
-    link.writeFirmata([0xf4, 13, 1, 0x91, 0x30, 0x00]);
-    await clock.advanceAsync(1_000);
-    expect(link.state).toBe('lost');
-    const before = device.applied.length;
-    device.onQuery = () => {
-      device.onQuery = null;
-      link.writeFirmata([0x91, 0x00, 0x00]); // the program turns port 1 off meanwhile
-    };
-    device.deaf = false;
-    await clock.advanceAsync(2_000);
-    expect(link.state).toBe('ready');
-    expect(device.applied.slice(before)).toEqual([[0x91, 0x00, 0x00], [0xf4, 13, 1]]);
-    await link.close();
+    const rig = await readyDeaf();
+    const applied = await throughLoss(rig, [0xf4, 13, 1, 0x91, 0x30, 0x00], () => {
+      rig.device.onQuery = null;
+      rig.link.writeFirmata([0x91, 0x00, 0x00]); // the program turns port 1 off meanwhile
+    });
+    expect(applied).toEqual([[0x91, 0x00, 0x00], [0xf4, 13, 1]]);
+    await rig.link.close();
   });
 
   it('writes a PONG confirmed before the loss are not sent again', async () => {
-    const { clock, device, link } = await readyDeaf();
-    device.deaf = true;
-    await clock.advanceAsync(1_000);
-    expect(link.state).toBe('lost');
-    const before = device.applied.length;
-    device.deaf = false;
-    await clock.advanceAsync(2_000);
-    expect(link.state).toBe('ready');
-    expect(device.applied.slice(before)).toEqual([]);
-    expect(link.stats()).toMatchObject({ resends: 0, replays: 0 });
-    await link.close();
+    const rig = await readyDeaf();
+    expect(await throughLoss(rig, null)).toEqual([]);
+    expect(rig.link.stats()).toMatchObject({ resends: 0, replays: 0 });
+    await rig.link.close();
   });
 });
 
