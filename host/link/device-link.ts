@@ -152,6 +152,11 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * order: the PONG to a PING sent after a write proves the write was read), with their number.
    */
   private unconfirmed: Array<{ n: number; bytes: number[] }> = [];
+  /**
+   * What the oldest unconfirmed writes touched once more than MAX_UNCONFIRMED_WRITES awaited a
+   * PONG (a flood): folded together instead of forgotten, with the number of the newest of them.
+   */
+  private overflowed: { touched: FirmataCommandTracker; upTo: number; count: number } | null = null;
   private writesSent = 0;
   /**
    * PING seq -> writesSent when it went out, for PINGs sent while writes await confirmation
@@ -613,7 +618,13 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
 
   private noteUnconfirmed(bytes: number[]): void {
     this.unconfirmed.push({ n: ++this.writesSent, bytes });
-    if (this.unconfirmed.length > MAX_UNCONFIRMED_WRITES) this.unconfirmed.shift();
+    if (this.unconfirmed.length > MAX_UNCONFIRMED_WRITES) {
+      const oldest = this.unconfirmed.shift()!;
+      const overflowed = (this.overflowed ??= { touched: new FirmataCommandTracker(), upTo: 0, count: 0 });
+      overflowed.touched.observe(oldest.bytes);
+      overflowed.upTo = oldest.n;
+      overflowed.count++;
+    }
   }
 
   /** A PONG: the writes sent before its PING were read by the board. */
@@ -626,6 +637,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       marks.delete(s);
       if (s === seq) break;
     }
+    if (this.overflowed !== null && mark >= this.overflowed.upTo) this.overflowed = null;
     // Once per PONG per board: nothing allocated when there is nothing to confirm (the usual case).
     const unconfirmed = this.unconfirmed;
     if (unconfirmed.length === 0) return;
@@ -648,10 +660,12 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * glitch on an output): they are checked first and sent again only where they differ.
    */
   private writesMayBeLost(cause: 'sleep' | 'loss'): void {
-    if (this.unconfirmed.length === 0) return;
-    const touched = new FirmataCommandTracker();
+    if (this.unconfirmed.length === 0 && this.overflowed === null) return;
+    // The overflowed ones are the oldest: folded in first, so later writes win.
+    const touched = this.overflowed?.touched ?? new FirmataCommandTracker();
     for (const w of this.unconfirmed) touched.observe(w.bytes);
-    const writes = this.unconfirmed.length;
+    const writes = this.unconfirmed.length + (this.overflowed?.count ?? 0);
+    this.overflowed = null;
     this.unconfirmed = [];
     this.pingMarks?.clear();
     // Values as commanded by now (writes made later follow them: queued while the board sleeps).

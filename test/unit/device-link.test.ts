@@ -244,13 +244,13 @@ describe('DeviceLink and writes lost with the link (scripted board, fake time)',
   }
 
   /**
-   * The board goes deaf, `lostWrite` (if any) is sent as to a ready board, the link is lost, the
-   * board hears again (`onQuery` runs at its first PIN_STATE query): what it applied from then on.
+   * The board goes deaf, `lostWrites` are sent as to a ready board, the link is lost, the board
+   * hears again (`onQuery` runs at its first PIN_STATE query): what it applied from then on.
    */
-  async function throughLoss(rig: Awaited<ReturnType<typeof readyDeaf>>, lostWrite: number[] | null, onQuery: (() => void) | null = null) {
+  async function throughLoss(rig: Awaited<ReturnType<typeof readyDeaf>>, lostWrites: number[][], onQuery: (() => void) | null = null) {
     const { clock, device, link } = rig;
     device.deaf = true;
-    if (lostWrite) link.writeFirmata(lostWrite);
+    for (const write of lostWrites) link.writeFirmata(write);
     await clock.advanceAsync(1_000);
     expect(link.state).toBe('lost');
     const before = device.applied.length;
@@ -264,7 +264,7 @@ describe('DeviceLink and writes lost with the link (scripted board, fake time)',
   it('a write no PONG confirmed before the link was lost is sent again after the handshake with the board that kept its state; modes only where it differs', async () => {
     const rig = await readyDeaf();
     // Pin 13 output, high (12 stays high): never read.
-    const applied = await throughLoss(rig, [0xf4, 13, 1, 0x91, 0x30, 0x00]);
+    const applied = await throughLoss(rig, [[0xf4, 13, 1, 0x91, 0x30, 0x00]]);
     // Pin 13's mode is sent again (the board lacks it), pin 12's is not (setting it again would drive it low for a moment).
     expect(applied).toEqual([[0xf4, 13, 1, 0x91, 0x30, 0x00]]);
     expect(rig.link.stats()).toMatchObject({ resends: 1, replays: 0 });
@@ -273,7 +273,7 @@ describe('DeviceLink and writes lost with the link (scripted board, fake time)',
 
   it('a newer write sent while the pins are checked is not overtaken by the older value', async () => {
     const rig = await readyDeaf();
-    const applied = await throughLoss(rig, [0xf4, 13, 1, 0x91, 0x30, 0x00], () => {
+    const applied = await throughLoss(rig, [[0xf4, 13, 1, 0x91, 0x30, 0x00]], () => {
       rig.device.onQuery = null;
       rig.link.writeFirmata([0x91, 0x00, 0x00]); // the program turns port 1 off meanwhile
     });
@@ -281,9 +281,21 @@ describe('DeviceLink and writes lost with the link (scripted board, fake time)',
     await rig.link.close();
   });
 
+  it('in a flood of more unconfirmed writes than are kept one by one (1,024), the oldest still count', async () => {
+    const rig = await readyDeaf();
+    const flood = Array.from({ length: 1100 }, (_, v) => [0xe9, v & 0x7f, (v >> 7) & 0x7f]); // pin 9 PWM, 1,100 times
+    // Port 0 (pin 2 high) first: the oldest, past the 1,024 kept one by one.
+    expect(await throughLoss(rig, [[0x90, 0x04, 0x00], ...flood])).toEqual([[0x90, 0x04, 0x00, 0xe9, 1099 & 0x7f, 1099 >> 7]]);
+    // The same flood read by the board (a PONG confirmed it) leaves nothing to send again.
+    for (const write of flood) rig.link.writeFirmata(write);
+    await rig.clock.advanceAsync(300);
+    expect(await throughLoss(rig, [])).toEqual([]);
+    await rig.link.close();
+  });
+
   it('writes a PONG confirmed before the loss are not sent again', async () => {
     const rig = await readyDeaf();
-    expect(await throughLoss(rig, null)).toEqual([]);
+    expect(await throughLoss(rig, [])).toEqual([]);
     expect(rig.link.stats()).toMatchObject({ resends: 0, replays: 0 });
     await rig.link.close();
   });
