@@ -132,23 +132,45 @@ function espruinoModel(firmware: FirmwareFacts | null): string {
 export function boardDiscovery(ctx: DiscoveryContext, board: BoardDescription): DiscoveryMessage[] {
   const device = boardDevice(ctx, board);
   const out: DiscoveryMessage[] = [];
-  const put = (component: HaComponent, parts: string[], config: Record<string, unknown>) => {
+  boardEntities(ctx, board, (topic, object, config) => {
+    out.push({ topic, config: { ...config(), unique_id: objectId('tether', object), device, origin: origin(ctx) } });
+  });
+  return out;
+}
+
+/**
+ * The config topics of boardDiscovery(), without building the configs (the daemon's start
+ * wants only the topics of every board: at 9,900 boards the configs were 128 MiB of garbage).
+ */
+export function boardDiscoveryTopics(ctx: DiscoveryContext, board: BoardDescription): string[] {
+  const out: string[] = [];
+  boardEntities(ctx, board, (topic) => out.push(topic));
+  return out;
+}
+
+/** Hands each entity of a board to `put`: its config topic, object id, and its config to build when wanted. */
+function boardEntities(
+  ctx: DiscoveryContext,
+  board: BoardDescription,
+  entity: (topic: string, object: string, config: () => Record<string, unknown>) => void,
+): void {
+  const put = (component: HaComponent, parts: string[], config: () => Record<string, unknown>) => {
     const object = objectId(board.id, ...parts);
-    out.push({
-      topic: discoveryTopic(ctx.prefix, component, board.id, object),
-      config: { ...config, unique_id: objectId('tether', object), device, origin: origin(ctx) },
-    });
+    entity(discoveryTopic(ctx.prefix, component, board.id, object), object, config);
   };
-  const boardLive = boardAvailability(ctx.gatewayId, board.id);
-  const daemonLive = gatewayAvailability(ctx.gatewayId);
+  const boardLive = () => boardAvailability(ctx.gatewayId, board.id);
+  const daemonLive = () => gatewayAvailability(ctx.gatewayId);
 
   for (const component of board.components) {
     const properties = Object.entries(component.node.properties);
     for (const [propertyId, property] of properties) {
-      const name = properties.length === 1 ? component.node.name : `${component.node.name} ${property.name}`;
-      const state = homieTopics.property(board.id, component.id, propertyId);
-      const entity = componentEntity(ctx, component.node.type, property, { name, state, command: homieTopics.set(board.id, component.id, propertyId) });
-      put(entity.component, [component.id, propertyId], { ...entity.config, ...boardLive });
+      const config = () => {
+        const name = properties.length === 1 ? component.node.name : `${component.node.name} ${property.name}`;
+        const state = homieTopics.property(board.id, component.id, propertyId);
+        const topics = { name, state, command: homieTopics.set(board.id, component.id, propertyId) };
+        return { ...componentConfig(ctx, component.node.type, property, topics), ...boardLive() };
+      };
+      put(entityComponent(ctx, component.node.type, property), [component.id, propertyId], config);
     }
   }
 
@@ -157,7 +179,7 @@ export function boardDiscovery(ctx: DiscoveryContext, board: BoardDescription): 
   const tether = (property: string) => homieTopics.property(board.id, 'tether', property);
   const fact = (property: string): HomieProperty => keepaliveNode.properties[property]!;
   const diagnostic = { entity_category: 'diagnostic', qos: 1 };
-  put('binary_sensor', ['connectivity'], {
+  put('binary_sensor', ['connectivity'], () => ({
     name: 'Connectivity',
     device_class: 'connectivity',
     state_topic: homieTopics.state(board.id),
@@ -165,10 +187,10 @@ export function boardDiscovery(ctx: DiscoveryContext, board: BoardDescription): 
     payload_on: 'ON',
     payload_off: 'OFF',
     ...diagnostic,
-    ...daemonLive,
-  });
-  put('sensor', ['state'], { name: 'State', device_class: 'enum', options: STATES, state_topic: homieTopics.state(board.id), ...diagnostic, ...daemonLive });
-  put('sensor', ['tether', 'rtt'], {
+    ...daemonLive(),
+  }));
+  put('sensor', ['state'], () => ({ name: 'State', device_class: 'enum', options: STATES, state_topic: homieTopics.state(board.id), ...diagnostic, ...daemonLive() }));
+  put('sensor', ['tether', 'rtt'], () => ({
     name: fact('rtt').name,
     state_topic: tether('rtt'),
     device_class: 'duration',
@@ -176,54 +198,54 @@ export function boardDiscovery(ctx: DiscoveryContext, board: BoardDescription): 
     state_class: 'measurement',
     suggested_display_precision: 1,
     ...diagnostic,
-    ...boardLive,
-  });
-  put('sensor', ['tether', 'last-seen'], { name: fact('last-seen').name, state_topic: tether('last-seen'), device_class: 'timestamp', ...diagnostic, ...daemonLive });
-  put('sensor', ['tether', 'reboots'], { name: fact('reboots').name, state_topic: tether('reboots'), state_class: 'total_increasing', ...diagnostic, ...daemonLive });
-  put('sensor', ['tether', 'reset-cause'], {
+    ...boardLive(),
+  }));
+  put('sensor', ['tether', 'last-seen'], () => ({ name: fact('last-seen').name, state_topic: tether('last-seen'), device_class: 'timestamp', ...diagnostic, ...daemonLive() }));
+  put('sensor', ['tether', 'reboots'], () => ({ name: fact('reboots').name, state_topic: tether('reboots'), state_class: 'total_increasing', ...diagnostic, ...daemonLive() }));
+  put('sensor', ['tether', 'reset-cause'], () => ({
     name: fact('reset-cause').name,
     state_topic: tether('reset-cause'),
     device_class: 'enum',
     options: (fact('reset-cause').format ?? '').split(','),
     ...diagnostic,
-    ...daemonLive,
-  });
-  put('sensor', ['tether', 'asleep-time'], {
+    ...daemonLive(),
+  }));
+  put('sensor', ['tether', 'asleep-time'], () => ({
     name: fact('asleep-time').name,
     state_topic: tether('asleep-time'),
     device_class: 'duration',
     unit_of_measurement: 's',
     state_class: 'total_increasing',
     ...diagnostic,
-    ...daemonLive,
-  });
-  put('sensor', ['tether', 'boot-id'], { name: fact('boot-id').name, state_topic: tether('boot-id'), enabled_by_default: false, ...diagnostic, ...daemonLive });
-  return out;
+    ...daemonLive(),
+  }));
+  put('sensor', ['tether', 'boot-id'], () => ({ name: fact('boot-id').name, state_topic: tether('boot-id'), enabled_by_default: false, ...diagnostic, ...daemonLive() }));
 }
 
-/** How one Homie property looks in Home Assistant. */
-function componentEntity(
+/** What one Homie property is in Home Assistant: settable booleans (with commands on) are lights (LEDs) or switches. */
+function entityComponent(ctx: DiscoveryContext, nodeType: string | undefined, property: HomieProperty): HaComponent {
+  if (property.datatype !== 'boolean') return 'sensor';
+  if (property.settable && ctx.commands) return nodeType === 'led' ? 'light' : 'switch';
+  return 'binary_sensor';
+}
+
+/** How one Homie property looks in Home Assistant (its entityComponent()'s config). */
+function componentConfig(
   ctx: DiscoveryContext,
   nodeType: string | undefined,
   property: HomieProperty,
   topics: { name: string; state: string; command: string },
-): { component: HaComponent; config: Record<string, unknown> } {
+): Record<string, unknown> {
   const base = { name: topics.name, state_topic: topics.state, qos: 1 };
   if (property.datatype === 'boolean') {
     const onOff = { payload_on: HOMIE_TRUE, payload_off: HOMIE_FALSE };
-    if (property.settable && ctx.commands) {
-      // Commands are Homie /set payloads (`true`/`false`), never retained (a retained /set is ignored anyway).
-      const command = { ...base, command_topic: topics.command, ...onOff, retain: false, optimistic: false };
-      // An LED is a light (the default schema: on/off only), anything else a switch.
-      return { component: nodeType === 'led' ? 'light' : 'switch', config: command };
-    }
-    return { component: 'binary_sensor', config: { ...base, ...onOff } };
+    // Commands are Homie /set payloads (`true`/`false`), never retained (a retained /set is ignored anyway).
+    if (entityComponent(ctx, nodeType, property) !== 'binary_sensor') return { ...base, command_topic: topics.command, ...onOff, retain: false, optimistic: false };
+    return { ...base, ...onOff };
   }
   if (property.datatype === 'integer' || property.datatype === 'float') {
-    return { component: 'sensor', config: { ...base, state_class: 'measurement', ...(property.unit ? { unit_of_measurement: property.unit } : {}) } };
+    return { ...base, state_class: 'measurement', ...(property.unit ? { unit_of_measurement: property.unit } : {}) };
   }
-  if (property.datatype === 'enum') {
-    return { component: 'sensor', config: { ...base, device_class: 'enum', options: (property.format ?? '').split(',') } };
-  }
-  return { component: 'sensor', config: base };
+  if (property.datatype === 'enum') return { ...base, device_class: 'enum', options: (property.format ?? '').split(',') };
+  return base;
 }

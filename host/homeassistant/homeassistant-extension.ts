@@ -6,7 +6,7 @@ import type { GatewayDevice } from '../gateway/gateway-device.ts';
 import type { Logger } from '../log/logger.ts';
 import type { MessageInfo } from '../mqtt/broker-session.ts';
 import { PACKAGE_ROOT } from '../paths.ts';
-import { boardDiscovery, gatewayDiscovery, ownDiscoveryTopics, type BoardDescription, type DiscoveryContext, type DiscoveryMessage } from './discovery.ts';
+import { boardDiscovery, boardDiscoveryTopics, gatewayDiscovery, ownDiscoveryTopics, type BoardDescription, type DiscoveryContext, type DiscoveryMessage } from './discovery.ts';
 
 /** Board configs are sent again after every broker (re)connect: the outbox need not journal them (issue 15). */
 const REPUBLISHED = { durable: false } as const;
@@ -78,7 +78,7 @@ export class HomeAssistantExtension implements Extension {
     };
     this.context = context;
     for (const m of gatewayDiscovery(context)) this.expected.add(m.topic);
-    for (const device of gateway.devices) for (const m of boardDiscovery(context, this.describe(device))) this.expected.add(m.topic);
+    for (const device of gateway.devices) for (const topic of boardDiscoveryTopics(context, this.describe(device))) this.expected.add(topic);
     this.recordPath = join(gateway.config.queue.dir, RECORD_FILE);
     for (const topic of await this.readRecord()) if (!this.expected.has(topic)) this.pending.add(topic);
     await this.saveRecord();

@@ -6,7 +6,7 @@ import { Gateway } from '../../host/gateway/gateway.ts';
 import { HomeAssistantExtension } from '../../host/homeassistant/homeassistant-extension.ts';
 import { componentSchema } from '../../host/config/config-schema.ts';
 import { boardAvailability, boardAvailable, gatewayAvailability } from '../../host/homeassistant/availability.ts';
-import { boardDiscovery, gatewayDiscovery, ownDiscoveryTopics, type BoardDescription, type DiscoveryContext } from '../../host/homeassistant/discovery.ts';
+import { boardDiscovery, boardDiscoveryTopics, gatewayDiscovery, ownDiscoveryTopics, type BoardDescription, type DiscoveryContext } from '../../host/homeassistant/discovery.ts';
 import type { HomieState } from '../../host/homie/homie-topics.ts';
 import { binaryState, EntityAvailability, parseDiscoveryTopic, validateDiscovery, type EntityConfig } from '../support/home-assistant.ts';
 
@@ -99,6 +99,25 @@ describe('Home Assistant discovery payloads', () => {
     // What does differ is who serves it: the device's via_device and the availability from that gateway's $state.
     expect(there[0]!.config.device).toMatchObject({ via_device: 'tether_garage' });
     expect(JSON.stringify(there)).not.toMatch(/"homie\/5\/lab\/|tether_lab/);
+  });
+
+  it("the topics alone (the daemon's start) are boardDiscovery's topics, in order, with commands on and off", () => {
+    for (const context of [ctx, { ...ctx, commands: false }]) {
+      for (const b of [board(), board({ components: [], firmware: null }), board({ board: 'espruino' })]) {
+        const topics = boardDiscovery(context, b).map((m) => m.topic);
+        expect(topics.length).toBeGreaterThan(7);
+        expect(boardDiscoveryTopics(context, b)).toEqual(topics);
+      }
+    }
+    // The components' topics follow what they are: a light and a switch with commands, binary sensors without.
+    expect(boardDiscoveryTopics(ctx, board()).filter((t) => /status|pump/.test(t))).toEqual([
+      'homeassistant/light/bench-uno/bench-uno_status_on/config',
+      'homeassistant/switch/bench-uno/bench-uno_pump_closed/config',
+    ]);
+    expect(boardDiscoveryTopics({ ...ctx, commands: false }, board()).filter((t) => /status|pump/.test(t))).toEqual([
+      'homeassistant/binary_sensor/bench-uno/bench-uno_status_on/config',
+      'homeassistant/binary_sensor/bench-uno/bench-uno_pump_closed/config',
+    ]);
   });
 
   it('a read-only gateway (commands off) shows relays and LEDs as binary sensors', () => {
