@@ -17,7 +17,10 @@
 //   TETHER_BENCH_FLEET_LOG_LEVEL=warn    the daemon's log level (info shows each board's claim, for start-up timelines)
 //   TETHER_BENCH_FLEET_DAEMON_OUT=FILE   the daemon's whole stdout and stderr into FILE (e.g. with --trace-gc)
 //   TETHER_BENCH_FLEET_BEATS=0           keepalive.beats false: a PING to each board every interval (before/after pairs)
-import { spawn, type ChildProcess } from 'node:child_process';
+//   TETHER_BENCH_FLEET_DAEMON_CPU=0      the CPU the daemon runs on alone (taskset), the boards' simulators,
+//                                        Mosquitto and the bench on the others; `none`: all share every CPU
+//                                        (the rows before round 13). Default 0 on 2 or more CPUs.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -51,6 +54,13 @@ const SIMS = fileURLToPath(new URL('./fleet-sims.ts', import.meta.url));
 const SIZES = (process.env.TETHER_BENCH_FLEET ?? '1000,5000,10000').split(',').map(Number);
 const MEASURE_MS = Number(process.env.TETHER_BENCH_FLEET_MEASURE_MS ?? 60_000);
 const PROFILE_DIR = process.env.TETHER_BENCH_FLEET_PROFILE;
+/**
+ * The CPU the daemon runs on alone (issue 15's goal is for "one core"): on a gateway the boards
+ * are microcontrollers of their own, while here their simulators (about a fifth of a core at
+ * 9,900), Mosquitto and the bench would otherwise take turns on the daemon's core. Undefined:
+ * everything shares every CPU.
+ */
+const DAEMON_CPU = ((cpu) => (cpu === 'none' ? undefined : cpu))(process.env.TETHER_BENCH_FLEET_DAEMON_CPU ?? (os.cpus().length >= 2 ? '0' : 'none'));
 const DAEMON_OUT = process.env.TETHER_BENCH_FLEET_DAEMON_OUT;
 /** Boards per simulator process: its listening and accepted sockets stay under the fd limit. */
 const SIMS_PER_PROCESS = 4000;
@@ -284,7 +294,10 @@ async function measure(n: number, brokerUrl: string): Promise<FleetResult> {
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-3000));
   const args = PROFILE_DIR ? [`--cpu-prof`, `--cpu-prof-dir=${PROFILE_DIR}`, '--heap-prof', `--heap-prof-dir=${PROFILE_DIR}`] : [];
   const started = performance.now();
-  const daemon = spawn(process.execPath, [...UNIT_NODE_ARGS, ...NODE_ARGS, ...args, CLI, 'daemon', '--config', join(dir, 'tether.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemonArgv = [process.execPath, ...UNIT_NODE_ARGS, ...NODE_ARGS, ...args, CLI, 'daemon', '--config', join(dir, 'tether.yaml')];
+  // taskset execs node in its own process: the pid stays the daemon's.
+  const pinned = DAEMON_CPU === undefined ? daemonArgv : ['taskset', '-c', DAEMON_CPU, ...daemonArgv];
+  const daemon = spawn(pinned[0]!, pinned.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   daemon.stdout!.on('data', keep);
   daemon.stderr!.on('data', keep);
   if (DAEMON_OUT) {
@@ -390,7 +403,7 @@ function rows(r: FleetResult): Row[] {
   const cpuMilli = per(r.cpuPct) * 1000;
   const rssKiB = per(r.rssMiB * 1024);
   const fds = per(r.fds);
-  const name = `fleet of ${r.n} boards (1 Hz${BEATS ? '' : ', beats off'}, ${r.n} + 1 MQTT sessions)`;
+  const name = `fleet of ${r.n} boards (1 Hz${BEATS ? '' : ', beats off'}, ${r.n} + 1 MQTT sessions${DAEMON_CPU === undefined ? ', every process on every CPU' : `, the daemon alone on CPU ${DAEMON_CPU}`})`;
   return [
     { benchmark: `${name}: daemon CPU per board`, measured: `${cpuMilli.toFixed(2)} m% (${r.cpuPct.toFixed(1)} % of a core; boards' own processes ${r.simCpuPct.toFixed(0)} %; ${r.heartbeatsPerBoardS.toFixed(3)} heartbeats per board per second heard, ${BEATS ? 'BEATs (the board sends them) and PONGs to the renewals every 30 s' : 'PONGs to a PING every second (beats off)'})`, limit: `<= ${GOAL.cpuMilliPct} m% per board`, ratio: ratio(cpuMilli, GOAL.cpuMilliPct) },
     { benchmark: `${name}: daemon RSS per board`, measured: `${rssKiB.toFixed(1)} KiB (${r.rssMiB.toFixed(0)} MiB; heap ${(r.memory.heap_used ?? NaN).toFixed(0)} used of ${(r.memory.heap_total ?? NaN).toFixed(0)}, external ${(r.memory.external ?? NaN).toFixed(0)} MiB)`, limit: `<= ${GOAL.rssKiB} KiB per board`, ratio: ratio(rssKiB, GOAL.rssKiB) },
@@ -404,15 +417,20 @@ function rows(r: FleetResult): Row[] {
 }
 
 export async function fleetScale(): Promise<Row[]> {
+  // The bench (all its threads) onto the other CPUs: Mosquitto and the simulators it starts inherit that.
+  const restoreAffinity = DAEMON_CPU === undefined ? () => {} : keepOffCpu(DAEMON_CPU);
   // Never drop what was acknowledged to the bench's watcher (Mosquitto's default queue is 1000),
   // and no connection limit (its fd limit is this process's: see `ulimit -n`).
-  const broker = await startMosquitto({ extraConfig: ['max_connections -1', 'max_queued_messages 0'] });
+  const broker = await startMosquitto({ extraConfig: ['max_connections -1', 'max_queued_messages 0'] }).catch((err) => {
+    restoreAffinity();
+    throw err;
+  });
   const out: Row[] = [];
   try {
     for (const n of SIZES) {
       process.stderr.write(`  fleet of ${n}...\n`);
       try {
-        process.stderr.write(`  daemon node flags: ${[...UNIT_NODE_ARGS, ...NODE_ARGS].join(' ') || 'none'} (packaging/tether.service, TETHER_BENCH_FLEET_NODE_ARGS)\n`);
+        process.stderr.write(`  daemon node flags: ${[...UNIT_NODE_ARGS, ...NODE_ARGS].join(' ') || 'none'} (packaging/tether.service, TETHER_BENCH_FLEET_NODE_ARGS)${DAEMON_CPU === undefined ? '' : `; pinned to CPU ${DAEMON_CPU}`}\n`);
         const r = await measure(n, broker.url);
         process.stderr.write(`  ${JSON.stringify(r)}\n`);
         out.push(...rows(r));
@@ -422,8 +440,20 @@ export async function fleetScale(): Promise<Row[]> {
     }
   } finally {
     await broker.stop();
+    restoreAffinity();
   }
   return out;
+}
+
+/** Moves this process (every thread) off `cpu` with taskset; returns what puts it back. */
+function keepOffCpu(cpu: string): () => void {
+  const all = os.cpus().map((_, i) => i);
+  if (!all.includes(Number(cpu))) throw new Error(`TETHER_BENCH_FLEET_DAEMON_CPU=${cpu}: this machine has CPUs 0-${all.length - 1}`);
+  const taskset = (...args: string[]) => execFileSync('taskset', args, { encoding: 'utf8' });
+  const before = /: ([0-9a-f,]+)\s*$/.exec(taskset('-p', String(process.pid)))?.[1];
+  if (!before) throw new Error('taskset -p did not say this process\'s CPU affinity');
+  taskset('-a', '-p', '-c', all.filter((c) => c !== Number(cpu)).join(','), String(process.pid));
+  return () => void taskset('-a', '-p', before, String(process.pid));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
