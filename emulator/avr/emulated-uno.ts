@@ -45,6 +45,10 @@ export interface EmulatorStats {
   rxDropped: number;
   /** Bytes from the host not yet in the UART (they enter one byte time apart). */
   rxPending: number;
+  /** Bytes from the host that entered the UART (whether or not the firmware read them in time). */
+  rxDelivered: number;
+  /** Bytes that entered the UART while the one before was still unread in UDR0 (data overrun: that one is lost). */
+  rxOverrun: number;
   flashPagesWritten: number;
 }
 
@@ -84,6 +88,7 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   private sleepStartedAt = 0;
   private asleepCycles = 0;
   private readonly rxQueue: number[] = [];
+  private readonly recentRx = new Uint8Array(64);
   private txBuffer: number[] = [];
   private readonly digitalInputs = new Map<number, boolean>();
   private readonly analogInputs = new Map<number, number>();
@@ -99,6 +104,8 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
     sleeps: 0,
     lastSleepMode: null as SleepMode | null,
     rxDropped: 0,
+    rxDelivered: 0,
+    rxOverrun: 0,
     resets: { 'power-on': 0, external: 0, 'brown-out': 0, watchdog: 0 } as Record<ResetCause, number>,
   };
 
@@ -117,6 +124,15 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
   }
 
   // ---- the outside world ------------------------------------------------------------
+
+  /** The last bytes from the host that entered the UART, oldest first (for a test's failure message). */
+  lastBytesIn(): number[] {
+    const n = this.counters.rxDelivered;
+    const size = this.recentRx.length;
+    const out: number[] = [];
+    for (let i = Math.max(0, n - size); i < n; i++) out.push(this.recentRx[i % size]!);
+    return out;
+  }
 
   /** Bytes from the host to the MCU's RX pin, delivered at the UART's baud rate. */
   write(bytes: Uint8Array | readonly number[]): void {
@@ -210,6 +226,8 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
       resets: { ...this.counters.resets },
       rxDropped: this.counters.rxDropped,
       rxPending: this.rxQueue.length,
+      rxDelivered: this.counters.rxDelivered,
+      rxOverrun: this.counters.rxOverrun,
       flashPagesWritten: this.pagesWrittenBefore + this.machine.selfProgramming.pagesWritten,
     };
   }
@@ -376,7 +394,9 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
         return;
       }
       if (usart.rxBusy) return;
-      usart.writeByte(this.rxQueue.shift()!);
+      const byte = this.rxQueue.shift()!;
+      usart.writeByte(byte);
+      this.recentRx[this.counters.rxDelivered++ % this.recentRx.length] = byte;
     }
   }
 
@@ -411,7 +431,17 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
     this.mode = 'running';
     machine.usart.onByteTransmit = (value) => this.txBuffer.push(value);
     this.wrapTransmitter(machine);
-    machine.usart.onRxComplete = () => this.pumpRx();
+    let unread = false;
+    machine.usart.onRxComplete = () => {
+      if (unread) this.counters.rxOverrun++;
+      unread = true;
+      this.pumpRx();
+    };
+    const readUdr = machine.cpu.readHooks[usart0Config.UDR]!;
+    machine.cpu.readHooks[usart0Config.UDR] = (address) => {
+      unread = false;
+      return readUdr(address);
+    };
     machine.ports.D.setPin(0, true); // idle serial line is high
     for (const [pin, high] of this.digitalInputs) this.setDigitalInput(pin, high);
     for (const [channel, volts] of this.analogInputs) this.setAnalogInput(channel, volts);

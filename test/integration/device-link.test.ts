@@ -43,6 +43,17 @@ async function rig({ usbFlushMs, ...options }: Partial<DeviceLinkOptions> & { us
 }
 
 
+/**
+ * Until the board has sent `beats` more heartbeats after `ready`. Writes sent at the very moment
+ * it got ready were seen lost under CI load (bytes entered the emulated UART while the one before
+ * was still unread: `rxOverrun` in the MCU's stats; not yet explained): the tests whose subject
+ * is not that start their setup once the board has settled.
+ */
+async function settled(link: DeviceLink, beats = 3): Promise<void> {
+  const from = link.stats().beats + link.stats().pongs;
+  await waitFor(() => link.stats().beats + link.stats().pongs >= from + beats, { timeoutMs: 5000, what: `${beats} heartbeats after ready` });
+}
+
 afterEach(async () => {
   for (const r of rigs.splice(0)) {
     await r.link.close();
@@ -85,11 +96,16 @@ describe('DeviceLink on the emulated Uno', () => {
     // pin stayed where it was. Here the MCU hangs (freeze) as the write arrives: its UART
     // keeps receiving but nothing reads UDR0, so the bytes overrun and the command is lost, as
     // on the chip. 1 s hung: lost (bound 600 ms), well inside the 2 s watchdog.
-    const { board, link } = await rig();
-    link.writeFirmata([0xf4, 8, 1, 0xf4, 13, 1, 0x91, 0x01, 0x00]); // pins 8 and 13 outputs; 8 high
-    await waitFor(() => board.uno.digitalOutput(8) === true && board.uno.digitalOutput(13) === false, { timeoutMs: 5000, what: 'pin 8 high, 13 low' });
+    const { board, link, changes } = await rig();
+    await settled(link);
     const edges: string[] = [];
     board.uno.on('pin', (pin, high) => edges.push(`${pin} ${high ? 'high' : 'low'}`));
+    const where = () =>
+      `pins 8 ${String(board.uno.digitalOutput(8))}, 12 ${String(board.uno.digitalOutput(12))}, 13 ${String(board.uno.digitalOutput(13))}; edges ${edges.join(', ')}; ` +
+      `link ${link.state} (${changes.map((c) => `${c.to}: ${c.cause}`).join('; ')}); stats ${JSON.stringify({ ...link.stats(), rttMs: undefined, keepTraffic: undefined })}; MCU ${JSON.stringify(board.uno.stats)}; last bytes into the UART ${board.uno.lastBytesIn().map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
+    link.writeFirmata([0xf4, 8, 1, 0xf4, 13, 1, 0x91, 0x01, 0x00]); // pins 8 and 13 outputs; 8 high
+    await waitFor(() => board.uno.digitalOutput(8) === true && board.uno.digitalOutput(13) === false, { timeoutMs: 5000, what: 'pin 8 high, 13 low', detail: where });
+    edges.length = 0;
     const before = link.stats();
 
     board.uno.freeze();
@@ -100,7 +116,6 @@ describe('DeviceLink on the emulated Uno', () => {
     await link.nextState('lost', 5000);
     board.uno.thaw();
     await link.nextState('ready', 5000);
-    const where = () => `pins 8 ${String(board.uno.digitalOutput(8))}, 12 ${String(board.uno.digitalOutput(12))}, 13 ${String(board.uno.digitalOutput(13))}; edges ${edges.join(', ')}; MCU ${JSON.stringify(board.uno.stats)}`;
     await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(12) === true, { timeoutMs: 5000, what: 'pins 12 and 13 high after the board came back', detail: where });
     expect(board.uno.stats.resets.watchdog).toBe(0); // it kept its state: no full replay was due
     const after = link.stats();
@@ -114,12 +129,13 @@ describe('DeviceLink on the emulated Uno', () => {
 
   it('after a power cycle, pin modes, outputs and state registers are replayed; the cause is reported', async () => {
     const { board, link } = await rig();
+    await settled(link);
     link.writeFirmata([0xf4, 13, 1, 0xf5, 13, 1]); // pin 13 OUTPUT high
     link.writeFirmata([0xf4, 9, 3, 0xe9, 100 & 0x7f, 0]); // pin 9 PWM 100
     link.writeFirmata([0xf4, 7, 1, 0x90, 0x00, 0x01]); // pin 7 OUTPUT high via port 0
     await link.writeState(0, Uint8Array.from([1, 2, 3, 200]));
     // Failed once in CI (outputs not high 2 s after the board answered a later frame): the message says where the bytes were.
-    const where = () => `pin 13 ${String(board.uno.digitalOutput(13))}, pin 7 ${String(board.uno.digitalOutput(7))}; link ${link.state}; MCU ${JSON.stringify(board.uno.stats)}`;
+    const where = () => `pin 13 ${String(board.uno.digitalOutput(13))}, pin 7 ${String(board.uno.digitalOutput(7))}; link ${link.state}; MCU ${JSON.stringify(board.uno.stats)}; last bytes into the UART ${board.uno.lastBytesIn().map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
     await waitFor(() => board.uno.digitalOutput(13) === true && board.uno.digitalOutput(7) === true, { timeoutMs: 2000, what: 'outputs high', detail: where });
 
     const before = link.stats();
