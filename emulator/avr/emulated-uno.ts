@@ -431,6 +431,7 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
     this.mode = 'running';
     machine.usart.onByteTransmit = (value) => this.txBuffer.push(value);
     this.wrapTransmitter(machine);
+    keepUnreadReceive(machine);
     let unread = false;
     machine.usart.onRxComplete = () => {
       if (unread) this.counters.rxOverrun++;
@@ -486,4 +487,32 @@ export class EmulatedUno extends EventEmitter<EmulatedUnoEvents> {
     io.addListener(check);
     check();
   }
+}
+
+const UCSR0A_RXC = 0x80;
+const UCSR0B_RXEN = 0x10;
+
+/**
+ * avr8js (0.21) clears a pending receive-complete (RXC0 and its interrupt) whenever UCSR0B is
+ * written with the receiver staying on. On the chip RXC0 is cleared only by reading UDR0 (or by
+ * turning the receiver off), and Arduino's HardwareSerial writes UCSR0B at every transmit start
+ * and end (UDRIE0): a byte that came in just before was never read and the next one overwrote it
+ * (seen as a Firmata command lost now and then, under load, while the board was sending).
+ * Turning the receiver off does flush it, as the datasheet says.
+ */
+export function keepUnreadReceive(machine: UnoMachine): void {
+  const { cpu, usart } = machine;
+  type Interrupt = Parameters<CPU['setInterruptFlag']>[0];
+  const rxc = (usart as unknown as { RXC: Interrupt }).RXC;
+  const writeUcsrb = cpu.writeHooks[usart0Config.UCSRB]!;
+  cpu.writeHooks[usart0Config.UCSRB] = (value, old, address, mask) => {
+    const unread = (cpu.data[usart0Config.UCSRA]! & UCSR0A_RXC) !== 0;
+    const handled = writeUcsrb(value, old, address, mask);
+    if (value & UCSR0B_RXEN) {
+      if (unread) cpu.setInterruptFlag(rxc);
+    } else if (unread) {
+      cpu.clearInterrupt(rxc); // the receiver off flushes its buffer (which avr8js does not do)
+    }
+    return handled;
+  };
 }

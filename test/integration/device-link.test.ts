@@ -45,9 +45,10 @@ async function rig({ usbFlushMs, ...options }: Partial<DeviceLinkOptions> & { us
 
 /**
  * Until the board has sent `beats` more heartbeats after `ready`. Writes sent at the very moment
- * it got ready were seen lost under CI load (bytes entered the emulated UART while the one before
- * was still unread: `rxOverrun` in the MCU's stats; not yet explained): the tests whose subject
- * is not that start their setup once the board has settled.
+ * it got ready were seen lost under CI load: avr8js dropped a received byte when the firmware
+ * wrote UCSR0B (`rxOverrun` in the MCU's stats), now corrected in the emulator
+ * (keepUnreadReceive, test/unit/emulator-usart-receive.test.ts). The tests whose subject is not
+ * that keep starting their setup once the board has settled until CI has shown it gone.
  */
 async function settled(link: DeviceLink, beats = 3): Promise<void> {
   const from = link.stats().beats + link.stats().pongs;
