@@ -60,7 +60,8 @@ const PROFILE_DIR = process.env.TETHER_BENCH_FLEET_PROFILE;
  * 9,900), Mosquitto and the bench would otherwise take turns on the daemon's core. Undefined:
  * everything shares every CPU.
  */
-const DAEMON_CPU = ((cpu) => (cpu === 'none' ? undefined : cpu))(process.env.TETHER_BENCH_FLEET_DAEMON_CPU ?? (os.cpus().length >= 2 ? '0' : 'none'));
+const DAEMON_CPU_SETTING = process.env.TETHER_BENCH_FLEET_DAEMON_CPU ?? (os.cpus().length >= 2 ? '0' : 'none');
+const DAEMON_CPU = DAEMON_CPU_SETTING === 'none' ? undefined : DAEMON_CPU_SETTING;
 const DAEMON_OUT = process.env.TETHER_BENCH_FLEET_DAEMON_OUT;
 /** Boards per simulator process: its listening and accepted sockets stay under the fd limit. */
 const SIMS_PER_PROCESS = 4000;

@@ -692,9 +692,10 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
    * Sends again what writesMayBeLost() kept: modes only where the board's differ (PIN_STATE),
    * then the values. `modesVerified`: the caller already checked every mode. `newerSent`: writes
    * made since went straight out (a handshake, not a wake, whose queue follows): a value
-   * changed since is left out, so the older one does not overtake the newer.
+   * changed since is left out, so the older one does not overtake the newer. No answer to the
+   * pin check (the board is not listening: asleep again, or gone): the next handshake replays all.
    */
-  private async resendMayBeLost({ modesVerified, newerSent }: { modesVerified: boolean; newerSent: boolean }): Promise<void> {
+  private async resendMayBeLost({ modesVerified, newerSent, after }: { modesVerified: boolean; newerSent: boolean; after: 'wake' | 'handshake' }): Promise<void> {
     const kept = this.mayBeLost;
     this.mayBeLost = null;
     if (kept === null) return;
@@ -703,7 +704,14 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const resend = emptyPinRecord();
     if (!modesVerified && kept.modes.size > 0) {
       const checks = [...kept.modes].sort((a, b) => a[0] - b[0]).map(([pin, mode]) => ({ pin, mode, state: undefined }));
-      const differ = new Set((await this.pinMismatches(checks)).map((m) => m.pin));
+      let differ: Set<number>;
+      try {
+        differ = new Set((await this.pinMismatches(checks)).map((m) => m.pin));
+      } catch (err) {
+        this.missedWrites = true;
+        this.log.warn({ err: (err as Error).message }, `could not check the pins after the ${after}: replaying at the next handshake`);
+        return;
+      }
       for (const [pin, mode] of kept.modes) if (differ.has(pin) && current(pin, mode, now.modes)) resend.modes.set(pin, mode);
     }
     for (const [port, value] of kept.digitalPorts) if (current(port, value, now.digitalPorts)) resend.digitalPorts.set(port, value);
@@ -718,27 +726,12 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     this.transport.write(Uint8Array.from(commands));
   }
 
-  /** A handshake with a board that kept its state: what writes lost with the link touched. */
-  private async resendAfterHandshake(modesVerified: boolean): Promise<void> {
-    if (this.mayBeLost === null) return;
-    try {
-      await this.resendMayBeLost({ modesVerified, newerSent: true });
-    } catch (err) {
-      this.missedWrites = true;
-      this.log.warn({ err: (err as Error).message }, 'could not check the pins after the handshake: replaying at the next one');
-    }
-  }
-
   /** AWAKE: what may have been lost to the sleep first (see writesMayBeLost), then the queue. */
   private async afterWake(): Promise<void> {
     if (this.mayBeLost !== null && !this.resending) {
       this.resending = true;
       try {
-        await this.resendMayBeLost({ modesVerified: false, newerSent: false });
-      } catch (err) {
-        // No answer to the check: the board is not listening (asleep again, or gone); a handshake replays what it missed.
-        this.missedWrites = true;
-        this.log.warn({ err: (err as Error).message }, 'could not check the pins after the wake: replaying at the next handshake');
+        await this.resendMayBeLost({ modesVerified: false, newerSent: false, after: 'wake' });
       } finally {
         this.resending = false;
       }
@@ -803,7 +796,8 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
       if (replay) this.log.warn({}, 'device kept state but registers differ from the record: replaying');
     }
     if (!replay) {
-      await this.resendAfterHandshake(false);
+      // It kept its state: what writes lost with the link touched goes again.
+      await this.resendMayBeLost({ modesVerified: false, newerSent: true, after: 'handshake' });
       return;
     }
     this.missedWrites = false;
@@ -847,7 +841,7 @@ export class DeviceLink extends EventEmitter<DeviceLinkEvents> {
     const commands = rebooted || forgot ? replayCommands(record) : [];
     // Every mode and output was just checked: what else unconfirmed writes touched (reporting, sampling) goes again.
     if (rebooted || forgot) this.mayBeLost = null;
-    else await this.resendAfterHandshake(true);
+    else await this.resendMayBeLost({ modesVerified: true, newerSent: true, after: 'handshake' });
     superseded();
     if (commands.length > 0) {
       this.replays++;
